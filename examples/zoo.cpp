@@ -1,0 +1,52 @@
+// Zoo registrations.
+#include "examples/zoo.h"
+
+#include "examples/seed_models.h"
+
+namespace bj::examples {
+
+namespace {
+
+template <class B>
+std::function<std::shared_ptr<nn::Block>()> maker(const std::string& name, std::function<B()> build) {
+  return [name, build] {
+    auto b = std::make_shared<B>(build());
+    b->set_name(name);
+    b->initialize();
+    return std::static_pointer_cast<nn::Block>(b);
+  };
+}
+template <class B>
+std::function<std::shared_ptr<nn::Block>()> maker(const std::string& name) {
+  return maker<B>(name, [] { return B(); });
+}
+
+}  // namespace
+
+const std::vector<ZooModel>& zoo() {
+  static const std::vector<ZooModel> models = {
+      {"mlp", "the custom MLP block: Dense(256, relu) -> Dense(10)", {2, 20}, maker<MLP>("mlp")},
+      {"my-sequential", "MySequential (on the Block API) holding Dense(256, relu), Dense(10)", {2, 20},
+       maker<MySequential>("my-sequential", [] { return MySequential(Dense(256, "relu"), Dense(10)); })},
+      {"fixed-hidden-mlp", "constant weight, a shared layer, and `while (x.norm() > 1) x /= 2`", {2, 20},
+       maker<FixedHiddenMLP>("fixed-hidden-mlp")},
+      {"nest-mlp", "a Sequential nested in a custom block", {2, 20}, maker<NestMLP>("nest-mlp")},
+      {"chimera", "Sequential(NestMLP, Dense(20), FixedHiddenMLP)", {2, 20}, maker<Sequential>("chimera", chimera)},
+      {"parallel", "exercise: two nets on one input, outputs concatenated", {2, 20},
+       maker<nn::Parallel>("parallel", parallel_net)},
+      {"factory", "exercise: 3 fresh copies of an MLP block chained, then Dense(10)", {2, 20},
+       maker<Sequential>("factory", factory_net)},
+  };
+  return models;
+}
+
+const ZooModel& zoo_model(const std::string& name) {
+  std::string known;
+  for (const ZooModel& m : zoo()) {
+    if (m.name == name) return m;
+    known += (known.empty() ? "" : ", ") + m.name;
+  }
+  throw ValueError("zoo", "no model named '" + name + "' (known: " + known + ")");
+}
+
+}  // namespace bj::examples

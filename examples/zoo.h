@@ -1,0 +1,27 @@
+// The model zoo: the seed's programs by name, for the command-line program,
+// the tests and the benchmarks.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "frontend/blockjit.h"
+
+namespace bj::examples {
+
+struct ZooModel {
+  std::string name;         ///< "chimera"
+  std::string description;  ///< one line
+  Shape input;              ///< default input shape
+  /// A fresh, initialized instance, named `name` (deferred shapes complete on the first call).
+  std::function<std::shared_ptr<nn::Block>()> make;
+};
+
+/// Every zoo model, in the chapter's order.
+const std::vector<ZooModel>& zoo();
+/// The model called `name`; ValueError listing the known names otherwise.
+const ZooModel& zoo_model(const std::string& name);
+
+}  // namespace bj::examples

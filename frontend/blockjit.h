@@ -1,0 +1,12 @@
+// The one header users include.
+#pragma once
+
+#include "frontend/creation.h"
+#include "frontend/nn/block.h"
+#include "frontend/nn/init.h"
+#include "frontend/nn/layers.h"
+#include "frontend/nn/parameter.h"
+#include "frontend/ops.h"
+#include "frontend/print.h"
+#include "frontend/tensor.h"
+#include "ir/error.h"

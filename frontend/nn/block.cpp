@@ -1,0 +1,168 @@
+// Block: tree bookkeeping, the call-path stack that names blocks in errors,
+// and the printable tree.
+#include "frontend/nn/block.h"
+
+#include <cxxabi.h>
+
+#include <algorithm>
+#include <ostream>
+#include <typeinfo>
+
+namespace bj::nn {
+
+namespace {
+
+/// Blocks being called on this thread, outermost first.
+thread_local std::vector<const Block*> t_call_stack;
+
+struct CallScope {
+  explicit CallScope(const Block* b) { t_call_stack.push_back(b); }
+  ~CallScope() { t_call_stack.pop_back(); }
+};
+
+}  // namespace
+
+std::string current_block_path() {
+  std::string path;
+  for (size_t i = 0; i < t_call_stack.size(); ++i) {
+    const Block* b = t_call_stack[i];
+    if (i == 0) {
+      path = b->name();
+      continue;
+    }
+    // The name the caller gave this child; a block called without being a child shows its class.
+    const auto& kids = t_call_stack[i - 1]->children();
+    auto it = std::find_if(kids.begin(), kids.end(), [b](const auto& kv) { return kv.second.get() == b; });
+    path += "." + (it != kids.end() ? it->first : "<" + b->type_name() + ">");
+  }
+  return path;
+}
+
+Tensor Block::operator()(const Tensor& x) {
+  CallScope scope(this);
+  try {
+    return forward(x);
+  } catch (Error& e) {
+    e.set_block_path(current_block_path());
+    throw;
+  }
+}
+
+std::shared_ptr<Block> Block::shared_handle(Block& b) {
+  std::shared_ptr<Block> p = b.weak_from_this().lock();
+  if (!p)
+    throw ValueError("add", "a " + b.type_name() +
+                                " passed by reference must already belong to a block tree (to share it); "
+                                "pass a new block by value instead");
+  return p;
+}
+
+void Block::add_child(std::string name, std::shared_ptr<Block> child) {
+  for (const auto& [n, c] : children_)
+    if (n == name) throw ValueError("add", type_name() + " already has a child named '" + name + "'");
+  if (child.get() == this) throw ValueError("add", "a block cannot be its own child");
+  children_.emplace_back(std::move(name), std::move(child));
+}
+
+Parameter& Block::add_parameter(std::string name, Parameter p) {
+  for (const auto& [n, q] : params_)
+    if (n == name) throw ValueError("add_parameter", type_name() + " already has a parameter named '" + name + "'");
+  if (p.defined() && p.name().empty()) p.set_name(name);
+  return params_.emplace_back(std::move(name), std::move(p)).second;
+}
+
+Tensor& Block::add_constant(std::string name, Tensor value) {
+  for (const auto& [n, t] : constants_)
+    if (n == name) throw ValueError("add_constant", type_name() + " already has a constant named '" + name + "'");
+  return constants_.emplace_back(std::move(name), std::move(value)).second;
+}
+
+Block& Block::child(const std::string& name) const {
+  for (const auto& [n, c] : children_)
+    if (n == name) return *c;
+  throw IndexError("child", type_name() + " has no child named '" + name + "'");
+}
+
+void Block::collect_parameters(const std::string& prefix, std::vector<std::pair<std::string, Parameter>>& out) const {
+  for (const auto& [n, p] : params_) {
+    if (!p.defined()) continue;
+    bool seen = std::any_of(out.begin(), out.end(), [&](const auto& kv) { return kv.second.same(p); });
+    if (!seen) out.emplace_back(prefix + n, p);
+  }
+  for (const auto& [n, c] : children_) c->collect_parameters(prefix + n + ".", out);
+}
+
+std::vector<std::pair<std::string, Parameter>> Block::named_parameters() const {
+  std::vector<std::pair<std::string, Parameter>> out;
+  collect_parameters("", out);
+  return out;
+}
+
+std::vector<Parameter> Block::parameters() const {
+  std::vector<Parameter> out;
+  for (auto& [n, p] : named_parameters()) out.push_back(p);
+  return out;
+}
+
+void Block::collect_constants(const std::string& prefix, std::vector<std::pair<std::string, Tensor>>& out) const {
+  for (const auto& [n, t] : constants_) {
+    if (!t.defined()) continue;
+    bool seen = std::any_of(out.begin(), out.end(), [&](const auto& kv) { return kv.second.shares_storage(t); });
+    if (!seen) out.emplace_back(prefix + n, t);
+  }
+  for (const auto& [n, c] : children_) c->collect_constants(prefix + n + ".", out);
+}
+
+std::vector<std::pair<std::string, Tensor>> Block::named_constants() const {
+  std::vector<std::pair<std::string, Tensor>> out;
+  collect_constants("", out);
+  return out;
+}
+
+void Block::initialize(const init::Init& init, bool force_reinit) {
+  for (Parameter& p : parameters()) p.initialize(init, force_reinit);
+}
+
+void Block::train(bool on) {
+  training_ = on;
+  for (auto& [n, c] : children_) c->train(on);
+}
+
+std::string Block::type_name() const {
+  int status = 0;
+  char* d = abi::__cxa_demangle(typeid(*this).name(), nullptr, nullptr, &status);
+  std::string s = status == 0 && d ? d : typeid(*this).name();
+  std::free(d);
+  // Drop namespaces and template arguments: "bj::nn::Dense" -> "Dense".
+  s = s.substr(0, s.find('<'));
+  size_t colon = s.rfind("::");
+  return colon == std::string::npos ? s : s.substr(colon + 2);
+}
+
+std::string Block::name() const { return name_.empty() ? type_name() : name_; }
+
+void Block::repr_into(std::string& out, int indent) const {
+  out += type_name() + "(" + extra_repr();
+  if (children_.empty()) {
+    out += ")";
+    return;
+  }
+  out += "\n";
+  std::string pad(indent + 2, ' ');
+  for (const auto& [n, c] : children_) {
+    out += pad + "(" + n + "): ";
+    c->repr_into(out, indent + 2);
+    out += "\n";
+  }
+  out += std::string(indent, ' ') + ")";
+}
+
+std::string Block::repr() const {
+  std::string out;
+  repr_into(out, 0);
+  return out;
+}
+
+std::ostream& operator<<(std::ostream& os, const Block& b) { return os << b.repr(); }
+
+}  // namespace bj::nn

@@ -1,0 +1,123 @@
+// bj::nn::Block: the unit models are built from, as in the seed chapter. A
+// block has a forward(), ordered named children, named parameters and
+// constants, and a training flag; blocks nest to any depth.
+//
+//   struct MLP : bj::nn::Block {
+//     bj::nn::Dense& hidden = add("hidden", bj::nn::Dense(256, "relu"));
+//     bj::nn::Dense& out = add("out", bj::nn::Dense(10));
+//     bj::Tensor forward(const bj::Tensor& x) override { return out(hidden(x)); }
+//   };
+//
+// add() moves a block given by value into the tree and returns a reference
+// to it; given a block already in some tree (an lvalue), it shares it, so
+// one child used twice has one parameter set. add_parameter() and
+// add_constant() likewise return slots to keep as reference members.
+#pragma once
+
+#include <concepts>
+#include <deque>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "frontend/nn/init.h"
+#include "frontend/nn/parameter.h"
+#include "frontend/tensor.h"
+
+namespace bj::nn {
+
+class Block;
+template <class B>
+concept BlockType = std::derived_from<std::remove_cvref_t<B>, Block>;
+
+class Block : public std::enable_shared_from_this<Block> {
+ public:
+  Block() = default;
+  Block(Block&&) = default;
+  Block(const Block&) = delete;
+  Block& operator=(const Block&) = delete;
+  Block& operator=(Block&&) = delete;
+  virtual ~Block() = default;
+
+  /// Runs forward(x); errors thrown inside name this block's path.
+  Tensor operator()(const Tensor& x);
+  /// The computation; override in every block.
+  virtual Tensor forward(const Tensor& x) = 0;
+
+  /// Registers `block` as child `name`. An rvalue is moved into the tree; an
+  /// lvalue must already be in a tree and is shared. Returns the child.
+  template <BlockType B>
+  std::remove_cvref_t<B>& add(std::string name, B&& block) {
+    using T = std::remove_cvref_t<B>;
+    std::shared_ptr<T> child;
+    if constexpr (std::is_lvalue_reference_v<B>)
+      child = std::static_pointer_cast<T>(shared_handle(block));
+    else
+      child = std::make_shared<T>(std::move(block));
+    T& ref = *child;
+    add_child(std::move(name), std::move(child));
+    return ref;
+  }
+  /// Registers a parameter under `name` and returns its slot, which stays
+  /// valid for the block's life: keep it as a `Parameter&` member, and
+  /// assigning another block's parameter to it ties the two (sharing).
+  /// An unbound slot is allowed (an optional parameter) and is not listed.
+  Parameter& add_parameter(std::string name, Parameter p);
+  /// Registers a constant tensor (used by forward, never trained) and
+  /// returns its slot, as add_parameter does.
+  Tensor& add_constant(std::string name, Tensor value);
+
+  /// Children in registration order.
+  const std::vector<std::pair<std::string, std::shared_ptr<Block>>>& children() const { return children_; }
+  /// Child by name; IndexError if absent.
+  Block& child(const std::string& name) const;
+  /// Every parameter of this tree once, with dotted paths ("0.weight", "net.2.bias").
+  std::vector<std::pair<std::string, Parameter>> named_parameters() const;
+  std::vector<Parameter> parameters() const;
+  /// Every constant of this tree once, with dotted paths.
+  std::vector<std::pair<std::string, Tensor>> named_constants() const;
+
+  /// Initializes every parameter of the tree (biases keep their own zeros);
+  /// parameters with deferred shapes are initialized on the first call.
+  void initialize(const init::Init& init = init::uniform(), bool force_reinit = false);
+
+  /// Training mode for the whole tree (Dropout is active only in training).
+  void train(bool on = true);
+  void eval() { train(false); }
+  bool is_training() const { return training_; }
+
+  /// The root's name in block paths; defaults to the class name.
+  std::string name() const;
+  void set_name(std::string name) { name_ = std::move(name); }
+  /// The class name ("Dense", "MLP").
+  std::string type_name() const;
+  /// The tree, like PyTorch's module repr.
+  std::string repr() const;
+  /// One line of settings shown after the type name ("256, activation=relu").
+  virtual std::string extra_repr() const { return ""; }
+
+ protected:
+  void add_child(std::string name, std::shared_ptr<Block> child);
+
+ private:
+  static std::shared_ptr<Block> shared_handle(Block& b);
+  void collect_parameters(const std::string& prefix, std::vector<std::pair<std::string, Parameter>>& out) const;
+  void collect_constants(const std::string& prefix, std::vector<std::pair<std::string, Tensor>>& out) const;
+  void repr_into(std::string& out, int indent) const;
+
+  std::vector<std::pair<std::string, std::shared_ptr<Block>>> children_;
+  // Deques: slots keep their addresses as entries are added and when the block moves.
+  std::deque<std::pair<std::string, Parameter>> params_;
+  std::deque<std::pair<std::string, Tensor>> constants_;
+  std::string name_;
+  bool training_ = true;
+};
+
+std::ostream& operator<<(std::ostream& os, const Block& b);
+
+/// The path of the innermost block being called on this thread
+/// ("chimera.0.net.0"); empty outside any block call.
+std::string current_block_path();
+
+}  // namespace bj::nn

@@ -1,0 +1,52 @@
+// bj::nn::Parameter: a handle to a trainable tensor owned by blocks. Copies
+// of the handle are the same parameter (that is how sharing works). A
+// parameter's shape may be partly unknown (0) until the first call fills it
+// in (deferred initialization, as in Gluon).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "frontend/nn/init.h"
+#include "frontend/tensor.h"
+
+namespace bj::nn {
+
+class Parameter {
+ public:
+  /// An unbound handle.
+  Parameter() = default;
+  /// A parameter of `shape` (0 marks a dimension learned on the first call);
+  /// `own_init` (e.g. zeros for biases) wins over the initializer given to initialize().
+  explicit Parameter(Shape shape, init::Init own_init = nullptr);
+
+  bool defined() const { return impl_ != nullptr; }
+  /// Known so far (0 for dimensions still deferred).
+  const Shape& shape() const;
+  bool shape_known() const;
+  bool initialized() const;
+  /// The value; NotInitializedError (naming `name`) before initialize() and the first call.
+  const Tensor& data() const;
+  /// Replaces the value (same shape and dtype), as an optimizer step or a load does.
+  void set_data(const Tensor& value);
+
+  /// Fills the value with own_init or else `fallback` now if the shape is
+  /// known, otherwise on the call that completes the shape. With `force`,
+  /// re-initializes an initialized parameter.
+  void initialize(const init::Init& fallback, bool force = false);
+  /// Completes deferred dimensions from the first input (and initializes if
+  /// requested). ShapeError, naming `op`, if a known dimension disagrees.
+  void infer_shape(const Shape& full, const char* op);
+
+  /// The name under which the parameter was first registered ("weight").
+  const std::string& name() const;
+  void set_name(const std::string& name);
+  /// True if both handles are the same parameter.
+  bool same(const Parameter& o) const { return impl_ == o.impl_; }
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace bj::nn

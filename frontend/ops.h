@@ -1,0 +1,101 @@
+// Tensor math: the eager ops (one per line of ir/ops.def, dispatched in
+// frontend/dispatch.cpp) and the composites written with them (mean, norm,
+// stack, flatten, transpose). Binary ops broadcast NumPy-style; a number on
+// either side of an operator becomes a rank-0 tensor of the other side's dtype.
+#pragma once
+
+#include <vector>
+
+#include "frontend/tensor.h"
+
+namespace bj {
+
+// Elementwise, one input.
+Tensor neg(const Tensor& x);
+Tensor abs(const Tensor& x);
+Tensor relu(const Tensor& x);
+Tensor exp(const Tensor& x);
+Tensor log(const Tensor& x);
+Tensor tanh(const Tensor& x);
+Tensor sigmoid(const Tensor& x);
+Tensor sqrt(const Tensor& x);
+Tensor pow(const Tensor& x, double exponent);
+/// Converts to `dtype` (bool: nonzero is true; f32 to i64 truncates, saturating).
+Tensor cast(const Tensor& x, DType dtype);
+
+// Elementwise, broadcasting.
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor div(const Tensor& a, const Tensor& b);
+Tensor maximum(const Tensor& a, const Tensor& b);
+Tensor minimum(const Tensor& a, const Tensor& b);
+Tensor gt(const Tensor& a, const Tensor& b);
+Tensor lt(const Tensor& a, const Tensor& b);
+Tensor ge(const Tensor& a, const Tensor& b);
+Tensor le(const Tensor& a, const Tensor& b);
+Tensor eq(const Tensor& a, const Tensor& b);
+/// cond ? a : b elementwise; cond is a bool tensor.
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
+
+// Reductions: over all elements, or over `axes` (negative axes count from the back).
+Tensor sum(const Tensor& x);
+Tensor sum(const Tensor& x, const Shape& axes, bool keepdim = false);
+Tensor mean(const Tensor& x);
+Tensor mean(const Tensor& x, const Shape& axes, bool keepdim = false);
+Tensor max(const Tensor& x);
+Tensor max(const Tensor& x, const Shape& axes, bool keepdim = false);
+Tensor min(const Tensor& x);
+Tensor min(const Tensor& x, const Shape& axes, bool keepdim = false);
+/// Frobenius norm: sqrt of the sum of squares of all elements.
+Tensor norm(const Tensor& x);
+
+/// Matrix product of rank >= 2 operands; leading (batch) dims broadcast.
+/// transpose_a/b use an operand's last two axes swapped, without copying it.
+Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a = false, bool transpose_b = false);
+
+// Movement.
+Tensor reshape(const Tensor& x, const Shape& shape);
+Tensor flatten(const Tensor& x, int64_t start = 0, int64_t end = -1);
+Tensor permute(const Tensor& x, const Shape& perm);
+Tensor transpose(const Tensor& x, int64_t a = -2, int64_t b = -1);
+/// Broadcasts x to `shape` (a copy).
+Tensor expand(const Tensor& x, const Shape& shape);
+/// Joins tensors of one rank along an existing axis.
+Tensor concat(const std::vector<Tensor>& xs, int64_t axis = 0);
+/// Joins tensors of one shape along a new axis.
+Tensor stack(const std::vector<Tensor>& xs, int64_t axis = 0);
+Tensor slice(const Tensor& x, int64_t axis, int64_t start, int64_t end, int64_t step = 1);
+
+// Operators. Comparisons return bool tensors; a one-element bool tensor
+// converts to bool, so `while (x.norm() > 1) x /= 2;` reads as in Python.
+Tensor operator-(const Tensor& x);
+Tensor operator+(const Tensor& a, const Tensor& b);
+Tensor operator-(const Tensor& a, const Tensor& b);
+Tensor operator*(const Tensor& a, const Tensor& b);
+Tensor operator/(const Tensor& a, const Tensor& b);
+Tensor operator>(const Tensor& a, const Tensor& b);
+Tensor operator<(const Tensor& a, const Tensor& b);
+Tensor operator>=(const Tensor& a, const Tensor& b);
+Tensor operator<=(const Tensor& a, const Tensor& b);
+Tensor operator==(const Tensor& a, const Tensor& b);
+
+/// A rank-0 tensor holding `v` in the dtype a binary op with `like` needs:
+/// like's dtype, or f32 when like is i64 and v is not a whole number.
+Tensor scalar_like(double v, const Tensor& like);
+
+#define BJ_SCALAR_OPERATOR(op)                                                              \
+  inline Tensor operator op(const Tensor& a, double b) { return a op scalar_like(b, a); } \
+  inline Tensor operator op(double a, const Tensor& b) { return scalar_like(a, b) op b; }
+BJ_SCALAR_OPERATOR(+)
+BJ_SCALAR_OPERATOR(-)
+BJ_SCALAR_OPERATOR(*)
+BJ_SCALAR_OPERATOR(/)
+BJ_SCALAR_OPERATOR(>)
+BJ_SCALAR_OPERATOR(<)
+BJ_SCALAR_OPERATOR(>=)
+BJ_SCALAR_OPERATOR(<=)
+BJ_SCALAR_OPERATOR(==)
+#undef BJ_SCALAR_OPERATOR
+
+}  // namespace bj

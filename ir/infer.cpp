@@ -1,0 +1,256 @@
+// One inference rule per `rule` column of ir/ops.def; infer() dispatches on
+// the table, so an op whose rule is missing fails to compile.
+#include "ir/infer.h"
+
+#include <algorithm>
+
+#include "ir/error.h"
+
+namespace bj::ir {
+
+namespace {
+
+using Inputs = std::span<const Type>;
+
+std::string types_str(Inputs in) {
+  std::string s;
+  for (size_t i = 0; i < in.size(); ++i) s += (i ? ", " : "") + in[i].str();
+  return s;
+}
+
+[[noreturn]] void dtype_error(std::string_view op, Inputs in, std::string_view need) {
+  throw DTypeError(std::string(op), "expects " + std::string(need) + ", got " + types_str(in));
+}
+
+void require_same_dtype(std::string_view op, Inputs in) {
+  for (const Type& t : in)
+    if (t.dtype != in[0].dtype) dtype_error(op, in, "inputs of one dtype");
+}
+
+void require_numeric(std::string_view op, Inputs in) {
+  for (const Type& t : in)
+    if (t.dtype != DType::kF32 && t.dtype != DType::kI64) dtype_error(op, in, "f32 or i64 inputs");
+}
+
+void require_f32(std::string_view op, Inputs in) {
+  for (const Type& t : in)
+    if (t.dtype != DType::kF32) dtype_error(op, in, "f32 inputs");
+}
+
+void require_supported(std::string_view op, Inputs in) {
+  for (const Type& t : in)
+    if (t.dtype == DType::kBF16) dtype_error(op, in, "f32, i64 or bool inputs (bf16 has no kernels yet)");
+}
+
+Shape broadcast_all(std::string_view op, Inputs in) {
+  Shape s = in[0].shape;
+  for (size_t i = 1; i < in.size(); ++i) s = broadcast_shapes(op, s, in[i].shape);
+  return s;
+}
+
+Type infer_UnaryNumeric(std::string_view op, Inputs in, OpAttrs&) {
+  require_numeric(op, in);
+  return in[0];
+}
+
+Type infer_UnaryFloat(std::string_view op, Inputs in, OpAttrs&) {
+  require_f32(op, in);
+  return in[0];
+}
+
+Type infer_Cast(std::string_view op, Inputs in, OpAttrs& a) {
+  require_supported(op, in);
+  if (a.dtype == DType::kBF16) throw DTypeError(std::string(op), "casting to bf16 is not supported yet");
+  return {a.dtype, in[0].shape};
+}
+
+Type infer_BinaryNumeric(std::string_view op, Inputs in, OpAttrs&) {
+  require_numeric(op, in);
+  require_same_dtype(op, in);
+  return {in[0].dtype, broadcast_all(op, in)};
+}
+
+Type infer_BinaryFloat(std::string_view op, Inputs in, OpAttrs&) {
+  require_f32(op, in);
+  return {in[0].dtype, broadcast_all(op, in)};
+}
+
+Type infer_Compare(std::string_view op, Inputs in, OpAttrs&) {
+  require_supported(op, in);
+  require_same_dtype(op, in);
+  return {DType::kBool, broadcast_all(op, in)};
+}
+
+Type infer_Where(std::string_view op, Inputs in, OpAttrs&) {
+  if (in[0].dtype != DType::kBool) dtype_error(op, in, "a bool condition");
+  require_supported(op, in.subspan(1));
+  require_same_dtype(op, in.subspan(1));
+  return {in[1].dtype, broadcast_all(op, in)};
+}
+
+Type infer_Reduce(std::string_view op, Inputs in, OpAttrs& a) {
+  require_numeric(op, in);
+  const Shape& s = in[0].shape;
+  Shape axes;
+  for (int64_t ax : a.dims) axes.push_back(normalize_axis(op, ax, s.size()));
+  std::sort(axes.begin(), axes.end());
+  for (int i = 1; i < axes.size(); ++i)
+    if (axes[i] == axes[i - 1])
+      throw IndexError(std::string(op), "axis " + std::to_string(axes[i]) + " given twice for " + in[0].str());
+  a.dims = axes;
+  Shape out;
+  int k = 0;
+  for (int i = 0; i < s.size(); ++i) {
+    bool reduced = k < axes.size() && axes[k] == i;
+    if (reduced) {
+      ++k;
+      if (s[i] == 0 && op != "sum")
+        throw ValueError(std::string(op), "reduction over an empty axis " + std::to_string(i) + " of " +
+                                              in[0].str() + " has no identity");
+      if (a.keepdim) out.push_back(1);
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return {in[0].dtype, out};
+}
+
+Type infer_Matmul(std::string_view op, Inputs in, OpAttrs& a) {
+  require_f32(op, in);
+  const Shape &x = in[0].shape, &y = in[1].shape;
+  if (x.size() < 2 || y.size() < 2)
+    throw ShapeError(std::string(op), "expects operands of rank >= 2, got " + types_str(in));
+  int64_t m = a.transpose_a ? x.back(-1) : x.back(-2), k1 = a.transpose_a ? x.back(-2) : x.back(-1);
+  int64_t k2 = a.transpose_b ? y.back(-1) : y.back(-2), n = a.transpose_b ? y.back(-2) : y.back(-1);
+  if (k1 != k2)
+    throw ShapeError(std::string(op), "inner dimensions differ: " + std::to_string(k1) + " vs " +
+                                          std::to_string(k2) + " (" + types_str(in) +
+                                          (a.transpose_a ? ", first transposed" : "") +
+                                          (a.transpose_b ? ", second transposed" : "") + ")");
+  Shape bx(x.span().first(x.size() - 2)), by(y.span().first(y.size() - 2));
+  Shape out = broadcast_shapes(op, bx, by);
+  out.push_back(m);
+  out.push_back(n);
+  return {in[0].dtype, out};
+}
+
+Type infer_Permute(std::string_view op, Inputs in, OpAttrs& a) {
+  const Shape& s = in[0].shape;
+  if (a.dims.size() != s.size())
+    throw ShapeError(std::string(op), "permutation " + a.dims.str() + " does not match " + in[0].str());
+  Shape perm, out;
+  bool seen[kMaxRank] = {};
+  for (int64_t p : a.dims) {
+    int ax = normalize_axis(op, p, s.size());
+    if (seen[ax]) throw IndexError(std::string(op), a.dims.str() + " is not a permutation");
+    seen[ax] = true;
+    perm.push_back(ax);
+    out.push_back(s[ax]);
+  }
+  a.dims = perm;
+  return {in[0].dtype, out};
+}
+
+Type infer_Reshape(std::string_view op, Inputs in, OpAttrs& a) {
+  int64_t known = 1;
+  int infer_at = -1;
+  for (int i = 0; i < a.dims.size(); ++i) {
+    if (a.dims[i] == -1) {
+      if (infer_at >= 0) throw ShapeError(std::string(op), "only one -1 allowed in " + a.dims.str());
+      infer_at = i;
+    } else if (a.dims[i] < 0) {
+      throw ShapeError(std::string(op), "negative size in " + a.dims.str());
+    } else {
+      known *= a.dims[i];
+    }
+  }
+  int64_t n = in[0].numel();
+  if (infer_at >= 0) {
+    if (known == 0 || n % known != 0)
+      throw ShapeError(std::string(op), "cannot reshape " + in[0].str() + " to " + a.dims.str());
+    a.dims[infer_at] = n / known;
+  } else if (known != n) {
+    throw ShapeError(std::string(op), "cannot reshape " + in[0].str() + " (" + std::to_string(n) +
+                                          " elements) to " + a.dims.str());
+  }
+  return {in[0].dtype, a.dims};
+}
+
+Type infer_Expand(std::string_view op, Inputs in, OpAttrs& a) {
+  const Shape& s = in[0].shape;
+  bool ok = a.dims.size() >= s.size();
+  for (int i = 1; ok && i <= s.size(); ++i) ok = s.back(-i) == 1 || s.back(-i) == a.dims.back(-i);
+  if (!ok) throw ShapeError(std::string(op), "cannot broadcast " + in[0].str() + " to " + a.dims.str());
+  return {in[0].dtype, a.dims};
+}
+
+Type infer_Concat(std::string_view op, Inputs in, OpAttrs& a) {
+  if (in.empty()) throw ValueError(std::string(op), "needs at least one input");
+  require_same_dtype(op, in);
+  const Shape& s0 = in[0].shape;
+  if (s0.empty()) throw ShapeError(std::string(op), "cannot concatenate rank-0 tensors: " + types_str(in));
+  int ax = normalize_axis(op, a.axis, s0.size());
+  a.axis = ax;
+  Shape out = s0;
+  for (size_t j = 1; j < in.size(); ++j) {
+    const Shape& s = in[j].shape;
+    bool ok = s.size() == s0.size();
+    for (int i = 0; ok && i < s.size(); ++i) ok = i == ax || s[i] == s0[i];
+    if (!ok)
+      throw ShapeError(std::string(op), "shapes differ outside axis " + std::to_string(ax) + ": " + types_str(in));
+    out[ax] += s[ax];
+  }
+  return {in[0].dtype, out};
+}
+
+Type infer_Slice(std::string_view op, Inputs in, OpAttrs& a) {
+  const Shape& s = in[0].shape;
+  if (s.empty()) throw ShapeError(std::string(op), "cannot slice a rank-0 tensor");
+  int ax = normalize_axis(op, a.axis, s.size());
+  if (a.step <= 0) throw ValueError(std::string(op), "step must be positive, got " + std::to_string(a.step));
+  int64_t n = s[ax];
+  auto clamp = [n](int64_t v) { return std::clamp(v < 0 ? v + n : v, int64_t{0}, n); };
+  a.axis = ax;
+  a.start = clamp(a.start);
+  a.end = std::max(a.start, clamp(a.end));
+  Shape out = s;
+  out[ax] = (a.end - a.start + a.step - 1) / a.step;
+  return {in[0].dtype, out};
+}
+
+}  // namespace
+
+Shape broadcast_shapes(std::string_view op, const Shape& a, const Shape& b) {
+  const Shape& big = a.size() >= b.size() ? a : b;
+  Shape out = big;
+  int r = out.size();
+  for (int i = 1; i <= std::min(a.size(), b.size()); ++i) {
+    int64_t x = a.back(-i), y = b.back(-i);
+    if (x != y && x != 1 && y != 1)
+      throw ShapeError(std::string(op), "shapes " + a.str() + " and " + b.str() + " do not broadcast (" +
+                                            std::to_string(x) + " vs " + std::to_string(y) + ")");
+    out[r - i] = x == 1 ? y : x;
+  }
+  return out;
+}
+
+int normalize_axis(std::string_view op, int64_t axis, int rank) {
+  if (axis < -rank || axis >= rank)
+    throw IndexError(std::string(op), "axis " + std::to_string(axis) + " out of range for rank " + std::to_string(rank));
+  return static_cast<int>(axis < 0 ? axis + rank : axis);
+}
+
+Type infer(OpKind op, std::span<const Type> inputs, OpAttrs& attrs) {
+  const OpInfo& info = op_info(op);
+  if (info.arity >= 0 && static_cast<int>(inputs.size()) != info.arity)
+    throw ValueError(std::string(info.name), "expects " + std::to_string(info.arity) + " inputs, got " +
+                                                 std::to_string(inputs.size()));
+  switch (op) {
+#define OP(Name, text, arity, traits, attrs_, rule) \
+  case OpKind::Name: return infer_##rule(info.name, inputs, attrs);
+#include "ir/ops.def"
+  }
+  throw ValueError(std::string(info.name), "unknown op");
+}
+
+}  // namespace bj::ir

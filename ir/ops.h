@@ -1,0 +1,76 @@
+// OpKind, traits and attributes, all derived from ir/ops.def.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "ir/dtype.h"
+#include "ir/shape.h"
+
+namespace bj::ir {
+
+/// Every operator (one enumerator per line of ops.def).
+enum class OpKind : uint8_t {
+#define OP(Name, ...) Name,
+#include "ir/ops.def"
+};
+
+inline constexpr int kNumOps = 0
+#define OP(Name, ...) +1
+#include "ir/ops.def"
+    ;
+
+/// Properties passes and dispatch test instead of op names.
+enum Trait : uint32_t {
+  kElementwise = 1u << 0,   ///< output element i depends on input element i (after broadcasting)
+  kBroadcast = 1u << 1,     ///< inputs broadcast NumPy-style to the output shape
+  kReduction = 1u << 2,     ///< reduces over OpAttrs::dims
+  kContraction = 1u << 3,   ///< matrix product
+  kMovement = 1u << 4,      ///< only moves or copies data
+  kView = 1u << 5,          ///< eager mode may alias the input's storage
+  kPure = 1u << 6,          ///< no side effects; same inputs give same outputs
+  kCommutative = 1u << 7,   ///< the two inputs may be swapped
+};
+
+/// The OpAttrs fields an op reads.
+enum Attr : uint32_t {
+  kNoAttrs = 0,
+  kAxes = 1u << 0,         ///< dims: reduced axes (sorted, non-negative)
+  kKeepdim = 1u << 1,      ///< keepdim
+  kPerm = 1u << 2,         ///< dims: a permutation of the axes
+  kShape = 1u << 3,        ///< dims: the target shape
+  kAxis = 1u << 4,         ///< axis
+  kStart = 1u << 5,        ///< start
+  kEnd = 1u << 6,          ///< end
+  kStep = 1u << 7,         ///< step
+  kScalar = 1u << 8,       ///< scalar
+  kDType = 1u << 9,        ///< dtype
+  kTransposeA = 1u << 10,  ///< transpose_a
+  kTransposeB = 1u << 11,  ///< transpose_b
+};
+
+/// Attribute values of one op application. Which fields matter is given by
+/// the op's Attr flags; the rest keep their defaults.
+struct OpAttrs {
+  Shape dims;  ///< axes, permutation or target shape
+  int64_t axis = 0, start = 0, end = 0, step = 1;
+  double scalar = 0;
+  DType dtype = DType::kF32;
+  bool keepdim = false, transpose_a = false, transpose_b = false;
+  friend bool operator==(const OpAttrs&, const OpAttrs&) = default;
+};
+
+/// What the table says of one op.
+struct OpInfo {
+  std::string_view name;
+  int arity;  ///< -1: variadic
+  uint32_t traits;
+  uint32_t attrs;
+};
+
+const OpInfo& op_info(OpKind op);
+inline std::string_view op_name(OpKind op) { return op_info(op).name; }
+inline bool has_trait(OpKind op, Trait t) { return (op_info(op).traits & t) != 0; }
+
+}  // namespace bj::ir

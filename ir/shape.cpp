@@ -1,0 +1,67 @@
+// Shape and Type helpers.
+#include "ir/shape.h"
+
+#include "ir/error.h"
+
+namespace bj {
+
+static void check_rank(int n) {
+  if (n > kMaxRank)
+    throw ShapeError("shape", "rank " + std::to_string(n) + " exceeds the maximum rank " +
+                                  std::to_string(kMaxRank));
+}
+
+Shape::Shape(std::initializer_list<int64_t> dims) : Shape(std::span<const int64_t>(dims.begin(), dims.size())) {}
+
+Shape::Shape(std::span<const int64_t> dims) {
+  check_rank(static_cast<int>(dims.size()));
+  for (int64_t v : dims) d_[n_++] = v;
+}
+
+void Shape::push_back(int64_t v) {
+  check_rank(n_ + 1);
+  d_[n_++] = v;
+}
+
+void Shape::insert(int pos, int64_t v) {
+  check_rank(n_ + 1);
+  for (int i = n_; i > pos; --i) d_[i] = d_[i - 1];
+  d_[pos] = v;
+  ++n_;
+}
+
+void Shape::erase(int pos) {
+  for (int i = pos; i + 1 < n_; ++i) d_[i] = d_[i + 1];
+  --n_;
+}
+
+int64_t Shape::numel() const {
+  int64_t n = 1;
+  for (int i = 0; i < n_; ++i) n *= d_[i];
+  return n;
+}
+
+std::string Shape::str() const {
+  std::string s = "[";
+  for (int i = 0; i < n_; ++i) s += (i ? ", " : "") + std::to_string(d_[i]);
+  return s + "]";
+}
+
+Shape contiguous_strides(const Shape& s) {
+  Shape st = s;
+  int64_t acc = 1;
+  for (int i = s.size() - 1; i >= 0; --i) {
+    st[i] = acc;
+    acc *= s[i];
+  }
+  return st;
+}
+
+std::string Type::str() const {
+  std::string s(dtype_name(dtype));
+  s += "[";
+  for (int i = 0; i < shape.size(); ++i) s += (i ? "," : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+}  // namespace bj

@@ -1,0 +1,72 @@
+// Shape: a small inline vector of dimension sizes (no heap allocation; rank
+// at most kMaxRank). Also used for lists of axes and permutations in op
+// attributes. Type: dtype + shape, printed as "f32[2,20]".
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <initializer_list>
+#include <span>
+#include <string>
+
+#include "ir/dtype.h"
+
+namespace bj {
+
+inline constexpr int kMaxRank = 8;
+
+/// Dimension sizes (or axes), row-major, at most kMaxRank entries.
+class Shape {
+ public:
+  Shape() = default;
+  Shape(std::initializer_list<int64_t> dims);
+  explicit Shape(std::span<const int64_t> dims);
+
+  int size() const { return n_; }
+  bool empty() const { return n_ == 0; }
+  int64_t operator[](int i) const { return d_[i]; }
+  int64_t& operator[](int i) { return d_[i]; }
+  /// The i-th dimension counted from the back for negative i (back(-1) is the last).
+  int64_t back(int i = -1) const { return d_[n_ + i]; }
+  const int64_t* begin() const { return d_.data(); }
+  const int64_t* end() const { return d_.data() + n_; }
+  int64_t* begin() { return d_.data(); }
+  int64_t* end() { return d_.data() + n_; }
+  std::span<const int64_t> span() const { return {d_.data(), static_cast<size_t>(n_)}; }
+
+  void push_back(int64_t v);
+  void insert(int pos, int64_t v);
+  void erase(int pos);
+  /// Product of all dimensions (1 for rank 0).
+  int64_t numel() const;
+  /// "[2, 20]".
+  std::string str() const;
+
+  friend bool operator==(const Shape& a, const Shape& b) {
+    if (a.n_ != b.n_) return false;
+    for (int i = 0; i < a.n_; ++i)
+      if (a.d_[i] != b.d_[i]) return false;
+    return true;
+  }
+
+ private:
+  std::array<int64_t, kMaxRank> d_{};
+  uint8_t n_ = 0;
+};
+
+/// Row-major element strides of a contiguous tensor of this shape.
+Shape contiguous_strides(const Shape& s);
+
+/// A value's type: element type plus static shape.
+struct Type {
+  DType dtype = DType::kF32;
+  Shape shape;
+
+  int64_t numel() const { return shape.numel(); }
+  size_t bytes() const { return static_cast<size_t>(numel()) * element_size(dtype); }
+  /// "f32[2,20]" (the IR spelling; rank 0 is "f32[]").
+  std::string str() const;
+  friend bool operator==(const Type&, const Type&) = default;
+};
+
+}  // namespace bj

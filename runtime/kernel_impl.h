@@ -1,0 +1,102 @@
+// Internal to runtime/: declarations of the per-op kernels (one per line of
+// ir/ops.def, so a missing kernel fails to link) and the strided row walker
+// the elementwise and movement kernels share.
+#pragma once
+
+#include <array>
+#include <cstring>
+
+#include "runtime/kernels.h"
+
+namespace bj::rt {
+
+using Inputs = std::span<const ConstView>;
+
+#define OP(Name, ...) void kernel_##Name(Inputs in, const ir::OpAttrs& attrs, const View& out);
+#include "ir/ops.def"
+
+/// Elements below which a kernel stays on the calling thread.
+inline constexpr int64_t kParallelGrain = int64_t{1} << 16;
+
+/// Calls body(begin, end) over [0, n), split among threads when n is large.
+template <class Body>
+void parallel_range(int64_t n, Body&& body) {
+  int nt = num_threads();
+  if (n < 2 * kParallelGrain || nt <= 1) {
+    body(int64_t{0}, n);
+    return;
+  }
+  int64_t chunks = std::min<int64_t>(nt, n / kParallelGrain);
+#pragma omp parallel for num_threads(chunks) schedule(static)
+  for (int64_t c = 0; c < chunks; ++c) body(n * c / chunks, n * (c + 1) / chunks);
+}
+
+/// Element strides of an input of shape `in` broadcast to `out` (0 on broadcast dims).
+inline Shape broadcast_strides(const Shape& in, const Shape& out) {
+  Shape st = out;
+  Shape cs = contiguous_strides(in);
+  int off = out.size() - in.size();
+  for (int i = 0; i < out.size(); ++i) st[i] = (i < off || in[i - off] == 1) ? 0 : cs[i - off];
+  return st;
+}
+
+/// Walks elements [begin, end) of a contiguous output of shape `shape` row by
+/// row (rows along the collapsed last dimension). For each row calls
+/// row(out_offset, in_offsets, in_inner_strides, length), where the N inputs
+/// are addressed through element strides `strides` (any values: 0 for
+/// broadcast, permuted or stepped strides for movement ops).
+template <int N, class Row>
+void for_each_row(const Shape& shape, std::array<Shape, N> strides, int64_t begin, int64_t end, Row&& row) {
+  if (begin >= end) return;
+  // Collapse: drop size-1 dims, merge a dim into the next where every input is contiguous across them.
+  Shape dims;
+  std::array<Shape, N> st;
+  for (int i = 0; i < shape.size(); ++i) {
+    if (shape[i] == 1) continue;
+    bool merge = !dims.empty();
+    for (int k = 0; merge && k < N; ++k) merge = st[k].back() == strides[k][i] * shape[i];
+    if (merge) {
+      dims[dims.size() - 1] *= shape[i];
+      for (int k = 0; k < N; ++k) st[k][st[k].size() - 1] = strides[k][i];
+    } else {
+      dims.push_back(shape[i]);
+      for (int k = 0; k < N; ++k) st[k].push_back(strides[k][i]);
+    }
+  }
+  if (dims.empty()) {
+    dims.push_back(1);
+    for (int k = 0; k < N; ++k) st[k].push_back(0);
+  }
+  const int r = dims.size();
+  const int64_t inner = dims[r - 1];
+  // Multi-index of `begin`.
+  std::array<int64_t, kMaxRank> idx{};
+  std::array<int64_t, N> off{}, inner_st{};
+  int64_t rest = begin;
+  for (int i = r - 1; i >= 0; --i) {
+    idx[i] = rest % dims[i];
+    rest /= dims[i];
+    for (int k = 0; k < N; ++k) off[k] += idx[i] * st[k][i];
+  }
+  for (int k = 0; k < N; ++k) inner_st[k] = st[k][r - 1];
+  int64_t pos = begin;
+  while (pos < end) {
+    int64_t len = std::min(inner - idx[r - 1], end - pos);
+    row(pos, off, inner_st, len);
+    pos += len;
+    // Advance the multi-index by len (to the start of the next row, or to end).
+    for (int k = 0; k < N; ++k) off[k] += len * inner_st[k];
+    idx[r - 1] += len;
+    for (int i = r - 1; i > 0 && idx[i] == dims[i]; --i) {
+      for (int k = 0; k < N; ++k) off[k] += st[k][i - 1] - dims[i] * st[k][i];
+      idx[i] = 0;
+      ++idx[i - 1];
+    }
+  }
+}
+
+/// Copies a strided source into a contiguous destination of shape `shape`,
+/// element by element of `elem` bytes.
+void strided_copy(size_t elem, const void* src, const Shape& src_strides, void* dst, const Shape& shape);
+
+}  // namespace bj::rt

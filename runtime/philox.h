@@ -1,0 +1,31 @@
+// Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2,
+// 3", SC'11): a counter-based generator. Block i of a stream is a pure
+// function of (key, i), so tensors fill in parallel and give the same
+// numbers on every machine and thread count.
+#pragma once
+
+#include <array>
+#include <cstdint>
+
+namespace bj::rt {
+
+/// Philox4x32-10 of a 128-bit counter under a 64-bit key.
+inline std::array<uint32_t, 4> philox4x32(std::array<uint32_t, 4> c, std::array<uint32_t, 2> k) {
+  for (int round = 0; round < 10; ++round) {
+    uint64_t p0 = uint64_t{0xD2511F53} * c[0], p1 = uint64_t{0xCD9E8D57} * c[2];
+    c = {uint32_t(p1 >> 32) ^ c[1] ^ k[0], uint32_t(p1), uint32_t(p0 >> 32) ^ c[3] ^ k[1], uint32_t(p0)};
+    k[0] += 0x9E3779B9;
+    k[1] += 0xBB67AE85;
+  }
+  return c;
+}
+
+/// Four 32-bit random words for block `ctr` of the stream with seed `key`.
+inline std::array<uint32_t, 4> philox4x32(uint64_t ctr, uint64_t key) {
+  return philox4x32({uint32_t(ctr), uint32_t(ctr >> 32), 0, 0}, {uint32_t(key), uint32_t(key >> 32)});
+}
+
+/// A float in [0, 1) from 24 random bits.
+inline float uniform01(uint32_t bits) { return float(bits >> 8) * (1.0f / 16777216.0f); }
+
+}  // namespace bj::rt
