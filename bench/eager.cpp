@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "examples/seed_models.h"
+#include "runtime/allocator.h"
 
 namespace {
 
@@ -43,7 +44,21 @@ int main() {
   chain();
   double chain_ms = median_us(chain, 7, 1) / 1000;
 
+  // The same chain with the allocator's cache off: every result is fresh memory to fault in.
+  size_t limit = bj::rt::cache_limit();
+  bj::rt::set_cache_limit(0);
+  double chain_nocache_ms = median_us(chain, 7, 1) / 1000;
+  bj::rt::set_cache_limit(limit);
+  auto one_op = [&] { return big * 0.5; };
+  double op_ms = median_us(one_op, 7, 1) / 1000;
+  bj::rt::set_cache_limit(0);
+  double op_nocache_ms = median_us(one_op, 7, 1) / 1000;
+  bj::rt::set_cache_limit(limit);
+
   fmt::print("seed MLP (2x20 -> 256 relu -> 10), eager call   {:8.2f} us\n", mlp_us);
   fmt::print("add f32[2,10] + f32[10], eager                  {:8.2f} us\n", add_us);
-  fmt::print("9-op elementwise chain on 16M floats, eager     {:8.2f} ms\n", chain_ms);
+  fmt::print("9-op elementwise chain on 16M floats, eager     {:8.2f} ms   (allocator cache off: {:.2f} ms)\n",
+             chain_ms, chain_nocache_ms);
+  fmt::print("x * 0.5 on 16M floats, eager                    {:8.2f} ms   (allocator cache off: {:.2f} ms)\n", op_ms,
+             op_nocache_ms);
 }

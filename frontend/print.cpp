@@ -31,13 +31,14 @@ struct Printer {
     for (int64_t i = 0; i < n; ++i)
       for (int d = 0; d < t.dim(); ++d)
         if (!shown(i / strides[d] % t.shape()[d], t.shape()[d])) keep[i] = false;
-    const void* p = t.raw_data();
-    for (int64_t i = 0; i < n; ++i) {
-      switch (t.dtype()) {
-        case DType::kF32: vals[i] = static_cast<const float*>(p)[i]; break;
-        case DType::kI64: vals[i] = static_cast<double>(static_cast<const int64_t*>(p)[i]); break;
-        default: vals[i] = static_cast<const uint8_t*>(p)[i]; break;
-      }
+    // Reads go through Tensor::data, like every host read of tensor data.
+    auto read = [&](const auto* p) {
+      for (int64_t i = 0; i < n; ++i) vals[i] = static_cast<double>(p[i]);
+    };
+    switch (t.dtype()) {
+      case DType::kF32: read(t.data<float>()); break;
+      case DType::kI64: read(t.data<int64_t>()); break;
+      default: read(t.data<uint8_t>()); break;
     }
     double maxabs = 0, minabs = INFINITY;
     bool integral = true;

@@ -14,7 +14,7 @@ TEST_CASE("a Dense input width that differs from its weight names the block path
   chim(rand({2, 20}));
   check_error<ShapeError>([&] { chim(rand({2, 32})); },
                           {"chimera.0.net.0", "Dense", "input has 32 features, weight expects 20", "f32[2,32]",
-                           "[64, 20]"});
+                           "weight f32[64,20]"});
   // A nested custom block, called directly: the path starts at that block.
   NestMLP nest;
   nest.initialize();

@@ -72,7 +72,7 @@ int main(int argc, char** argv) {
     if (cmd == "info") return info();
     std::cerr << "blockjit: unknown command '" << cmd << "'\n" << kUsage;
     return 2;
-  } catch (const bj::Error& e) {
+  } catch (const std::exception& e) {  // bj::Error and anything else: report, never abort
     std::cerr << "blockjit: " << e.what() << "\n";
     return 1;
   }

@@ -83,18 +83,20 @@ Block& Block::child(const std::string& name) const {
   throw IndexError("child", type_name() + " has no child named '" + name + "'");
 }
 
-void Block::collect_parameters(const std::string& prefix, std::vector<std::pair<std::string, Parameter>>& out) const {
-  for (const auto& [n, p] : params_) {
-    if (!p.defined()) continue;
-    bool seen = std::any_of(out.begin(), out.end(), [&](const auto& kv) { return kv.second.same(p); });
-    if (!seen) out.emplace_back(prefix + n, p);
+template <class T, class Same>
+void Block::collect(std::deque<std::pair<std::string, T>> Block::*slots, Same same, const std::string& prefix,
+                    std::vector<std::pair<std::string, T>>& out) const {
+  for (const auto& [n, v] : this->*slots) {
+    if (!v.defined()) continue;  // an optional slot left empty
+    bool seen = std::any_of(out.begin(), out.end(), [&](const auto& kv) { return same(kv.second, v); });
+    if (!seen) out.emplace_back(prefix + n, v);
   }
-  for (const auto& [n, c] : children_) c->collect_parameters(prefix + n + ".", out);
+  for (const auto& [n, c] : children_) c->collect(slots, same, prefix + n + ".", out);
 }
 
 std::vector<std::pair<std::string, Parameter>> Block::named_parameters() const {
   std::vector<std::pair<std::string, Parameter>> out;
-  collect_parameters("", out);
+  collect(&Block::params_, [](const Parameter& a, const Parameter& b) { return a.same(b); }, "", out);
   return out;
 }
 
@@ -104,18 +106,9 @@ std::vector<Parameter> Block::parameters() const {
   return out;
 }
 
-void Block::collect_constants(const std::string& prefix, std::vector<std::pair<std::string, Tensor>>& out) const {
-  for (const auto& [n, t] : constants_) {
-    if (!t.defined()) continue;
-    bool seen = std::any_of(out.begin(), out.end(), [&](const auto& kv) { return kv.second.shares_storage(t); });
-    if (!seen) out.emplace_back(prefix + n, t);
-  }
-  for (const auto& [n, c] : children_) c->collect_constants(prefix + n + ".", out);
-}
-
 std::vector<std::pair<std::string, Tensor>> Block::named_constants() const {
   std::vector<std::pair<std::string, Tensor>> out;
-  collect_constants("", out);
+  collect(&Block::constants_, [](const Tensor& a, const Tensor& b) { return a.shares_storage(b); }, "", out);
   return out;
 }
 

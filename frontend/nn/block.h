@@ -102,8 +102,11 @@ class Block : public std::enable_shared_from_this<Block> {
 
  private:
   static std::shared_ptr<Block> shared_handle(Block& b);
-  void collect_parameters(const std::string& prefix, std::vector<std::pair<std::string, Parameter>>& out) const;
-  void collect_constants(const std::string& prefix, std::vector<std::pair<std::string, Tensor>>& out) const;
+  /// Appends the tree's entries of `slots` (params_ or constants_) with dotted
+  /// paths, each entry once (`same` tells two handles of one entry apart).
+  template <class T, class Same>
+  void collect(std::deque<std::pair<std::string, T>> Block::*slots, Same same, const std::string& prefix,
+               std::vector<std::pair<std::string, T>>& out) const;
   void repr_into(std::string& out, int indent) const;
 
   std::vector<std::pair<std::string, std::shared_ptr<Block>>> children_;

@@ -1,8 +1,12 @@
-// Initializers: each draws a fresh tensor and copies it into the parameter.
+// Initializers: each draws a fresh tensor of the parameter's shape and
+// copies it into the parameter's storage.
 #include "frontend/nn/init.h"
+
+#include <fmt/format.h>
 
 #include <cmath>
 #include <cstring>
+#include <functional>
 
 #include "frontend/creation.h"
 
@@ -10,61 +14,48 @@ namespace bj::init {
 
 namespace {
 
-void assign(Tensor& dst, const Tensor& src) { std::memcpy(dst.raw_data(), src.raw_data(), src.type().bytes()); }
-
-class Uniform final : public Initializer {
+class Drawn final : public Initializer {
  public:
-  explicit Uniform(double s) : s_(s) {}
-  void fill(Tensor& t) const override { assign(t, bj::uniform(-s_, s_, t.shape())); }
-  std::string name() const override { return "uniform(" + std::to_string(s_) + ")"; }
-
- private:
-  double s_;
-};
-
-class Normal final : public Initializer {
- public:
-  explicit Normal(double s) : s_(s) {}
-  void fill(Tensor& t) const override { assign(t, bj::normal(0, s_, t.shape())); }
-  std::string name() const override { return "normal(" + std::to_string(s_) + ")"; }
-
- private:
-  double s_;
-};
-
-class Xavier final : public Initializer {
- public:
-  explicit Xavier(double g) : g_(g) {}
+  Drawn(std::string name, std::function<Tensor(const Shape&)> draw) : name_(std::move(name)), draw_(std::move(draw)) {}
   void fill(Tensor& t) const override {
-    // Weights are [out, in, ...]: fan_out = out * receptive field, fan_in = in * receptive field.
-    int64_t out = t.dim() > 0 ? t.shape()[0] : 1, in = t.dim() > 1 ? t.shape()[1] : 1, field = 1;
-    for (int i = 2; i < t.dim(); ++i) field *= t.shape()[i];
-    double c = g_ * std::sqrt(6.0 / static_cast<double>(std::max<int64_t>((in + out) * field, 1)));
-    assign(t, bj::uniform(-c, c, t.shape()));
+    Tensor v = draw_(t.shape());
+    std::memcpy(t.raw_data(), v.raw_data(), v.type().bytes());
   }
-  std::string name() const override { return "xavier(" + std::to_string(g_) + ")"; }
+  std::string name() const override { return name_; }
 
  private:
-  double g_;
+  std::string name_;
+  std::function<Tensor(const Shape&)> draw_;
 };
 
-class Constant final : public Initializer {
- public:
-  explicit Constant(double v) : v_(v) {}
-  void fill(Tensor& t) const override { assign(t, bj::full(t.shape(), v_, t.dtype())); }
-  std::string name() const override { return "constant(" + std::to_string(v_) + ")"; }
-
- private:
-  double v_;
-};
+Init drawn(std::string name, std::function<Tensor(const Shape&)> draw) {
+  return std::make_shared<Drawn>(std::move(name), std::move(draw));
+}
 
 }  // namespace
 
-Init uniform(double scale) { return std::make_shared<Uniform>(scale); }
-Init normal(double sigma) { return std::make_shared<Normal>(sigma); }
-Init xavier(double gain) { return std::make_shared<Xavier>(gain); }
+Init uniform(double scale) {
+  return drawn(fmt::format("uniform({})", scale), [scale](const Shape& s) { return bj::uniform(-scale, scale, s); });
+}
+
+Init normal(double sigma) {
+  return drawn(fmt::format("normal({})", sigma), [sigma](const Shape& s) { return bj::normal(0, sigma, s); });
+}
+
+Init xavier(double gain) {
+  return drawn(fmt::format("xavier({})", gain), [gain](const Shape& s) {
+    // Weights are [out, in, ...]: fan_out = out * receptive field, fan_in = in * receptive field.
+    int64_t out = s.size() > 0 ? s[0] : 1, in = s.size() > 1 ? s[1] : 1, field = 1;
+    for (int i = 2; i < s.size(); ++i) field *= s[i];
+    double c = gain * std::sqrt(6.0 / static_cast<double>(std::max<int64_t>((in + out) * field, 1)));
+    return bj::uniform(-c, c, s);
+  });
+}
+
+Init constant(double value) {
+  return drawn(fmt::format("constant({})", value), [value](const Shape& s) { return bj::full(s, value); });
+}
 Init zeros() { return constant(0); }
 Init ones() { return constant(1); }
-Init constant(double value) { return std::make_shared<Constant>(value); }
 
 }  // namespace bj::init

@@ -56,8 +56,8 @@ Tensor Dense::forward(const Tensor& x) {
   const int64_t in = x.shape().back();
   const int64_t expect = weight.shape()[1];
   if (expect != 0 && expect != in)
-    throw ShapeError("Dense", fmt::format("input has {} features, weight expects {} (input {}, weight f32{})", in,
-                                          expect, x.type().str(), weight.shape().str()));
+    throw ShapeError("Dense", fmt::format("input has {} features, weight expects {} (input {}, weight {})", in,
+                                          expect, x.type().str(), Type{kF32, weight.shape()}.str()));
   weight.infer_shape({units_, in}, "Dense");
   Tensor y = matmul(x, weight.data(), false, /*transpose_b=*/true);
   if (bias.defined()) y = y + bias.data();
