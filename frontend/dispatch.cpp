@@ -4,6 +4,7 @@
 #include <array>
 #include <vector>
 
+#include "frontend/autograd.h"
 #include "ir/infer.h"
 #include "runtime/allocator.h"
 #include "runtime/kernels.h"
@@ -44,16 +45,20 @@ struct InputSet {
 }  // namespace
 
 Tensor empty(const Type& type) {
-  return Tensor(std::make_shared<TensorImpl>(TensorImpl{rt::make_storage(type.bytes()), type}));
+  return Tensor(std::make_shared<TensorImpl>(TensorImpl{rt::make_storage(type.bytes()), type, nullptr}));
 }
 
 Tensor apply(ir::OpKind op, std::span<const Tensor> inputs, ir::OpAttrs attrs) {
   InputSet in(op, inputs);
   Type out = ir::infer(op, in.type_span(), attrs);
-  if (ir::has_trait(op, ir::kView))  // same bytes, new type: share the storage
-    return Tensor(std::make_shared<TensorImpl>(TensorImpl{inputs[0].impl()->storage, out}));
-  Tensor result = empty(out);
-  rt::run_kernel(op, in.view_span(), attrs, rt::View{result.raw_data(), out});
+  Tensor result;
+  if (ir::has_trait(op, ir::kView)) {  // same bytes, new type: share the storage
+    result = Tensor(std::make_shared<TensorImpl>(TensorImpl{inputs[0].impl()->storage, out, nullptr}));
+  } else {
+    result = empty(out);
+    rt::run_kernel(op, in.view_span(), attrs, rt::View{result.raw_data(), out});
+  }
+  if (autograd::must_record(op, inputs, out.dtype)) autograd::record(op, attrs, inputs, result);
   return result;
 }
 
@@ -66,7 +71,10 @@ void apply_inplace(ir::OpKind op, Tensor& self, std::initializer_list<Tensor> ot
   if (!(out == self.type()))
     throw ShapeError(std::string(ir::op_name(op)) + " (in place)",
                      "result " + out.str() + " does not fit into the updated tensor " + self.type().str());
+  autograd::InplaceRecord rec = autograd::begin_inplace(op, attrs, all);
   rt::run_kernel(op, in.view_span(), attrs, rt::View{self.raw_data(), out});
+  self.impl()->storage->bump_version();
+  autograd::finish_inplace(rec, self);
 }
 
 }  // namespace bj::detail

@@ -76,6 +76,17 @@ Tensor mean(const Tensor& x, const Shape& axes, bool keepdim) {
 }
 Tensor norm(const Tensor& x) { return sqrt(sum(x * x)); }
 
+Tensor logsumexp(const Tensor& x, int64_t axis, bool keepdim) {
+  Tensor m = max(x, {axis}, true).detach();  // any constant works; the max keeps exp() in range
+  Tensor r = log(sum(exp(x - m), {axis}, true)) + m;
+  if (keepdim) return r;
+  Shape s = r.shape();
+  s.erase(ir::normalize_axis("logsumexp", axis, x.dim()));
+  return reshape(r, s);
+}
+Tensor log_softmax(const Tensor& x, int64_t axis) { return x - logsumexp(x, axis, true); }
+Tensor softmax(const Tensor& x, int64_t axis) { return exp(log_softmax(x, axis)); }
+
 Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a, bool transpose_b) {
   OpAttrs at;
   at.transpose_a = transpose_a;

@@ -50,6 +50,11 @@ Tensor min(const Tensor& x, const Shape& axes, bool keepdim = false);
 /// Frobenius norm: sqrt of the sum of squares of all elements.
 Tensor norm(const Tensor& x);
 
+/// log(sum(exp(x))) over `axis`, computed stably (the max is subtracted first).
+Tensor logsumexp(const Tensor& x, int64_t axis = -1, bool keepdim = false);
+Tensor softmax(const Tensor& x, int64_t axis = -1);
+Tensor log_softmax(const Tensor& x, int64_t axis = -1);
+
 /// Matrix product of rank >= 2 operands; leading (batch) dims broadcast.
 /// transpose_a/b use an operand's last two axes swapped, without copying it.
 Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a = false, bool transpose_b = false);

@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "frontend/autograd.h"
 #include "frontend/dispatch.h"
 #include "frontend/ops.h"
 #include "ir/infer.h"
@@ -73,7 +74,9 @@ const T* Tensor::data() const {
 
 template <class T>
 T* Tensor::mutable_data() {
-  return const_cast<T*>(data<T>());
+  T* p = const_cast<T*>(data<T>());
+  impl_->storage->bump_version();
+  return p;
 }
 
 template const float* Tensor::data<float>() const;
@@ -90,10 +93,31 @@ std::vector<float> Tensor::to_vector() const {
   return std::vector<float>(p, p + numel());
 }
 
-Tensor Tensor::clone() const {
-  Tensor c = detail::empty(type());
-  std::memcpy(c.raw_data(), raw_data(), type().bytes());
-  return c;
+Tensor Tensor::clone() const { return bj::cast(*this, dtype()); }
+
+bool Tensor::requires_grad() const { return defined() && impl_->autograd && impl_->autograd->requires_grad; }
+
+Tensor& Tensor::set_requires_grad(bool on) {
+  if (!impl_) undefined("set_requires_grad");
+  if (on && dtype() != DType::kF32)
+    throw DTypeError("set_requires_grad", "only f32 tensors can require grad, got " + type().str());
+  if (!is_leaf())
+    throw AutogradError("set_requires_grad", "only leaf tensors can change requires_grad; use detach() first");
+  if (!impl_->autograd) impl_->autograd = std::make_shared<autograd::AutogradMeta>();
+  impl_->autograd->requires_grad = on;
+  return *this;
+}
+
+Tensor Tensor::grad() const { return defined() && impl_->autograd ? impl_->autograd->grad : Tensor(); }
+void Tensor::zero_grad() const {
+  if (defined() && impl_->autograd) impl_->autograd->grad = Tensor();
+}
+bool Tensor::is_leaf() const { return !defined() || !impl_->autograd || !impl_->autograd->grad_fn; }
+std::string Tensor::grad_fn_name() const { return is_leaf() ? "" : impl_->autograd->grad_fn->name(); }
+void Tensor::backward(const Tensor& grad) const { autograd::backward(*this, grad); }
+Tensor Tensor::detach() const {
+  if (!impl_) undefined("detach");
+  return Tensor(std::make_shared<detail::TensorImpl>(detail::TensorImpl{impl_->storage, impl_->type, nullptr}));
 }
 
 Tensor Tensor::reshape(const Shape& s) const { return bj::reshape(*this, s); }

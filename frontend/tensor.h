@@ -18,10 +18,15 @@ namespace rt {
 class Storage;
 }
 
+namespace autograd {
+struct AutogradMeta;
+}
+
 namespace detail {
 struct TensorImpl {
   std::shared_ptr<rt::Storage> storage;
   Type type;
+  std::shared_ptr<autograd::AutogradMeta> autograd;  ///< null until the tensor requires grad
 };
 }  // namespace detail
 
@@ -48,13 +53,33 @@ class Tensor {
   /// Raw read access; DTypeError if T does not match the dtype (bool reads as uint8_t).
   template <class T>
   const T* data() const;
-  /// Raw write access (writes are seen through every handle and view).
+  /// Raw write access (writes are seen through every handle and view; autograd
+  /// counts it as an in-place change).
   template <class T>
   T* mutable_data();
   /// All elements as floats, row-major.
   std::vector<float> to_vector() const;
 
+  // ---- Autograd (see frontend/autograd.h). ----
+  bool requires_grad() const;
+  /// Makes this (f32) tensor a leaf whose gradient backward() accumulates in grad().
+  Tensor& set_requires_grad(bool on = true);
+  /// The accumulated gradient (undefined before any backward reached it).
+  Tensor grad() const;
+  /// Forgets the accumulated gradient.
+  void zero_grad() const;
+  /// True for tensors not computed by recorded ops (inputs, parameters).
+  bool is_leaf() const;
+  /// The op that computed this tensor under recording ("mul"), or "" for a leaf.
+  std::string grad_fn_name() const;
+  /// Gradients of this tensor with respect to every leaf that requires grad,
+  /// accumulated into their grad(). `grad` defaults to 1 for one-element tensors.
+  void backward(const Tensor& grad = Tensor()) const;
+  /// The same storage, cut from the recorded graph (requires no grad).
+  Tensor detach() const;
+
   // ---- Copies and views. ----
+  /// A copy of the data (recorded by autograd).
   Tensor clone() const;
   /// Same storage, new shape (one -1 is inferred).
   Tensor reshape(const Shape& shape) const;

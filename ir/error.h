@@ -51,6 +51,11 @@ class IndexError : public Error {
 class ValueError : public Error {
   using Error::Error;
 };
+/// Misuse of autograd: backward without a gradient to start from, a saved
+/// tensor changed in place, an in-place change of a leaf that requires grad.
+class AutogradError : public Error {
+  using Error::Error;
+};
 /// A block called before its parameters were initialized.
 class NotInitializedError : public Error {
   using Error::Error;

@@ -246,7 +246,7 @@ Type infer(OpKind op, std::span<const Type> inputs, OpAttrs& attrs) {
     throw ValueError(std::string(info.name), "expects " + std::to_string(info.arity) + " inputs, got " +
                                                  std::to_string(inputs.size()));
   switch (op) {
-#define OP(Name, text, arity, traits, attrs_, rule) \
+#define OP(Name, text, arity, traits, attrs_, rule, ...) \
   case OpKind::Name: return infer_##rule(info.name, inputs, attrs);
 #include "ir/ops.def"
   }

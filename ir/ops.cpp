@@ -5,7 +5,7 @@ namespace bj::ir {
 
 namespace {
 constexpr OpInfo kOpInfos[] = {
-#define OP(Name, text, arity, traits, attrs, rule) {text, arity, static_cast<uint32_t>(traits), attrs},
+#define OP(Name, text, arity, traits, attrs, rule, ...) {text, arity, static_cast<uint32_t>(traits), attrs},
 #include "ir/ops.def"
 };
 static_assert(sizeof(kOpInfos) / sizeof(kOpInfos[0]) == kNumOps);

@@ -8,6 +8,7 @@
 // Cached bytes above `cache_limit()` are returned to the system.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -32,8 +33,12 @@ class Storage {
 
   void* data() const { return data_; }
   size_t bytes() const { return bytes_; }
+  /// Counts in-place writes, so autograd can tell that a saved tensor changed.
+  uint64_t version() const { return version_.load(std::memory_order_relaxed); }
+  void bump_version() { version_.fetch_add(1, std::memory_order_relaxed); }
 
  private:
+  std::atomic<uint64_t> version_{0};
   size_t capacity_ = 0;  // the block's real size, for the cache
   void* data_;
   size_t bytes_;

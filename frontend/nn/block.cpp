@@ -116,6 +116,11 @@ void Block::initialize(const init::Init& init, bool force_reinit) {
   for (Parameter& p : parameters()) p.initialize(init, force_reinit);
 }
 
+void Block::zero_grad() {
+  for (const Parameter& p : parameters())
+    if (p.initialized()) p.data().zero_grad();
+}
+
 void Block::train(bool on) {
   training_ = on;
   for (auto& [n, c] : children_) c->train(on);

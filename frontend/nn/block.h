@@ -82,6 +82,9 @@ class Block : public std::enable_shared_from_this<Block> {
   /// parameters with deferred shapes are initialized on the first call.
   void initialize(const init::Init& init = init::uniform(), bool force_reinit = false);
 
+  /// Forgets the gradients of every parameter of the tree.
+  void zero_grad();
+
   /// Training mode for the whole tree (Dropout is active only in training).
   void train(bool on = true);
   void eval() { train(false); }

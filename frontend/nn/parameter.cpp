@@ -15,6 +15,7 @@ struct Parameter::Impl {
   void fill(const init::Init& fallback) {
     data = zeros(shape);
     (own_init ? own_init : fallback)->fill(data);
+    data.set_requires_grad(true);
     pending = nullptr;
   }
 };
@@ -61,7 +62,8 @@ void Parameter::set_data(const Tensor& value) {
   if (!value.defined() || !(value.shape() == impl_->shape) || value.dtype() != DType::kF32)
     throw ShapeError("parameter '" + impl_->name + "'",
                      "set_data needs f32" + impl_->shape.str() + ", got " + (value.defined() ? value.type().str() : "undefined"));
-  impl_->data = value;
+  impl_->data = value.detach();
+  impl_->data.set_requires_grad(true);
 }
 
 void Parameter::initialize(const init::Init& fallback, bool force) {

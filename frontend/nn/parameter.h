@@ -1,5 +1,5 @@
-// bj::nn::Parameter: a handle to a trainable tensor owned by blocks. Copies
-// of the handle are the same parameter (that is how sharing works). A
+// bj::nn::Parameter: a handle to a trainable tensor owned by blocks; its
+// value requires grad. Copies of the handle are the same parameter. A
 // parameter's shape may be partly unknown (0) until the first call fills it
 // in (deferred initialization, as in Gluon).
 #pragma once
@@ -27,8 +27,11 @@ class Parameter {
   bool initialized() const;
   /// The value; NotInitializedError (naming `name`) before initialize() and the first call.
   const Tensor& data() const;
-  /// Replaces the value (same shape and dtype), as an optimizer step or a load does.
+  /// Replaces the value (same shape, f32), as a load does; the parameter
+  /// stays a leaf that requires grad.
   void set_data(const Tensor& value);
+  /// The gradient accumulated by backward() (undefined before one reached it).
+  Tensor grad() const { return data().grad(); }
 
   /// Fills the value with own_init or else `fallback` now if the shape is
   /// known, otherwise on the call that completes the shape. With `force`,

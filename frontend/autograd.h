@@ -1,0 +1,77 @@
+// Reverse-mode autograd, PyTorch-style: recording is always on for ops
+// whose inputs require grad (unless a NoGradGuard is active); backward()
+// walks the recorded graph in reverse topological order and accumulates
+// gradients into the leaves' grad(). Gradient formulas live next to their
+// ops in ir/ops.def and are written with Tensor ops, so a traced backward
+// is recorded like any other code.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "frontend/tensor.h"
+#include "ir/ops.h"
+
+namespace bj {
+
+/// Whether ops record gradients on this thread (on by default).
+bool is_grad_enabled();
+void set_grad_enabled(bool on);
+
+/// Turns recording off for its scope (inference, optimizer updates).
+class NoGradGuard {
+ public:
+  NoGradGuard() : prev_(is_grad_enabled()) { set_grad_enabled(false); }
+  ~NoGradGuard() { set_grad_enabled(prev_); }
+  NoGradGuard(const NoGradGuard&) = delete;
+  NoGradGuard& operator=(const NoGradGuard&) = delete;
+
+ private:
+  bool prev_;
+};
+
+namespace autograd {
+
+/// A step of the recorded graph: gets its output's gradient, gives each input's.
+struct Node {
+  virtual ~Node() = default;
+  /// Per input, the node that receives that input's gradient (null: none needed).
+  std::vector<std::shared_ptr<Node>> next;
+  /// Fills `input_grads` (sized like next) for the inputs that need one.
+  virtual void apply(const Tensor& grad, std::vector<Tensor>& input_grads) = 0;
+  /// "mul", "accumulate_grad".
+  virtual std::string name() const = 0;
+};
+
+/// Autograd state of a tensor (absent for tensors that never required grad).
+struct AutogradMeta {
+  bool requires_grad = false;
+  Tensor grad;
+  std::shared_ptr<Node> grad_fn;      ///< null for leaves
+  std::weak_ptr<Node> accumulator;    ///< a leaf's AccumulateGrad node, while a graph uses it
+};
+
+/// True if the op's results can carry gradients (its grad column is not NO_GRAD).
+bool is_differentiable(ir::OpKind op);
+/// True if running `op` on `inputs` now must be recorded.
+bool must_record(ir::OpKind op, std::span<const Tensor> inputs, DType result_dtype);
+/// Records `op` (just run on `inputs`, giving `result`) and makes result require grad.
+void record(ir::OpKind op, const ir::OpAttrs& attrs, std::span<const Tensor> inputs, Tensor& result);
+
+/// State captured before an in-place op overwrites its first input.
+struct InplaceRecord {
+  std::shared_ptr<Node> node;
+};
+/// Before an in-place `op` on inputs[0]: checks it is allowed and saves what
+/// backward needs. Returns an empty record if nothing must be recorded.
+InplaceRecord begin_inplace(ir::OpKind op, const ir::OpAttrs& attrs, std::span<const Tensor> inputs);
+/// After the in-place write: inputs[0] now carries the op's history.
+void finish_inplace(InplaceRecord& rec, Tensor& self);
+
+/// Runs backward from `root` with initial gradient `grad` (ones for a one-element root if undefined).
+void backward(const Tensor& root, const Tensor& grad);
+
+}  // namespace autograd
+}  // namespace bj

@@ -1,0 +1,66 @@
+// Optimizers over a block's parameters: SGD (momentum, weight decay) and
+// Adam. Parameters whose shapes are still deferred are picked up once the
+// first call has initialized them.
+//   bj::optim::SGD opt(net.parameters(), {.lr = 0.1, .momentum = 0.9});
+//   loss.backward(); opt.step(); opt.zero_grad();
+#pragma once
+
+#include <vector>
+
+#include "frontend/nn/parameter.h"
+
+namespace bj::optim {
+
+class Optimizer {
+ public:
+  /// ValueError if `params` is empty.
+  Optimizer(std::vector<nn::Parameter> params, const char* name);
+  virtual ~Optimizer() = default;
+  /// Updates every parameter that has a gradient (under no-grad).
+  virtual void step() = 0;
+  /// Forgets every parameter's gradient.
+  void zero_grad();
+  const std::vector<nn::Parameter>& parameters() const { return params_; }
+
+ protected:
+  std::vector<nn::Parameter> params_;
+};
+
+struct SGDOptions {
+  double lr = 0.01;
+  double momentum = 0;
+  double weight_decay = 0;
+};
+
+/// w -= lr * v, with v = momentum * v + (g + weight_decay * w).
+class SGD : public Optimizer {
+ public:
+  SGD(std::vector<nn::Parameter> params, SGDOptions options = {});
+  void step() override;
+
+ private:
+  SGDOptions o_;
+  std::vector<Tensor> velocity_;
+};
+
+struct AdamOptions {
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0;
+};
+
+/// Adam (Kingma & Ba), with bias correction; weight decay added to the gradient.
+class Adam : public Optimizer {
+ public:
+  Adam(std::vector<nn::Parameter> params, AdamOptions options = {});
+  void step() override;
+
+ private:
+  AdamOptions o_;
+  int64_t t_ = 0;
+  std::vector<Tensor> m_, v_;
+};
+
+}  // namespace bj::optim
