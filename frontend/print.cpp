@@ -112,6 +112,10 @@ struct Printer {
 std::string to_string(const Tensor& t) {
   if (!t.defined()) return "tensor(undefined)";
   std::string tail = fmt::format("shape={}, dtype={}", t.shape().str(), dtype_name(t.dtype()));
+  if (!t.is_leaf())
+    tail += ", grad_fn=<" + t.grad_fn_name() + ">";
+  else if (t.requires_grad())
+    tail += ", requires_grad=true";
   if (t.dtype() == DType::kBF16) return "tensor(<bf16 data>, " + tail + ")";
   Printer p{t, t.numel() > kSummarizeAbove, {}, 0, ""};
   p.format_cells();

@@ -21,6 +21,12 @@ TEST_CASE("small tensors print their values, shape and dtype") {
   CHECK(os.str() == "tensor([1., 2.], shape=[2], dtype=f32)");
 }
 
+TEST_CASE("autograd state shows in the print, as in torch") {
+  Tensor w = tensor({1, 2}).set_requires_grad();
+  CHECK(fmt::format("{}", w) == "tensor([1., 2.], shape=[2], dtype=f32, requires_grad=true)");
+  CHECK(fmt::format("{}", w * 2) == "tensor([2., 4.], shape=[2], dtype=f32, grad_fn=<mul>)");
+}
+
 TEST_CASE("large tensors are summarized with ellipses") {
   std::string s = fmt::format("{}", arange(2000).reshape({40, 50}));
   CHECK(s.find("...") != std::string::npos);

@@ -1,0 +1,67 @@
+// Synthetic task and training loop (see training.h).
+#include "examples/training.h"
+
+#include <memory>
+
+namespace bj::examples {
+
+namespace {
+int64_t argmax_row(const float* row, int64_t n) {
+  int64_t best = 0;
+  for (int64_t j = 1; j < n; ++j)
+    if (row[j] > row[best]) best = j;
+  return best;
+}
+}  // namespace
+
+ClassificationTask make_classification_task(int64_t n, int64_t features, int64_t classes, uint64_t seed) {
+  manual_seed(seed);
+  Tensor x = uniform(-1, 1, {n, features});
+  Tensor teacher = normal(0, 1, {features, classes});
+  Tensor scores = matmul(x, teacher);
+  std::vector<int64_t> labels(n);
+  for (int64_t i = 0; i < n; ++i) labels[i] = argmax_row(scores.data<float>() + i * classes, classes);
+  return {x, tensor(labels, {n}), classes};
+}
+
+double accuracy(const Tensor& logits, const Tensor& labels) {
+  const int64_t n = logits.shape()[0], c = logits.shape()[1];
+  const float* p = logits.data<float>();
+  const int64_t* y = labels.data<int64_t>();
+  int64_t hit = 0;
+  for (int64_t i = 0; i < n; ++i) hit += argmax_row(p + i * c, c) == y[i];
+  return n ? double(hit) / double(n) : 0;
+}
+
+TrainResult train_classifier(nn::Block& net, const ClassificationTask& task, const TrainOptions& o,
+                             const std::function<void(int, double)>& on_log) {
+  Tensor probe = net(task.x);  // completes deferred shapes before the optimizer sees the parameters
+  if (probe.dim() != 2 || probe.shape()[1] != task.classes)
+    throw ShapeError("train", net.name() + " returns " + probe.type().str() + "; training needs [batch, " +
+                                  std::to_string(task.classes) + "] logits");
+  std::unique_ptr<optim::Optimizer> opt;
+  if (o.optimizer == "sgd")
+    opt = std::make_unique<optim::SGD>(net.parameters(), optim::SGDOptions{.lr = o.lr, .momentum = 0.9});
+  else if (o.optimizer == "adam")
+    opt = std::make_unique<optim::Adam>(net.parameters(), optim::AdamOptions{.lr = o.lr});
+  else
+    throw ValueError("train", "unknown optimizer '" + o.optimizer + "' (expected sgd or adam)");
+  TrainResult r;
+  for (int step = 1; step <= o.steps; ++step) {
+    opt->zero_grad();
+    Tensor loss = nn::cross_entropy(net(task.x), task.y);
+    loss.backward();
+    opt->step();
+    double l = loss.item();
+    if (step == 1) r.first_loss = l;
+    r.final_loss = l;
+    if (on_log && (step % o.log_every == 0 || step == o.steps || step == 1)) on_log(step, l);
+  }
+  NoGradGuard no_grad;
+  Tensor logits = net(task.x);
+  r.final_loss = nn::cross_entropy(logits, task.y).item();
+  r.accuracy = accuracy(logits, task.y);
+  return r;
+}
+
+}  // namespace bj::examples
