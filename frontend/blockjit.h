@@ -12,4 +12,5 @@
 #include "frontend/optim.h"
 #include "frontend/print.h"
 #include "frontend/tensor.h"
+#include "frontend/trace.h"
 #include "ir/error.h"

@@ -7,6 +7,7 @@
 #include <numbers>
 
 #include "frontend/dispatch.h"
+#include "frontend/trace.h"
 #include "runtime/philox.h"
 
 namespace bj {
@@ -58,6 +59,7 @@ Generator& generator() {
 /// Fills f32 storage with 4 uniform floats per Philox block.
 Tensor uniform01(const Shape& shape) {
   Tensor t = empty_checked(shape, DType::kF32, "rand");
+  if (is_tracing()) detail::trace_created(t, /*random=*/true);
   const int64_t n = t.numel();
   const uint64_t base = generator().reserve((n + 3) / 4), key = generator().seed;
   float* p = static_cast<float*>(t.raw_data());

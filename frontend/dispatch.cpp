@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "frontend/autograd.h"
+#include "frontend/trace.h"
 #include "ir/infer.h"
 #include "runtime/allocator.h"
 #include "runtime/kernels.h"
@@ -45,7 +46,9 @@ struct InputSet {
 }  // namespace
 
 Tensor empty(const Type& type) {
-  return Tensor(std::make_shared<TensorImpl>(TensorImpl{rt::make_storage(type.bytes()), type, nullptr}));
+  Tensor t(std::make_shared<TensorImpl>(TensorImpl{rt::make_storage(type.bytes()), type, nullptr}));
+  if (is_tracing()) trace_created(t, false);
+  return t;
 }
 
 Tensor apply(ir::OpKind op, std::span<const Tensor> inputs, ir::OpAttrs attrs) {
@@ -59,6 +62,7 @@ Tensor apply(ir::OpKind op, std::span<const Tensor> inputs, ir::OpAttrs attrs) {
     rt::run_kernel(op, in.view_span(), attrs, rt::View{result.raw_data(), out});
   }
   if (autograd::must_record(op, inputs, out.dtype)) autograd::record(op, attrs, inputs, result);
+  if (is_tracing()) trace_op(op, attrs, inputs, result);
   return result;
 }
 
@@ -72,9 +76,11 @@ void apply_inplace(ir::OpKind op, Tensor& self, std::initializer_list<Tensor> ot
     throw ShapeError(std::string(ir::op_name(op)) + " (in place)",
                      "result " + out.str() + " does not fit into the updated tensor " + self.type().str());
   autograd::InplaceRecord rec = autograd::begin_inplace(op, attrs, all);
+  std::vector<const void*> traced = is_tracing() ? trace_inplace_begin(op, all) : std::vector<const void*>{};
   rt::run_kernel(op, in.view_span(), attrs, rt::View{self.raw_data(), out});
   self.impl()->storage->bump_version();
   autograd::finish_inplace(rec, self);
+  if (!traced.empty()) trace_inplace_end(op, attrs, traced, self);
 }
 
 }  // namespace bj::detail

@@ -1,48 +1,70 @@
 // bj::Scalar: a number read from a tensor by host code (`t.item()`).
 // Reading tensor data steers the host's control flow, so every such read is
-// a guard point for the tracer (DESIGN.md section 5); Scalar is where those
-// reads surface as plain C++ numbers and comparisons.
+// a guard point for the tracer (DESIGN.md section 5): a Scalar read during a
+// trace remembers its value in the graph, and each comparison or escape to
+// plain C++ arithmetic records a guard.
 #pragma once
 
 #include <concepts>
+#include <cstdint>
+
+#include "ir/ops.h"
 
 namespace bj {
 
 template <class N>
 concept Arithmetic = std::integral<N> || std::floating_point<N>;
 
+class Scalar;
+namespace detail {
+/// Tracer hooks (frontend/trace.cpp); called only for scalars read during a trace.
+void scalar_compared(const Scalar& s, ir::OpKind cmp, double rhs, bool outcome);
+void scalar_escaped(const Scalar& s);
+}  // namespace detail
+
 /// A value read out of a one-element tensor.
 class Scalar {
  public:
-  explicit Scalar(double v) : v_(v) {}
-  /// The value as a plain number (escapes to C++ arithmetic).
-  operator double() const { return v_; }
+  explicit Scalar(double v, const void* traced = nullptr, uint64_t epoch = 0) : v_(v), traced_(traced), epoch_(epoch) {}
+  /// The value as a plain number (escapes to C++ arithmetic: when tracing, a guard on the exact value).
+  operator double() const {
+    if (traced_) detail::scalar_escaped(*this);
+    return v_;
+  }
   template <Arithmetic N>
   N to() const {
-    return static_cast<N>(v_);
+    return static_cast<N>(static_cast<double>(*this));
   }
+  /// The value without recording anything (for the tracer and printing).
+  double peek() const { return v_; }
+  /// The graph value this scalar was read from, and the trace it belongs to (null/0 outside traces).
+  const void* traced_value() const { return traced_; }
+  uint64_t trace_epoch() const { return epoch_; }
 
-  template <Arithmetic N>
-  friend bool operator>(const Scalar& s, N n) { return s.v_ > n; }
-  template <Arithmetic N>
-  friend bool operator<(const Scalar& s, N n) { return s.v_ < n; }
-  template <Arithmetic N>
-  friend bool operator>=(const Scalar& s, N n) { return s.v_ >= n; }
-  template <Arithmetic N>
-  friend bool operator<=(const Scalar& s, N n) { return s.v_ <= n; }
-  template <Arithmetic N>
-  friend bool operator==(const Scalar& s, N n) { return s.v_ == n; }
-  template <Arithmetic N>
-  friend bool operator>(N n, const Scalar& s) { return n > s.v_; }
-  template <Arithmetic N>
-  friend bool operator<(N n, const Scalar& s) { return n < s.v_; }
-  template <Arithmetic N>
-  friend bool operator>=(N n, const Scalar& s) { return n >= s.v_; }
-  template <Arithmetic N>
-  friend bool operator<=(N n, const Scalar& s) { return n <= s.v_; }
+#define BJ_SCALAR_COMPARE(op, kind, flipped)                                   \
+  template <Arithmetic N>                                                      \
+  friend bool operator op(const Scalar& s, N n) {                              \
+    bool r = s.v_ op static_cast<double>(n);                                   \
+    if (s.traced_) detail::scalar_compared(s, ir::OpKind::kind, double(n), r); \
+    return r;                                                                  \
+  }                                                                            \
+  template <Arithmetic N>                                                      \
+  friend bool operator op(N n, const Scalar& s) {                              \
+    bool r = static_cast<double>(n) op s.v_;                                   \
+    if (s.traced_) detail::scalar_compared(s, ir::OpKind::flipped, double(n), r); \
+    return r;                                                                  \
+  }
+  BJ_SCALAR_COMPARE(>, Gt, Lt)
+  BJ_SCALAR_COMPARE(<, Lt, Gt)
+  BJ_SCALAR_COMPARE(>=, Ge, Le)
+  BJ_SCALAR_COMPARE(<=, Le, Ge)
+  BJ_SCALAR_COMPARE(==, Eq, Eq)
+#undef BJ_SCALAR_COMPARE
 
  private:
   double v_;
+  const void* traced_;
+  uint64_t epoch_;
 };
 
 }  // namespace bj

@@ -6,6 +6,7 @@
 
 #include "frontend/autograd.h"
 #include "frontend/dispatch.h"
+#include "frontend/trace.h"
 #include "frontend/ops.h"
 #include "ir/infer.h"
 #include "runtime/allocator.h"
@@ -44,29 +45,41 @@ const void* Tensor::host_read(const char* what) const {
   return impl_->storage->data();
 }
 
+namespace {
+/// The value of a one-element tensor, read without any tracer involvement.
+double read_one(const Tensor& t, const void* p) {
+  switch (t.dtype()) {
+    case DType::kF32: return *static_cast<const float*>(p);
+    case DType::kI64: return static_cast<double>(*static_cast<const int64_t*>(p));
+    case DType::kBool: return *static_cast<const uint8_t*>(p) ? 1.0 : 0.0;
+    default: throw DTypeError("item", "cannot read " + t.type().str());
+  }
+}
+}  // namespace
+
 Scalar Tensor::item() const {
   const void* p = host_read("item");
   if (numel() != 1)
     throw ValueError("item", "needs a one-element tensor, got " + type().str() + " (" + std::to_string(numel()) +
                                  " elements)");
-  switch (dtype()) {
-    case DType::kF32: return Scalar(*static_cast<const float*>(p));
-    case DType::kI64: return Scalar(static_cast<double>(*static_cast<const int64_t*>(p)));
-    case DType::kBool: return Scalar(*static_cast<const uint8_t*>(p) ? 1.0 : 0.0);
-    default: throw DTypeError("item", "cannot read " + type().str());
-  }
+  auto [traced, epoch] = detail::trace_scalar_source(*this);
+  return Scalar(read_one(*this, p), traced, epoch);
 }
 
 Tensor::operator bool() const {
-  if (defined() && numel() != 1)
+  const void* p = host_read("bool");
+  if (numel() != 1)
     throw ValueError("bool", "the truth of a tensor with " + std::to_string(numel()) +
                                  " elements is ambiguous (" + type().str() + "); reduce it first, e.g. with sum() or max()");
-  return item() != 0.0;
+  bool b = read_one(*this, p) != 0.0;
+  detail::trace_truth(*this, b);
+  return b;
 }
 
 template <class T>
 const T* Tensor::data() const {
   const void* p = host_read("data");
+  detail::trace_raw_read(*this);
   if (dtype() != dtype_of<T>())
     throw DTypeError("data", "requested " + std::string(dtype_name(dtype_of<T>())) + " elements of " + type().str());
   return static_cast<const T*>(p);
@@ -88,6 +101,7 @@ template uint8_t* Tensor::mutable_data<uint8_t>();
 
 std::vector<float> Tensor::to_vector() const {
   host_read("to_vector");
+  detail::trace_raw_read(*this);
   Tensor f = to(DType::kF32);
   const float* p = static_cast<const float*>(f.raw_data());
   return std::vector<float>(p, p + numel());

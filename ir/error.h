@@ -56,6 +56,18 @@ class ValueError : public Error {
 class AutogradError : public Error {
   using Error::Error;
 };
+/// Text IR that does not parse; the message starts with line:column.
+class ParseError : public Error {
+  using Error::Error;
+};
+/// A graph that breaks an IR rule (SSA, arity, attributes, types).
+class VerifyError : public Error {
+  using Error::Error;
+};
+/// Code that cannot be traced faithfully.
+class TraceError : public Error {
+  using Error::Error;
+};
 /// A block called before its parameters were initialized.
 class NotInitializedError : public Error {
   using Error::Error;

@@ -1,13 +1,20 @@
 // The `blockjit` command-line program: models, demo, info.
 #include <fmt/format.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
 #include <iostream>
 #include <string>
 
 #include "codegen/host.h"
 #include "examples/training.h"
 #include "examples/zoo.h"
+#include "runtime/interpreter.h"
 #include "runtime/kernels.h"
 
 namespace {
@@ -21,6 +28,11 @@ commands:
   train MODEL [--steps N] [--optimizer sgd|adam] [--lr X]
                     train a zoo model that returns [batch, classes] logits
                     on a synthetic separable task; prints the loss
+  dump MODEL [--format text|dot] [--out FILE]
+                    trace a zoo model on its default input and print (or
+                    write) the graph; FILE.svg/.png renders through Graphviz
+  ir FILE [--run]   parse a text IR file, verify it, print it back; with
+                    --run, interpret it on seeded random inputs
   info              LLVM version, host CPU and threads
   help              this text
 )";
@@ -92,6 +104,108 @@ int train(int argc, char** argv) {
   return 0;
 }
 
+/// Options of the form --name value.
+std::map<std::string, std::string> options(int argc, char** argv, const std::set<std::string>& known,
+                                           const std::set<std::string>& flags, const char* cmd) {
+  std::map<std::string, std::string> o;
+  for (int i = 0; i < argc; ++i) {
+    std::string a = argv[i];
+    if (flags.count(a)) {
+      o[a] = "1";
+    } else if (known.count(a)) {
+      if (i + 1 >= argc) throw bj::ValueError(cmd, "option " + a + " needs a value");
+      o[a] = argv[++i];
+    } else {
+      throw bj::ValueError(cmd, "unknown option " + a);
+    }
+  }
+  return o;
+}
+
+void write_file(const std::string& path, const std::string& text) {
+  std::ofstream f(path);
+  f << text;
+  if (!f) throw bj::ValueError("dump", "cannot write " + path);
+}
+
+int dump(int argc, char** argv) {
+  if (argc < 1) throw bj::ValueError("dump", "needs a model name (see `blockjit models`)");
+  const auto& m = bj::examples::zoo_model(argv[0]);
+  auto o = options(argc - 1, argv + 1, {"--format", "--out"}, {}, "dump");
+  std::string format = o.count("--format") ? o["--format"] : "text";
+  if (format != "text" && format != "dot") throw bj::ValueError("dump", "--format is text or dot, got " + format);
+  bj::manual_seed(0);
+  auto net = m.make();
+  bj::Trace t = bj::trace(*net, bj::rand(m.input));
+  for (const std::string& n : t.notes) std::cerr << "note: " << n << "\n";
+  std::string text = format == "text" ? bj::ir::print(*t.graph) : bj::ir::to_dot(*t.graph);
+  if (!o.count("--out")) {
+    std::cout << text;
+    return 0;
+  }
+  std::string out = o["--out"];
+  std::string ext = out.size() > 4 ? out.substr(out.size() - 4) : "";
+  if (format == "dot" && (ext == ".svg" || ext == ".png" || ext == ".pdf")) {
+    if (std::system("command -v dot > /dev/null 2>&1") != 0)
+      throw bj::ValueError("dump", "rendering " + out + " needs Graphviz's `dot`, which is not installed "
+                                   "(apt-get install graphviz), or write the DOT text with --out FILE.dot");
+    std::string dot_file = out + ".dot";
+    write_file(dot_file, text);
+    std::string cmd = "dot -T" + ext.substr(1) + " '" + dot_file + "' -o '" + out + "'";
+    int rc = std::system(cmd.c_str());
+    std::remove(dot_file.c_str());
+    if (rc != 0) throw bj::ValueError("dump", "Graphviz failed to render " + out);
+  } else {
+    write_file(out, text);
+  }
+  std::cerr << "wrote " << out << "\n";
+  return 0;
+}
+
+int ir_command(int argc, char** argv) {
+  if (argc < 1) throw bj::ValueError("ir", "needs a file");
+  auto o = options(argc - 1, argv + 1, {}, {"--run"}, "ir");
+  std::ifstream f(argv[0]);
+  if (!f) throw bj::ValueError("ir", std::string("cannot read ") + argv[0]);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  std::unique_ptr<bj::ir::Graph> g;
+  try {
+    g = bj::ir::parse(ss.str());
+  } catch (const bj::ParseError& e) {  // file:line:col, as compilers print it
+    throw bj::ParseError(std::string(argv[0]) + ":" + e.op(), e.detail());
+  }
+  bj::ir::verify(*g);
+  std::cout << bj::ir::print(*g);
+  if (!o.count("--run")) return 0;
+  // Seeded random data for inputs, parameters and constants, in that order.
+  bj::manual_seed(0);
+  std::vector<bj::Tensor> keep;
+  std::vector<bj::rt::ConstView> in, params, consts;
+  auto fill = [&](const std::vector<bj::ir::Value*>& vs, std::vector<bj::rt::ConstView>& views) {
+    for (const bj::ir::Value* v : vs) {
+      bj::Tensor t = bj::uniform(-1, 1, v->type.shape);
+      if (v->type.dtype != bj::kF32) t = t.to(v->type.dtype);
+      keep.push_back(t);
+      views.push_back({t.raw_data(), t.type()});
+    }
+  };
+  fill(g->inputs(), in);
+  fill(g->params(), params);
+  fill(g->consts(), consts);
+  auto r = bj::rt::interpret(*g, in, params, consts);
+  if (r.failed_guard) {
+    std::cout << "guard " << r.failed_guard_index << " failed: " << bj::ir::describe(*g, *r.failed_guard) << "\n";
+    return 1;
+  }
+  for (size_t i = 0; i < r.outputs.size(); ++i) {
+    const bj::Type& type = g->outputs()[i]->type;
+    bj::Tensor out(std::make_shared<bj::detail::TensorImpl>(bj::detail::TensorImpl{r.outputs[i], type, nullptr}));
+    std::cout << "output " << i << ": " << out << "\n";
+  }
+  return 0;
+}
+
 int models() {
   for (const auto& m : bj::examples::zoo()) fmt::print("{:<18} {}\n", m.name, m.description);
   return 0;
@@ -115,6 +229,8 @@ int main(int argc, char** argv) {
     if (cmd == "demo") return demo(argc - 2, argv + 2);
     if (cmd == "models") return models();
     if (cmd == "train") return train(argc - 2, argv + 2);
+    if (cmd == "dump") return dump(argc - 2, argv + 2);
+    if (cmd == "ir") return ir_command(argc - 2, argv + 2);
     if (cmd == "info") return info();
     std::cerr << "blockjit: unknown command '" << cmd << "'\n" << kUsage;
     return 2;

@@ -12,12 +12,19 @@ namespace bj::nn {
 
 namespace {
 
-/// Blocks being called on this thread, outermost first.
+/// Blocks being called on this thread, outermost first, with their call sites.
 thread_local std::vector<const Block*> t_call_stack;
+thread_local std::vector<std::source_location> t_call_sites;
 
 struct CallScope {
-  explicit CallScope(const Block* b) { t_call_stack.push_back(b); }
-  ~CallScope() { t_call_stack.pop_back(); }
+  CallScope(const Block* b, const std::source_location& where) {
+    t_call_stack.push_back(b);
+    t_call_sites.push_back(where);
+  }
+  ~CallScope() {
+    t_call_stack.pop_back();
+    t_call_sites.pop_back();
+  }
 };
 
 }  // namespace
@@ -38,8 +45,13 @@ std::string current_block_path() {
   return path;
 }
 
-Tensor Block::operator()(const Tensor& x) {
-  CallScope scope(this);
+std::optional<std::source_location> current_call_site() {
+  if (t_call_sites.size() < 2) return std::nullopt;
+  return t_call_sites.back();
+}
+
+Tensor Block::operator()(const Tensor& x, std::source_location where) {
+  CallScope scope(this, where);
   try {
     return forward(x);
   } catch (Error& e) {

@@ -17,6 +17,8 @@
 #include <concepts>
 #include <deque>
 #include <memory>
+#include <optional>
+#include <source_location>
 #include <string>
 #include <utility>
 #include <vector>
@@ -40,8 +42,9 @@ class Block : public std::enable_shared_from_this<Block> {
   Block& operator=(Block&&) = delete;
   virtual ~Block() = default;
 
-  /// Runs forward(x); errors thrown inside name this block's path.
-  Tensor operator()(const Tensor& x);
+  /// Runs forward(x); errors thrown inside name this block's path. `where`
+  /// (the caller's file:line) becomes the origin of the ops this call traces.
+  Tensor operator()(const Tensor& x, std::source_location where = std::source_location::current());
   /// The computation; override in every block.
   virtual Tensor forward(const Tensor& x) = 0;
 
@@ -125,5 +128,8 @@ std::ostream& operator<<(std::ostream& os, const Block& b);
 /// The path of the innermost block being called on this thread
 /// ("chimera.0.net.0"); empty outside any block call.
 std::string current_block_path();
+/// Where the innermost block call below the outermost one was made (the
+/// line in a parent's forward that called the child); none at the outermost level.
+std::optional<std::source_location> current_call_site();
 
 }  // namespace bj::nn

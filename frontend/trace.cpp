@@ -1,0 +1,345 @@
+// The tracer: a thread-local recorder that eager dispatch and host reads
+// report to while bj::trace runs.
+#include "frontend/trace.h"
+
+#include <atomic>
+#include <cstring>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "frontend/autograd.h"
+#include "ir/infer.h"
+#include "runtime/allocator.h"
+#include "runtime/interpreter.h"
+
+namespace bj {
+
+namespace {
+
+using detail::TensorImpl;
+
+std::atomic<uint64_t> g_epochs{0};
+
+class Tracer {
+ public:
+  Tracer(ir::Graph& g, nn::Block* block) : g_(g), block_(block), epoch_(++g_epochs) {}
+
+  uint64_t epoch() const { return epoch_; }
+
+  /// Binds a graph input to the tensor passed in.
+  void bind_input(const Tensor& t, ir::Value* v) { map(t, v); }
+
+  /// The graph value of `t`, binding it on first sight: a parameter, a named
+  /// constant, a literal (made inside the trace) or a captured constant.
+  ir::Value* value(const Tensor& t) {
+    auto it = values_.find(t.impl().get());
+    if (it != values_.end()) return it->second.second;
+    ir::Value* v = bind_new(t);
+    map(t, v);
+    return v;
+  }
+
+  void on_op(ir::OpKind op, const ir::OpAttrs& attrs, std::span<const Tensor> inputs, const Tensor& result) {
+    std::vector<ir::Value*> ins;
+    for (const Tensor& t : inputs) ins.push_back(value(t));
+    map(result, g_.add_op(op, attrs, std::move(ins), result.type(), origin()));
+  }
+
+  std::vector<const void*> inplace_begin(ir::OpKind op, std::span<const Tensor> inputs) {
+    std::vector<const void*> before;
+    for (const Tensor& t : inputs) before.push_back(value(t));
+    auto* target = static_cast<const ir::Value*>(before[0]);
+    if (target->kind != ir::ValueKind::kResult)
+      throw TraceError(std::string(ir::op_name(op)) + " (in place)",
+                       "changing " + kind_name(target->kind) + " %" + target->name + " (" + target->type.str() +
+                           ") in place inside a traced forward is not supported; compute a new tensor instead");
+    for (const auto& [impl, entry] : values_)  // another live handle on the same storage would go stale
+      if (impl != inputs[0].impl().get() && entry.first.use_count() > 1 &&
+          entry.first->storage == inputs[0].impl()->storage)
+        throw TraceError(std::string(ir::op_name(op)) + " (in place)",
+                         "the tensor " + inputs[0].type().str() +
+                             " has a view (reshape/flatten) that is still in use; in-place changes through views "
+                             "cannot be traced");
+    return before;
+  }
+
+  void inplace_end(ir::OpKind op, const ir::OpAttrs& attrs, const std::vector<const void*>& before, const Tensor& self) {
+    std::vector<ir::Value*> ins;
+    for (const void* v : before) ins.push_back(const_cast<ir::Value*>(static_cast<const ir::Value*>(v)));
+    ir::OpAttrs canonical = attrs;
+    std::vector<Type> types;
+    for (ir::Value* v : ins) types.push_back(v->type);
+    Type t = ir::infer(op, types, canonical);
+    map(self, g_.add_op(op, canonical, std::move(ins), t, origin()));
+  }
+
+  void created(const Tensor& t, bool random) {
+    created_.insert(t.impl().get());
+    keep_.push_back(t.impl());
+    if (random) random_.insert(t.impl().get());
+  }
+
+  /// `if (t)` / `while (t)`: the truth of a one-element tensor.
+  void truth(const Tensor& t, bool outcome) {
+    ir::Value* v = value(t);
+    if (v->type.dtype == DType::kBool) {
+      g_.add_guard(v, outcome, origin());
+    } else {  // nonzero is true: guard on eq(t, 0) being the opposite
+      g_.add_guard(compare(ir::OpKind::Eq, v, literal_scalar(0.0, v->type.dtype)), !outcome, origin());
+    }
+  }
+
+  /// Raw data reads: the host may do anything with the values, so guard on all of them.
+  void raw_read(const Tensor& t) {
+    ir::Value* v = value(t);
+    ir::Value* same = compare(ir::OpKind::Eq, v, literal_bytes(t));
+    if (v->type.numel() != 1) {  // all equal: min over cast(eq) > 0.5
+      ir::Value* f = op(ir::OpKind::Cast, {same}, attrs_dtype(DType::kF32));
+      ir::OpAttrs all;
+      for (int i = 0; i < v->type.shape.size(); ++i) all.dims.push_back(i);
+      same = compare(ir::OpKind::Gt, op(ir::OpKind::Min, {f}, all), literal_scalar(0.5, DType::kF32));
+    }
+    g_.add_guard(same, true, origin());
+  }
+
+  /// A read scalar compared with a number on the host.
+  void scalar_compared(ir::Value* v, ir::OpKind cmp, double rhs, bool outcome, double value_seen) {
+    ir::Value* x = v->type.dtype == DType::kF32 ? v : op(ir::OpKind::Cast, {v}, attrs_dtype(DType::kF32));
+    // The graph compares in f32; if that would disagree with the host's double comparison, guard the exact value.
+    float a = static_cast<float>(value_seen), b = static_cast<float>(rhs);
+    bool in_f32 = cmp == ir::OpKind::Gt ? a > b : cmp == ir::OpKind::Lt ? a < b : cmp == ir::OpKind::Ge ? a >= b
+                                                  : cmp == ir::OpKind::Le ? a <= b : a == b;
+    if (in_f32 != outcome) return scalar_escaped(v, value_seen);
+    g_.add_guard(compare(cmp, x, literal_scalar(rhs, DType::kF32)), outcome, origin());
+  }
+
+  /// A read scalar used as a plain number: guard on its exact value.
+  void scalar_escaped(ir::Value* v, double value_seen) {
+    g_.add_guard(compare(ir::OpKind::Eq, v, literal_scalar(value_seen, v->type.dtype)), true, origin());
+  }
+
+  std::vector<nn::Parameter> params;
+  std::vector<Tensor> consts;
+  std::vector<std::string> notes;
+
+ private:
+  static std::string kind_name(ir::ValueKind k) {
+    switch (k) {
+      case ir::ValueKind::kInput: return "the graph input";
+      case ir::ValueKind::kParam: return "the parameter";
+      case ir::ValueKind::kConst: return "the constant";
+      case ir::ValueKind::kResult: break;
+    }
+    return "the value";
+  }
+
+  void map(const Tensor& t, ir::Value* v) { values_[t.impl().get()] = {t.impl(), v}; }
+
+  ir::Value* bind_new(const Tensor& t) {
+    const TensorImpl* impl = t.impl().get();
+    if (block_) {
+      for (const auto& [name, p] : block_->named_parameters())
+        if (p.initialized() && p.data().impl().get() == impl) {
+          params.push_back(p);
+          return g_.add_param(name, t.type());
+        }
+      for (const auto& [name, c] : block_->named_constants())
+        if (c.impl().get() == impl) {
+          consts.push_back(c);
+          return g_.add_const(name, t.type());
+        }
+    }
+    if (created_.count(impl)) {
+      if (random_.count(impl))
+        notes.push_back("a random tensor " + t.type().str() + " made at " + where() +
+                        " was frozen into the graph as a literal; later runs reuse the same numbers");
+      return literal_bytes(t);
+    }
+    std::string name = "captured" + std::to_string(consts.size());
+    notes.push_back("a tensor " + t.type().str() + " captured from outside the traced code at " + where() +
+                    " became constant %" + name + " (bound by reference: later changes to it are seen)");
+    consts.push_back(t);
+    return g_.add_const(name, t.type());
+  }
+
+  std::string where() const {
+    ir::Origin o = origin();
+    std::string s = o.path.empty() ? "top level" : o.path;
+    if (!o.file.empty()) s += " (" + o.file + ":" + std::to_string(o.line) + ")";
+    return s;
+  }
+
+  ir::Origin origin() const {
+    ir::Origin o;
+    o.path = nn::current_block_path();
+    if (auto site = nn::current_call_site()) {
+      std::string file = site->file_name();
+      if (file.find("/frontend/") == std::string::npos) {  // a user's line, not the library's own plumbing
+        o.file = file.substr(file.rfind('/') + 1);
+        o.line = static_cast<int>(site->line());
+      }
+    }
+    return o;
+  }
+
+  ir::Value* literal_bytes(const Tensor& t) {
+    std::vector<std::byte> data(t.type().bytes());
+    if (!data.empty()) std::memcpy(data.data(), t.raw_data(), data.size());
+    return g_.add_literal(t.type(), std::move(data), origin());
+  }
+
+  ir::Value* literal_scalar(double v, DType dtype) {
+    std::vector<std::byte> data(element_size(dtype));
+    if (dtype == DType::kF32) {
+      float f = static_cast<float>(v);
+      std::memcpy(data.data(), &f, 4);
+    } else if (dtype == DType::kI64) {
+      int64_t i = static_cast<int64_t>(v);
+      std::memcpy(data.data(), &i, 8);
+    } else {
+      data[0] = static_cast<std::byte>(v != 0);
+    }
+    return g_.add_literal({dtype, {}}, std::move(data), origin());
+  }
+
+  static ir::OpAttrs attrs_dtype(DType t) {
+    ir::OpAttrs a;
+    a.dtype = t;
+    return a;
+  }
+
+  ir::Value* op(ir::OpKind k, std::vector<ir::Value*> ins, ir::OpAttrs a = {}) {
+    std::vector<Type> types;
+    for (ir::Value* v : ins) types.push_back(v->type);
+    Type t = ir::infer(k, types, a);
+    return g_.add_op(k, a, std::move(ins), t, origin());
+  }
+  ir::Value* compare(ir::OpKind k, ir::Value* a, ir::Value* b) { return op(k, {a, b}); }
+
+  ir::Graph& g_;
+  nn::Block* block_;
+  uint64_t epoch_;
+  // Every tensor seen, kept alive so that its address is not reused during the trace.
+  std::unordered_map<const TensorImpl*, std::pair<std::shared_ptr<TensorImpl>, ir::Value*>> values_;
+  std::unordered_set<const TensorImpl*> created_, random_;
+  std::vector<std::shared_ptr<TensorImpl>> keep_;
+};
+
+thread_local Tracer* t_tracer = nullptr;
+
+struct TracerScope {
+  explicit TracerScope(Tracer* t) {
+    if (t_tracer) throw TraceError("trace", "a trace is already being recorded on this thread");
+    t_tracer = t;
+  }
+  ~TracerScope() { t_tracer = nullptr; }
+};
+
+Tracer* active(const Scalar& s) {
+  return t_tracer && s.traced_value() && s.trace_epoch() == t_tracer->epoch() ? t_tracer : nullptr;
+}
+
+Trace finish(Tracer& tr, std::shared_ptr<ir::Graph> g, std::vector<Tensor> outputs) {
+  for (const Tensor& o : outputs) {
+    if (!o.defined()) throw TraceError("trace", "the traced code returned an undefined tensor");
+    g->add_output(tr.value(o));
+  }
+  return Trace{std::move(g), std::move(outputs), std::move(tr.params), std::move(tr.consts), std::move(tr.notes)};
+}
+
+}  // namespace
+
+bool is_tracing() { return t_tracer != nullptr; }
+
+Trace trace(nn::Block& block, const Tensor& input) {
+  if (!input.defined()) throw ValueError("trace", "the input is undefined");
+  auto g = std::make_shared<ir::Graph>(block.name());
+  Tracer tr(*g, &block);
+  TracerScope scope(&tr);
+  tr.bind_input(input, g->add_input("x", input.type()));
+  Tensor out = block(input);
+  return finish(tr, std::move(g), {out});
+}
+
+Trace trace(const std::string& name, const std::function<std::vector<Tensor>(const std::vector<Tensor>&)>& fn,
+            const std::vector<Tensor>& inputs) {
+  auto g = std::make_shared<ir::Graph>(name);
+  Tracer tr(*g, nullptr);
+  TracerScope scope(&tr);
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (!inputs[i].defined()) throw ValueError("trace", "input " + std::to_string(i) + " is undefined");
+    tr.bind_input(inputs[i], g->add_input(inputs.size() == 1 ? "x" : "x" + std::to_string(i), inputs[i].type()));
+  }
+  std::vector<Tensor> outs = fn(inputs);
+  return finish(tr, std::move(g), std::move(outs));
+}
+
+GraphRun run(const Trace& t, const std::vector<Tensor>& inputs) {
+  const ir::Graph& g = *t.graph;
+  if (inputs.size() != g.inputs().size())
+    throw ValueError("run", "the trace of " + g.name() + " takes " + std::to_string(g.inputs().size()) +
+                                " inputs, got " + std::to_string(inputs.size()));
+  std::vector<rt::ConstView> in, params, consts;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (!inputs[i].defined() || !(inputs[i].type() == g.inputs()[i]->type))
+      throw ShapeError("run", "input " + std::to_string(i) + " is " +
+                                  (inputs[i].defined() ? inputs[i].type().str() : std::string("undefined")) +
+                                  ", the trace of " + g.name() + " was made for " + g.inputs()[i]->type.str());
+    in.push_back({inputs[i].raw_data(), inputs[i].type()});
+  }
+  for (const nn::Parameter& p : t.params) params.push_back({p.data().raw_data(), p.data().type()});
+  for (const Tensor& c : t.consts) consts.push_back({c.raw_data(), c.type()});
+  rt::InterpretResult r = rt::interpret(g, in, params, consts);
+  GraphRun out;
+  if (r.failed_guard) {
+    out.guards_hold = false;
+    out.failed_guard = r.failed_guard_index;
+    out.guard = ir::describe(g, *r.failed_guard);
+    out.origin = r.failed_guard->origin;
+    return out;
+  }
+  for (size_t i = 0; i < r.outputs.size(); ++i)
+    out.outputs.push_back(
+        Tensor(std::make_shared<TensorImpl>(TensorImpl{std::move(r.outputs[i]), g.outputs()[i]->type, nullptr})));
+  return out;
+}
+
+namespace detail {
+
+void trace_op(ir::OpKind op, const ir::OpAttrs& attrs, std::span<const Tensor> inputs, const Tensor& result) {
+  if (t_tracer) t_tracer->on_op(op, attrs, inputs, result);
+}
+std::vector<const void*> trace_inplace_begin(ir::OpKind op, std::span<const Tensor> inputs) {
+  return t_tracer ? t_tracer->inplace_begin(op, inputs) : std::vector<const void*>{};
+}
+void trace_inplace_end(ir::OpKind op, const ir::OpAttrs& attrs, const std::vector<const void*>& before,
+                       const Tensor& self) {
+  if (t_tracer && !before.empty()) t_tracer->inplace_end(op, attrs, before, self);
+}
+void trace_created(const Tensor& t, bool random) {
+  if (t_tracer) t_tracer->created(t, random);
+}
+void trace_truth(const Tensor& t, bool outcome) {
+  if (t_tracer) t_tracer->truth(t, outcome);
+}
+void trace_raw_read(const Tensor& t) {
+  if (t_tracer) t_tracer->raw_read(t);
+}
+std::pair<const void*, uint64_t> trace_scalar_source(const Tensor& t) {
+  if (!t_tracer) return {nullptr, 0};
+  return {t_tracer->value(t), t_tracer->epoch()};
+}
+
+void scalar_compared(const Scalar& s, ir::OpKind cmp, double rhs, bool outcome) {
+  if (Tracer* tr = active(s))
+    tr->scalar_compared(const_cast<ir::Value*>(static_cast<const ir::Value*>(s.traced_value())), cmp, rhs, outcome,
+                        s.peek());
+}
+void scalar_escaped(const Scalar& s) {
+  if (Tracer* tr = active(s))
+    tr->scalar_escaped(const_cast<ir::Value*>(static_cast<const ir::Value*>(s.traced_value())), s.peek());
+}
+
+}  // namespace detail
+
+}  // namespace bj

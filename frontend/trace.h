@@ -1,0 +1,65 @@
+// Tracing: run a block's forward eagerly with a recorder switched on and get
+// the graph of what it computed, with a guard for every read of tensor data
+// by host code (DESIGN.md section 5). The trace's outputs are the eager
+// outputs. A traced graph runs on new inputs through the reference
+// interpreter, which also tells whether the new inputs take the traced path.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "frontend/nn/block.h"
+#include "frontend/tensor.h"
+#include "ir/graph.h"
+
+namespace bj {
+
+struct Trace {
+  std::shared_ptr<ir::Graph> graph;
+  std::vector<Tensor> outputs;         ///< the eager outputs of the traced call
+  std::vector<nn::Parameter> params;   ///< bound to graph->params(), in order (by reference)
+  std::vector<Tensor> consts;          ///< bound to graph->consts(), in order (by reference)
+  std::vector<std::string> notes;      ///< what the trace had to assume (captured or random tensors)
+};
+
+/// Traces `block` called on `input`. Parameters become graph parameters
+/// (one per parameter, however often used), the block tree's constants
+/// become named constants, tensors made inside forward become literals, and
+/// a tensor captured from elsewhere becomes a named constant with a note.
+Trace trace(nn::Block& block, const Tensor& input);
+/// Traces a function of several tensors (the graph is named `name`).
+Trace trace(const std::string& name, const std::function<std::vector<Tensor>(const std::vector<Tensor>&)>& fn,
+            const std::vector<Tensor>& inputs);
+
+/// The result of running a trace's graph on new inputs.
+struct GraphRun {
+  bool guards_hold = true;
+  std::vector<Tensor> outputs;  ///< empty when a guard failed
+  int failed_guard = -1;        ///< index among the graph's guards
+  std::string guard;            ///< the failed guard as printed ("guard %12 == true")
+  ir::Origin origin;            ///< where it was recorded
+};
+
+/// Interprets the trace's graph on `inputs` (same count, dtypes and shapes as
+/// traced; ShapeError otherwise), with the parameters' current values.
+GraphRun run(const Trace& t, const std::vector<Tensor>& inputs);
+
+/// True while a trace is being recorded on this thread.
+bool is_tracing();
+
+namespace detail {
+// Hooks called by eager dispatch and host reads; no-ops unless tracing.
+void trace_op(ir::OpKind op, const ir::OpAttrs& attrs, std::span<const Tensor> inputs, const Tensor& result);
+/// Before an in-place op writes inputs[0]: the values of the inputs (opaque).
+std::vector<const void*> trace_inplace_begin(ir::OpKind op, std::span<const Tensor> inputs);
+void trace_inplace_end(ir::OpKind op, const ir::OpAttrs& attrs, const std::vector<const void*>& before, const Tensor& self);
+void trace_created(const Tensor& t, bool random);
+void trace_truth(const Tensor& t, bool outcome);
+void trace_raw_read(const Tensor& t);
+/// For item(): the graph value of t and the trace's epoch (null/0 when not tracing).
+std::pair<const void*, uint64_t> trace_scalar_source(const Tensor& t);
+}  // namespace detail
+
+}  // namespace bj

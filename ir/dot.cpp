@@ -1,0 +1,74 @@
+// Graphviz export: one DOT node per op, literal and guard; graph inputs,
+// parameters and constants drawn in their own shapes and colours; edges
+// labelled with the value's type; a cluster per block path.
+#include <fmt/format.h>
+
+#include <map>
+#include <unordered_map>
+
+#include "ir/graph.h"
+
+namespace bj::ir {
+
+namespace {
+/// A DOT string; labels keep their \n line breaks.
+std::string quote(const std::string& s) {
+  std::string r = "\"";
+  for (char c : s) r += c == '"' ? std::string("\\\"") : std::string(1, c);
+  return r + "\"";
+}
+}  // namespace
+
+std::string to_dot(const Graph& g) {
+  std::string out = "digraph " + quote(g.name()) + " {\n";
+  out += "  rankdir=TB;\n  node [fontname=\"monospace\", fontsize=10];\n  edge [fontname=\"monospace\", fontsize=9];\n";
+  std::unordered_map<const Value*, std::string> src;  // DOT node producing each value
+  int k = 0;
+  auto leaf = [&](const Value* v, const char* shape, const char* color, const char* kind) {
+    std::string id = "v" + std::to_string(k++);
+    src[v] = id;
+    out += fmt::format("  {} [label={}, shape={}, style=filled, fillcolor={}];\n", id,
+                       quote(std::string(kind) + " %" + v->name + "\\n" + v->type.str()), shape, color);
+  };
+  for (const Value* v : g.inputs()) leaf(v, "invhouse", "lightblue", "input");
+  for (const Value* v : g.params()) leaf(v, "box", "lightyellow", "param");
+  for (const Value* v : g.consts()) leaf(v, "box", "lightgrey", "const");
+
+  std::map<std::string, std::vector<std::string>> clusters;  // block path -> node lines
+  std::vector<std::string> edges;
+  int r = 0;
+  for (const auto& n : g.nodes()) {
+    std::string id = "n" + std::to_string(k++), label, attrs;
+    switch (n->kind) {
+      case NodeKind::kOp: label = std::string(op_name(n->op)); attrs = "shape=ellipse"; break;
+      case NodeKind::kLiteral: label = "literal"; attrs = "shape=note, fontsize=8"; break;
+      case NodeKind::kGuard:
+        label = std::string("guard == ") + (n->expect ? "true" : "false");
+        attrs = "shape=diamond, color=red, fontcolor=red";
+        break;
+    }
+    if (n->result) {
+      label += "\\n%" + std::to_string(r++);
+      src[n->result] = id;
+    }
+    clusters[n->origin.path].push_back(fmt::format("{} [label={}, {}];", id, quote(label), attrs));
+    for (const Value* in : n->inputs) edges.push_back(fmt::format("  {} -> {} [label={}];", src[in], id, quote(in->type.str())));
+  }
+  int c = 0;
+  for (const auto& [path, lines] : clusters) {
+    std::string indent = path.empty() ? "  " : "    ";
+    if (!path.empty()) out += fmt::format("  subgraph cluster_{} {{\n    label={};\n    style=rounded;\n", c++, quote(path));
+    for (const std::string& l : lines) out += indent + l + "\n";
+    if (!path.empty()) out += "  }\n";
+  }
+  for (const std::string& e : edges) out += e + "\n";
+  for (size_t i = 0; i < g.outputs().size(); ++i) {
+    const Value* v = g.outputs()[i];
+    out += fmt::format("  out{} [label={}, shape=house, style=filled, fillcolor=palegreen];\n", i,
+                       quote("output " + std::to_string(i) + "\\n" + v->type.str()));
+    out += fmt::format("  {} -> out{};\n", src[v], i);
+  }
+  return out + "}\n";
+}
+
+}  // namespace bj::ir

@@ -1,0 +1,68 @@
+// Graph construction.
+#include "ir/graph.h"
+
+namespace bj::ir {
+
+Value* Graph::new_value(ValueKind kind, Type type, std::string name) {
+  values_.push_back(std::make_unique<Value>(Value{kind, std::move(type), std::move(name), nullptr}));
+  return values_.back().get();
+}
+
+Value* Graph::add_input(std::string name, Type type) {
+  Value* v = new_value(ValueKind::kInput, std::move(type), std::move(name));
+  inputs_.push_back(v);
+  return v;
+}
+
+Value* Graph::add_param(std::string name, Type type) {
+  Value* v = new_value(ValueKind::kParam, std::move(type), std::move(name));
+  params_.push_back(v);
+  return v;
+}
+
+Value* Graph::add_const(std::string name, Type type) {
+  Value* v = new_value(ValueKind::kConst, std::move(type), std::move(name));
+  consts_.push_back(v);
+  return v;
+}
+
+Value* Graph::add_op(OpKind op, OpAttrs attrs, std::vector<Value*> inputs, Type type, Origin origin) {
+  auto n = std::make_unique<Node>();
+  n->kind = NodeKind::kOp;
+  n->op = op;
+  n->attrs = std::move(attrs);
+  n->inputs = std::move(inputs);
+  n->origin = std::move(origin);
+  n->result = new_value(ValueKind::kResult, std::move(type), "");
+  n->result->def = n.get();
+  nodes_.push_back(std::move(n));
+  return nodes_.back()->result;
+}
+
+Value* Graph::add_literal(Type type, std::vector<std::byte> data, Origin origin) {
+  auto n = std::make_unique<Node>();
+  n->kind = NodeKind::kLiteral;
+  n->data = std::move(data);
+  n->origin = std::move(origin);
+  n->result = new_value(ValueKind::kResult, std::move(type), "");
+  n->result->def = n.get();
+  nodes_.push_back(std::move(n));
+  return nodes_.back()->result;
+}
+
+void Graph::add_guard(Value* predicate, bool expect, Origin origin) {
+  auto n = std::make_unique<Node>();
+  n->kind = NodeKind::kGuard;
+  n->inputs = {predicate};
+  n->expect = expect;
+  n->origin = std::move(origin);
+  nodes_.push_back(std::move(n));
+}
+
+int Graph::num_guards() const {
+  int k = 0;
+  for (const auto& n : nodes_) k += n->kind == NodeKind::kGuard;
+  return k;
+}
+
+}  // namespace bj::ir

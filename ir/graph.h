@@ -1,0 +1,103 @@
+// The graph IR: an SSA dataflow graph of typed values. Values are graph
+// inputs, parameters (bound by reference to the model's parameters, by name),
+// named constants (bound like parameters: a block's constant tensors and
+// tensors captured by a trace), or results of nodes. Nodes run in program
+// order: op applications (any op of ir/ops.def), literals (small data made
+// inside the traced code, stored in the graph) and guards (a one-element
+// predicate and the outcome the trace saw). Every node keeps its origin:
+// the block path and, where known, file:line.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ir/ops.h"
+
+namespace bj::ir {
+
+/// Where a node came from.
+struct Origin {
+  std::string path;  ///< block path, "chimera.0.net.0"; empty outside any block
+  std::string file;  ///< source file (base name), empty if unknown
+  int line = 0;
+  friend bool operator==(const Origin&, const Origin&) = default;
+};
+
+enum class ValueKind : uint8_t { kInput, kParam, kConst, kResult };
+
+struct Node;
+
+struct Value {
+  ValueKind kind;
+  Type type;
+  std::string name;      ///< inputs, params and consts: their name; results: empty
+  Node* def = nullptr;   ///< results: the node that computes the value
+};
+
+enum class NodeKind : uint8_t { kOp, kLiteral, kGuard };
+
+struct Node {
+  NodeKind kind = NodeKind::kOp;
+  OpKind op = OpKind::Neg;       ///< kOp
+  OpAttrs attrs;                 ///< kOp
+  std::vector<Value*> inputs;    ///< kOp: the operands; kGuard: the predicate
+  Value* result = nullptr;       ///< kOp, kLiteral
+  std::vector<std::byte> data;   ///< kLiteral: the value's bytes, row-major
+  bool expect = true;            ///< kGuard: the predicate's truth seen when tracing
+  Origin origin;
+};
+
+class Graph {
+ public:
+  explicit Graph(std::string name = "main") : name_(std::move(name)) {}
+  Graph(const Graph&) = delete;
+  Graph& operator=(const Graph&) = delete;
+
+  const std::string& name() const { return name_; }
+  void set_name(std::string n) { name_ = std::move(n); }
+
+  Value* add_input(std::string name, Type type);
+  Value* add_param(std::string name, Type type);
+  Value* add_const(std::string name, Type type);
+  /// Appends an op node. The result type is given (the caller ran ir::infer).
+  Value* add_op(OpKind op, OpAttrs attrs, std::vector<Value*> inputs, Type type, Origin origin);
+  /// Appends a literal: `data` holds type.bytes() bytes.
+  Value* add_literal(Type type, std::vector<std::byte> data, Origin origin);
+  /// Appends a guard on a one-element predicate.
+  void add_guard(Value* predicate, bool expect, Origin origin);
+  void add_output(Value* v) { outputs_.push_back(v); }
+
+  const std::vector<Value*>& inputs() const { return inputs_; }
+  const std::vector<Value*>& params() const { return params_; }
+  const std::vector<Value*>& consts() const { return consts_; }
+  const std::vector<Value*>& outputs() const { return outputs_; }
+  const std::vector<std::unique_ptr<Node>>& nodes() const { return nodes_; }
+  /// Number of guard nodes.
+  int num_guards() const;
+
+ private:
+  Value* new_value(ValueKind kind, Type type, std::string name);
+
+  std::string name_;
+  std::vector<std::unique_ptr<Value>> values_;
+  std::vector<std::unique_ptr<Node>> nodes_;
+  std::vector<Value*> inputs_, params_, consts_, outputs_;
+};
+
+/// The text form (see ir/printer.cpp): deterministic, one node per line,
+/// origins as trailing comments. parse(print(g)) prints identically.
+std::string print(const Graph& g);
+/// A short description of node `n` as printed ("guard %12 == true"), for messages.
+std::string describe(const Graph& g, const Node& n);
+/// Parses the text form; ParseError (with line:column and what was expected) on bad text.
+std::unique_ptr<Graph> parse(std::string_view text);
+/// Checks SSA form, arity and attributes from the ops table and that every
+/// type agrees with inference; VerifyError naming the node and its origin.
+void verify(const Graph& g);
+/// Graphviz DOT: ops as nodes, values as edges labelled with types,
+/// parameters and constants drawn apart, one cluster per block path.
+std::string to_dot(const Graph& g);
+
+}  // namespace bj::ir

@@ -1,0 +1,425 @@
+// Parser for the text form written by ir/printer.cpp. A hand-written
+// recursive descent over lines; every error says line:column and what was
+// expected there.
+#include <cctype>
+#include <charconv>
+#include <optional>
+#include <cstring>
+#include <unordered_map>
+
+#include "ir/error.h"
+#include "ir/graph.h"
+
+namespace bj::ir {
+
+namespace {
+
+bool ident_char(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-'; }
+
+class Parser {
+ public:
+  explicit Parser(std::string_view text) : s_(text) {}
+
+  std::unique_ptr<Graph> graph() {
+    skip_blank_lines();
+    keyword("graph");
+    expect('@');
+    auto g = std::make_unique<Graph>(ident("a graph name"));
+    g_ = g.get();
+    expect('(');
+    if (!peek(')')) {
+      do {
+        std::string n = value_name("an input name");
+        expect(':');
+        Type t = type();
+        define(n, g->add_input(n, t));
+      } while (accept(','));
+    }
+    expect(')');
+    expect("->");
+    expect('(');
+    std::vector<Type> out_types;
+    if (!peek(')')) {
+      do out_types.push_back(type());
+      while (accept(','));
+    }
+    expect(')');
+    expect('{');
+    end_of_line();
+    for (;;) {
+      skip_blank_lines();
+      if (at_end()) fail("a node, 'return' or '}'");
+      if (word_ahead("return")) break;
+      statement();
+    }
+    keyword("return");
+    if (!at_line_end()) {
+      do g->add_output(use());
+      while (accept(','));
+    }
+    end_of_line();
+    skip_blank_lines();
+    expect('}');
+    skip_blank_lines();
+    if (!at_end()) fail("the end of the text after '}'");
+    if (out_types.size() != g->outputs().size())
+      throw ParseError("parse", "the header declares " + std::to_string(out_types.size()) + " results, return gives " +
+                                    std::to_string(g->outputs().size()));
+    for (size_t i = 0; i < out_types.size(); ++i)
+      if (!(out_types[i] == g->outputs()[i]->type))
+        throw ParseError("parse", "result " + std::to_string(i) + " is declared " + out_types[i].str() +
+                                      " but returns a " + g->outputs()[i]->type.str());
+    return g;
+  }
+
+ private:
+  // ---- statements ----
+  void statement() {
+    if (word_ahead("param") || word_ahead("const")) {
+      bool param = word_ahead("param");
+      keyword(param ? "param" : "const");
+      std::string n = value_name("a name");
+      expect(':');
+      Type t = type();
+      define(n, param ? g_->add_param(n, t) : g_->add_const(n, t));
+      end_of_line();
+      return;
+    }
+    if (word_ahead("guard")) {
+      keyword("guard");
+      Value* p = use();
+      expect("==");
+      bool expect_true;
+      if (word_ahead("true")) {
+        keyword("true");
+        expect_true = true;
+      } else {
+        keyword("false");
+        expect_true = false;
+      }
+      Origin o = origin();
+      g_->add_guard(p, expect_true, o);
+      return;
+    }
+    auto [name_line, name_col] = mark();
+    std::string n = value_name("a result like %0");
+    if (names_.count(n)) fail_at(name_line, name_col, "a new name (%" + n + " is already defined)");
+    expect(':');
+    Type t = type();
+    expect('=');
+    if (word_ahead("literal")) {
+      keyword("literal");
+      std::vector<std::byte> data = literal(t);
+      Origin o = origin();
+      define(n, g_->add_literal(t, std::move(data), o));
+      return;
+    }
+    auto [op_line, op_col] = mark();
+    std::string op = ident("an op name");
+    auto kind = op_by_name(op);
+    if (!kind) fail_at(op_line, op_col, "an op name (got '" + op + "')");
+    expect('(');
+    std::vector<Value*> ins;
+    if (!peek(')')) {
+      do ins.push_back(use());
+      while (accept(','));
+    }
+    expect(')');
+    OpAttrs a;
+    if (accept('{')) {
+      do attr(a);
+      while (accept(','));
+      expect('}');
+    }
+    Origin o = origin();
+    define(n, g_->add_op(*kind, a, std::move(ins), t, o));
+  }
+
+  void attr(OpAttrs& a) {
+    auto [l, c] = mark();
+    std::string k = ident("an attribute name");
+    if (k == "keepdim") a.keepdim = true;
+    else if (k == "transpose_a") a.transpose_a = true;
+    else if (k == "transpose_b") a.transpose_b = true;
+    else {
+      expect('=');
+      if (k == "axes" || k == "perm" || k == "shape") a.dims = dims();
+      else if (k == "axis") a.axis = integer();
+      else if (k == "start") a.start = integer();
+      else if (k == "end") a.end = integer();
+      else if (k == "step") a.step = integer();
+      else if (k == "scalar") a.scalar = real();
+      else if (k == "dtype") a.dtype = dtype();
+      else fail_at(l, c, "a known attribute (got '" + k + "')");
+    }
+  }
+
+  std::vector<std::byte> literal(const Type& t) {
+    const size_t es = element_size(t.dtype), count = static_cast<size_t>(t.numel());
+    std::vector<std::byte> data(count * es);
+    auto [hex_line, hex_col] = mark();
+    if (s_.substr(pos_, 2) == "0x") {
+      advance(2);
+      size_t start = pos_;
+      while (!at_end() && std::isxdigit(static_cast<unsigned char>(s_[pos_]))) advance(1);
+      std::string_view hex = s_.substr(start, pos_ - start);
+      if (hex.size() != 2 * data.size())
+        fail_at(hex_line, hex_col, "hex data of " + std::to_string(data.size()) + " bytes for " + t.str());
+      for (size_t i = 0; i < data.size(); ++i)
+        data[i] = static_cast<std::byte>(std::stoul(std::string(hex.substr(2 * i, 2)), nullptr, 16));
+      return data;
+    }
+    std::vector<double> vals;
+    if (accept('[')) {
+      if (!peek(']')) {
+        do vals.push_back(literal_element(t.dtype));
+        while (accept(','));
+      }
+      expect(']');
+    } else {
+      vals.push_back(literal_element(t.dtype));
+    }
+    if (vals.size() != count || (t.shape.empty() && count != 1))
+      fail_at(hex_line, hex_col, std::to_string(count) + " value(s) for " + t.str());
+    for (size_t i = 0; i < count; ++i) {
+      std::byte* p = data.data() + i * es;
+      if (t.dtype == DType::kF32) {
+        float f = static_cast<float>(vals[i]);
+        std::memcpy(p, &f, 4);
+      } else if (t.dtype == DType::kI64) {
+        int64_t v = static_cast<int64_t>(vals[i]);
+        std::memcpy(p, &v, 8);
+      } else {
+        *reinterpret_cast<uint8_t*>(p) = vals[i] != 0;
+      }
+    }
+    return data;
+  }
+
+  double literal_element(DType t) {
+    if (t == DType::kBool) {
+      if (word_ahead("true")) return keyword("true"), 1.0;
+      keyword("false");
+      return 0.0;
+    }
+    return real();
+  }
+
+  Origin origin() {
+    Origin o;
+    skip_spaces();
+    if (accept_raw('#')) {
+      skip_spaces();
+      size_t start = pos_;
+      while (!at_line_end()) advance(1);
+      std::string c(s_.substr(start, pos_ - start));
+      while (!c.empty() && c.back() == ' ') c.pop_back();
+      // "path (file:line)", "path" or "(file:line)"
+      size_t open = c.rfind('(');
+      if (open != std::string::npos && c.back() == ')') {
+        std::string loc = c.substr(open + 1, c.size() - open - 2);
+        size_t colon = loc.rfind(':');
+        if (colon != std::string::npos) {
+          o.file = loc.substr(0, colon);
+          o.line = std::atoi(loc.c_str() + colon + 1);
+          c = c.substr(0, open);
+          while (!c.empty() && c.back() == ' ') c.pop_back();
+        }
+      }
+      o.path = c;
+    }
+    end_of_line();
+    return o;
+  }
+
+  // ---- values and types ----
+  void define(const std::string& n, Value* v) {
+    if (!names_.emplace(n, v).second) fail("a new name (%" + n + " is already defined)");
+  }
+
+  Value* use() {
+    auto [l, c] = mark();
+    std::string n = value_name("a value like %0");
+    auto it = names_.find(n);
+    if (it == names_.end()) fail_at(l, c, "a defined value (%" + n + " is not defined above)");
+    return it->second;
+  }
+
+  std::string value_name(const char* what) {
+    skip_spaces();
+    if (!accept_raw('%')) fail(what);
+    return ident_raw(what);
+  }
+
+  Type type() {
+    Type t;
+    t.dtype = dtype();
+    expect('[');
+    if (!peek(']')) {
+      do t.shape.push_back(integer());
+      while (accept(','));
+    }
+    expect(']');
+    return t;
+  }
+
+  Shape dims() {
+    Shape s;
+    expect('[');
+    if (!peek(']')) {
+      do s.push_back(integer());
+      while (accept(','));
+    }
+    expect(']');
+    return s;
+  }
+
+  DType dtype() {
+    auto [l, c] = mark();
+    std::string n = ident("a dtype");
+    for (DType t : {DType::kF32, DType::kI64, DType::kBool, DType::kBF16})
+      if (n == dtype_name(t)) return t;
+    fail_at(l, c, "a dtype (f32, i64, bool, bf16), got '" + n + "'");
+  }
+
+  static std::optional<OpKind> op_by_name(const std::string& n) {
+    for (int k = 0; k < kNumOps; ++k)
+      if (op_name(static_cast<OpKind>(k)) == n) return static_cast<OpKind>(k);
+    return std::nullopt;
+  }
+
+  // ---- lexing ----
+  /// Skips spaces and returns where the next token starts (for messages about it).
+  std::pair<size_t, size_t> mark() {
+    skip_spaces();
+    return {line_, col_};
+  }
+
+  int64_t integer() {
+    skip_spaces();
+    int64_t v = 0;
+    auto [p, ec] = std::from_chars(s_.data() + pos_, s_.data() + s_.size(), v);
+    if (ec != std::errc()) fail("an integer");
+    advance(p - (s_.data() + pos_));
+    return v;
+  }
+
+  double real() {
+    skip_spaces();
+    size_t start = pos_;
+    while (!at_end() && (std::isalnum(static_cast<unsigned char>(s_[pos_])) || std::strchr("+-.", s_[pos_])))
+      advance(1);
+    std::string tok(s_.substr(start, pos_ - start));
+    char* end = nullptr;
+    double v = std::strtod(tok.c_str(), &end);
+    if (tok.empty() || end != tok.c_str() + tok.size()) {
+      pos_ = start;
+      fail("a number");
+    }
+    return v;
+  }
+
+  std::string ident(const char* what) {
+    skip_spaces();
+    return ident_raw(what);
+  }
+  std::string ident_raw(const char* what) {
+    size_t start = pos_;
+    while (!at_end() && ident_char(s_[pos_])) advance(1);
+    if (start == pos_) fail(what);
+    return std::string(s_.substr(start, pos_ - start));
+  }
+
+  void keyword(std::string_view k) {
+    skip_spaces();
+    if (!word_ahead(k)) fail("'" + std::string(k) + "'");
+    advance(k.size());
+  }
+  bool word_ahead(std::string_view k) {
+    skip_spaces();
+    return s_.substr(pos_, k.size()) == k && (pos_ + k.size() >= s_.size() || !ident_char(s_[pos_ + k.size()]));
+  }
+  void expect(char c) {
+    if (!accept(c)) fail(std::string("'") + c + "'");
+  }
+  void expect(std::string_view tok) {
+    skip_spaces();
+    if (s_.substr(pos_, tok.size()) != tok) fail("'" + std::string(tok) + "'");
+    advance(tok.size());
+  }
+  bool accept(char c) {
+    skip_spaces();
+    return accept_raw(c);
+  }
+  bool accept_raw(char c) {
+    if (at_end() || s_[pos_] != c) return false;
+    advance(1);
+    return true;
+  }
+  bool peek(char c) {
+    skip_spaces();
+    return !at_end() && s_[pos_] == c;
+  }
+  void skip_spaces() {
+    while (!at_end() && (s_[pos_] == ' ' || s_[pos_] == '\t' || s_[pos_] == '\r')) advance(1);
+  }
+  bool at_line_end() {
+    skip_spaces();
+    return at_end() || s_[pos_] == '\n' || s_[pos_] == '#';
+  }
+  void end_of_line() {
+    skip_spaces();
+    if (!at_end() && s_[pos_] == '#') {  // a comment where no origin is read
+      while (!at_end() && s_[pos_] != '\n') advance(1);
+    }
+    if (at_end()) return;
+    if (s_[pos_] != '\n') fail("the end of the line");
+    advance(1);
+  }
+  void skip_blank_lines() {
+    for (;;) {
+      size_t save = pos_, l = line_, c = col_;
+      skip_spaces();
+      if (!at_end() && s_[pos_] == '\n') {
+        advance(1);
+        continue;
+      }
+      pos_ = save, line_ = l, col_ = c;
+      return;
+    }
+  }
+  bool at_end() const { return pos_ >= s_.size(); }
+  void advance(size_t n) {
+    for (size_t i = 0; i < n && pos_ < s_.size(); ++i, ++pos_) {
+      if (s_[pos_] == '\n') {
+        ++line_;
+        col_ = 1;
+      } else {
+        ++col_;
+      }
+    }
+  }
+
+  [[noreturn]] void fail(const std::string& expected) { fail_at(line_, col_, expected); }
+  [[noreturn]] void fail_at(size_t line, size_t col, const std::string& expected) {
+    std::string got;
+    if (pos_ >= s_.size())
+      got = "the end of the text";
+    else if (s_[pos_] == '\n')
+      got = "the end of the line";
+    else
+      got = "'" + std::string(s_.substr(pos_, std::min<size_t>(12, s_.find('\n', pos_) - pos_))) + "'";
+    throw ParseError(std::to_string(line) + ":" + std::to_string(col), "expected " + expected + ", found " + got);
+  }
+
+  std::string_view s_;
+  size_t pos_ = 0, line_ = 1, col_ = 1;
+  Graph* g_ = nullptr;
+  std::unordered_map<std::string, Value*> names_;
+};
+
+}  // namespace
+
+std::unique_ptr<Graph> parse(std::string_view text) { return Parser(text).graph(); }
+
+}  // namespace bj::ir

@@ -1,0 +1,151 @@
+// The text form of a graph. Example:
+//
+//   graph @mlp(%x: f32[2,20]) -> (f32[2,10]) {
+//     param %hidden.weight: f32[256,20]
+//     %0: f32[2,256] = matmul(%x, %hidden.weight) {transpose_b}   # mlp.hidden (seed_models.h:22)
+//     %1: f32[] = literal 1                                        # mlp
+//     guard %7 == true                                             # mlp
+//     return %5
+//   }
+//
+// Results are numbered in program order; inputs, parameters and constants
+// print by name. Floats print in their shortest exact form, so the text
+// parses back to the same bits.
+#include <fmt/format.h>
+
+#include <cstring>
+#include <unordered_map>
+
+#include "ir/graph.h"
+
+namespace bj::ir {
+
+namespace {
+
+constexpr size_t kCommentColumn = 64;
+constexpr int64_t kInlineLiteral = 16;  // larger literals print as hex bytes
+
+std::string dims_str(const Shape& s) {
+  std::string r = "[";
+  for (int i = 0; i < s.size(); ++i) r += (i ? "," : "") + std::to_string(s[i]);
+  return r + "]";
+}
+
+std::string number(double v) { return fmt::format("{}", v); }
+
+std::string element(DType t, const std::byte* p) {
+  switch (t) {
+    case DType::kF32: {
+      float f;
+      std::memcpy(&f, p, 4);
+      return fmt::format("{}", f);
+    }
+    case DType::kI64: {
+      int64_t i;
+      std::memcpy(&i, p, 8);
+      return std::to_string(i);
+    }
+    default: return *reinterpret_cast<const uint8_t*>(p) ? "true" : "false";
+  }
+}
+
+class Printer {
+ public:
+  explicit Printer(const Graph& g) : g_(g) {
+    int k = 0;
+    for (const auto& n : g.nodes())
+      if (n->result) names_[n->result] = "%" + std::to_string(k++);
+    for (auto* list : {&g.inputs(), &g.params(), &g.consts()})
+      for (Value* v : *list) names_[v] = "%" + v->name;
+  }
+
+  std::string name(const Value* v) const {
+    auto it = names_.find(v);
+    return it == names_.end() ? "%<unknown>" : it->second;
+  }
+
+  std::string attrs(const Node& n) const {
+    const OpAttrs& a = n.attrs;
+    const uint32_t f = op_info(n.op).attrs;
+    std::vector<std::string> parts;
+    if (f & kAxes) parts.push_back("axes=" + dims_str(a.dims));
+    if (f & kPerm) parts.push_back("perm=" + dims_str(a.dims));
+    if (f & kShape) parts.push_back("shape=" + dims_str(a.dims));
+    if (f & kAxis) parts.push_back("axis=" + std::to_string(a.axis));
+    if (f & kStart) parts.push_back("start=" + std::to_string(a.start));
+    if (f & kEnd) parts.push_back("end=" + std::to_string(a.end));
+    if (f & kStep) parts.push_back("step=" + std::to_string(a.step));
+    if (f & kScalar) parts.push_back("scalar=" + number(a.scalar));
+    if (f & kDType) parts.push_back("dtype=" + std::string(dtype_name(a.dtype)));
+    if ((f & kKeepdim) && a.keepdim) parts.push_back("keepdim");
+    if ((f & kTransposeA) && a.transpose_a) parts.push_back("transpose_a");
+    if ((f & kTransposeB) && a.transpose_b) parts.push_back("transpose_b");
+    if (parts.empty()) return "";
+    std::string s = " {";
+    for (size_t i = 0; i < parts.size(); ++i) s += (i ? ", " : "") + parts[i];
+    return s + "}";
+  }
+
+  std::string literal(const Node& n) const {
+    const Type& t = n.result->type;
+    const size_t es = element_size(t.dtype);
+    const int64_t count = t.numel();
+    if (count > kInlineLiteral || t.dtype == DType::kBF16) {
+      std::string hex = "0x";
+      for (std::byte b : n.data) hex += fmt::format("{:02x}", static_cast<unsigned>(b));
+      return hex;
+    }
+    if (t.shape.empty()) return element(t.dtype, n.data.data());
+    std::string s = "[";
+    for (int64_t i = 0; i < count; ++i) s += (i ? ", " : "") + element(t.dtype, n.data.data() + i * es);
+    return s + "]";
+  }
+
+  std::string line(const Node& n) const {
+    switch (n.kind) {
+      case NodeKind::kGuard: return "guard " + name(n.inputs[0]) + " == " + (n.expect ? "true" : "false");
+      case NodeKind::kLiteral: return name(n.result) + ": " + n.result->type.str() + " = literal " + literal(n);
+      case NodeKind::kOp: break;
+    }
+    std::string s = name(n.result) + ": " + n.result->type.str() + " = " + std::string(op_name(n.op)) + "(";
+    for (size_t i = 0; i < n.inputs.size(); ++i) s += (i ? ", " : "") + name(n.inputs[i]);
+    return s + ")" + attrs(n);
+  }
+
+  static std::string comment(const Origin& o) {
+    std::string c = o.path;
+    if (!o.file.empty()) c += (c.empty() ? "(" : " (") + o.file + ":" + std::to_string(o.line) + ")";
+    return c;
+  }
+
+  std::string print() const {
+    std::string out = "graph @" + g_.name() + "(";
+    for (size_t i = 0; i < g_.inputs().size(); ++i)
+      out += (i ? ", " : "") + name(g_.inputs()[i]) + ": " + g_.inputs()[i]->type.str();
+    out += ") -> (";
+    for (size_t i = 0; i < g_.outputs().size(); ++i) out += (i ? ", " : "") + g_.outputs()[i]->type.str();
+    out += ") {\n";
+    for (Value* v : g_.params()) out += "  param " + name(v) + ": " + v->type.str() + "\n";
+    for (Value* v : g_.consts()) out += "  const " + name(v) + ": " + v->type.str() + "\n";
+    for (const auto& n : g_.nodes()) {
+      std::string l = "  " + line(*n);
+      std::string c = comment(n->origin);
+      if (!c.empty()) l += std::string(l.size() < kCommentColumn ? kCommentColumn - l.size() : 2, ' ') + "# " + c;
+      out += l + "\n";
+    }
+    out += "  return";
+    for (size_t i = 0; i < g_.outputs().size(); ++i) out += (i ? ", " : " ") + name(g_.outputs()[i]);
+    return out + "\n}\n";
+  }
+
+ private:
+  const Graph& g_;
+  std::unordered_map<const Value*, std::string> names_;
+};
+
+}  // namespace
+
+std::string print(const Graph& g) { return Printer(g).print(); }
+std::string describe(const Graph& g, const Node& n) { return Printer(g).line(n); }
+
+}  // namespace bj::ir
