@@ -101,9 +101,9 @@ class Parser {
       g_->add_guard(p, expect_true, o);
       return;
     }
-    auto [name_line, name_col] = mark();
+    Mark name_at = mark();
     std::string n = value_name("a result like %0");
-    if (names_.count(n)) fail_at(name_line, name_col, "a new name (%" + n + " is already defined)");
+    if (names_.count(n)) fail_at(name_at, "a new name (%" + n + " is already defined)");
     expect(':');
     Type t = type();
     expect('=');
@@ -114,10 +114,10 @@ class Parser {
       define(n, g_->add_literal(t, std::move(data), o));
       return;
     }
-    auto [op_line, op_col] = mark();
+    Mark op_at = mark();
     std::string op = ident("an op name");
     auto kind = op_by_name(op);
-    if (!kind) fail_at(op_line, op_col, "an op name (got '" + op + "')");
+    if (!kind) fail_at(op_at, "an op name (got '" + op + "')");
     expect('(');
     std::vector<Value*> ins;
     if (!peek(')')) {
@@ -136,7 +136,7 @@ class Parser {
   }
 
   void attr(OpAttrs& a) {
-    auto [l, c] = mark();
+    Mark at = mark();
     std::string k = ident("an attribute name");
     if (k == "keepdim") a.keepdim = true;
     else if (k == "transpose_a") a.transpose_a = true;
@@ -150,21 +150,21 @@ class Parser {
       else if (k == "step") a.step = integer();
       else if (k == "scalar") a.scalar = real();
       else if (k == "dtype") a.dtype = dtype();
-      else fail_at(l, c, "a known attribute (got '" + k + "')");
+      else fail_at(at, "a known attribute (got '" + k + "')");
     }
   }
 
   std::vector<std::byte> literal(const Type& t) {
     const size_t es = element_size(t.dtype), count = static_cast<size_t>(t.numel());
     std::vector<std::byte> data(count * es);
-    auto [hex_line, hex_col] = mark();
+    Mark hex_at = mark();
     if (s_.substr(pos_, 2) == "0x") {
       advance(2);
       size_t start = pos_;
       while (!at_end() && std::isxdigit(static_cast<unsigned char>(s_[pos_]))) advance(1);
       std::string_view hex = s_.substr(start, pos_ - start);
       if (hex.size() != 2 * data.size())
-        fail_at(hex_line, hex_col, "hex data of " + std::to_string(data.size()) + " bytes for " + t.str());
+        fail_at(hex_at, "hex data of " + std::to_string(data.size()) + " bytes for " + t.str());
       for (size_t i = 0; i < data.size(); ++i)
         data[i] = static_cast<std::byte>(std::stoul(std::string(hex.substr(2 * i, 2)), nullptr, 16));
       return data;
@@ -180,7 +180,7 @@ class Parser {
       vals.push_back(literal_element(t.dtype));
     }
     if (vals.size() != count || (t.shape.empty() && count != 1))
-      fail_at(hex_line, hex_col, std::to_string(count) + " value(s) for " + t.str());
+      fail_at(hex_at, std::to_string(count) + " value(s) for " + t.str());
     for (size_t i = 0; i < count; ++i) {
       std::byte* p = data.data() + i * es;
       if (t.dtype == DType::kF32) {
@@ -238,10 +238,10 @@ class Parser {
   }
 
   Value* use() {
-    auto [l, c] = mark();
+    Mark at = mark();
     std::string n = value_name("a value like %0");
     auto it = names_.find(n);
-    if (it == names_.end()) fail_at(l, c, "a defined value (%" + n + " is not defined above)");
+    if (it == names_.end()) fail_at(at, "a defined value (%" + n + " is not defined above)");
     return it->second;
   }
 
@@ -275,11 +275,11 @@ class Parser {
   }
 
   DType dtype() {
-    auto [l, c] = mark();
+    Mark at = mark();
     std::string n = ident("a dtype");
     for (DType t : {DType::kF32, DType::kI64, DType::kBool, DType::kBF16})
       if (n == dtype_name(t)) return t;
-    fail_at(l, c, "a dtype (f32, i64, bool, bf16), got '" + n + "'");
+    fail_at(at, "a dtype (f32, i64, bool, bf16), got '" + n + "'");
   }
 
   static std::optional<OpKind> op_by_name(const std::string& n) {
@@ -289,10 +289,14 @@ class Parser {
   }
 
   // ---- lexing ----
-  /// Skips spaces and returns where the next token starts (for messages about it).
-  std::pair<size_t, size_t> mark() {
+  /// Where a token starts, for messages about it.
+  struct Mark {
+    size_t pos, line, col;
+  };
+  /// Skips spaces and marks the next token.
+  Mark mark() {
     skip_spaces();
-    return {line_, col_};
+    return {pos_, line_, col_};
   }
 
   int64_t integer() {
@@ -400,16 +404,16 @@ class Parser {
     }
   }
 
-  [[noreturn]] void fail(const std::string& expected) { fail_at(line_, col_, expected); }
-  [[noreturn]] void fail_at(size_t line, size_t col, const std::string& expected) {
+  [[noreturn]] void fail(const std::string& expected) { fail_at({pos_, line_, col_}, expected); }
+  [[noreturn]] void fail_at(Mark at, const std::string& expected) {
     std::string got;
-    if (pos_ >= s_.size())
+    if (at.pos >= s_.size())
       got = "the end of the text";
-    else if (s_[pos_] == '\n')
+    else if (s_[at.pos] == '\n')
       got = "the end of the line";
     else
-      got = "'" + std::string(s_.substr(pos_, std::min<size_t>(12, s_.find('\n', pos_) - pos_))) + "'";
-    throw ParseError(std::to_string(line) + ":" + std::to_string(col), "expected " + expected + ", found " + got);
+      got = "'" + std::string(s_.substr(at.pos, std::min<size_t>(12, s_.find('\n', at.pos) - at.pos))) + "'";
+    throw ParseError(std::to_string(at.line) + ":" + std::to_string(at.col), "expected " + expected + ", found " + got);
   }
 
   std::string_view s_;
