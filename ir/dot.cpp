@@ -35,24 +35,35 @@ std::string to_dot(const Graph& g) {
   for (const Value* v : g.consts()) leaf(v, "box", "lightgrey", "const");
 
   std::map<std::string, std::vector<std::string>> clusters;  // block path -> node lines
-  std::vector<std::string> edges;
+  std::vector<std::string> regions, edges;                     // fused regions: one cluster each
   int r = 0;
-  for (const auto& n : g.nodes()) {
+  auto node_line = [&](const Node& n) {
     std::string id = "n" + std::to_string(k++), label, attrs;
-    switch (n->kind) {
-      case NodeKind::kOp: label = std::string(op_name(n->op)); attrs = "shape=ellipse"; break;
+    switch (n.kind) {
+      case NodeKind::kOp: label = std::string(op_name(n.op)); attrs = "shape=ellipse"; break;
       case NodeKind::kLiteral: label = "literal"; attrs = "shape=note, fontsize=8"; break;
       case NodeKind::kGuard:
-        label = std::string("guard == ") + (n->expect ? "true" : "false");
+        label = std::string("guard == ") + (n.expect ? "true" : "false");
         attrs = "shape=diamond, color=red, fontcolor=red";
         break;
+      case NodeKind::kRegion: break;
     }
-    if (n->result) {
+    if (n.result) {
       label += "\\n%" + std::to_string(r++);
-      src[n->result] = id;
+      src[n.result] = id;
     }
-    clusters[n->origin.path].push_back(fmt::format("{} [label={}, {}];", id, quote(label), attrs));
-    for (const Value* in : n->inputs) edges.push_back(fmt::format("  {} -> {} [label={}];", src[in], id, quote(in->type.str())));
+    for (const Value* in : n.inputs) edges.push_back(fmt::format("  {} -> {} [label={}];", src[in], id, quote(in->type.str())));
+    return fmt::format("{} [label={}, {}];", id, quote(label), attrs);
+  };
+  for (const auto& n : g.nodes()) {
+    if (n->kind != NodeKind::kRegion) {
+      clusters[n->origin.path].push_back(node_line(*n));
+      continue;
+    }
+    std::string c = fmt::format("  subgraph cluster_r{} {{\n    label={};\n    style=filled;\n    fillcolor=aliceblue;\n",
+                                regions.size(), quote("fused " + n->region + (n->origin.path.empty() ? "" : " (" + n->origin.path + ")")));
+    for (const auto& b : n->body) c += "    " + node_line(*b) + "\n";
+    regions.push_back(c + "  }\n");
   }
   int c = 0;
   for (const auto& [path, lines] : clusters) {
@@ -61,6 +72,7 @@ std::string to_dot(const Graph& g) {
     for (const std::string& l : lines) out += indent + l + "\n";
     if (!path.empty()) out += "  }\n";
   }
+  for (const std::string& reg : regions) out += reg;
   for (const std::string& e : edges) out += e + "\n";
   for (size_t i = 0; i < g.outputs().size(); ++i) {
     const Value* v = g.outputs()[i];

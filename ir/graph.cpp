@@ -26,7 +26,7 @@ Value* Graph::add_const(std::string name, Type type) {
   return v;
 }
 
-Value* Graph::add_op(OpKind op, OpAttrs attrs, std::vector<Value*> inputs, Type type, Origin origin) {
+std::unique_ptr<Node> Graph::make_op(OpKind op, OpAttrs attrs, std::vector<Value*> inputs, Type type, Origin origin) {
   auto n = std::make_unique<Node>();
   n->kind = NodeKind::kOp;
   n->op = op;
@@ -35,19 +35,38 @@ Value* Graph::add_op(OpKind op, OpAttrs attrs, std::vector<Value*> inputs, Type 
   n->origin = std::move(origin);
   n->result = new_value(ValueKind::kResult, std::move(type), "");
   n->result->def = n.get();
-  nodes_.push_back(std::move(n));
-  return nodes_.back()->result;
+  return n;
 }
 
-Value* Graph::add_literal(Type type, std::vector<std::byte> data, Origin origin) {
+std::unique_ptr<Node> Graph::make_literal(Type type, std::vector<std::byte> data, Origin origin) {
   auto n = std::make_unique<Node>();
   n->kind = NodeKind::kLiteral;
   n->data = std::move(data);
   n->origin = std::move(origin);
   n->result = new_value(ValueKind::kResult, std::move(type), "");
   n->result->def = n.get();
-  nodes_.push_back(std::move(n));
+  return n;
+}
+
+Value* Graph::add_op(OpKind op, OpAttrs attrs, std::vector<Value*> inputs, Type type, Origin origin) {
+  nodes_.push_back(make_op(op, std::move(attrs), std::move(inputs), std::move(type), std::move(origin)));
   return nodes_.back()->result;
+}
+
+Value* Graph::add_literal(Type type, std::vector<std::byte> data, Origin origin) {
+  nodes_.push_back(make_literal(std::move(type), std::move(data), std::move(origin)));
+  return nodes_.back()->result;
+}
+
+void Graph::replace_uses(Value* from, Value* to) {
+  for_each_node(nodes_, [&](Node& n) {
+    for (Value*& v : n.inputs)
+      if (v == from) v = to;
+    for (Value*& v : n.yields)
+      if (v == from) v = to;
+  });
+  for (Value*& v : outputs_)
+    if (v == from) v = to;
 }
 
 void Graph::add_guard(Value* predicate, bool expect, Origin origin) {
@@ -61,7 +80,7 @@ void Graph::add_guard(Value* predicate, bool expect, Origin origin) {
 
 int Graph::num_guards() const {
   int k = 0;
-  for (const auto& n : nodes_) k += n->kind == NodeKind::kGuard;
+  for_each_node(nodes_, [&](const Node& n) { k += n.kind == NodeKind::kGuard; });
   return k;
 }
 

@@ -3,9 +3,11 @@
 // named constants (bound like parameters: a block's constant tensors and
 // tensors captured by a trace), or results of nodes. Nodes run in program
 // order: op applications (any op of ir/ops.def), literals (small data made
-// inside the traced code, stored in the graph) and guards (a one-element
-// predicate and the outcome the trace saw). Every node keeps its origin:
-// the block path and, where known, file:line.
+// inside the traced code, stored in the graph), guards (a one-element
+// predicate and the outcome the trace saw) and fused regions (a group of op
+// nodes that codegen emits as one loop nest; the values it yields are the
+// only ones materialized in memory). Every node keeps its origin: the block
+// path and, where known, file:line.
 #pragma once
 
 #include <cstddef>
@@ -34,9 +36,10 @@ struct Value {
   Type type;
   std::string name;      ///< inputs, params and consts: their name; results: empty
   Node* def = nullptr;   ///< results: the node that computes the value
+  int64_t offset = -1;   ///< byte offset in the arena, once memory planning placed it
 };
 
-enum class NodeKind : uint8_t { kOp, kLiteral, kGuard };
+enum class NodeKind : uint8_t { kOp, kLiteral, kGuard, kRegion };
 
 struct Node {
   NodeKind kind = NodeKind::kOp;
@@ -46,8 +49,20 @@ struct Node {
   Value* result = nullptr;       ///< kOp, kLiteral
   std::vector<std::byte> data;   ///< kLiteral: the value's bytes, row-major
   bool expect = true;            ///< kGuard: the predicate's truth seen when tracing
+  std::string region;                        ///< kRegion: "elementwise", "contraction" or "reduction"
+  std::vector<std::unique_ptr<Node>> body;   ///< kRegion: its op nodes, in order
+  std::vector<Value*> yields;                ///< kRegion: body values used after the region
   Origin origin;
 };
+
+/// Calls f(node) for every node of `nodes`, region bodies included (a region before its body).
+template <class F>
+void for_each_node(const std::vector<std::unique_ptr<Node>>& nodes, F&& f) {
+  for (const auto& n : nodes) {
+    f(*n);
+    if (n->kind == NodeKind::kRegion) for_each_node(n->body, f);
+  }
+}
 
 class Graph {
  public:
@@ -68,6 +83,16 @@ class Graph {
   /// Appends a guard on a one-element predicate.
   void add_guard(Value* predicate, bool expect, Origin origin);
   void add_output(Value* v) { outputs_.push_back(v); }
+
+  // ---- For passes: detached nodes, to insert where they belong. ----
+  std::unique_ptr<Node> make_op(OpKind op, OpAttrs attrs, std::vector<Value*> inputs, Type type, Origin origin);
+  std::unique_ptr<Node> make_literal(Type type, std::vector<std::byte> data, Origin origin);
+  /// The top-level node list, to reorder, erase from or insert into.
+  std::vector<std::unique_ptr<Node>>& mutable_nodes() { return nodes_; }
+  /// Replaces every use of `from` (operands, region yields, graph outputs) by `to`.
+  void replace_uses(Value* from, Value* to);
+  /// Bytes of the arena memory planning laid out (-1: not planned).
+  int64_t arena_bytes = -1;
 
   const std::vector<Value*>& inputs() const { return inputs_; }
   const std::vector<Value*>& params() const { return params_; }

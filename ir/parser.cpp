@@ -44,8 +44,13 @@ class Parser {
       while (accept(','));
     }
     expect(')');
+    if (word_ahead("arena")) {
+      keyword("arena");
+      g->arena_bytes = integer();
+    }
     expect('{');
     end_of_line();
+    target_ = &g->mutable_nodes();
     for (;;) {
       skip_blank_lines();
       if (at_end()) fail("a node, 'return' or '}'");
@@ -97,21 +102,28 @@ class Parser {
         keyword("false");
         expect_true = false;
       }
-      Origin o = origin();
-      g_->add_guard(p, expect_true, o);
+      auto n = std::make_unique<Node>();
+      n->kind = NodeKind::kGuard;
+      n->inputs = {p};
+      n->expect = expect_true;
+      n->origin = origin();
+      target_->push_back(std::move(n));
       return;
     }
+    if (word_ahead("fused")) return region();
     Mark name_at = mark();
     std::string n = value_name("a result like %0");
     if (names_.count(n)) fail_at(name_at, "a new name (%" + n + " is already defined)");
     expect(':');
     Type t = type();
+    int64_t offset = -1;
+    if (accept('@')) offset = integer();
     expect('=');
     if (word_ahead("literal")) {
       keyword("literal");
       std::vector<std::byte> data = literal(t);
       Origin o = origin();
-      define(n, g_->add_literal(t, std::move(data), o));
+      push(n, g_->make_literal(t, std::move(data), o), offset);
       return;
     }
     Mark op_at = mark();
@@ -132,7 +144,42 @@ class Parser {
       expect('}');
     }
     Origin o = origin();
-    define(n, g_->add_op(*kind, a, std::move(ins), t, o));
+    push(n, g_->make_op(*kind, a, std::move(ins), t, o), offset);
+  }
+
+  void push(const std::string& name, std::unique_ptr<Node> node, int64_t offset) {
+    node->result->offset = offset;
+    define(name, node->result);
+    target_->push_back(std::move(node));
+  }
+
+  /// fused KIND {  ...op nodes...  } -> (%a, %b)
+  void region() {
+    if (target_ != &g_->mutable_nodes()) fail("an op node (regions do not nest)");
+    keyword("fused");
+    auto n = std::make_unique<Node>();
+    n->kind = NodeKind::kRegion;
+    n->region = ident("a region kind");
+    expect('{');
+    n->origin = origin();
+    target_ = &n->body;
+    for (;;) {
+      skip_blank_lines();
+      if (at_end()) fail("a node or '}'");
+      if (peek('}')) break;
+      statement();
+    }
+    target_ = &g_->mutable_nodes();
+    expect('}');
+    expect("->");
+    expect('(');
+    if (!peek(')')) {
+      do n->yields.push_back(use());
+      while (accept(','));
+    }
+    expect(')');
+    end_of_line();
+    target_->push_back(std::move(n));
   }
 
   void attr(OpAttrs& a) {
@@ -419,6 +466,7 @@ class Parser {
   std::string_view s_;
   size_t pos_ = 0, line_ = 1, col_ = 1;
   Graph* g_ = nullptr;
+  std::vector<std::unique_ptr<Node>>* target_ = nullptr;  // where statements go: the graph or a region body
   std::unordered_map<std::string, Value*> names_;
 };
 

@@ -5,9 +5,14 @@
 //     %0: f32[2,256] = matmul(%x, %hidden.weight) {transpose_b}   # mlp.hidden (seed_models.h:22)
 //     %1: f32[] = literal 1                                        # mlp
 //     guard %7 == true                                             # mlp
-//     return %5
+//     fused elementwise {                                          # mlp.out
+//       %8: f32[2,10] = add(%4, %out.bias)
+//     } -> (%8)
+//     return %8
 //   }
 //
+// After memory planning, the header says `arena N` and each value placed in
+// the arena carries its byte offset: `%3: f32[2,256] @1024 = relu(%2)`.
 // Results are numbered in program order; inputs, parameters and constants
 // print by name. Floats print in their shortest exact form, so the text
 // parses back to the same bits.
@@ -53,8 +58,9 @@ class Printer {
  public:
   explicit Printer(const Graph& g) : g_(g) {
     int k = 0;
-    for (const auto& n : g.nodes())
-      if (n->result) names_[n->result] = "%" + std::to_string(k++);
+    for_each_node(g.nodes(), [&](const Node& n) {
+      if (n.result) names_[n.result] = "%" + std::to_string(k++);
+    });
     for (auto* list : {&g.inputs(), &g.params(), &g.consts()})
       for (Value* v : *list) names_[v] = "%" + v->name;
   }
@@ -101,13 +107,20 @@ class Printer {
     return s + "]";
   }
 
+  std::string def(const Value* v) const {
+    std::string s = name(v) + ": " + v->type.str();
+    if (v->offset >= 0) s += " @" + std::to_string(v->offset);
+    return s;
+  }
+
   std::string line(const Node& n) const {
     switch (n.kind) {
       case NodeKind::kGuard: return "guard " + name(n.inputs[0]) + " == " + (n.expect ? "true" : "false");
-      case NodeKind::kLiteral: return name(n.result) + ": " + n.result->type.str() + " = literal " + literal(n);
+      case NodeKind::kLiteral: return def(n.result) + " = literal " + literal(n);
+      case NodeKind::kRegion: return "fused " + n.region + " {";
       case NodeKind::kOp: break;
     }
-    std::string s = name(n.result) + ": " + n.result->type.str() + " = " + std::string(op_name(n.op)) + "(";
+    std::string s = def(n.result) + " = " + std::string(op_name(n.op)) + "(";
     for (size_t i = 0; i < n.inputs.size(); ++i) s += (i ? ", " : "") + name(n.inputs[i]);
     return s + ")" + attrs(n);
   }
@@ -118,21 +131,32 @@ class Printer {
     return c;
   }
 
+  void nodes(const std::vector<std::unique_ptr<Node>>& list, const std::string& indent, std::string& out) const {
+    for (const auto& n : list) {
+      std::string l = indent + line(*n);
+      std::string c = comment(n->origin);
+      if (!c.empty()) l += std::string(l.size() < kCommentColumn ? kCommentColumn - l.size() : 2, ' ') + "# " + c;
+      out += l + "\n";
+      if (n->kind != NodeKind::kRegion) continue;
+      nodes(n->body, indent + "  ", out);
+      out += indent + "} -> (";
+      for (size_t i = 0; i < n->yields.size(); ++i) out += (i ? ", " : "") + name(n->yields[i]);
+      out += ")\n";
+    }
+  }
+
   std::string print() const {
     std::string out = "graph @" + g_.name() + "(";
     for (size_t i = 0; i < g_.inputs().size(); ++i)
       out += (i ? ", " : "") + name(g_.inputs()[i]) + ": " + g_.inputs()[i]->type.str();
     out += ") -> (";
     for (size_t i = 0; i < g_.outputs().size(); ++i) out += (i ? ", " : "") + g_.outputs()[i]->type.str();
-    out += ") {\n";
+    out += ")";
+    if (g_.arena_bytes >= 0) out += " arena " + std::to_string(g_.arena_bytes);
+    out += " {\n";
     for (Value* v : g_.params()) out += "  param " + name(v) + ": " + v->type.str() + "\n";
     for (Value* v : g_.consts()) out += "  const " + name(v) + ": " + v->type.str() + "\n";
-    for (const auto& n : g_.nodes()) {
-      std::string l = "  " + line(*n);
-      std::string c = comment(n->origin);
-      if (!c.empty()) l += std::string(l.size() < kCommentColumn ? kCommentColumn - l.size() : 2, ' ') + "# " + c;
-      out += l + "\n";
-    }
+    nodes(g_.nodes(), "  ", out);
     out += "  return";
     for (size_t i = 0; i < g_.outputs().size(); ++i) out += (i ? ", " : " ") + name(g_.outputs()[i]);
     return out + "\n}\n";

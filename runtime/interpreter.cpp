@@ -6,49 +6,80 @@
 
 namespace bj::rt {
 
-InterpretResult interpret(const ir::Graph& g, std::span<const ConstView> inputs, std::span<const ConstView> params,
-                          std::span<const ConstView> consts) {
-  std::unordered_map<const ir::Value*, ConstView> env;
-  std::vector<std::shared_ptr<Storage>> owned;
-  auto bind = [&](const std::vector<ir::Value*>& vs, std::span<const ConstView> data) {
-    for (size_t i = 0; i < vs.size(); ++i) env[vs[i]] = data[i];
-  };
-  bind(g.inputs(), inputs);
-  bind(g.params(), params);
-  bind(g.consts(), consts);
+namespace {
 
-  InterpretResult r;
-  int guard_index = 0;
-  std::vector<ConstView> args;
-  for (const auto& np : g.nodes()) {
-    const ir::Node& n = *np;
-    switch (n.kind) {
-      case ir::NodeKind::kLiteral: env[n.result] = ConstView{n.data.data(), n.result->type}; break;
-      case ir::NodeKind::kGuard: {
-        bool seen = *static_cast<const uint8_t*>(env.at(n.inputs[0]).data) != 0;
-        if (seen != n.expect) {
-          r.failed_guard = &n;
-          r.failed_guard_index = guard_index;
-          return r;
+class Interpreter {
+ public:
+  explicit Interpreter(const ir::Graph& g) {
+    if (g.arena_bytes >= 0) arena_ = make_storage(static_cast<size_t>(g.arena_bytes));
+  }
+
+  void bind(const std::vector<ir::Value*>& vs, std::span<const ConstView> data) {
+    for (size_t i = 0; i < vs.size(); ++i) env_[vs[i]] = data[i];
+  }
+
+  /// Runs `nodes` in order; false when a guard fails (recorded in r).
+  bool run(const std::vector<std::unique_ptr<ir::Node>>& nodes, InterpretResult& r) {
+    for (const auto& np : nodes) {
+      const ir::Node& n = *np;
+      switch (n.kind) {
+        case ir::NodeKind::kLiteral: env_[n.result] = ConstView{n.data.data(), n.result->type}; break;
+        case ir::NodeKind::kGuard: {
+          bool seen = *static_cast<const uint8_t*>(env_.at(n.inputs[0]).data) != 0;
+          if (seen != n.expect) {
+            r.failed_guard = &n;
+            r.failed_guard_index = guards_;
+            return false;
+          }
+          ++guards_;
+          break;
         }
-        ++guard_index;
-        break;
-      }
-      case ir::NodeKind::kOp: {
-        args.clear();
-        for (const ir::Value* in : n.inputs) args.push_back(env.at(in));
-        auto out = make_storage(n.result->type.bytes());
-        run_kernel(n.op, args, n.attrs, View{out->data(), n.result->type});
-        env[n.result] = ConstView{out->data(), n.result->type};
-        owned.push_back(std::move(out));
-        break;
+        case ir::NodeKind::kRegion:  // the same ops, one after the other: fusion changes no result
+          if (!run(n.body, r)) return false;
+          break;
+        case ir::NodeKind::kOp: {
+          args_.clear();
+          for (const ir::Value* in : n.inputs) args_.push_back(env_.at(in));
+          void* out = place(*n.result);
+          run_kernel(n.op, args_, n.attrs, View{out, n.result->type});
+          env_[n.result] = ConstView{out, n.result->type};
+          break;
+        }
       }
     }
+    return true;
   }
+
+  const ConstView& at(const ir::Value* v) const { return env_.at(v); }
+
+ private:
+  /// Memory for a result: its planned place in the arena, or storage of its own.
+  void* place(const ir::Value& v) {
+    if (arena_ && v.offset >= 0) return static_cast<char*>(arena_->data()) + v.offset;
+    owned_.push_back(make_storage(v.type.bytes()));
+    return owned_.back()->data();
+  }
+
+  std::unordered_map<const ir::Value*, ConstView> env_;
+  std::vector<std::shared_ptr<Storage>> owned_;
+  std::shared_ptr<Storage> arena_;
+  std::vector<ConstView> args_;
+  int guards_ = 0;
+};
+
+}  // namespace
+
+InterpretResult interpret(const ir::Graph& g, std::span<const ConstView> inputs, std::span<const ConstView> params,
+                          std::span<const ConstView> consts) {
+  Interpreter in(g);
+  in.bind(g.inputs(), inputs);
+  in.bind(g.params(), params);
+  in.bind(g.consts(), consts);
+  InterpretResult r;
+  if (!in.run(g.nodes(), r)) return r;
   for (const ir::Value* v : g.outputs()) {
-    const ConstView& cv = env.at(v);
     auto s = make_storage(v->type.bytes());
-    std::memcpy(s->data(), cv.data, v->type.bytes());
+    std::memcpy(s->data(), in.at(v).data, v->type.bytes());
     r.outputs.push_back(std::move(s));
   }
   return r;

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "codegen/host.h"
+#include "codegen/optimize.h"
 #include "examples/training.h"
 #include "examples/zoo.h"
 #include "runtime/interpreter.h"
@@ -28,9 +29,12 @@ commands:
   train MODEL [--steps N] [--optimizer sgd|adam] [--lr X]
                     train a zoo model that returns [batch, classes] logits
                     on a synthetic separable task; prints the loss
-  dump MODEL [--format text|dot] [--out FILE]
+  dump MODEL [--stage traced|opt] [--format text|dot] [--out FILE]
+            [--print-after-all] [--print-after=NAME[,NAME]]
                     trace a zoo model on its default input and print (or
-                    write) the graph; FILE.svg/.png renders through Graphviz
+                    write) the graph as traced or after the optimization
+                    pipeline; FILE.svg/.png renders through Graphviz;
+                    --print-after* (or BJ_PRINT_AFTER) print the IR after passes
   ir FILE [--run]   parse a text IR file, verify it, print it back; with
                     --run, interpret it on seeded random inputs
   info              LLVM version, host CPU and threads
@@ -131,13 +135,25 @@ void write_file(const std::string& path, const std::string& text) {
 int dump(int argc, char** argv) {
   if (argc < 1) throw bj::ValueError("dump", "needs a model name (see `blockjit models`)");
   const auto& m = bj::examples::zoo_model(argv[0]);
-  auto o = options(argc - 1, argv + 1, {"--format", "--out"}, {}, "dump");
+  auto pipeline = bj::passes::PipelineOptions::from_env();
+  std::vector<char*> rest;
+  for (int i = 1; i < argc; ++i)
+    if (!pipeline.parse_flag(argv[i])) rest.push_back(argv[i]);
+  auto o = options(static_cast<int>(rest.size()), rest.data(), {"--format", "--out", "--stage"}, {}, "dump");
   std::string format = o.count("--format") ? o["--format"] : "text";
   if (format != "text" && format != "dot") throw bj::ValueError("dump", "--format is text or dot, got " + format);
+  std::string stage = o.count("--stage") ? o["--stage"] : "traced";
+  if (stage != "traced" && stage != "opt") throw bj::ValueError("dump", "--stage is traced or opt, got " + stage);
   bj::manual_seed(0);
   auto net = m.make();
   bj::Trace t = bj::trace(*net, bj::rand(m.input));
   for (const std::string& n : t.notes) std::cerr << "note: " << n << "\n";
+  if (stage == "opt" || pipeline.print_after_all || !pipeline.print_after.empty()) {
+    pipeline.out = &std::cerr;
+    auto report = bj::codegen::optimize(*t.graph, pipeline);
+    std::cerr << fmt::format("arena: {} bytes for {} bytes of intermediates\n", report.arena_bytes,
+                             report.intermediate_bytes);
+  }
   std::string text = format == "text" ? bj::ir::print(*t.graph) : bj::ir::to_dot(*t.graph);
   if (!o.count("--out")) {
     std::cout << text;

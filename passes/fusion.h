@@ -1,0 +1,20 @@
+// What the three fusion passes share: turning a group of top-level op
+// nodes into one region node. Internal to passes/.
+#pragma once
+
+#include <vector>
+
+#include "passes/util.h"
+
+namespace bj::passes {
+
+/// Moves the top-level nodes `members` (in program order) into a new region
+/// of `kind`, placed where the last member was. Values used outside the
+/// group (or returned) become its yields. Returns the region.
+ir::Node* make_region(ir::Graph& g, const std::string& kind, const std::vector<ir::Node*>& members, const Uses& uses);
+
+/// True for a top-level op node that fusion may take: elementwise, with
+/// `shape` as its result shape.
+bool fusible_elementwise(const ir::Node* n, const Shape& shape);
+
+}  // namespace bj::passes

@@ -1,0 +1,50 @@
+// Guard scheduling: each guard moves as early as its inputs allow, so a
+// call that diverges stops before computing what it would throw away.
+// Algorithm: emit, for each guard in program order, the not yet emitted
+// nodes its predicate depends on (in their program order) and then the
+// guard; then every remaining node in program order. Guards keep their
+// relative order, and no node moves before anything it uses.
+#include <functional>
+#include <unordered_set>
+
+#include "passes/passes.h"
+#include "passes/util.h"
+
+namespace bj::passes {
+
+bool guard_scheduling(ir::Graph& g, const PassContext&) {
+  auto& nodes = g.mutable_nodes();
+  std::unordered_map<const ir::Value*, size_t> def_at;
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    if (nodes[i]->result) def_at[nodes[i]->result] = i;
+    for (const auto& b : nodes[i]->body) def_at[b->result] = i;
+  }
+  std::vector<bool> emitted(nodes.size(), false);
+  std::vector<size_t> order;
+  std::function<void(size_t)> emit = [&](size_t i) {
+    if (emitted[i]) return;
+    emitted[i] = true;
+    auto deps = [&](const ir::Node& n) {
+      for (const ir::Value* v : n.inputs) {
+        auto it = def_at.find(v);
+        if (it != def_at.end() && it->second != i) emit(it->second);
+      }
+    };
+    deps(*nodes[i]);
+    for (const auto& b : nodes[i]->body) deps(*b);
+    order.push_back(i);
+  };
+  for (size_t i = 0; i < nodes.size(); ++i)
+    if (nodes[i]->kind == ir::NodeKind::kGuard) emit(i);
+  for (size_t i = 0; i < nodes.size(); ++i) emit(i);
+  bool moved = false;
+  std::vector<std::unique_ptr<ir::Node>> sorted;
+  for (size_t k = 0; k < order.size(); ++k) {
+    moved |= order[k] != k;
+    sorted.push_back(std::move(nodes[order[k]]));
+  }
+  nodes = std::move(sorted);
+  return moved;
+}
+
+}  // namespace bj::passes

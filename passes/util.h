@@ -1,0 +1,38 @@
+// Helpers the passes share: who uses what, literal values, stable
+// topological order. Internal to passes/.
+#pragma once
+
+#include <optional>
+#include <unordered_map>
+
+#include "ir/graph.h"
+
+namespace bj::passes {
+
+/// For each value, the top-level nodes using it (a use inside a region
+/// counts as a use by the region), and whether it is a graph output.
+struct Uses {
+  std::unordered_map<const ir::Value*, std::vector<ir::Node*>> users;
+  std::unordered_map<const ir::Value*, bool> output;
+  int count(const ir::Value* v) const;
+  const std::vector<ir::Node*>& of(const ir::Value* v) const;
+};
+Uses compute_uses(ir::Graph& g);
+
+/// The value every element of a literal holds, if it is a literal with one
+/// repeated value (as a double); nullopt otherwise.
+std::optional<double> literal_splat(const ir::Value* v);
+/// True for a literal whose elements are all `value`, compared bitwise (so -0 and +0 differ).
+bool literal_is(const ir::Value* v, float value);
+/// Bytes of a rank-0 f32 literal holding v.
+std::vector<std::byte> f32_bytes(float v);
+
+/// Reorders the top-level nodes so every value is defined before its uses,
+/// keeping the current order wherever it already is valid; guards keep
+/// their relative order. Returns whether anything moved.
+bool stable_topological_sort(ir::Graph& g);
+
+/// Removes top-level nodes for which `dead` is true.
+void erase_nodes(ir::Graph& g, const std::unordered_map<const ir::Node*, bool>& dead);
+
+}  // namespace bj::passes

@@ -1,0 +1,232 @@
+// The passes: golden files for each pass alone, golden optimized graphs of
+// the zoo, semantics preserved by every pass on the zoo and on hundreds of
+// random graphs, memory plans without overlaps, the pass manager's dumps.
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "codegen/optimize.h"
+#include "examples/seed_models.h"
+#include "examples/zoo.h"
+#include "tests/random_graph.h"
+
+using namespace bj;
+
+namespace {
+
+std::string source(const std::string& rel) { return std::string(BJ_SOURCE_DIR) + "/" + rel; }
+std::string read_file(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+bool update_golden() { return std::getenv("BJ_UPDATE_GOLDEN") != nullptr; }
+
+/// Compares `text` with the golden file (or rewrites it under BJ_UPDATE_GOLDEN=1).
+void check_golden(const std::string& rel, const std::string& text) {
+  if (update_golden()) {
+    std::ofstream(source(rel)) << text;
+    return;
+  }
+  std::string expected = read_file(source(rel));
+  REQUIRE_MESSAGE(!expected.empty(), "missing " << rel << " (run the tests with BJ_UPDATE_GOLDEN=1)");
+  CHECK(text == expected);
+}
+
+std::unique_ptr<ir::Graph> copy(const ir::Graph& g) { return ir::parse(ir::print(g)); }
+
+passes::PipelineOptions quiet() {
+  passes::PipelineOptions o;
+  o.verify = true;
+  return o;
+}
+
+/// Runs `pass` alone on a copy of g and checks the interpreter gives the same bytes.
+void check_pass_preserves(const ir::Graph& g, const passes::Pass& pass, const test::Bindings& b,
+                          const std::vector<std::vector<std::byte>>& expected) {
+  auto h = copy(g);
+  passes::run_pipeline(*h, {{{pass}}}, codegen::pass_context(), quiet());
+  auto r = test::interpret(*h, b);
+  INFO("after " << pass.name << ":\n" << ir::print(*h));
+  REQUIRE(r.failed_guard == nullptr);
+  CHECK(test::output_bytes(*h, r) == expected);
+}
+
+struct ZooTrace {
+  std::shared_ptr<nn::Block> net;
+  Tensor x;
+  Trace t;
+};
+ZooTrace trace_zoo(const examples::ZooModel& m) {
+  manual_seed(0);
+  auto net = m.make();
+  Tensor x = rand(m.input);
+  Trace t = trace(*net, x);
+  return {net, x, t};
+}
+
+}  // namespace
+
+TEST_CASE("each pass alone on its hand-written input gives the golden output and the same results") {
+  for (const passes::Pass& p : passes::all_passes()) {
+    std::string name = p.name;
+    CAPTURE(name);
+    std::string in = read_file(source(std::string("tests/passes/") + p.name + ".ir"));
+    REQUIRE_MESSAGE(!in.empty(), "no test input for pass " << p.name);
+    auto g = ir::parse(in);
+    ir::verify(*g);
+    auto before = copy(*g);
+    bool changed = passes::run_pipeline(*g, {{{p}}}, codegen::pass_context(), quiet()).runs.at(0).changed;
+    CHECK(changed);
+    std::string out = ir::print(*g);
+    check_golden(std::string("tests/passes/") + p.name + ".expected.ir", out);
+    CHECK(ir::print(*ir::parse(out)) == out);  // regions and offsets round-trip too
+    auto b = test::Bindings::random_for(*before, 7);
+    test::make_guards_hold(*before, b);
+    test::make_guards_hold(*g, b);
+    auto r0 = test::interpret(*before, b), r1 = test::interpret(*g, b);
+    REQUIRE(r0.failed_guard == nullptr);
+    REQUIRE(r1.failed_guard == nullptr);
+    CHECK(test::output_bytes(*before, r0) == test::output_bytes(*g, r1));
+  }
+}
+
+TEST_CASE("golden optimized graphs of every zoo model, which also round-trip and run exactly as traced") {
+  for (const auto& m : examples::zoo()) {
+    CAPTURE(m.name);
+    auto [net, x, t] = trace_zoo(m);
+    codegen::optimize(*t.graph, quiet());
+    std::string text = ir::print(*t.graph);
+    check_golden("tests/golden/" + m.name + ".opt.ir", text);
+    CHECK(ir::print(*ir::parse(text)) == text);
+    GraphRun optimized = run(t, {x});
+    REQUIRE(optimized.guards_hold);
+    CHECK(std::memcmp(optimized.outputs[0].raw_data(), t.outputs[0].raw_data(), t.outputs[0].type().bytes()) == 0);
+  }
+}
+
+TEST_CASE("every single pass preserves the zoo models' results exactly") {
+  for (const auto& m : examples::zoo()) {
+    CAPTURE(m.name);
+    auto [net, x, t] = trace_zoo(m);
+    test::Bindings b;
+    b.inputs = {x};
+    for (const auto& p : t.params) b.params.push_back(p.data());
+    b.consts = t.consts;
+    auto expected = test::output_bytes(*t.graph, test::interpret(*t.graph, b));
+    for (const passes::Pass& p : passes::all_passes()) check_pass_preserves(*t.graph, p, b, expected);
+  }
+}
+
+TEST_CASE("hundreds of random graphs: every pass, and the whole pipeline, preserve the results") {
+  int graphs = 0, changed_by_pipeline = 0;
+  for (uint64_t seed = 1; seed <= 250; ++seed) {
+    CAPTURE(seed);
+    auto g = test::random_graph(seed);
+    ir::verify(*g);
+    auto b = test::Bindings::random_for(*g, seed);
+    auto r = test::interpret(*g, b);
+    REQUIRE(r.failed_guard == nullptr);
+    auto expected = test::output_bytes(*g, r);
+    for (const passes::Pass& p : passes::all_passes()) check_pass_preserves(*g, p, b, expected);
+    auto h = copy(*g);
+    codegen::optimize(*h, quiet());
+    changed_by_pipeline += ir::print(*h) != ir::print(*g);
+    auto ro = test::interpret(*h, b);  // runs in the planned arena
+    REQUIRE(ro.failed_guard == nullptr);
+    CHECK(test::output_bytes(*h, ro) == expected);
+    ++graphs;
+  }
+  CHECK(graphs == 250);
+  CHECK(changed_by_pipeline > 200);
+}
+
+TEST_CASE("memory planning: no two values live at the same time overlap, over random graphs") {
+  for (uint64_t seed = 1000; seed < 1150; ++seed) {
+    CAPTURE(seed);
+    auto g = test::random_graph(seed, 40);
+    passes::run_pipeline(*g, passes::default_pipeline(), codegen::pass_context(), quiet());
+    // Intervals from the final order: [definition, last top-level use].
+    auto& nodes = g->mutable_nodes();
+    std::unordered_map<const ir::Value*, std::pair<size_t, size_t>> live;
+    auto defs = [&](size_t i, const ir::Value* v) {
+      if (v->offset >= 0) live[v] = {i, i};
+    };
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      if (nodes[i]->result) defs(i, nodes[i]->result);
+      for (const ir::Value* y : nodes[i]->yields) defs(i, y);
+    }
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      auto use = [&](const ir::Value* v) {
+        auto it = live.find(v);
+        if (it != live.end()) it->second.second = std::max(it->second.second, i);
+      };
+      for (const ir::Value* v : nodes[i]->inputs) use(v);
+      for (const auto& b : nodes[i]->body)
+        for (const ir::Value* v : b->inputs) use(v);
+    }
+    std::vector<std::pair<const ir::Value*, std::pair<size_t, size_t>>> all(live.begin(), live.end());
+    for (size_t a = 0; a < all.size(); ++a)
+      for (size_t c = a + 1; c < all.size(); ++c) {
+        auto [va, ia] = all[a];
+        auto [vc, ic] = all[c];
+        bool overlap_time = ia.first <= ic.second && ic.first <= ia.second;
+        bool overlap_space = va->offset < vc->offset + static_cast<int64_t>(vc->type.bytes()) &&
+                             vc->offset < va->offset + static_cast<int64_t>(va->type.bytes());
+        CHECK_FALSE((overlap_time && overlap_space));
+        CHECK(va->offset + static_cast<int64_t>(va->type.bytes()) <= g->arena_bytes);
+      }
+    CHECK(g->arena_bytes <= passes::intermediate_bytes(*g) + 64 * static_cast<int64_t>(all.size()));
+  }
+}
+
+TEST_CASE("the seed MLP has two contraction regions and each FixedHiddenMLP halving fuses with the next norm") {
+  Trace mlp = trace_zoo(examples::zoo_model("mlp")).t;
+  codegen::optimize(*mlp.graph, quiet());
+  std::vector<std::vector<std::string>> regions;
+  for (const auto& n : mlp.graph->nodes())
+    if (n->kind == ir::NodeKind::kRegion && n->region == "contraction") {
+      regions.emplace_back();
+      for (const auto& b : n->body) regions.back().push_back(std::string(ir::op_name(b->op)));
+    }
+  CHECK(regions == std::vector<std::vector<std::string>>{{"matmul", "add", "relu"}, {"matmul", "add"}});
+
+  manual_seed(0);
+  examples::FixedHiddenMLP net;
+  net.initialize(init::uniform(0.5));
+  Trace t = trace(net, rand({2, 20}) * 100);
+  const int halvings = t.graph->num_guards() - 1;
+  REQUIRE(halvings >= 3);
+  codegen::optimize(*t.graph, quiet());
+  int fused_halvings = 0;
+  for (const auto& n : t.graph->nodes()) {
+    if (n->kind != ir::NodeKind::kRegion || n->region != "reduction") continue;
+    // mul(x, 0.5) (the halving, x / 2 simplified), mul(h, h) and sum: one pass over memory.
+    std::vector<std::string> ops;
+    for (const auto& b : n->body) ops.push_back(std::string(ir::op_name(b->op)));
+    if (ops == std::vector<std::string>{"mul", "mul", "sum"} && n->yields.size() == 2) ++fused_halvings;
+  }
+  CHECK(fused_halvings == halvings);
+}
+
+TEST_CASE("the pass manager prints after passes, says (unchanged), and knows its passes") {
+  auto g = ir::parse(read_file(source("tests/passes/dce.ir")));
+  std::ostringstream out;
+  passes::PipelineOptions o;
+  o.out = &out;
+  CHECK(o.parse_flag("--print-after=dce,cse"));
+  CHECK_FALSE(o.parse_flag("--verbose"));
+  passes::run_pipeline(*g, {{{passes::pass_named("dce"), passes::pass_named("cse")}}}, codegen::pass_context(), o);
+  std::string s = out.str();
+  CHECK(s.find("// -- after dce --\ngraph @dce") != std::string::npos);
+  CHECK(s.find("// -- after cse (unchanged) --") != std::string::npos);
+  passes::PipelineOptions all;
+  CHECK(all.parse_flag("--print-after-all"));
+  CHECK(all.print_after_all);
+  CHECK_THROWS_AS(all.parse_flag("--print-after=dse"), ValueError);
+  auto report = codegen::optimize(*trace_zoo(examples::zoo_model("fixed-hidden-mlp")).t.graph, quiet());
+  CHECK(report.runs.size() >= passes::all_passes().size());
+  CHECK(report.arena_bytes > 0);
+  CHECK(report.arena_bytes < report.intermediate_bytes);
+}
