@@ -151,7 +151,11 @@ int dump(int argc, char** argv) {
   if (stage == "opt" || pipeline.print_after_all || !pipeline.print_after.empty()) {
     pipeline.out = &std::cerr;
     auto report = bj::codegen::optimize(*t.graph, pipeline);
-    std::cerr << fmt::format("arena: {} bytes for {} bytes of intermediates\n", report.arena_bytes,
+    std::string line = "passes:";
+    for (const auto& r : report.runs) line += fmt::format(" {} {:.3f} ms{},", r.name, r.ms, r.changed ? "" : " (unchanged)");
+    line.back() = '\n';
+    std::cerr << line
+              << fmt::format("arena: {} bytes for {} bytes of intermediates\n", report.arena_bytes,
                              report.intermediate_bytes);
   }
   std::string text = format == "text" ? bj::ir::print(*t.graph) : bj::ir::to_dot(*t.graph);
