@@ -274,33 +274,79 @@ Trace trace(const std::string& name, const std::function<std::vector<Tensor>(con
   return finish(tr, std::move(g), std::move(outs));
 }
 
-GraphRun run(const Trace& t, const std::vector<Tensor>& inputs) {
+namespace {
+
+/// Views of a call's data in the graph's order; ShapeError if the inputs do not fit the trace.
+struct Bound {
+  std::vector<rt::ConstView> inputs, params, consts;
+};
+Bound bind(const Trace& t, const std::vector<Tensor>& inputs) {
   const ir::Graph& g = *t.graph;
   if (inputs.size() != g.inputs().size())
     throw ValueError("run", "the trace of " + g.name() + " takes " + std::to_string(g.inputs().size()) +
                                 " inputs, got " + std::to_string(inputs.size()));
-  std::vector<rt::ConstView> in, params, consts;
+  Bound b;
   for (size_t i = 0; i < inputs.size(); ++i) {
     if (!inputs[i].defined() || !(inputs[i].type() == g.inputs()[i]->type))
       throw ShapeError("run", "input " + std::to_string(i) + " is " +
                                   (inputs[i].defined() ? inputs[i].type().str() : std::string("undefined")) +
                                   ", the trace of " + g.name() + " was made for " + g.inputs()[i]->type.str());
-    in.push_back({inputs[i].raw_data(), inputs[i].type()});
+    b.inputs.push_back({inputs[i].raw_data(), inputs[i].type()});
   }
-  for (const nn::Parameter& p : t.params) params.push_back({p.data().raw_data(), p.data().type()});
-  for (const Tensor& c : t.consts) consts.push_back({c.raw_data(), c.type()});
-  rt::InterpretResult r = rt::interpret(g, in, params, consts);
+  for (const nn::Parameter& p : t.params) b.params.push_back({p.data().raw_data(), p.data().type()});
+  for (const Tensor& c : t.consts) b.consts.push_back({c.raw_data(), c.type()});
+  return b;
+}
+
+std::vector<Tensor> wrap(std::vector<std::shared_ptr<rt::Storage>> storages, const ir::Graph& g) {
+  std::vector<Tensor> out;
+  for (size_t i = 0; i < storages.size(); ++i)
+    out.push_back(Tensor(std::make_shared<TensorImpl>(TensorImpl{std::move(storages[i]), g.outputs()[i]->type, nullptr})));
+  return out;
+}
+
+GraphRun failed(const ir::Graph& g, const ir::Node& guard, int index) {
   GraphRun out;
-  if (r.failed_guard) {
-    out.guards_hold = false;
-    out.failed_guard = r.failed_guard_index;
-    out.guard = ir::describe(g, *r.failed_guard);
-    out.origin = r.failed_guard->origin;
-    return out;
-  }
-  for (size_t i = 0; i < r.outputs.size(); ++i)
-    out.outputs.push_back(
-        Tensor(std::make_shared<TensorImpl>(TensorImpl{std::move(r.outputs[i]), g.outputs()[i]->type, nullptr})));
+  out.guards_hold = false;
+  out.failed_guard = index;
+  out.guard = ir::describe(g, guard);
+  out.origin = guard.origin;
+  return out;
+}
+
+/// The index-th guard of g, in program order.
+const ir::Node& guard_at(const ir::Graph& g, int index) {
+  const ir::Node* found = nullptr;
+  int k = 0;
+  ir::for_each_node(g.nodes(), [&](const ir::Node& n) {
+    if (n.kind == ir::NodeKind::kGuard && k++ == index) found = &n;
+  });
+  if (!found) throw Error("run", "guard " + std::to_string(index) + " does not exist");
+  return *found;
+}
+
+}  // namespace
+
+GraphRun run(const Trace& t, const std::vector<Tensor>& inputs) {
+  Bound b = bind(t, inputs);
+  rt::InterpretResult r = rt::interpret(*t.graph, b.inputs, b.params, b.consts);
+  if (r.failed_guard) return failed(*t.graph, *r.failed_guard, r.failed_guard_index);
+  GraphRun out;
+  out.outputs = wrap(std::move(r.outputs), *t.graph);
+  return out;
+}
+
+CompiledTrace compile(const Trace& t, const codegen::CompileOptions& options) {
+  return CompiledTrace(t, codegen::compile(*t.graph, options));
+}
+
+GraphRun CompiledTrace::run(const std::vector<Tensor>& inputs) const {
+  Bound b = bind(trace_, inputs);
+  auto r = exe_->run(b.inputs, b.params, b.consts);
+  const ir::Graph& g = exe_->graph();
+  if (r.failed_guard >= 0) return failed(g, guard_at(g, r.failed_guard), r.failed_guard);
+  GraphRun out;
+  out.outputs = wrap(std::move(r.outputs), g);
   return out;
 }
 

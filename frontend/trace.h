@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "codegen/executable.h"
 #include "frontend/nn/block.h"
 #include "frontend/tensor.h"
 #include "ir/graph.h"
@@ -45,6 +46,23 @@ struct GraphRun {
 /// Interprets the trace's graph on `inputs` (same count, dtypes and shapes as
 /// traced; ShapeError otherwise), with the parameters' current values.
 GraphRun run(const Trace& t, const std::vector<Tensor>& inputs);
+
+/// A trace compiled by LLVM: the same bindings, run as machine code.
+class CompiledTrace {
+ public:
+  CompiledTrace(Trace t, std::shared_ptr<codegen::Executable> exe) : trace_(std::move(t)), exe_(std::move(exe)) {}
+  /// Like bj::run, through the compiled code (reentrant).
+  GraphRun run(const std::vector<Tensor>& inputs) const;
+  const codegen::Executable& executable() const { return *exe_; }
+  const Trace& trace() const { return trace_; }
+
+ private:
+  Trace trace_;
+  std::shared_ptr<codegen::Executable> exe_;
+};
+
+/// Optimizes and JIT-compiles the trace's graph (bj::Error if LLVM fails).
+CompiledTrace compile(const Trace& t, const codegen::CompileOptions& options = {});
 
 /// True while a trace is being recorded on this thread.
 bool is_tracing();

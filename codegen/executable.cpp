@@ -1,0 +1,138 @@
+// Compilation with the on-disk object cache, and running executables.
+#include "codegen/executable.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "codegen/host.h"
+#include "codegen/lower.h"
+#include "codegen/optimize.h"
+#include "ir/error.h"
+
+namespace bj::codegen {
+
+namespace {
+
+constexpr char kMagic[8] = {'B', 'J', 'O', 'B', 'J', '0', '0', '1'};
+
+uint64_t fnv1a(std::string_view s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+
+/// Reads a cache entry; empty if absent, truncated or corrupt (then it is removed).
+std::string read_cached(const std::filesystem::path& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return {};
+  std::stringstream ss;
+  ss << f.rdbuf();
+  std::string data = ss.str();
+  const size_t header = sizeof kMagic + 16;
+  uint64_t size = 0, sum = 0;
+  bool ok = data.size() >= header && std::memcmp(data.data(), kMagic, sizeof kMagic) == 0;
+  if (ok) {
+    std::memcpy(&size, data.data() + sizeof kMagic, 8);
+    std::memcpy(&sum, data.data() + sizeof kMagic + 8, 8);
+    ok = data.size() == header + size && fnv1a(std::string_view(data).substr(header)) == sum;
+  }
+  if (!ok) {
+    std::error_code ec;
+    std::filesystem::remove(path, ec);
+    return {};
+  }
+  return data.substr(header);
+}
+
+/// Writes a cache entry atomically (a temporary file renamed into place).
+void write_cached(const std::filesystem::path& path, const std::string& object) {
+  std::error_code ec;
+  std::filesystem::create_directories(path.parent_path(), ec);
+  std::filesystem::path tmp = path;
+  tmp += fmt::format(".tmp{}", getpid());
+  {
+    std::ofstream f(tmp, std::ios::binary);
+    uint64_t size = object.size(), sum = fnv1a(object);
+    f.write(kMagic, sizeof kMagic);
+    f.write(reinterpret_cast<const char*>(&size), 8);
+    f.write(reinterpret_cast<const char*>(&sum), 8);
+    f.write(object.data(), static_cast<std::streamsize>(object.size()));
+    if (!f) return;  // a cache that cannot be written is only a slower cache
+  }
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) std::filesystem::remove(tmp, ec);
+}
+
+}  // namespace
+
+std::string cache_dir() {
+  if (const char* d = std::getenv("BJ_CACHE_DIR")) return d;
+  if (const char* x = std::getenv("XDG_CACHE_HOME")) return std::string(x) + "/blockjit";
+  if (const char* h = std::getenv("HOME")) return std::string(h) + "/.cache/blockjit";
+  return "/tmp/blockjit-cache";
+}
+
+bool cache_enabled() {
+  const char* c = std::getenv("BJ_CACHE");
+  return !(c && std::string(c) == "0");
+}
+
+std::shared_ptr<Executable> compile(const ir::Graph& g, const CompileOptions& options) {
+  auto t0 = std::chrono::steady_clock::now();
+  auto exe = std::shared_ptr<Executable>(new Executable);
+  exe->graph_ = ir::parse(ir::print(g));
+  passes::PipelineOptions quiet;  // compile() prints nothing; `blockjit dump` shows the passes
+  optimize(*exe->graph_, quiet);
+  exe->plan_ = make_plan(*exe->graph_);
+  const HostInfo& host = host_info();
+  const std::string text = ir::print(*exe->graph_);
+  exe->key_ = fmt::format("{:016x}", fnv1a(text + "|llvm " + host.llvm_version + "|" + host.cpu + "|" +
+                                           host.features + "|codegen 1"));
+  const bool cached = options.use_cache && cache_enabled() && !options.keep_ir && !options.keep_asm;
+  const std::filesystem::path path = std::filesystem::path(cache_dir()) / (exe->key_ + ".o");
+  std::string object = cached ? read_cached(path) : std::string();
+  exe->from_cache_ = !object.empty();
+  if (object.empty()) {
+    LoweredCode code = lower(*exe->graph_, exe->plan_, options.keep_ir, options.keep_asm);
+    object = std::move(code.object);
+    exe->ir_ = std::move(code.llvm_ir);
+    exe->asm_ = std::move(code.assembly);
+    if (cached) write_cached(path, object);
+  }
+  exe->code_ = load_object(object, kEntrySymbol);
+  exe->entry_ = reinterpret_cast<int32_t (*)(void* const*, const void*)>(exe->code_->entry());
+  exe->compile_ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  return exe;
+}
+
+Executable::Result Executable::run(std::span<const rt::ConstView> inputs, std::span<const rt::ConstView> params,
+                                   std::span<const rt::ConstView> consts) const {
+  const ir::Graph& g = *graph_;
+  if (inputs.size() != g.inputs().size() || params.size() != g.params().size() || consts.size() != g.consts().size())
+    throw ValueError("run", fmt::format("the compiled {} takes {} inputs, {} parameters and {} constants", g.name(),
+                                        g.inputs().size(), g.params().size(), g.consts().size()));
+  Result r;
+  std::vector<void*> bufs;
+  bufs.reserve(inputs.size() + params.size() + consts.size() + g.outputs().size() + 1);
+  for (auto* list : {&inputs, &params, &consts})
+    for (const rt::ConstView& v : *list) bufs.push_back(const_cast<void*>(v.data));
+  for (const ir::Value* v : g.outputs()) {
+    r.outputs.push_back(rt::make_storage(v->type.bytes()));
+    bufs.push_back(r.outputs.back()->data());
+  }
+  std::shared_ptr<rt::Storage> arena = rt::make_storage(static_cast<size_t>(plan_.arena_bytes));
+  bufs.push_back(arena->data());
+  r.failed_guard = entry_(bufs.data(), &plan_.context);
+  if (r.failed_guard >= 0) r.outputs.clear();
+  return r;
+}
+
+}  // namespace bj::codegen

@@ -1,0 +1,68 @@
+// bj::codegen::compile: an optimized graph as one JIT-compiled function,
+// and the Executable that runs it. Compiled objects are cached on disk
+// (BJ_CACHE_DIR, default ~/.cache/blockjit; BJ_CACHE=0 turns it off) under
+// a key of the optimized graph's text, LLVM's version, the CPU and its
+// features; a hit links the object without running LLVM's optimizer.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "codegen/jit.h"
+#include "codegen/plan.h"
+#include "ir/graph.h"
+#include "runtime/allocator.h"
+#include "runtime/kernels.h"
+
+namespace bj::codegen {
+
+struct CompileOptions {
+  bool use_cache = true;   ///< the on-disk object cache (also off with BJ_CACHE=0)
+  bool keep_ir = false;    ///< keep the optimized LLVM IR text (compiles, never from the cache)
+  bool keep_asm = false;   ///< keep the assembly text (likewise)
+};
+
+class Executable {
+ public:
+  struct Result {
+    int failed_guard = -1;                               ///< -1: every guard held
+    std::vector<std::shared_ptr<rt::Storage>> outputs;   ///< empty when a guard failed
+  };
+
+  /// Runs the compiled function on data for the graph's inputs, parameters
+  /// and constants (types as in graph(); the caller checks). Reentrant: each
+  /// call has its own arena and outputs, so concurrent runs are safe; no
+  /// output is produced unless every guard held.
+  Result run(std::span<const rt::ConstView> inputs, std::span<const rt::ConstView> params,
+             std::span<const rt::ConstView> consts) const;
+
+  /// The optimized graph that was compiled.
+  const ir::Graph& graph() const { return *graph_; }
+  const std::string& llvm_ir() const { return ir_; }
+  const std::string& assembly() const { return asm_; }
+  bool from_cache() const { return from_cache_; }
+  double compile_ms() const { return compile_ms_; }
+  const std::string& cache_key() const { return key_; }
+
+ private:
+  friend std::shared_ptr<Executable> compile(const ir::Graph&, const CompileOptions&);
+  std::unique_ptr<ir::Graph> graph_;
+  Plan plan_;
+  std::unique_ptr<LoadedCode> code_;
+  int32_t (*entry_)(void* const*, const void*) = nullptr;
+  std::string ir_, asm_, key_;
+  bool from_cache_ = false;
+  double compile_ms_ = 0;
+};
+
+/// Optimizes a copy of `g` with the default pipeline and compiles it.
+/// Throws bj::Error (with LLVM's message) if code generation fails.
+std::shared_ptr<Executable> compile(const ir::Graph& g, const CompileOptions& options = {});
+
+/// Where cached objects go (BJ_CACHE_DIR or ~/.cache/blockjit), and whether the cache is on.
+std::string cache_dir();
+bool cache_enabled();
+
+}  // namespace bj::codegen

@@ -1,0 +1,164 @@
+// The LLJIT wrapper and the target machine (one of the two files that
+// include LLVM headers).
+#include "codegen/jit.h"
+
+#include <llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h>
+#include <llvm/ExecutionEngine/Orc/LLJIT.h>
+#include <llvm/IR/LegacyPassManager.h>
+#include <llvm/MC/TargetRegistry.h>
+#include <llvm/Passes/PassBuilder.h>
+#include <llvm/Support/MemoryBuffer.h>
+#include <llvm/Support/TargetSelect.h>
+#include <llvm/Target/TargetMachine.h>
+
+#include <atomic>
+#include <mutex>
+
+#include "codegen/host.h"
+#include "codegen/jit_internal.h"
+#include "ir/error.h"
+#include "runtime/jit_abi.h"
+
+namespace bj::codegen {
+
+namespace {
+
+std::string message(llvm::Error e) {
+  std::string s;
+  llvm::handleAllErrors(std::move(e), [&](const llvm::ErrorInfoBase& info) { s += info.message(); });
+  return s;
+}
+
+template <class T>
+T check(llvm::Expected<T> v, const char* what) {
+  if (!v) throw Error("codegen", std::string(what) + ": " + message(v.takeError()));
+  return std::move(*v);
+}
+template <class T>
+T& check(llvm::Expected<T&> v, const char* what) {
+  if (!v) throw Error("codegen", std::string(what) + ": " + message(v.takeError()));
+  return *v;
+}
+
+llvm::orc::JITTargetMachineBuilder host_builder() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    llvm::InitializeNativeTarget();
+    llvm::InitializeNativeTargetAsmPrinter();
+    llvm::InitializeNativeTargetAsmParser();
+  });
+  auto jtmb = check(llvm::orc::JITTargetMachineBuilder::detectHost(), "detecting the host");
+  jtmb.setCodeModel(llvm::CodeModel::Small);
+  jtmb.setRelocationModel(llvm::Reloc::PIC_);
+  jtmb.setCodeGenOptLevel(llvm::CodeGenOptLevel::Aggressive);
+  return jtmb;
+}
+
+/// The shared LLJIT instance, with the runtime's ABI symbols defined in its main dylib.
+class Jit {
+ public:
+  static Jit& get() {
+    static Jit* jit = new Jit;  // lives as long as the process (loaded code may outlive statics)
+    return *jit;
+  }
+  llvm::orc::LLJIT& lljit() { return *jit_; }
+  std::mutex mu;
+  std::atomic<uint64_t> next_id{0};
+
+ private:
+  Jit() {
+    jit_ = check(llvm::orc::LLJITBuilder().setJITTargetMachineBuilder(host_builder()).create(), "creating LLJIT");
+    auto& jd = jit_->getMainJITDylib();
+    llvm::orc::SymbolMap syms;
+    auto add = [&](const char* name, void* addr) {
+      syms[jit_->mangleAndIntern(name)] = {llvm::orc::ExecutorAddr::fromPtr(addr), llvm::JITSymbolFlags::Exported};
+    };
+    add("bj_rt_call_node", reinterpret_cast<void*>(&bj_rt_call_node));
+    add("bj_rt_parallel_for", reinterpret_cast<void*>(&bj_rt_parallel_for));
+    add("memcpy", reinterpret_cast<void*>(&::memcpy));
+    add("memset", reinterpret_cast<void*>(&::memset));
+    if (auto err = jd.define(llvm::orc::absoluteSymbols(std::move(syms))))
+      throw Error("codegen", "defining runtime symbols: " + message(std::move(err)));
+  }
+  std::unique_ptr<llvm::orc::LLJIT> jit_;
+};
+
+class LoadedObject final : public LoadedCode {
+ public:
+  LoadedObject(llvm::orc::JITDylib& jd, void* entry) : jd_(jd), entry_(entry) {}
+  ~LoadedObject() override {
+    Jit& jit = Jit::get();
+    std::lock_guard lock(jit.mu);
+    if (auto err = jit.lljit().getExecutionSession().removeJITDylib(jd_)) llvm::consumeError(std::move(err));
+  }
+  void* entry() const override { return entry_; }
+
+ private:
+  llvm::orc::JITDylib& jd_;
+  void* entry_;
+};
+
+llvm::TargetMachine& machine() {
+  static std::unique_ptr<llvm::TargetMachine> tm = check(host_builder().createTargetMachine(), "creating the target machine");
+  return *tm;
+}
+
+}  // namespace
+
+std::string target_cpu() { return host_info().cpu; }
+std::string target_features() { return host_info().features; }
+
+void prepare_module(llvm::Module& m) {
+  m.setTargetTriple(machine().getTargetTriple().str());
+  m.setDataLayout(machine().createDataLayout());
+}
+
+void optimize_module(llvm::Module& m) {
+  llvm::LoopAnalysisManager lam;
+  llvm::FunctionAnalysisManager fam;
+  llvm::CGSCCAnalysisManager cgam;
+  llvm::ModuleAnalysisManager mam;
+  llvm::PassBuilder pb(&machine());
+  pb.registerModuleAnalyses(mam);
+  pb.registerCGSCCAnalyses(cgam);
+  pb.registerFunctionAnalyses(fam);
+  pb.registerLoopAnalyses(lam);
+  pb.crossRegisterProxies(lam, fam, cgam, mam);
+  pb.buildPerModuleDefaultPipeline(llvm::OptimizationLevel::O3).run(m, mam);
+}
+
+std::string emit(llvm::Module& m, bool assembly) {
+  static std::mutex mu;  // the target machine is shared
+  std::lock_guard lock(mu);
+  llvm::SmallVector<char, 0> buf;
+  llvm::raw_svector_ostream os(buf);
+  llvm::legacy::PassManager pm;
+  if (machine().addPassesToEmitFile(pm, os, nullptr,
+                                    assembly ? llvm::CodeGenFileType::AssemblyFile : llvm::CodeGenFileType::ObjectFile))
+    throw Error("codegen", "the target cannot emit this file type");
+  pm.run(m);
+  return std::string(buf.begin(), buf.end());
+}
+
+std::unique_ptr<LoadedCode> load_object(std::string_view object, const std::string& symbol) {
+  Jit& jit = Jit::get();
+  std::lock_guard lock(jit.mu);
+  auto& lljit = jit.lljit();
+  std::string name = "bj_exe_" + std::to_string(jit.next_id++);
+  auto& jd = check(lljit.createJITDylib(name), "creating a JITDylib");
+  jd.addToLinkOrder(lljit.getMainJITDylib());
+  auto buffer = llvm::MemoryBuffer::getMemBufferCopy(llvm::StringRef(object.data(), object.size()), name);
+  if (auto err = lljit.addObjectFile(jd, std::move(buffer))) {
+    (void)lljit.getExecutionSession().removeJITDylib(jd);
+    throw Error("codegen", "linking compiled code: " + message(std::move(err)));
+  }
+  auto addr = lljit.lookup(jd, symbol);
+  if (!addr) {
+    std::string why = message(addr.takeError());
+    (void)lljit.getExecutionSession().removeJITDylib(jd);
+    throw Error("codegen", "looking up " + symbol + ": " + why);
+  }
+  return std::make_unique<LoadedObject>(jd, addr->toPtr<void*>());
+}
+
+}  // namespace bj::codegen

@@ -1,0 +1,21 @@
+// Internal to codegen/: the LLVM pieces lower.cpp and jit.cpp share. Only
+// these two files include LLVM headers (each costs ~10 s to compile).
+#pragma once
+
+#include <llvm/IR/Module.h>
+
+#include <string>
+
+namespace bj::codegen {
+
+/// Host target triple and data layout on a fresh module.
+void prepare_module(llvm::Module& m);
+/// LLVM's O3 pipeline for the host CPU.
+void optimize_module(llvm::Module& m);
+/// The module as an object file or as assembly text.
+std::string emit(llvm::Module& m, bool assembly);
+/// The host CPU name and features, as function attributes want them.
+std::string target_cpu();
+std::string target_features();
+
+}  // namespace bj::codegen

@@ -1,0 +1,710 @@
+// Lowering to LLVM IR: the whole optimized graph becomes one function over
+// the arena memory planning laid out. Each fused region (and each op left
+// on its own) becomes a loop nest in a function of its own, called directly
+// for small work or through bj_rt_parallel_for for large work:
+//   elementwise  a loop nest over the output shape with broadcasting strides
+//                baked in (dimensions collapsed where every operand is
+//                contiguous), one scalar expression per element
+//   reduction    the producers' expression accumulated into the output;
+//                sums carry `reassoc` so the loop vectorizes
+//   contraction  small products as i/j/k loops with the epilogue applied per
+//                element; large ones call the runtime (oneDNN), then an
+//                epilogue loop
+// Guards compare their predicate and return the guard's index. Nodes the
+// plan sends to the runtime are calls to bj_rt_call_node. exp, log, tanh and
+// sigmoid are polynomial approximations written here in IR (Cephes'
+// coefficients), so their loops vectorize; no libm call is emitted.
+#include "codegen/lower.h"
+
+#include <llvm/ADT/SmallVector.h>
+#include <llvm/IR/IRBuilder.h>
+#include <llvm/IR/Intrinsics.h>
+#include <llvm/IR/LLVMContext.h>
+#include <llvm/IR/MDBuilder.h>
+#include <llvm/IR/Module.h>
+#include <llvm/IR/Verifier.h>
+#include <llvm/Support/raw_ostream.h>
+
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <unordered_map>
+
+#include "codegen/jit_internal.h"
+#include "ir/error.h"
+
+namespace bj::codegen {
+
+namespace {
+
+using llvm::IRBuilder;
+using LV = llvm::Value;
+
+/// A loop nest's iteration space after collapsing, with every operand's element strides.
+struct Space {
+  Shape dims;
+  std::vector<Shape> strides;  // per operand, one entry per dim
+};
+
+/// Drops size-1 dims and merges neighbours where every operand is contiguous across them.
+Space collapse(const Shape& shape, const std::vector<Shape>& strides) {
+  Space s;
+  s.strides.resize(strides.size());
+  for (int d = 0; d < shape.size(); ++d) {
+    if (shape[d] == 1) continue;
+    bool merge = !s.dims.empty();
+    for (size_t k = 0; merge && k < strides.size(); ++k) merge = s.strides[k].back() == strides[k][d] * shape[d];
+    if (merge) {
+      s.dims[s.dims.size() - 1] *= shape[d];
+      for (size_t k = 0; k < strides.size(); ++k) s.strides[k][s.strides[k].size() - 1] = strides[k][d];
+    } else {
+      s.dims.push_back(shape[d]);
+      for (size_t k = 0; k < strides.size(); ++k) s.strides[k].push_back(strides[k][d]);
+    }
+  }
+  if (s.dims.empty()) {
+    s.dims.push_back(1);
+    for (auto& st : s.strides) st.push_back(0);
+  }
+  return s;
+}
+
+Shape broadcast_strides(const Shape& in, const Shape& out) {
+  Shape st = out, cs = contiguous_strides(in);
+  int off = out.size() - in.size();
+  for (int i = 0; i < out.size(); ++i) st[i] = (i < off || in[i - off] == 1) ? 0 : cs[i - off];
+  return st;
+}
+
+class Lowerer {
+ public:
+  Lowerer(const ir::Graph& g, const Plan& plan, llvm::LLVMContext& ctx, llvm::Module& m)
+      : g_(g), plan_(plan), C(ctx), M(m), B(ctx) {
+    f32_ = B.getFloatTy();
+    i1_ = B.getInt1Ty();
+    i8_ = B.getInt8Ty();
+    i32_ = B.getInt32Ty();
+    i64_ = B.getInt64Ty();
+    ptr_ = B.getPtrTy();
+  }
+
+  void run() {
+    auto* fty = llvm::FunctionType::get(i32_, {ptr_, ptr_}, false);
+    main_ = llvm::Function::Create(fty, llvm::Function::ExternalLinkage, kEntrySymbol, M);
+    attributes(*main_);
+    main_->addParamAttr(0, llvm::Attribute::NoAlias);
+    B.SetInsertPoint(llvm::BasicBlock::Create(C, "entry", main_));
+    bufs_ = main_->getArg(0);
+    ctx_ = main_->getArg(1);
+    bind_buffers();
+    int guard = 0;
+    for (const auto& n : g_.nodes()) {
+      switch (n->kind) {
+        case ir::NodeKind::kLiteral: break;  // globals, made on first use
+        case ir::NodeKind::kGuard: emit_guard(*n, guard++); break;
+        case ir::NodeKind::kOp: emit_top_op(*n); break;
+        case ir::NodeKind::kRegion: emit_region(*n); break;
+      }
+    }
+    emit_output_copies();
+    B.CreateRet(llvm::ConstantInt::getSigned(i32_, -1));
+  }
+
+ private:
+  // ---- function setup -------------------------------------------------------
+  void attributes(llvm::Function& f) {
+    f.addFnAttr("target-cpu", target_cpu());
+    f.addFnAttr("target-features", target_features());
+    f.addFnAttr(llvm::Attribute::NoUnwind);
+  }
+
+  /// Buffer addresses: inputs, params, consts, outputs, arena (see lower.h).
+  void bind_buffers() {
+    int k = 0;
+    auto load = [&](int index) {
+      LV* slot = B.CreateConstInBoundsGEP1_64(ptr_, bufs_, static_cast<uint64_t>(index));
+      return B.CreateLoad(ptr_, slot);
+    };
+    for (auto* list : {&g_.inputs(), &g_.params(), &g_.consts()})
+      for (const ir::Value* v : *list) addr_[v] = load(k++);
+    for (const ir::Value* v : g_.outputs()) {
+      LV* p = load(k++);
+      output_addr_.push_back(p);
+      // A value produced here is written straight into its (first) output buffer.
+      if (v->kind == ir::ValueKind::kResult && v->def->kind != ir::NodeKind::kLiteral && !addr_.count(v)) addr_[v] = p;
+    }
+    arena_ = load(k);
+  }
+
+  /// The address of a value that lives in memory.
+  LV* address(const ir::Value* v) {
+    auto it = addr_.find(v);
+    if (it != addr_.end()) return it->second;
+    LV* a = nullptr;
+    if (v->def && v->def->kind == ir::NodeKind::kLiteral) {
+      const auto& d = v->def->data;
+      auto* arr = llvm::ConstantDataArray::getRaw(llvm::StringRef(reinterpret_cast<const char*>(d.data()), d.size()),
+                                                  d.size(), i8_);
+      auto* gv = new llvm::GlobalVariable(M, arr->getType(), true, llvm::GlobalValue::PrivateLinkage, arr, "literal");
+      gv->setAlignment(llvm::Align(64));
+      a = gv;
+    } else if (v->offset >= 0) {
+      a = B.CreateConstInBoundsGEP1_64(i8_, arena_, static_cast<uint64_t>(v->offset));
+    } else if (auto s = plan_.scratch.find(v); s != plan_.scratch.end()) {
+      a = B.CreateConstInBoundsGEP1_64(i8_, arena_, static_cast<uint64_t>(s->second));
+    } else {
+      throw Error("codegen", "value of type " + v->type.str() + " has no memory (internal error in the plan)");
+    }
+    // Addresses are computed in the entry block so every later use is dominated.
+    return addr_[v] = a;
+  }
+
+  // ---- guards, callbacks, copies ---------------------------------------------
+  void emit_guard(const ir::Node& n, int index) {
+    LV* p = B.CreateICmpNE(B.CreateLoad(i8_, address(n.inputs[0])), B.getInt8(0));
+    LV* ok = n.expect ? p : B.CreateNot(p);
+    auto* fail = llvm::BasicBlock::Create(C, "guard_failed", main_);
+    auto* cont = llvm::BasicBlock::Create(C, "guard_held", main_);
+    B.CreateCondBr(ok, cont, fail, llvm::MDBuilder(C).createLikelyBranchWeights());
+    B.SetInsertPoint(fail);
+    B.CreateRet(B.getInt32(static_cast<uint32_t>(index)));
+    B.SetInsertPoint(cont);
+  }
+
+  void emit_callback(const ir::Node& n) {
+    auto* fty = llvm::FunctionType::get(B.getVoidTy(), {ptr_, i32_, ptr_, ptr_}, false);
+    llvm::FunctionCallee fn = M.getOrInsertFunction("bj_rt_call_node", fty);
+    auto* arr = entry_alloca(llvm::ArrayType::get(ptr_, std::max<size_t>(n.inputs.size(), 1)));
+    for (size_t i = 0; i < n.inputs.size(); ++i)
+      B.CreateStore(address(n.inputs[i]), B.CreateConstInBoundsGEP2_64(arr->getAllocatedType(), arr, 0, i));
+    B.CreateCall(fn, {ctx_, B.getInt32(static_cast<uint32_t>(plan_.callback.at(&n))), arr, address(n.result)});
+  }
+
+  void emit_output_copies() {
+    std::unordered_map<const ir::Value*, bool> written;
+    for (size_t i = 0; i < g_.outputs().size(); ++i) {
+      const ir::Value* v = g_.outputs()[i];
+      LV* dst = output_addr_[i];
+      if (address(v) == dst && !written[v]) {
+        written[v] = true;
+        continue;
+      }
+      B.CreateMemCpy(dst, llvm::MaybeAlign(4), address(v), llvm::MaybeAlign(4), v->type.bytes());
+    }
+  }
+
+  llvm::AllocaInst* entry_alloca(llvm::Type* t) {
+    IRBuilder<> eb(&main_->getEntryBlock(), main_->getEntryBlock().begin());
+    return eb.CreateAlloca(t);
+  }
+
+  // ---- top-level nodes --------------------------------------------------------
+  void emit_top_op(const ir::Node& n) {
+    if (plan_.callback.count(&n)) return emit_callback(n);
+    if (ir::has_trait(n.op, ir::kElementwise)) return emit_elementwise({&n}, {n.result}, n.result->type.shape);
+    if (ir::has_trait(n.op, ir::kReduction)) return emit_reduction({&n}, {n.result});
+    emit_contraction({&n}, {n.result});
+  }
+
+  void emit_region(const ir::Node& r) {
+    std::vector<const ir::Node*> body;
+    for (const auto& b : r.body) body.push_back(b.get());
+    if (plan_.callback.count(body.front()) && (r.region != "contraction" || plan_.callback.count(body.back()))) {
+      for (const ir::Node* b : body) emit_callback(*b);  // the whole region runs in the runtime
+      return;
+    }
+    std::vector<const ir::Value*> stores(r.yields.begin(), r.yields.end());
+    if (r.region == "elementwise") return emit_elementwise(body, stores, body.front()->result->type.shape);
+    if (r.region == "reduction") return emit_reduction(body, stores);
+    emit_contraction(body, stores);
+  }
+
+  // ---- loop functions -----------------------------------------------------------
+  /// A loop function `void(i64 begin, i64 end, ptr bufs)` over the outermost
+  /// dim of `space`; `body(ivs, ptrs)` emits one innermost iteration. Called
+  /// from main with the addresses of `operands`, in parallel when `parallel`.
+  void emit_loop_function(const Space& space, const std::vector<LV*>& operands, bool parallel,
+                          const std::function<void(const std::vector<LV*>& ivs, const std::vector<LV*>& ptrs)>& body,
+                          const std::function<void(const std::vector<LV*>& ptrs)>& prologue = {}) {
+    auto* fty = llvm::FunctionType::get(B.getVoidTy(), {i64_, i64_, ptr_}, false);
+    auto* fn = llvm::Function::Create(fty, llvm::Function::InternalLinkage, "loop", M);
+    attributes(*fn);
+    auto saved = B.saveIP();
+    B.SetInsertPoint(llvm::BasicBlock::Create(C, "entry", fn));
+    std::vector<LV*> ptrs;
+    for (size_t i = 0; i < operands.size(); ++i)
+      ptrs.push_back(B.CreateLoad(ptr_, B.CreateConstInBoundsGEP1_64(ptr_, fn->getArg(2), i)));
+    if (prologue) prologue(ptrs);
+    std::vector<LV*> ivs;
+    std::function<void(int)> nest = [&](int d) {
+      if (d == space.dims.size()) return body(ivs, ptrs);
+      LV* lo = d == 0 ? static_cast<LV*>(fn->getArg(0)) : B.getInt64(0);
+      LV* hi = d == 0 ? static_cast<LV*>(fn->getArg(1)) : B.getInt64(static_cast<uint64_t>(space.dims[d]));
+      loop(lo, hi, [&](LV* iv) {
+        ivs.push_back(iv);
+        nest(d + 1);
+        ivs.pop_back();
+      });
+    };
+    nest(0);
+    B.CreateRetVoid();
+    B.restoreIP(saved);
+
+    auto* arr = entry_alloca(llvm::ArrayType::get(ptr_, std::max<size_t>(operands.size(), 1)));
+    for (size_t i = 0; i < operands.size(); ++i)
+      B.CreateStore(operands[i], B.CreateConstInBoundsGEP2_64(arr->getAllocatedType(), arr, 0, i));
+    LV* outer = B.getInt64(static_cast<uint64_t>(space.dims[0]));
+    if (parallel) {
+      auto* pty = llvm::FunctionType::get(B.getVoidTy(), {ptr_, i64_, ptr_}, false);
+      B.CreateCall(M.getOrInsertFunction("bj_rt_parallel_for", pty), {fn, outer, arr});
+    } else {
+      B.CreateCall(fn, {B.getInt64(0), outer, arr});
+    }
+  }
+
+  /// for (iv = lo; iv < hi; ++iv) body(iv)
+  void loop(LV* lo, LV* hi, const std::function<void(LV*)>& body) {
+    llvm::Function* f = B.GetInsertBlock()->getParent();
+    auto* pre = B.GetInsertBlock();
+    auto* head = llvm::BasicBlock::Create(C, "loop", f);
+    auto* exit = llvm::BasicBlock::Create(C, "loop_end", f);
+    B.CreateCondBr(B.CreateICmpSLT(lo, hi), head, exit);
+    B.SetInsertPoint(head);
+    auto* iv = B.CreatePHI(i64_, 2);
+    iv->addIncoming(lo, pre);
+    body(iv);
+    LV* next = B.CreateAdd(iv, B.getInt64(1), "", true, true);
+    iv->addIncoming(next, B.GetInsertBlock());
+    B.CreateCondBr(B.CreateICmpSLT(next, hi), head, exit);
+    B.SetInsertPoint(exit);
+  }
+
+  /// Element offset sum(iv[d] * stride[d]).
+  LV* offset(const std::vector<LV*>& ivs, const Shape& strides) {
+    LV* off = B.getInt64(0);
+    for (size_t d = 0; d < ivs.size(); ++d)
+      if (strides[static_cast<int>(d)] != 0)
+        off = B.CreateAdd(off, B.CreateMul(ivs[d], B.getInt64(static_cast<uint64_t>(strides[static_cast<int>(d)]))));
+    return off;
+  }
+
+  LV* load_element(const Type& t, LV* base, LV* off) {
+    if (t.dtype == DType::kBool)
+      return B.CreateICmpNE(B.CreateLoad(i8_, B.CreateInBoundsGEP(i8_, base, off)), B.getInt8(0));
+    return B.CreateLoad(f32_, B.CreateInBoundsGEP(f32_, base, off));
+  }
+  void store_element(const Type& t, LV* v, LV* base, LV* off) {
+    if (t.dtype == DType::kBool)
+      B.CreateStore(B.CreateZExt(v, i8_), B.CreateInBoundsGEP(i8_, base, off));
+    else
+      B.CreateStore(v, B.CreateInBoundsGEP(f32_, base, off));
+  }
+
+  // ---- elementwise --------------------------------------------------------------
+  /// External operands of `body` (values computed elsewhere), in first-use order.
+  static std::vector<const ir::Value*> externals(const std::vector<const ir::Node*>& body) {
+    std::unordered_map<const ir::Value*, bool> inside, seen;
+    for (const ir::Node* n : body) inside[n->result] = true;
+    std::vector<const ir::Value*> out;
+    for (const ir::Node* n : body)
+      for (const ir::Value* v : n->inputs)
+        if (!inside.count(v) && !seen[v]) {
+          seen[v] = true;
+          out.push_back(v);
+        }
+    return out;
+  }
+
+  /// One loop nest over `shape` computing `body`'s scalars per element and storing `stores`.
+  void emit_elementwise(const std::vector<const ir::Node*>& body, const std::vector<const ir::Value*>& stores,
+                        const Shape& shape) {
+    std::vector<const ir::Value*> ext = externals(body);
+    std::vector<Shape> strides;
+    std::vector<LV*> operands;
+    for (const ir::Value* v : ext) {
+      strides.push_back(broadcast_strides(v->type.shape, shape));
+      operands.push_back(address(v));
+    }
+    for (const ir::Value* v : stores) {
+      strides.push_back(contiguous_strides(shape));
+      operands.push_back(address(v));
+    }
+    Space space = collapse(shape, strides);
+    bool parallel = shape.numel() >= 2 * rt::kJitParallelGrain && space.dims[0] > 1;
+    emit_loop_function(space, operands, parallel, [&](const std::vector<LV*>& ivs, const std::vector<LV*>& ptrs) {
+      std::unordered_map<const ir::Value*, LV*> val;
+      for (size_t i = 0; i < ext.size(); ++i) val[ext[i]] = load_element(ext[i]->type, ptrs[i], offset(ivs, space.strides[i]));
+      for (const ir::Node* n : body) val[n->result] = scalar(*n, val);
+      for (size_t j = 0; j < stores.size(); ++j) {
+        size_t k = ext.size() + j;
+        store_element(stores[j]->type, val.at(stores[j]), ptrs[k], offset(ivs, space.strides[k]));
+      }
+    });
+  }
+
+  // ---- reductions ---------------------------------------------------------------
+  /// The elementwise members (producers) and the final reduction, as one accumulation.
+  void emit_reduction(const std::vector<const ir::Node*>& body, const std::vector<const ir::Value*>& stores) {
+    const ir::Node& red = *body.back();
+    const Shape& in = red.inputs[0]->type.shape;
+    std::vector<const ir::Node*> producers(body.begin(), body.end() - 1);
+    std::vector<const ir::Value*> ext = externals(producers.empty() ? std::vector<const ir::Node*>{&red} : producers);
+    if (!producers.empty()) {  // the reduction's own operand is inside; anything else it reads is external
+      for (const ir::Value* v : externals(body))
+        if (std::find(ext.begin(), ext.end(), v) == ext.end()) ext.push_back(v);
+    }
+    // Output strides over the input space: 0 on reduced dims.
+    Shape kept = in;
+    for (int64_t ax : red.attrs.dims) kept[static_cast<int>(ax)] = 1;
+    Shape out_st = contiguous_strides(kept);
+    for (int64_t ax : red.attrs.dims) out_st[static_cast<int>(ax)] = 0;
+    std::vector<const ir::Value*> elem_stores;  // yielded producers, stored per element
+    for (const ir::Value* v : stores)
+      if (v != red.result) elem_stores.push_back(v);
+    std::vector<Shape> strides;
+    std::vector<LV*> operands;
+    for (const ir::Value* v : ext) {
+      strides.push_back(broadcast_strides(v->type.shape, in));
+      operands.push_back(address(v));
+    }
+    for (const ir::Value* v : elem_stores) {
+      strides.push_back(contiguous_strides(in));
+      operands.push_back(address(v));
+    }
+    strides.push_back(out_st);
+    operands.push_back(address(red.result));
+    Space space = collapse(in, strides);
+    const size_t out_k = operands.size() - 1;
+    const int last = space.dims.size() - 1;
+    const bool inner_reduced = space.strides[out_k][last] == 0 && space.dims[last] > 1;
+    const int64_t out_count = red.result->type.numel();
+    // Hand-built nest: the innermost reduced dim keeps a register accumulator.
+    auto* fty = llvm::FunctionType::get(B.getVoidTy(), {i64_, i64_, ptr_}, false);
+    auto* fn = llvm::Function::Create(fty, llvm::Function::InternalLinkage, "reduce", M);
+    attributes(*fn);
+    auto saved = B.saveIP();
+    B.SetInsertPoint(llvm::BasicBlock::Create(C, "entry", fn));
+    std::vector<LV*> ptrs;
+    for (size_t i = 0; i < operands.size(); ++i)
+      ptrs.push_back(B.CreateLoad(ptr_, B.CreateConstInBoundsGEP1_64(ptr_, fn->getArg(2), i)));
+    LV* out = ptrs[out_k];
+    loop(B.getInt64(0), B.getInt64(static_cast<uint64_t>(out_count)),
+         [&](LV* i) { B.CreateStore(identity(red.op), B.CreateInBoundsGEP(f32_, out, i)); });
+    std::vector<LV*> ivs;
+    auto element = [&](const std::vector<LV*>& at) {  // the reduced operand's value at `at`, storing yields
+      std::unordered_map<const ir::Value*, LV*> val;
+      for (size_t i = 0; i < ext.size(); ++i) val[ext[i]] = load_element(ext[i]->type, ptrs[i], offset(at, space.strides[i]));
+      for (const ir::Node* n : producers) val[n->result] = scalar(*n, val);
+      for (size_t j = 0; j < elem_stores.size(); ++j) {
+        size_t k = ext.size() + j;
+        store_element(elem_stores[j]->type, val.at(elem_stores[j]), ptrs[k], offset(at, space.strides[k]));
+      }
+      return val.at(red.inputs[0]);
+    };
+    std::function<void(int)> nest = [&](int d) {
+      LV* hi = B.getInt64(static_cast<uint64_t>(space.dims[d]));
+      if (d == last && inner_reduced) {
+        auto* pre = B.GetInsertBlock();
+        auto* head = llvm::BasicBlock::Create(C, "acc", fn);
+        auto* exit = llvm::BasicBlock::Create(C, "acc_end", fn);
+        B.CreateBr(head);
+        B.SetInsertPoint(head);
+        auto* iv = B.CreatePHI(i64_, 2);
+        auto* acc = B.CreatePHI(f32_, 2);
+        iv->addIncoming(B.getInt64(0), pre);
+        acc->addIncoming(identity(red.op), pre);
+        ivs.push_back(iv);
+        LV* next_acc = combine(red.op, acc, element(ivs));
+        ivs.pop_back();
+        LV* next = B.CreateAdd(iv, B.getInt64(1), "", true, true);
+        iv->addIncoming(next, B.GetInsertBlock());
+        acc->addIncoming(next_acc, B.GetInsertBlock());
+        B.CreateCondBr(B.CreateICmpSLT(next, hi), head, exit);
+        B.SetInsertPoint(exit);
+        ivs.push_back(B.getInt64(0));
+        LV* p = B.CreateInBoundsGEP(f32_, out, offset(ivs, space.strides[out_k]));
+        ivs.pop_back();
+        B.CreateStore(combine(red.op, B.CreateLoad(f32_, p), next_acc), p);
+        return;
+      }
+      loop(B.getInt64(0), hi, [&](LV* iv) {
+        ivs.push_back(iv);
+        if (d == last) {
+          LV* p = B.CreateInBoundsGEP(f32_, out, offset(ivs, space.strides[out_k]));
+          B.CreateStore(combine(red.op, B.CreateLoad(f32_, p), element(ivs)), p);
+        } else {
+          nest(d + 1);
+        }
+        ivs.pop_back();
+      });
+    };
+    nest(0);
+    B.CreateRetVoid();
+    B.restoreIP(saved);
+    auto* arr = entry_alloca(llvm::ArrayType::get(ptr_, operands.size()));
+    for (size_t i = 0; i < operands.size(); ++i)
+      B.CreateStore(operands[i], B.CreateConstInBoundsGEP2_64(arr->getAllocatedType(), arr, 0, i));
+    B.CreateCall(fn, {B.getInt64(0), B.getInt64(1), arr});
+  }
+
+  LV* identity(ir::OpKind op) {
+    switch (op) {
+      case ir::OpKind::Max: return llvm::ConstantFP::getInfinity(f32_, true);
+      case ir::OpKind::Min: return llvm::ConstantFP::getInfinity(f32_, false);
+      default: return llvm::ConstantFP::get(f32_, 0.0);
+    }
+  }
+
+  /// acc (op) v, NaN-propagating for max/min as the eager kernels are.
+  LV* combine(ir::OpKind op, LV* acc, LV* v) {
+    if (op == ir::OpKind::Sum) {
+      llvm::IRBuilderBase::FastMathFlagGuard guard(B);
+      llvm::FastMathFlags fmf;
+      fmf.setAllowReassoc();
+      B.setFastMathFlags(fmf);
+      return B.CreateFAdd(acc, v);
+    }
+    LV* better = op == ir::OpKind::Max ? B.CreateFCmpOGT(v, acc) : B.CreateFCmpOLT(v, acc);
+    return B.CreateSelect(B.CreateOr(better, B.CreateFCmpUNO(v, v)), v, acc);
+  }
+
+  // ---- contractions ---------------------------------------------------------------
+  void emit_contraction(const std::vector<const ir::Node*>& body, const std::vector<const ir::Value*>& stores) {
+    const ir::Node& mm = *body.front();
+    std::vector<const ir::Node*> epilogue(body.begin() + 1, body.end());
+    const Shape& cs = mm.result->type.shape;
+    if (plan_.callback.count(&mm)) {  // oneDNN computes the product into memory; the epilogue is a loop over it
+      emit_callback(mm);
+      if (!epilogue.empty()) emit_elementwise(epilogue, stores, cs);
+      return;
+    }
+    const int64_t M_ = cs[0], N_ = cs[1];
+    const Shape& as = mm.inputs[0]->type.shape;
+    const int64_t K_ = mm.attrs.transpose_a ? as[0] : as[1];
+    // Element strides of A(i,k) and B(k,j) as stored.
+    const int64_t a_i = mm.attrs.transpose_a ? 1 : K_, a_k = mm.attrs.transpose_a ? M_ : 1;
+    const int64_t b_k = mm.attrs.transpose_b ? 1 : N_, b_j = mm.attrs.transpose_b ? K_ : 1;
+    std::vector<const ir::Value*> ext = externals(epilogue);
+    std::erase(ext, mm.result);
+    std::vector<LV*> operands{address(mm.inputs[0]), address(mm.inputs[1])};
+    std::vector<Shape> strides;
+    for (const ir::Value* v : ext) {
+      strides.push_back(broadcast_strides(v->type.shape, cs));
+      operands.push_back(address(v));
+    }
+    for (const ir::Value* v : stores) operands.push_back(address(v));
+    Space space{cs, {}};
+    emit_loop_function(space, operands, false, [&](const std::vector<LV*>& ivs, const std::vector<LV*>& ptrs) {
+      LV *i = ivs[0], *j = ivs[1];
+      LV* a_row = B.CreateInBoundsGEP(f32_, ptrs[0], B.CreateMul(i, B.getInt64(static_cast<uint64_t>(a_i))));
+      LV* b_col = B.CreateInBoundsGEP(f32_, ptrs[1], B.CreateMul(j, B.getInt64(static_cast<uint64_t>(b_j))));
+      // acc = sum_k A(i,k) * B(k,j), reassociable so it vectorizes over k.
+      LV* sum = llvm::ConstantFP::get(f32_, 0.0);
+      if (K_ > 0) {
+        auto* pre = B.GetInsertBlock();
+        llvm::Function* f = pre->getParent();
+        auto* head = llvm::BasicBlock::Create(C, "dot", f);
+        auto* exit = llvm::BasicBlock::Create(C, "dot_end", f);
+        B.CreateBr(head);
+        B.SetInsertPoint(head);
+        auto* k = B.CreatePHI(i64_, 2);
+        auto* acc = B.CreatePHI(f32_, 2);
+        k->addIncoming(B.getInt64(0), pre);
+        acc->addIncoming(sum, pre);
+        LV* a = B.CreateLoad(f32_, B.CreateInBoundsGEP(f32_, a_row, B.CreateMul(k, B.getInt64(static_cast<uint64_t>(a_k)))));
+        LV* b = B.CreateLoad(f32_, B.CreateInBoundsGEP(f32_, b_col, B.CreateMul(k, B.getInt64(static_cast<uint64_t>(b_k)))));
+        llvm::IRBuilderBase::FastMathFlagGuard guard(B);
+        llvm::FastMathFlags fmf;
+        fmf.setAllowReassoc();
+        fmf.setAllowContract();
+        B.setFastMathFlags(fmf);
+        LV* next_acc = B.CreateFAdd(acc, B.CreateFMul(a, b));
+        LV* next = B.CreateAdd(k, B.getInt64(1), "", true, true);
+        k->addIncoming(next, B.GetInsertBlock());
+        acc->addIncoming(next_acc, B.GetInsertBlock());
+        B.CreateCondBr(B.CreateICmpSLT(next, B.getInt64(static_cast<uint64_t>(K_))), head, exit);
+        B.SetInsertPoint(exit);
+        sum = next_acc;
+      }
+      std::unordered_map<const ir::Value*, LV*> val{{mm.result, sum}};
+      for (size_t e = 0; e < ext.size(); ++e)
+        val[ext[e]] = load_element(ext[e]->type, ptrs[2 + e], offset(ivs, strides[e]));
+      for (const ir::Node* n : epilogue) val[n->result] = scalar(*n, val);
+      LV* flat = B.CreateAdd(B.CreateMul(i, B.getInt64(static_cast<uint64_t>(N_))), j);
+      for (size_t s = 0; s < stores.size(); ++s)
+        store_element(stores[s]->type, val.at(stores[s]), ptrs[2 + ext.size() + s], flat);
+    });
+  }
+
+  // ---- scalar semantics of elementwise ops ------------------------------------------
+  LV* scalar(const ir::Node& n, const std::unordered_map<const ir::Value*, LV*>& val) {
+    auto in = [&](int i) { return val.at(n.inputs[static_cast<size_t>(i)]); };
+    auto fp = [&](double v) { return llvm::ConstantFP::get(f32_, v); };
+    using K = ir::OpKind;
+    switch (n.op) {
+      case K::Neg: return B.CreateFNeg(in(0));
+      case K::Abs: return B.CreateUnaryIntrinsic(llvm::Intrinsic::fabs, in(0));
+      case K::Relu: return B.CreateSelect(B.CreateFCmpOLT(in(0), fp(0)), fp(0), in(0));
+      case K::Exp: return exp(in(0));
+      case K::Log: return log(in(0));
+      case K::Tanh: return tanh(in(0));
+      case K::Sigmoid: return B.CreateFDiv(fp(1), B.CreateFAdd(fp(1), exp(B.CreateFNeg(in(0)))));
+      case K::Sqrt: return B.CreateUnaryIntrinsic(llvm::Intrinsic::sqrt, in(0));
+      case K::Pow: return pow(in(0), n.attrs.scalar);
+      case K::Cast: {
+        DType from = n.inputs[0]->type.dtype, to = n.attrs.dtype;
+        if (from == to) return in(0);
+        if (to == DType::kBool) return B.CreateFCmpUNE(in(0), fp(0));
+        return B.CreateUIToFP(in(0), f32_);
+      }
+      case K::Add: return B.CreateFAdd(in(0), in(1));
+      case K::Sub: return B.CreateFSub(in(0), in(1));
+      case K::Mul: return B.CreateFMul(in(0), in(1));
+      case K::Div: return B.CreateFDiv(in(0), in(1));
+      case K::Maximum:
+      case K::Minimum: {
+        LV *a = in(0), *b = in(1);
+        LV* pick_a = n.op == K::Maximum ? B.CreateFCmpOGT(a, b) : B.CreateFCmpOLT(a, b);
+        return B.CreateSelect(B.CreateOr(B.CreateFCmpUNO(a, a), pick_a), a, b);
+      }
+      case K::Gt:
+      case K::Lt:
+      case K::Ge:
+      case K::Le:
+      case K::Eq: return compare(n.op, in(0), in(1), n.inputs[0]->type.dtype == DType::kBool);
+      case K::Where: return B.CreateSelect(in(0), in(1), in(2));
+      default: throw Error("codegen", std::string(ir::op_name(n.op)) + " is not an elementwise op");
+    }
+  }
+
+  LV* compare(ir::OpKind op, LV* a, LV* b, bool boolean) {
+    using K = ir::OpKind;
+    if (boolean) {
+      auto p = op == K::Gt ? llvm::CmpInst::ICMP_UGT : op == K::Lt ? llvm::CmpInst::ICMP_ULT
+               : op == K::Ge ? llvm::CmpInst::ICMP_UGE : op == K::Le ? llvm::CmpInst::ICMP_ULE
+                             : llvm::CmpInst::ICMP_EQ;
+      return B.CreateICmp(p, a, b);
+    }
+    auto p = op == K::Gt ? llvm::CmpInst::FCMP_OGT : op == K::Lt ? llvm::CmpInst::FCMP_OLT
+             : op == K::Ge ? llvm::CmpInst::FCMP_OGE : op == K::Le ? llvm::CmpInst::FCMP_OLE
+                           : llvm::CmpInst::FCMP_OEQ;
+    return B.CreateFCmp(p, a, b);
+  }
+
+  // ---- transcendentals as polynomials (Cephes' single-precision coefficients) --------
+  LV* poly(LV* x, std::initializer_list<double> coeffs) {  // Horner, highest degree first
+    LV* p = nullptr;
+    for (double c : coeffs) p = p ? B.CreateFAdd(B.CreateFMul(p, x), llvm::ConstantFP::get(f32_, c))
+                                  : static_cast<LV*>(llvm::ConstantFP::get(f32_, c));
+    return p;
+  }
+
+  /// exp(x): x = n ln2 + r, |r| <= ln2/2; exp(r) by a degree-6 polynomial; 2^n
+  /// assembled in the exponent bits as 2^(n-1) * 2 so n up to 128 stays finite.
+  /// Max relative error ~2e-7 on [-86.6, 88.7]; below -86.6 the result is 0
+  /// (the exact value is < 3e-38); above 88.72, +inf; NaN stays NaN.
+  LV* exp(LV* x) {
+    auto fp = [&](double v) { return llvm::ConstantFP::get(f32_, v); };
+    LV* xc = B.CreateSelect(B.CreateFCmpOGT(x, fp(88.72283)), fp(88.72283), x);
+    xc = B.CreateSelect(B.CreateFCmpOLT(xc, fp(-86.6)), fp(-86.6), xc);
+    LV* n = B.CreateUnaryIntrinsic(llvm::Intrinsic::floor, B.CreateFAdd(B.CreateFMul(xc, fp(1.44269504088896341)), fp(0.5)));
+    LV* r = B.CreateFSub(B.CreateFSub(xc, B.CreateFMul(n, fp(0.693359375))), B.CreateFMul(n, fp(-2.12194440e-4)));
+    LV* z = B.CreateFMul(r, r);
+    LV* p = poly(r, {1.9875691500E-4, 1.3981999507E-3, 8.3334519073E-3, 4.1665795894E-2, 1.6666665459E-1, 5.0000001201E-1});
+    LV* y = B.CreateFAdd(B.CreateFAdd(B.CreateFMul(p, z), r), fp(1.0));
+    LV* bits = B.CreateShl(B.CreateAdd(B.CreateFPToSI(n, i32_), B.getInt32(126)), 23);
+    LV* res = B.CreateFMul(B.CreateFMul(y, B.CreateBitCast(bits, f32_)), fp(2.0));
+    res = B.CreateSelect(B.CreateFCmpOGT(x, fp(88.72283)), llvm::ConstantFP::getInfinity(f32_), res);
+    res = B.CreateSelect(B.CreateFCmpOLT(x, fp(-86.6)), fp(0.0), res);
+    return B.CreateSelect(B.CreateFCmpUNO(x, x), x, res);
+  }
+
+  /// log(x): x = m 2^e with m in [sqrt(1/2), sqrt(2)); log(m) by a degree-9
+  /// polynomial in m-1. Max relative error ~2e-7; log(0) = -inf, log(x<0) =
+  /// NaN, log(inf) = inf; subnormal inputs are scaled by 2^23 first.
+  LV* log(LV* x) {
+    auto fp = [&](double v) { return llvm::ConstantFP::get(f32_, v); };
+    LV* tiny = B.CreateFCmpOLT(x, fp(1.17549435e-38));
+    LV* xs = B.CreateSelect(tiny, B.CreateFMul(x, fp(8388608.0)), x);
+    LV* bits = B.CreateBitCast(xs, i32_);
+    LV* e = B.CreateSub(B.CreateAnd(B.CreateLShr(bits, 23), B.getInt32(0xff)), B.getInt32(126));
+    e = B.CreateSub(e, B.CreateSelect(tiny, B.getInt32(23), B.getInt32(0)));
+    LV* m = B.CreateBitCast(B.CreateOr(B.CreateAnd(bits, B.getInt32(0x807fffff)), B.getInt32(0x3f000000)), f32_);
+    LV* small = B.CreateFCmpOLT(m, fp(0.707106781186547524));
+    LV* ef = B.CreateSIToFP(B.CreateSub(e, B.CreateSelect(small, B.getInt32(1), B.getInt32(0))), f32_);
+    LV* mm = B.CreateFSub(B.CreateSelect(small, B.CreateFAdd(m, m), m), fp(1.0));
+    LV* z = B.CreateFMul(mm, mm);
+    LV* p = poly(mm, {7.0376836292E-2, -1.1514610310E-1, 1.1676998740E-1, -1.2420140846E-1, 1.4249322787E-1,
+                      -1.6668057665E-1, 2.0000714765E-1, -2.4999993993E-1, 3.3333331174E-1});
+    LV* y = B.CreateFMul(B.CreateFMul(p, mm), z);
+    y = B.CreateFAdd(y, B.CreateFMul(ef, fp(-2.12194440e-4)));
+    y = B.CreateFSub(y, B.CreateFMul(z, fp(0.5)));
+    LV* r = B.CreateFAdd(B.CreateFAdd(mm, y), B.CreateFMul(ef, fp(0.693359375)));
+    r = B.CreateSelect(B.CreateFCmpOEQ(x, fp(0.0)), llvm::ConstantFP::getInfinity(f32_, true), r);
+    r = B.CreateSelect(B.CreateFCmpOLT(x, fp(0.0)), llvm::ConstantFP::getNaN(f32_), r);
+    r = B.CreateSelect(B.CreateFCmpOEQ(x, llvm::ConstantFP::getInfinity(f32_)), x, r);
+    return B.CreateSelect(B.CreateFCmpUNO(x, x), x, r);
+  }
+
+  /// tanh(x): an odd polynomial for |x| < 0.625, else 1 - 2/(exp(2|x|) + 1)
+  /// with x's sign. Max relative error ~5e-7.
+  LV* tanh(LV* x) {
+    auto fp = [&](double v) { return llvm::ConstantFP::get(f32_, v); };
+    LV* ax = B.CreateUnaryIntrinsic(llvm::Intrinsic::fabs, x);
+    LV* z = B.CreateFMul(x, x);
+    LV* p = poly(z, {-5.70498872745E-3, 2.06390887954E-2, -5.37397155531E-2, 1.33314422036E-1, -3.33332819422E-1});
+    LV* small = B.CreateFAdd(B.CreateFMul(B.CreateFMul(p, z), x), x);
+    LV* e = exp(B.CreateFMul(ax, fp(2.0)));
+    LV* big = B.CreateFSub(fp(1.0), B.CreateFDiv(fp(2.0), B.CreateFAdd(e, fp(1.0))));
+    big = B.CreateBinaryIntrinsic(llvm::Intrinsic::copysign, big, x);
+    return B.CreateSelect(B.CreateFCmpOLT(ax, fp(0.625)), small, big);
+  }
+
+  /// x^p: repeated products for small integer p, sqrt for 1/2, else exp(p log x).
+  LV* pow(LV* x, double p) {
+    auto fp = [&](double v) { return llvm::ConstantFP::get(f32_, v); };
+    if (p == 0.5) return B.CreateUnaryIntrinsic(llvm::Intrinsic::sqrt, x);
+    if (p == std::trunc(p) && std::fabs(p) <= 8) {
+      int k = static_cast<int>(std::fabs(p));
+      LV* r = fp(1.0);
+      for (int i = 0; i < k; ++i) r = i == 0 ? x : B.CreateFMul(r, x);
+      return p < 0 ? B.CreateFDiv(fp(1.0), r) : r;
+    }
+    return exp(B.CreateFMul(fp(p), log(x)));
+  }
+
+  const ir::Graph& g_;
+  const Plan& plan_;
+  llvm::LLVMContext& C;
+  llvm::Module& M;
+  IRBuilder<> B;
+  llvm::Type *f32_, *i1_, *i8_, *i32_, *i64_;
+  llvm::PointerType* ptr_;
+  llvm::Function* main_ = nullptr;
+  LV *bufs_ = nullptr, *ctx_ = nullptr, *arena_ = nullptr;
+  std::unordered_map<const ir::Value*, LV*> addr_;
+  std::vector<LV*> output_addr_;
+};
+
+}  // namespace
+
+LoweredCode lower(const ir::Graph& g, const Plan& plan, bool want_ir, bool want_asm) {
+  llvm::LLVMContext ctx;
+  auto m = std::make_unique<llvm::Module>("bj_" + g.name(), ctx);
+  prepare_module(*m);
+  Lowerer(g, plan, ctx, *m).run();
+  std::string err;
+  llvm::raw_string_ostream es(err);
+  if (llvm::verifyModule(*m, &es)) throw Error("codegen", "generated LLVM IR for " + g.name() + " is invalid: " + es.str());
+  LoweredCode out;
+  optimize_module(*m);
+  if (want_ir) {
+    llvm::raw_string_ostream os(out.llvm_ir);
+    m->print(os, nullptr);
+  }
+  if (want_asm) out.assembly = emit(*m, /*assembly=*/true);
+  out.object = emit(*m, /*assembly=*/false);
+  return out;
+}
+
+}  // namespace bj::codegen

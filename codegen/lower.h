@@ -1,0 +1,28 @@
+// Lowering an optimized, memory-planned graph to one LLVM function (see
+// lower.cpp). The interface carries no LLVM types.
+#pragma once
+
+#include <string>
+
+#include "codegen/plan.h"
+#include "ir/graph.h"
+
+namespace bj::codegen {
+
+/// The entry point's name in every compiled object.
+inline constexpr const char* kEntrySymbol = "bj_graph_main";
+
+struct LoweredCode {
+  std::string object;    ///< the relocatable object file
+  std::string llvm_ir;   ///< optimized LLVM IR text, if asked for
+  std::string assembly;  ///< assembly text, if asked for
+};
+
+/// Generates, optimizes (O3 for the host CPU) and emits `g`. The entry is
+///   int32_t bj_graph_main(void* const* buffers, const void* context)
+/// with buffers = inputs, params, consts, outputs, arena (in that order) and
+/// context = plan.context; it returns -1, or the index of the first guard
+/// that failed (having written no output). Throws bj::Error if LLVM fails.
+LoweredCode lower(const ir::Graph& g, const Plan& plan, bool want_ir, bool want_asm);
+
+}  // namespace bj::codegen

@@ -1,0 +1,37 @@
+// How each node of an optimized graph will run in compiled code: inlined
+// as loops in the generated function, or called back into the runtime's
+// kernels (movement ops, large matrix products through oneDNN, integer
+// work). Also gives memory to values the runtime must write that memory
+// planning left in registers. Computed without LLVM, so a cache hit needs
+// no LLVM at all.
+#pragma once
+
+#include <unordered_map>
+
+#include "ir/graph.h"
+#include "runtime/jit_abi.h"
+
+namespace bj::codegen {
+
+/// Products with at least this many multiply-adds go to oneDNN.
+inline constexpr int64_t kInlineMatmulMaxMacs = int64_t{1} << 18;
+
+struct Plan {
+  /// Nodes run through bj_rt_call_node, with their index in `context`.
+  std::unordered_map<const ir::Node*, int32_t> callback;
+  /// Extra arena space (after memory planning's) for values that need memory.
+  std::unordered_map<const ir::Value*, int64_t> scratch;
+  int64_t arena_bytes = 0;  ///< memory planning's arena plus scratch
+  rt::JitContext context;
+};
+
+/// True if codegen emits loops for elementwise op `n` (f32 and bool values).
+bool inline_elementwise(const ir::Node& n);
+/// True if codegen emits loops for this reduction (f32 sum/max/min).
+bool inline_reduction(const ir::Node& n);
+/// True if codegen emits loops for this matrix product (2-D f32, small).
+bool inline_matmul(const ir::Node& n);
+
+Plan make_plan(const ir::Graph& g);
+
+}  // namespace bj::codegen

@@ -1,0 +1,24 @@
+// The C ABI compiled code calls (see jit_abi.h).
+#include "runtime/jit_abi.h"
+
+#include <algorithm>
+
+#include "runtime/kernels.h"
+
+extern "C" void bj_rt_call_node(const void* ctx, int32_t id, const void* const* inputs, void* out) {
+  const auto& node = static_cast<const bj::rt::JitContext*>(ctx)->nodes[static_cast<size_t>(id)];
+  std::vector<bj::rt::ConstView> views;
+  views.reserve(node.inputs.size());
+  for (size_t i = 0; i < node.inputs.size(); ++i) views.push_back({inputs[i], node.inputs[i]});
+  bj::rt::run_kernel(node.op, views, node.attrs, bj::rt::View{out, node.output});
+}
+
+extern "C" void bj_rt_parallel_for(void (*fn)(int64_t, int64_t, void* const*), int64_t n, void* const* bufs) {
+  const int threads = std::min<int64_t>(bj::rt::num_threads(), n);
+  if (threads <= 1) {
+    fn(0, n, bufs);
+    return;
+  }
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int t = 0; t < threads; ++t) fn(n * t / threads, n * (t + 1) / threads, bufs);
+}

@@ -1,0 +1,38 @@
+// What compiled code calls back into: the runtime's kernels for nodes that
+// codegen does not inline (movement ops, large matrix products through
+// oneDNN, integer work), and the thread pool for large loops. A plain C ABI,
+// so generated code can call it by address.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "ir/ops.h"
+
+namespace bj::rt {
+
+/// One node compiled code runs through the runtime: its op, attributes and types.
+struct JitNode {
+  ir::OpKind op;
+  ir::OpAttrs attrs;
+  std::vector<Type> inputs;
+  Type output;
+};
+
+/// The table a compiled function's callbacks index into (read-only while running).
+struct JitContext {
+  std::vector<JitNode> nodes;
+};
+
+/// Elements below which a compiled loop runs on the calling thread.
+inline constexpr int64_t kJitParallelGrain = int64_t{1} << 16;
+
+}  // namespace bj::rt
+
+extern "C" {
+/// Runs node `id` of `ctx` (a JitContext) on `inputs`, writing `out`.
+void bj_rt_call_node(const void* ctx, int32_t id, const void* const* inputs, void* out);
+/// Calls fn(begin, end, bufs) over [0, n) in chunks on the runtime's threads
+/// (OpenMP); one call on the calling thread when one thread is configured.
+void bj_rt_parallel_for(void (*fn)(int64_t, int64_t, void* const*), int64_t n, void* const* bufs);
+}
