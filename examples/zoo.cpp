@@ -40,12 +40,32 @@ const std::vector<ZooModel>& zoo() {
   return models;
 }
 
+namespace {
+/// relu(x * a + b) * sigmoid(x) + tanh(x) - 0.5 * x: nine elementwise ops over a large tensor.
+struct ElementwiseChain : nn::Block {
+  Tensor& a = add_constant("a", full({}, 1.5));
+  Tensor& b = add_constant("b", full({}, -0.25));
+  Tensor forward(const Tensor& x) override { return relu(x * a + b) * sigmoid(x) + tanh(x) - 0.5 * x; }
+};
+}  // namespace
+
+const std::vector<ZooModel>& perf_zoo() {
+  static const std::vector<ZooModel> models = {
+      {"large-mlp", "1024 -> 4096 -> ReLU -> 4096 -> ReLU -> 1024, batch 256 (oneDNN-sized products)", {256, 1024},
+       maker<Sequential>("large-mlp", [] { return Sequential(Dense(4096, "relu"), Dense(4096, "relu"), Dense(1024)); })},
+      {"elementwise-chain", "relu(x*a+b)*sigmoid(x)+tanh(x)-0.5*x over 16M floats", {4096, 4096},
+       maker<ElementwiseChain>("elementwise-chain")},
+  };
+  return models;
+}
+
 const ZooModel& zoo_model(const std::string& name) {
   std::string known;
-  for (const ZooModel& m : zoo()) {
-    if (m.name == name) return m;
-    known += (known.empty() ? "" : ", ") + m.name;
-  }
+  for (const auto* list : {&zoo(), &perf_zoo()})
+    for (const ZooModel& m : *list) {
+      if (m.name == name) return m;
+      known += (known.empty() ? "" : ", ") + m.name;
+    }
   throw ValueError("zoo", "no model named '" + name + "' (known: " + known + ")");
 }
 

@@ -19,9 +19,11 @@ struct ZooModel {
   std::function<std::shared_ptr<nn::Block>()> make;
 };
 
-/// Every zoo model, in the chapter's order.
+/// The seed chapter's models, in the chapter's order.
 const std::vector<ZooModel>& zoo();
-/// The model called `name`; ValueError listing the known names otherwise.
+/// Larger models for benchmarks (`large-mlp`, `elementwise-chain`).
+const std::vector<ZooModel>& perf_zoo();
+/// The model called `name` in either list; ValueError listing the known names otherwise.
 const ZooModel& zoo_model(const std::string& name);
 
 }  // namespace bj::examples

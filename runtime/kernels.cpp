@@ -12,7 +12,10 @@ namespace {
 int initial_threads() {
   if (const char* s = std::getenv("BJ_NUM_THREADS")) {
     int n = std::atoi(s);
-    if (n > 0) return n;
+    if (n > 0) {
+      omp_set_num_threads(n);  // oneDNN's matmuls follow OpenMP's setting
+      return n;
+    }
   }
   return omp_get_max_threads();
 }
@@ -20,7 +23,10 @@ std::atomic<int> g_threads{initial_threads()};
 }  // namespace
 
 int num_threads() { return g_threads; }
-void set_num_threads(int n) { g_threads = n > 0 ? n : 1; }
+void set_num_threads(int n) {
+  g_threads = n > 0 ? n : 1;
+  omp_set_num_threads(g_threads);  // oneDNN's matmuls follow OpenMP's setting
+}
 
 void run_kernel(ir::OpKind op, std::span<const ConstView> in, const ir::OpAttrs& attrs, const View& out) {
   switch (op) {

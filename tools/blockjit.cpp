@@ -1,7 +1,10 @@
 // The `blockjit` command-line program: models, demo, info.
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <functional>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -29,7 +32,10 @@ commands:
   train MODEL [--steps N] [--optimizer sgd|adam] [--lr X]
                     train a zoo model that returns [batch, classes] logits
                     on a synthetic separable task; prints the loss
-  dump MODEL [--stage traced|opt] [--format text|dot] [--out FILE]
+  bench MODEL [--batch N] [--threads T] [--json]
+                    eager vs compiled, interleaved in one process after
+                    warm-up: medians, speedup, GFLOP/s or GB/s
+  dump MODEL [--stage traced|opt|llvm|asm] [--format text|dot] [--out FILE]
             [--print-after-all] [--print-after=NAME[,NAME]]
                     trace a zoo model on its default input and print (or
                     write) the graph as traced or after the optimization
@@ -143,12 +149,13 @@ int dump(int argc, char** argv) {
   std::string format = o.count("--format") ? o["--format"] : "text";
   if (format != "text" && format != "dot") throw bj::ValueError("dump", "--format is text or dot, got " + format);
   std::string stage = o.count("--stage") ? o["--stage"] : "traced";
-  if (stage != "traced" && stage != "opt") throw bj::ValueError("dump", "--stage is traced or opt, got " + stage);
+  if (stage != "traced" && stage != "opt" && stage != "llvm" && stage != "asm")
+    throw bj::ValueError("dump", "--stage is traced, opt, llvm or asm, got " + stage);
   bj::manual_seed(0);
   auto net = m.make();
   bj::Trace t = bj::trace(*net, bj::rand(m.input));
   for (const std::string& n : t.notes) std::cerr << "note: " << n << "\n";
-  if (stage == "opt" || pipeline.print_after_all || !pipeline.print_after.empty()) {
+  if (stage != "traced" || pipeline.print_after_all || !pipeline.print_after.empty()) {
     pipeline.out = &std::cerr;
     auto report = bj::codegen::optimize(*t.graph, pipeline);
     std::string line = "passes:";
@@ -159,6 +166,13 @@ int dump(int argc, char** argv) {
                              report.intermediate_bytes);
   }
   std::string text = format == "text" ? bj::ir::print(*t.graph) : bj::ir::to_dot(*t.graph);
+  if (stage == "llvm" || stage == "asm") {
+    bj::codegen::CompileOptions co;
+    co.keep_ir = stage == "llvm";
+    co.keep_asm = stage == "asm";
+    auto exe = bj::codegen::compile(*t.graph, co);
+    text = stage == "llvm" ? exe->llvm_ir() : exe->assembly();
+  }
   if (!o.count("--out")) {
     std::cout << text;
     return 0;
@@ -226,8 +240,92 @@ int ir_command(int argc, char** argv) {
   return 0;
 }
 
+/// Median of `rounds` timings (microseconds per call) of f, each over enough calls to last ~10 ms.
+struct Timer {
+  static int calls_for(const std::function<void()>& f) {
+    auto t0 = std::chrono::steady_clock::now();
+    f();
+    double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+    return std::clamp(static_cast<int>(10000 / std::max(us, 0.01)), 1, 100000);
+  }
+  static double once(const std::function<void()>& f, int calls) {
+    auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < calls; ++i) f();
+    return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / calls;
+  }
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+/// Multiply-adds x2 of every matrix product in g.
+double graph_flops(const bj::ir::Graph& g) {
+  double flops = 0;
+  bj::ir::for_each_node(g.nodes(), [&](const bj::ir::Node& n) {
+    if (n.kind != bj::ir::NodeKind::kOp || n.op != bj::ir::OpKind::Matmul) return;
+    const bj::Shape& a = n.inputs[0]->type.shape;
+    flops += 2.0 * static_cast<double>(n.result->type.numel()) * static_cast<double>(n.attrs.transpose_a ? a.back(-2) : a.back(-1));
+  });
+  return flops;
+}
+
+int bench(int argc, char** argv) {
+  if (argc < 1) throw bj::ValueError("bench", "needs a model name (see `blockjit models`)");
+  const auto& m = bj::examples::zoo_model(argv[0]);
+  auto o = options(argc - 1, argv + 1, {"--batch", "--threads"}, {"--json"}, "bench");
+  bj::Shape input = m.input;
+  if (o.count("--batch")) input[0] = std::stoll(o["--batch"]);
+  int threads = o.count("--threads") ? std::stoi(o["--threads"]) : bj::rt::num_threads();
+  if (threads < 1 || input[0] < 1) throw bj::ValueError("bench", "--batch and --threads must be positive");
+  bj::rt::set_num_threads(threads);
+  bj::manual_seed(0);
+  auto net = m.make();
+  bj::Tensor x = bj::rand(input);
+  bj::NoGradGuard no_grad;  // inference on both sides
+  bj::Trace t = bj::trace(*net, x);
+  bj::CompiledTrace c = bj::compile(t);
+  auto eager = [&] { (*net)(x); };
+  auto compiled = [&] {
+    if (!c.run({x}).guards_hold) throw bj::Error("bench", "a guard failed on the benchmark input");
+  };
+  // Agreement first: a benchmark of wrong code measures nothing.
+  bj::Tensor ye = (*net)(x), yc = c.run({x}).outputs.at(0);
+  double max_diff = bj::max(bj::abs(ye - yc)).item(), scale = bj::max(bj::abs(ye)).item();
+  for (int i = 0; i < 3; ++i) eager(), compiled();  // warm-up: caches, allocator, primitives
+  const int ce = Timer::calls_for(eager), cc = Timer::calls_for(compiled);
+  std::vector<double> te, tc;
+  for (int round = 0; round < 15; ++round) {  // interleaved, so both see the same machine
+    te.push_back(Timer::once(eager, ce));
+    tc.push_back(Timer::once(compiled, cc));
+  }
+  const double eager_us = median(te), compiled_us = median(tc);
+  const double flops = graph_flops(c.executable().graph());
+  const double bytes = static_cast<double>(x.type().bytes() + ye.type().bytes());
+  std::string rate = flops > 0 ? fmt::format("\"gflops\": {:.1f}", flops / compiled_us / 1e3)
+                               : fmt::format("\"gbps\": {:.1f}", bytes / compiled_us / 1e3);
+  if (o.count("--json")) {
+    fmt::print("{{\"model\": \"{}\", \"batch\": {}, \"threads\": {}, \"eager_us\": {:.3f}, \"compiled_us\": {:.3f}, "
+               "\"speedup\": {:.2f}, {}, \"max_abs_diff\": {:.3g}, \"compile_ms\": {:.1f}, \"from_cache\": {}}}\n",
+               m.name, input[0], threads, eager_us, compiled_us, eager_us / compiled_us, rate, max_diff,
+               c.executable().compile_ms(), c.executable().from_cache() ? "true" : "false");
+    return 0;
+  }
+  fmt::print("{} (batch {}, {} thread{}): eager {:.3f} us, compiled {:.3f} us, speedup {:.2f}x\n", m.name, input[0],
+             threads, threads == 1 ? "" : "s", eager_us, compiled_us, eager_us / compiled_us);
+  if (flops > 0)
+    fmt::print("  {:.1f} GFLOP/s compiled ({:.1f} eager)\n", flops / compiled_us / 1e3, flops / eager_us / 1e3);
+  else
+    fmt::print("  {:.1f} GB/s compiled ({:.1f} eager)\n", bytes / compiled_us / 1e3, bytes / eager_us / 1e3);
+  fmt::print("  compiled vs eager: max |diff| {:.3g} (max |eager| {:.3g}); compile {:.1f} ms{}\n", max_diff, scale,
+             c.executable().compile_ms(), c.executable().from_cache() ? " (object cache hit)" : "");
+  return 0;
+}
+
 int models() {
   for (const auto& m : bj::examples::zoo()) fmt::print("{:<18} {}\n", m.name, m.description);
+  for (const auto& m : bj::examples::perf_zoo()) fmt::print("{:<18} {} (benchmarks)\n", m.name, m.description);
   return 0;
 }
 
@@ -250,6 +348,7 @@ int main(int argc, char** argv) {
     if (cmd == "models") return models();
     if (cmd == "train") return train(argc - 2, argv + 2);
     if (cmd == "dump") return dump(argc - 2, argv + 2);
+    if (cmd == "bench") return bench(argc - 2, argv + 2);
     if (cmd == "ir") return ir_command(argc - 2, argv + 2);
     if (cmd == "info") return info();
     std::cerr << "blockjit: unknown command '" << cmd << "'\n" << kUsage;
