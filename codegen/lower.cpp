@@ -12,8 +12,9 @@
 //                epilogue loop
 // Guards compare their predicate and return the guard's index. Nodes the
 // plan sends to the runtime are calls to bj_rt_call_node. exp, log, tanh and
-// sigmoid are polynomial approximations written here in IR (Cephes'
-// coefficients), so their loops vectorize; no libm call is emitted.
+// sigmoid are polynomial or rational approximations written here in IR
+// (Cephes' and Eigen's coefficients), so their loops vectorize; no libm
+// call is emitted.
 #include "codegen/lower.h"
 
 #include <llvm/ADT/SmallVector.h>
@@ -115,6 +116,10 @@ class Lowerer {
   void attributes(llvm::Function& f) {
     f.addFnAttr("target-cpu", target_cpu());
     f.addFnAttr("target-features", target_features());
+    // Full-width vectors where the CPU has them (LLVM tunes some AVX-512 CPUs to 256 bits).
+    if (target_features().find("+avx512f") != std::string::npos) f.addFnAttr("prefer-vector-width", "512");
+    // Divisions marked `arcp` (inside approximations only) become a reciprocal estimate plus a Newton step.
+    f.addFnAttr("reciprocal-estimates", "divf:1,vec-divf:1");
     f.addFnAttr(llvm::Attribute::NoUnwind);
   }
 
@@ -548,7 +553,7 @@ class Lowerer {
       case K::Exp: return exp(in(0));
       case K::Log: return log(in(0));
       case K::Tanh: return tanh(in(0));
-      case K::Sigmoid: return B.CreateFDiv(fp(1), B.CreateFAdd(fp(1), exp(B.CreateFNeg(in(0)))));
+      case K::Sigmoid: return sigmoid(in(0));
       case K::Sqrt: return B.CreateUnaryIntrinsic(llvm::Intrinsic::sqrt, in(0));
       case K::Pow: return pow(in(0), n.attrs.scalar);
       case K::Cast: {
@@ -605,6 +610,8 @@ class Lowerer {
   /// (the exact value is < 3e-38); above 88.72, +inf; NaN stays NaN.
   LV* exp(LV* x) {
     auto fp = [&](double v) { return llvm::ConstantFP::get(f32_, v); };
+    llvm::IRBuilderBase::FastMathFlagGuard guard(B);
+    B.setFastMathFlags(approximation_flags());
     LV* xc = B.CreateSelect(B.CreateFCmpOGT(x, fp(88.72283)), fp(88.72283), x);
     xc = B.CreateSelect(B.CreateFCmpOLT(xc, fp(-86.6)), fp(-86.6), xc);
     LV* n = B.CreateUnaryIntrinsic(llvm::Intrinsic::floor, B.CreateFAdd(B.CreateFMul(xc, fp(1.44269504088896341)), fp(0.5)));
@@ -624,6 +631,8 @@ class Lowerer {
   /// NaN, log(inf) = inf; subnormal inputs are scaled by 2^23 first.
   LV* log(LV* x) {
     auto fp = [&](double v) { return llvm::ConstantFP::get(f32_, v); };
+    llvm::IRBuilderBase::FastMathFlagGuard guard(B);
+    B.setFastMathFlags(approximation_flags());
     LV* tiny = B.CreateFCmpOLT(x, fp(1.17549435e-38));
     LV* xs = B.CreateSelect(tiny, B.CreateFMul(x, fp(8388608.0)), x);
     LV* bits = B.CreateBitCast(xs, i32_);
@@ -646,18 +655,50 @@ class Lowerer {
     return B.CreateSelect(B.CreateFCmpUNO(x, x), x, r);
   }
 
-  /// tanh(x): an odd polynomial for |x| < 0.625, else 1 - 2/(exp(2|x|) + 1)
-  /// with x's sign. Max relative error ~5e-7.
+  /// tanh(x): a rational function p(x)/q(x) (odd degree 13 over even degree
+  /// 6, Eigen's coefficients) on x clamped to +-7.9053, where tanh rounds to
+  /// +-1; tiny |x| returns x. Max relative error ~2e-7; no exp, one division.
   LV* tanh(LV* x) {
     auto fp = [&](double v) { return llvm::ConstantFP::get(f32_, v); };
-    LV* ax = B.CreateUnaryIntrinsic(llvm::Intrinsic::fabs, x);
-    LV* z = B.CreateFMul(x, x);
-    LV* p = poly(z, {-5.70498872745E-3, 2.06390887954E-2, -5.37397155531E-2, 1.33314422036E-1, -3.33332819422E-1});
-    LV* small = B.CreateFAdd(B.CreateFMul(B.CreateFMul(p, z), x), x);
-    LV* e = exp(B.CreateFMul(ax, fp(2.0)));
-    LV* big = B.CreateFSub(fp(1.0), B.CreateFDiv(fp(2.0), B.CreateFAdd(e, fp(1.0))));
-    big = B.CreateBinaryIntrinsic(llvm::Intrinsic::copysign, big, x);
-    return B.CreateSelect(B.CreateFCmpOLT(ax, fp(0.625)), small, big);
+    llvm::IRBuilderBase::FastMathFlagGuard guard(B);
+    B.setFastMathFlags(approximation_flags());
+    LV* xc = B.CreateSelect(B.CreateFCmpOGT(x, fp(7.90531110763549805)), fp(7.90531110763549805), x);
+    xc = B.CreateSelect(B.CreateFCmpOLT(xc, fp(-7.90531110763549805)), fp(-7.90531110763549805), xc);
+    LV* z = B.CreateFMul(xc, xc);
+    LV* p = B.CreateFMul(poly(z, {-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11, 5.12229709037114e-08,
+                                  1.48572235717979e-05, 6.37261928875436e-04, 4.89352455891786e-03}),
+                         xc);
+    LV* q = poly(z, {1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03});
+    LV* r = approx_div(p, q);
+    LV* tiny = B.CreateFCmpOLT(B.CreateUnaryIntrinsic(llvm::Intrinsic::fabs, x), fp(0.0004));
+    return B.CreateSelect(tiny, x, r);
+  }
+
+  /// Within approximations: fused multiply-adds, and division by a
+  /// reciprocal with a Newton step (their error budget allows both).
+  static llvm::FastMathFlags approximation_flags() {
+    llvm::FastMathFlags f;
+    f.setAllowContract();
+    f.setAllowReciprocal();
+    f.setApproxFunc();
+    return f;
+  }
+
+  /// a / b inside an approximation: x86 uses a reciprocal estimate and a
+  /// Newton step only for fully `fast` divisions; NaN and infinity inputs
+  /// are handled around the approximations, not by this division.
+  LV* approx_div(LV* a, LV* b) {
+    llvm::IRBuilderBase::FastMathFlagGuard guard(B);
+    llvm::FastMathFlags f;
+    f.setFast();
+    B.setFastMathFlags(f);
+    return B.CreateFDiv(a, b);
+  }
+
+  /// sigmoid(x) = 1 / (1 + exp(-x)); max relative error ~3e-7.
+  LV* sigmoid(LV* x) {
+    LV* d = B.CreateFAdd(llvm::ConstantFP::get(f32_, 1.0), exp(B.CreateFNeg(x)));
+    return approx_div(llvm::ConstantFP::get(f32_, 1.0), d);
   }
 
   /// x^p: repeated products for small integer p, sqrt for 1/2, else exp(p log x).
