@@ -95,7 +95,7 @@ std::shared_ptr<Executable> compile(const ir::Graph& g, const CompileOptions& op
   const HostInfo& host = host_info();
   const std::string text = ir::print(*exe->graph_);
   exe->key_ = fmt::format("{:016x}", fnv1a(text + "|llvm " + host.llvm_version + "|" + host.cpu + "|" +
-                                           host.features + "|codegen 1"));
+                                           host.features + "|" + codegen_build_id()));
   const bool cached = options.use_cache && cache_enabled() && !options.keep_ir && !options.keep_asm;
   const std::filesystem::path path = std::filesystem::path(cache_dir()) / (exe->key_ + ".o");
   std::string object = cached ? read_cached(path) : std::string();

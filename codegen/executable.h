@@ -2,7 +2,8 @@
 // and the Executable that runs it. Compiled objects are cached on disk
 // (BJ_CACHE_DIR, default ~/.cache/blockjit; BJ_CACHE=0 turns it off) under
 // a key of the optimized graph's text, LLVM's version, the CPU and its
-// features; a hit links the object without running LLVM's optimizer.
+// features, and the code generator's build; a hit links the object without
+// running LLVM's optimizer.
 #pragma once
 
 #include <memory>

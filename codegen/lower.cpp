@@ -118,8 +118,6 @@ class Lowerer {
     f.addFnAttr("target-features", target_features());
     // Full-width vectors where the CPU has them (LLVM tunes some AVX-512 CPUs to 256 bits).
     if (target_features().find("+avx512f") != std::string::npos) f.addFnAttr("prefer-vector-width", "512");
-    // Divisions marked `arcp` (inside approximations only) become a reciprocal estimate plus a Newton step.
-    f.addFnAttr("reciprocal-estimates", "divf:1,vec-divf:1");
     f.addFnAttr(llvm::Attribute::NoUnwind);
   }
 
@@ -669,36 +667,22 @@ class Lowerer {
                                   1.48572235717979e-05, 6.37261928875436e-04, 4.89352455891786e-03}),
                          xc);
     LV* q = poly(z, {1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03});
-    LV* r = approx_div(p, q);
+    LV* r = B.CreateFDiv(p, q);
     LV* tiny = B.CreateFCmpOLT(B.CreateUnaryIntrinsic(llvm::Intrinsic::fabs, x), fp(0.0004));
     return B.CreateSelect(tiny, x, r);
   }
 
-  /// Within approximations: fused multiply-adds, and division by a
-  /// reciprocal with a Newton step (their error budget allows both).
+  /// Within approximations: fused multiply-adds (their error budget allows it).
   static llvm::FastMathFlags approximation_flags() {
     llvm::FastMathFlags f;
     f.setAllowContract();
-    f.setAllowReciprocal();
-    f.setApproxFunc();
     return f;
   }
 
-  /// a / b inside an approximation: x86 uses a reciprocal estimate and a
-  /// Newton step only for fully `fast` divisions; NaN and infinity inputs
-  /// are handled around the approximations, not by this division.
-  LV* approx_div(LV* a, LV* b) {
-    llvm::IRBuilderBase::FastMathFlagGuard guard(B);
-    llvm::FastMathFlags f;
-    f.setFast();
-    B.setFastMathFlags(f);
-    return B.CreateFDiv(a, b);
-  }
-
-  /// sigmoid(x) = 1 / (1 + exp(-x)); max relative error ~3e-7.
+  /// sigmoid(x) = 1 / (1 + exp(-x)); max relative error ~2e-7.
   LV* sigmoid(LV* x) {
     LV* d = B.CreateFAdd(llvm::ConstantFP::get(f32_, 1.0), exp(B.CreateFNeg(x)));
-    return approx_div(llvm::ConstantFP::get(f32_, 1.0), d);
+    return B.CreateFDiv(llvm::ConstantFP::get(f32_, 1.0), d);
   }
 
   /// x^p: repeated products for small integer p, sqrt for 1/2, else exp(p log x).
@@ -728,6 +712,10 @@ class Lowerer {
 };
 
 }  // namespace
+
+std::string plan_build_id();  // plan.cpp
+std::string jit_build_id();   // jit.cpp
+std::string codegen_build_id() { return std::string(__DATE__ " " __TIME__) + "/" + plan_build_id() + "/" + jit_build_id(); }
 
 LoweredCode lower(const ir::Graph& g, const Plan& plan, bool want_ir, bool want_asm) {
   llvm::LLVMContext ctx;

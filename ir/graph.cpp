@@ -1,7 +1,15 @@
 // Graph construction.
 #include "ir/graph.h"
 
+#include <cctype>
+
 namespace bj::ir {
+
+void Graph::set_name(std::string n) {
+  for (char& c : n)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.' && c != '-') c = '_';
+  name_ = n.empty() ? "main" : std::move(n);
+}
 
 Value* Graph::new_value(ValueKind kind, Type type, std::string name) {
   values_.push_back(std::make_unique<Value>(Value{kind, std::move(type), std::move(name), nullptr}));

@@ -66,12 +66,13 @@ void for_each_node(const std::vector<std::unique_ptr<Node>>& nodes, F&& f) {
 
 class Graph {
  public:
-  explicit Graph(std::string name = "main") : name_(std::move(name)) {}
+  /// Names are made of letters, digits and `_.-` (others become `_`), so they print as `@name`.
+  explicit Graph(std::string name = "main") { set_name(std::move(name)); }
   Graph(const Graph&) = delete;
   Graph& operator=(const Graph&) = delete;
 
   const std::string& name() const { return name_; }
-  void set_name(std::string n) { name_ = std::move(n); }
+  void set_name(std::string n);
 
   Value* add_input(std::string name, Type type);
   Value* add_param(std::string name, Type type);

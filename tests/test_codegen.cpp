@@ -1,0 +1,307 @@
+// Compiled code against the interpreter (the oracle): every op of the
+// table at sizes that exercise vector tails, the transcendental
+// approximations' stated errors, every zoo model at several batch sizes,
+// random graphs, guards, the object cache across processes, concurrency.
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <filesystem>
+#include <set>
+#include <thread>
+
+#include "examples/seed_models.h"
+#include "examples/zoo.h"
+#include "tests/random_graph.h"
+
+using namespace bj;
+using V = std::vector<Tensor>;
+using Fn = std::function<Tensor(const V&)>;
+
+namespace {
+
+struct Tol {
+  double rtol = 0, atol = 0;
+};
+
+/// Elementwise |got - want| <= atol + rtol |want|, with NaNs and infinities matching exactly.
+void check_near(const Tensor& got, const Tensor& want, Tol tol) {
+  REQUIRE(got.type() == want.type());
+  auto g = test::values(got), w = test::values(want);
+  for (size_t i = 0; i < g.size(); ++i) {
+    bool ok = (std::isnan(g[i]) && std::isnan(w[i])) || g[i] == w[i] ||
+              (std::isfinite(w[i]) && std::fabs(g[i] - w[i]) <= tol.atol + tol.rtol * std::fabs(w[i]));
+    if (!ok) {
+      INFO("element " << i << ": compiled " << g[i] << ", interpreter " << w[i]);
+      CHECK(ok);
+      return;
+    }
+  }
+}
+
+/// Compiles fn traced on `inputs` and compares with the interpreter on the same inputs.
+codegen::Executable const* check_compiled(const std::string& name, const Fn& fn, const V& inputs, Tol tol) {
+  static std::vector<CompiledTrace> keep;  // so the returned executable stays alive for the caller
+  Trace t = trace(name, [&](const V& v) { return V{fn(v)}; }, inputs);
+  keep.push_back(compile(t));
+  GraphRun c = keep.back().run(inputs), i = run(t, inputs);
+  REQUIRE(c.guards_hold);
+  REQUIRE(i.guards_hold);
+  check_near(c.outputs[0], i.outputs[0], tol);
+  return &keep.back().executable();
+}
+
+const Tol kExact{0, 0};
+const Tol kApprox{5e-7, 1e-30};   // the transcendental approximations
+const Tol kSum{2e-6, 1e-6};       // reassociated dot products
+/// Reassociated sums of n terms of size up to ~3: the error scales with sum |x|, not with the result.
+Tol sum_tol(int64_t n) { return Tol{2e-6, 3e-7 * static_cast<double>(n)}; }
+
+}  // namespace
+
+TEST_CASE("every op of the table compiled equals the interpreter (vector tails, broadcasting, stated tolerances)") {
+  manual_seed(21);
+  std::set<std::string> covered;
+  auto note = [&](const codegen::Executable* e) {
+    ir::for_each_node(e->graph().nodes(), [&](const ir::Node& n) {
+      if (n.kind == ir::NodeKind::kOp) covered.insert(std::string(ir::op_name(n.op)));
+    });
+  };
+  for (int64_t n : {int64_t{1}, int64_t{15}, int64_t{17}, int64_t{1000003}}) {
+    CAPTURE(n);
+    Tensor x = uniform(-3, 3, {n}), y = uniform(-3, 3, {n}), pos = uniform(0.01, 5, {n});
+    Tensor row = uniform(-1, 1, {1}), m = uniform(-2, 2, {2, n});
+    struct Case {
+      const char* name;
+      Fn f;
+      V in;
+      Tol tol;
+    };
+    const Case cases[] = {
+        {"neg", [](const V& v) { return -v[0]; }, {x}, kExact},
+        {"abs", [](const V& v) { return abs(v[0]); }, {x}, kExact},
+        {"relu", [](const V& v) { return relu(v[0]); }, {x}, kExact},
+        {"exp", [](const V& v) { return exp(v[0]); }, {x}, kApprox},
+        {"log", [](const V& v) { return log(v[0]); }, {pos}, kApprox},
+        {"tanh", [](const V& v) { return tanh(v[0]); }, {x}, kApprox},
+        {"sigmoid", [](const V& v) { return sigmoid(v[0]); }, {x}, kApprox},
+        {"sqrt", [](const V& v) { return sqrt(v[0]); }, {pos}, kExact},
+        {"pow 2", [](const V& v) { return pow(v[0], 2); }, {x}, kExact},
+        {"pow 1.5", [](const V& v) { return pow(v[0], 1.5); }, {pos}, Tol{2e-6, 1e-30}},
+        {"cast", [](const V& v) { return cast(cast(v[0] > 0, kBool), kF32); }, {x}, kExact},
+        {"add", [](const V& v) { return v[0] + v[1]; }, {x, y}, kExact},
+        {"sub broadcast", [](const V& v) { return v[0] - v[1]; }, {m, row}, kExact},
+        {"mul broadcast", [](const V& v) { return v[0] * v[1]; }, {m, x}, kExact},
+        {"div", [](const V& v) { return v[0] / v[1]; }, {x, pos}, kExact},
+        {"maximum", [](const V& v) { return maximum(v[0], v[1]); }, {x, y}, kExact},
+        {"minimum", [](const V& v) { return minimum(v[0], v[1]); }, {m, x}, kExact},
+        {"compare and where", [](const V& v) {
+           Tensor a = v[0], b = v[1];
+           return where(a > b, a, b) + cast(a < b, kF32) + cast(a >= b, kF32) * 2 + cast(a <= b, kF32) * 3 +
+                  cast(a == a, kF32);
+         }, {x, y}, kExact},
+        {"sum all", [](const V& v) { return v[0].sum(); }, {x}, sum_tol(n)},
+        {"sum rows", [](const V& v) { return v[0].sum({1}); }, {m}, sum_tol(n)},
+        {"sum cols keepdim", [](const V& v) { return v[0].sum({0}, true); }, {m}, sum_tol(2)},
+        {"max", [](const V& v) { return v[0].max({1}); }, {m}, kExact},
+        {"min", [](const V& v) { return v[0].min(); }, {x}, kExact},
+        {"norm (fused)", [](const V& v) { return (v[0] * 0.5).norm(); }, {x}, sum_tol(n)},
+        {"permute", [](const V& v) { return v[0].transpose(); }, {m}, kExact},
+        {"reshape", [](const V& v) { return v[0].reshape({-1}) * 2; }, {m}, kExact},
+        {"expand", [](const V& v) { return expand(v[0], {3, v[0].numel()}); }, {x}, kExact},
+        {"concat", [](const V& v) { return concat({v[0], v[1]}, 0); }, {x, y}, kExact},
+        {"slice", [](const V& v) { return v[0].slice(0, 0, v[0].numel(), 2); }, {x}, kExact},
+    };
+    for (const Case& c : cases) {
+      CAPTURE(c.name);
+      note(check_compiled(c.name, c.f, c.in, c.tol));
+    }
+  }
+  // Matrix products: inline loops (small) and oneDNN (large), transposes, epilogues.
+  for (auto [mm, kk, nn] : {std::tuple{2, 20, 256}, std::tuple{3, 1, 5}, std::tuple{17, 33, 15}, std::tuple{128, 96, 80}}) {
+    CAPTURE(mm);
+    Tensor a = uniform(-1, 1, {mm, kk}), b = uniform(-1, 1, {nn, kk}), bias = uniform(-1, 1, {nn});
+    note(check_compiled("dense", [](const V& v) { return relu(matmul(v[0], v[1], false, true) + v[2]); }, {a, b, bias}, kSum));
+    note(check_compiled("matmul ta", [](const V& v) { return matmul(v[0].transpose(), v[1].transpose(), true, false); },
+                        {a, b}, kSum));
+    note(check_compiled("batched", [](const V& v) { return matmul(stack({v[0], v[0]}), v[1], false, true); }, {a, b}, kSum));
+  }
+  for (int k = 0; k < ir::kNumOps; ++k) {
+    std::string name(ir::op_name(static_cast<ir::OpKind>(k)));
+    INFO("no compiled test covers " << name);
+    CHECK(covered.count(name) == 1);
+  }
+}
+
+TEST_CASE("the transcendental approximations: stated maximum relative errors and special values") {
+  struct F {
+    const char* name;
+    double lo, hi, bound;
+    Tensor (*f)(const Tensor&);
+    double (*ref)(double);
+    bool log_spaced;
+  };
+  const F fs[] = {
+      {"exp", -86, 88.7, 2e-7, [](const Tensor& x) { return exp(x); }, [](double v) { return std::exp(v); }, false},
+      {"log", 1e-37, 1e37, 2e-7, [](const Tensor& x) { return log(x); }, [](double v) { return std::log(v); }, true},
+      {"tanh", -20, 20, 5e-7, [](const Tensor& x) { return tanh(x); }, [](double v) { return std::tanh(v); }, false},
+      {"sigmoid", -80, 80, 5e-7, [](const Tensor& x) { return sigmoid(x); },
+       [](double v) { return 1 / (1 + std::exp(-v)); }, false},
+  };
+  for (const F& f : fs) {
+    std::string name = f.name;
+    CAPTURE(name);
+    const int n = 1 << 18;
+    std::vector<float> xs(n);
+    for (int i = 0; i < n; ++i) {
+      double t = (i + 0.5) / n;
+      xs[i] = static_cast<float>(f.log_spaced ? std::exp(std::log(f.lo) + t * (std::log(f.hi) - std::log(f.lo)))
+                                              : f.lo + t * (f.hi - f.lo));
+    }
+    Tensor x = tensor(xs, {n});
+    Trace t = trace(f.name, [&](const V& v) { return V{f.f(v[0])}; }, {x});
+    auto y = compile(t).run({x}).outputs.at(0).to_vector();
+    double worst = 0;
+    for (int i = 0; i < n; ++i) {
+      double r = f.ref(xs[i]);
+      worst = std::max(worst, std::fabs(y[i] - r) / std::max(std::fabs(r), 1e-30));
+    }
+    INFO("max relative error " << worst);
+    CHECK(worst <= f.bound);
+    // Special values agree with the eager (libm) results.
+    Tensor s = tensor({0.0, -0.0, INFINITY, -INFINITY, NAN, 1e-40, -1e-40, 100, -100, 1});
+    Trace ts = trace(f.name, [&](const V& v) { return V{f.f(v[0])}; }, {s});
+    check_near(compile(ts).run({s}).outputs.at(0), run(ts, {s}).outputs.at(0), Tol{1e-6, 1e-30});
+  }
+}
+
+TEST_CASE("every zoo model compiled equals eager on many random inputs and batch sizes") {
+  for (const auto& m : examples::zoo()) {
+    CAPTURE(m.name);
+    manual_seed(5);
+    auto net = m.make();
+    net->initialize(init::xavier(), true);
+    for (int64_t batch : {1, 2, 7, 33}) {
+      CAPTURE(batch);
+      Shape shape = m.input;
+      shape[0] = batch;
+      Tensor x0 = uniform(-1, 1, shape);
+      NoGradGuard no_grad;
+      CompiledTrace c = compile(trace(*net, x0));
+      for (int k = 0; k < 4; ++k) {
+        Tensor x = k == 0 ? x0 : uniform(-1, 1, shape);
+        GraphRun r = c.run({x});
+        if (!r.guards_hold) continue;  // another path through FixedHiddenMLP's loop: the guards said so
+        check_near(r.outputs[0], (*net)(x), Tol{1e-5, 1e-6});
+      }
+    }
+  }
+}
+
+TEST_CASE("random graphs: compiled equals the interpreter within tolerance") {
+  for (uint64_t seed = 300; seed < 400; ++seed) {
+    CAPTURE(seed);
+    auto g = test::random_graph(seed);
+    auto b = test::Bindings::random_for(*g, seed);
+    auto r = test::interpret(*g, b);
+    REQUIRE(r.failed_guard == nullptr);
+    auto exe = codegen::compile(*g);
+    auto views = [](const V& ts) {
+      std::vector<rt::ConstView> v;
+      for (const Tensor& t : ts) v.push_back({t.raw_data(), t.type()});
+      return v;
+    };
+    auto in = views(b.inputs), p = views(b.params), c = views(b.consts);
+    auto cr = exe->run(in, p, c);
+    if (cr.failed_guard >= 0) {  // a guard on a sum that reassociation moved across its threshold
+      WARN_MESSAGE(false, "seed " << seed << ": compiled guard " << cr.failed_guard << " differs from the interpreter");
+      continue;
+    }
+    for (size_t i = 0; i < g->outputs().size(); ++i) {
+      const Type& t = g->outputs()[i]->type;
+      Tensor got(std::make_shared<detail::TensorImpl>(detail::TensorImpl{cr.outputs[i], t, nullptr}));
+      Tensor want(std::make_shared<detail::TensorImpl>(detail::TensorImpl{r.outputs[i], t, nullptr}));
+      check_near(got, want, Tol{1e-4, 1e-5});
+    }
+  }
+}
+
+TEST_CASE("compiled FixedHiddenMLP: eager results on the traced path, the failing guard and no outputs elsewhere") {
+  manual_seed(0);
+  examples::FixedHiddenMLP net;
+  net.initialize(init::uniform(0.5));
+  Tensor base = rand({2, 20});
+  NoGradGuard no_grad;
+  Trace t = trace(net, base * 20);
+  CompiledTrace c = compile(t);
+  int held = 0, failed = 0;
+  for (double scale : {20.0, 20.0001, 1.0, 0.01, 100.0, 1000.0, 1e5}) {
+    CAPTURE(scale);
+    Tensor x = base * scale;
+    GraphRun compiled = c.run({x}), interpreted = run(t, {x});
+    CHECK(compiled.guards_hold == interpreted.guards_hold);
+    if (compiled.guards_hold) {
+      check_near(compiled.outputs[0], net(x), Tol{1e-5, 1e-6});
+      ++held;
+    } else {
+      CHECK(compiled.outputs.empty());
+      CHECK(compiled.failed_guard == interpreted.failed_guard);
+      CHECK(compiled.guard.rfind("guard %", 0) == 0);
+      CHECK(compiled.origin.path == net.name());
+      ++failed;
+    }
+  }
+  CHECK(held >= 2);
+  CHECK(failed >= 3);
+}
+
+TEST_CASE("one executable runs concurrently from several threads") {
+  manual_seed(1);
+  auto net = examples::zoo_model("chimera").make();
+  Tensor x = rand({2, 20});
+  NoGradGuard no_grad;
+  CompiledTrace c = compile(trace(*net, x));
+  Tensor want = c.run({x}).outputs.at(0);
+  std::vector<int> ok(4, 0);
+  std::vector<std::thread> threads;
+  for (int k = 0; k < 4; ++k)
+    threads.emplace_back([&, k] {
+      for (int i = 0; i < 200; ++i) {
+        GraphRun r = c.run({x});
+        ok[k] += r.guards_hold && std::memcmp(r.outputs[0].raw_data(), want.raw_data(), 4) == 0;
+      }
+    });
+  for (auto& th : threads) th.join();
+  CHECK(ok == std::vector<int>(4, 200));
+}
+
+TEST_CASE("the object cache: a second process hits it, a corrupt or truncated entry is recompiled") {
+  namespace fs = std::filesystem;
+  fs::path dir = fs::temp_directory_path() / ("bj-cache-test-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  const std::string cmd = "BJ_CACHE_DIR='" + dir.string() + "' '" + BJ_BINARY_DIR + "/bin/blockjit' bench mlp --threads 1 --json";
+  auto run_process = [&] {
+    FILE* p = popen(cmd.c_str(), "r");
+    REQUIRE(p != nullptr);
+    std::string out;
+    char buf[512];
+    while (fgets(buf, sizeof buf, p)) out += buf;
+    CHECK(pclose(p) == 0);
+    return out;
+  };
+  CHECK(run_process().find("\"from_cache\": false") != std::string::npos);
+  CHECK(run_process().find("\"from_cache\": true") != std::string::npos);
+  std::vector<fs::path> entries;
+  for (const auto& e : fs::directory_iterator(dir)) entries.push_back(e.path());
+  REQUIRE(entries.size() == 1);
+  fs::resize_file(entries[0], fs::file_size(entries[0]) / 2);  // truncated
+  CHECK(run_process().find("\"from_cache\": false") != std::string::npos);
+  CHECK(run_process().find("\"from_cache\": true") != std::string::npos);
+  {  // corrupted: same size, one byte flipped in the object
+    std::fstream f(entries[0], std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(100);
+    f.put('\x5a');
+  }
+  CHECK(run_process().find("\"from_cache\": false") != std::string::npos);
+  fs::remove_all(dir);
+}
