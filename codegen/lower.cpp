@@ -223,21 +223,40 @@ class Lowerer {
   }
 
   // ---- loop functions -----------------------------------------------------------
-  /// A loop function `void(i64 begin, i64 end, ptr bufs)` over the outermost
-  /// dim of `space`; `body(ivs, ptrs)` emits one innermost iteration. Called
-  /// from main with the addresses of `operands`, in parallel when `parallel`.
-  void emit_loop_function(const Space& space, const std::vector<LV*>& operands, bool parallel,
-                          const std::function<void(const std::vector<LV*>& ivs, const std::vector<LV*>& ptrs)>& body,
-                          const std::function<void(const std::vector<LV*>& ptrs)>& prologue = {}) {
+  /// Starts `void name(i64 begin, i64 end, ptr bufs)` and loads its `n`
+  /// operand pointers from bufs; the builder is left in its entry block.
+  llvm::Function* begin_loop_function(const char* name, size_t n, std::vector<LV*>& ptrs) {
     auto* fty = llvm::FunctionType::get(B.getVoidTy(), {i64_, i64_, ptr_}, false);
-    auto* fn = llvm::Function::Create(fty, llvm::Function::InternalLinkage, "loop", M);
+    auto* fn = llvm::Function::Create(fty, llvm::Function::InternalLinkage, name, M);
     attributes(*fn);
-    auto saved = B.saveIP();
     B.SetInsertPoint(llvm::BasicBlock::Create(C, "entry", fn));
-    std::vector<LV*> ptrs;
+    ptrs.clear();
+    for (size_t i = 0; i < n; ++i) ptrs.push_back(B.CreateLoad(ptr_, B.CreateConstInBoundsGEP1_64(ptr_, fn->getArg(2), i)));
+    return fn;
+  }
+
+  /// In main: fn(0, outer, addresses of `operands`), through the thread pool when `parallel`.
+  void call_loop_function(llvm::Function* fn, const std::vector<LV*>& operands, int64_t outer, bool parallel) {
+    auto* arr = entry_alloca(llvm::ArrayType::get(ptr_, std::max<size_t>(operands.size(), 1)));
     for (size_t i = 0; i < operands.size(); ++i)
-      ptrs.push_back(B.CreateLoad(ptr_, B.CreateConstInBoundsGEP1_64(ptr_, fn->getArg(2), i)));
-    if (prologue) prologue(ptrs);
+      B.CreateStore(operands[i], B.CreateConstInBoundsGEP2_64(arr->getAllocatedType(), arr, 0, i));
+    LV* n = B.getInt64(static_cast<uint64_t>(outer));
+    if (parallel) {
+      auto* pty = llvm::FunctionType::get(B.getVoidTy(), {ptr_, i64_, ptr_}, false);
+      B.CreateCall(M.getOrInsertFunction("bj_rt_parallel_for", pty), {fn, n, arr});
+    } else {
+      B.CreateCall(fn, {B.getInt64(0), n, arr});
+    }
+  }
+
+  /// A loop function over `space` (its outermost dim split by begin/end);
+  /// `body(ivs, ptrs)` emits one innermost iteration. Called from main with
+  /// the addresses of `operands`, in parallel when `parallel`.
+  void emit_loop_function(const Space& space, const std::vector<LV*>& operands, bool parallel,
+                          const std::function<void(const std::vector<LV*>& ivs, const std::vector<LV*>& ptrs)>& body) {
+    auto saved = B.saveIP();
+    std::vector<LV*> ptrs;
+    llvm::Function* fn = begin_loop_function("loop", operands.size(), ptrs);
     std::vector<LV*> ivs;
     std::function<void(int)> nest = [&](int d) {
       if (d == space.dims.size()) return body(ivs, ptrs);
@@ -252,17 +271,7 @@ class Lowerer {
     nest(0);
     B.CreateRetVoid();
     B.restoreIP(saved);
-
-    auto* arr = entry_alloca(llvm::ArrayType::get(ptr_, std::max<size_t>(operands.size(), 1)));
-    for (size_t i = 0; i < operands.size(); ++i)
-      B.CreateStore(operands[i], B.CreateConstInBoundsGEP2_64(arr->getAllocatedType(), arr, 0, i));
-    LV* outer = B.getInt64(static_cast<uint64_t>(space.dims[0]));
-    if (parallel) {
-      auto* pty = llvm::FunctionType::get(B.getVoidTy(), {ptr_, i64_, ptr_}, false);
-      B.CreateCall(M.getOrInsertFunction("bj_rt_parallel_for", pty), {fn, outer, arr});
-    } else {
-      B.CreateCall(fn, {B.getInt64(0), outer, arr});
-    }
+    call_loop_function(fn, operands, space.dims[0], parallel);
   }
 
   /// for (iv = lo; iv < hi; ++iv) body(iv)
@@ -303,6 +312,28 @@ class Lowerer {
       B.CreateStore(v, B.CreateInBoundsGEP(f32_, base, off));
   }
 
+  /// The memory operands of a loop nest: addresses and element strides over its iteration space.
+  struct Operands {
+    std::vector<LV*> addrs;
+    std::vector<Shape> strides;
+  };
+  void add_operand(Operands& o, const ir::Value* v, const Shape& strides) {
+    o.addrs.push_back(address(v));
+    o.strides.push_back(strides);
+  }
+
+  /// Loads the external values (operands [0, ext.size())) at the current iteration.
+  void load_externals(const std::vector<const ir::Value*>& ext, const std::vector<LV*>& ptrs,
+                      const std::vector<LV*>& ivs, const Space& space, std::unordered_map<const ir::Value*, LV*>& val) {
+    for (size_t i = 0; i < ext.size(); ++i) val[ext[i]] = load_element(ext[i]->type, ptrs[i], offset(ivs, space.strides[i]));
+  }
+  /// Stores `stores` (operands from `first` on) at the current iteration.
+  void store_values(const std::vector<const ir::Value*>& stores, size_t first, const std::vector<LV*>& ptrs,
+                    const std::vector<LV*>& ivs, const Space& space, const std::unordered_map<const ir::Value*, LV*>& val) {
+    for (size_t j = 0; j < stores.size(); ++j)
+      store_element(stores[j]->type, val.at(stores[j]), ptrs[first + j], offset(ivs, space.strides[first + j]));
+  }
+
   // ---- elementwise --------------------------------------------------------------
   /// External operands of `body` (values computed elsewhere), in first-use order.
   static std::vector<const ir::Value*> externals(const std::vector<const ir::Node*>& body) {
@@ -322,26 +353,16 @@ class Lowerer {
   void emit_elementwise(const std::vector<const ir::Node*>& body, const std::vector<const ir::Value*>& stores,
                         const Shape& shape) {
     std::vector<const ir::Value*> ext = externals(body);
-    std::vector<Shape> strides;
-    std::vector<LV*> operands;
-    for (const ir::Value* v : ext) {
-      strides.push_back(broadcast_strides(v->type.shape, shape));
-      operands.push_back(address(v));
-    }
-    for (const ir::Value* v : stores) {
-      strides.push_back(contiguous_strides(shape));
-      operands.push_back(address(v));
-    }
-    Space space = collapse(shape, strides);
+    Operands ops;
+    for (const ir::Value* v : ext) add_operand(ops, v, broadcast_strides(v->type.shape, shape));
+    for (const ir::Value* v : stores) add_operand(ops, v, contiguous_strides(shape));
+    Space space = collapse(shape, ops.strides);
     bool parallel = shape.numel() >= 2 * rt::kJitParallelGrain && space.dims[0] > 1;
-    emit_loop_function(space, operands, parallel, [&](const std::vector<LV*>& ivs, const std::vector<LV*>& ptrs) {
+    emit_loop_function(space, ops.addrs, parallel, [&](const std::vector<LV*>& ivs, const std::vector<LV*>& ptrs) {
       std::unordered_map<const ir::Value*, LV*> val;
-      for (size_t i = 0; i < ext.size(); ++i) val[ext[i]] = load_element(ext[i]->type, ptrs[i], offset(ivs, space.strides[i]));
+      load_externals(ext, ptrs, ivs, space, val);
       for (const ir::Node* n : body) val[n->result] = scalar(*n, val);
-      for (size_t j = 0; j < stores.size(); ++j) {
-        size_t k = ext.size() + j;
-        store_element(stores[j]->type, val.at(stores[j]), ptrs[k], offset(ivs, space.strides[k]));
-      }
+      store_values(stores, ext.size(), ptrs, ivs, space, val);
     });
   }
 
@@ -364,44 +385,28 @@ class Lowerer {
     std::vector<const ir::Value*> elem_stores;  // yielded producers, stored per element
     for (const ir::Value* v : stores)
       if (v != red.result) elem_stores.push_back(v);
-    std::vector<Shape> strides;
-    std::vector<LV*> operands;
-    for (const ir::Value* v : ext) {
-      strides.push_back(broadcast_strides(v->type.shape, in));
-      operands.push_back(address(v));
-    }
-    for (const ir::Value* v : elem_stores) {
-      strides.push_back(contiguous_strides(in));
-      operands.push_back(address(v));
-    }
-    strides.push_back(out_st);
-    operands.push_back(address(red.result));
-    Space space = collapse(in, strides);
-    const size_t out_k = operands.size() - 1;
+    Operands ops;
+    for (const ir::Value* v : ext) add_operand(ops, v, broadcast_strides(v->type.shape, in));
+    for (const ir::Value* v : elem_stores) add_operand(ops, v, contiguous_strides(in));
+    add_operand(ops, red.result, out_st);
+    Space space = collapse(in, ops.strides);
+    const size_t out_k = ops.addrs.size() - 1;
     const int last = space.dims.size() - 1;
     const bool inner_reduced = space.strides[out_k][last] == 0 && space.dims[last] > 1;
     const int64_t out_count = red.result->type.numel();
     // Hand-built nest: the innermost reduced dim keeps a register accumulator.
-    auto* fty = llvm::FunctionType::get(B.getVoidTy(), {i64_, i64_, ptr_}, false);
-    auto* fn = llvm::Function::Create(fty, llvm::Function::InternalLinkage, "reduce", M);
-    attributes(*fn);
     auto saved = B.saveIP();
-    B.SetInsertPoint(llvm::BasicBlock::Create(C, "entry", fn));
     std::vector<LV*> ptrs;
-    for (size_t i = 0; i < operands.size(); ++i)
-      ptrs.push_back(B.CreateLoad(ptr_, B.CreateConstInBoundsGEP1_64(ptr_, fn->getArg(2), i)));
+    llvm::Function* fn = begin_loop_function("reduce", ops.addrs.size(), ptrs);
     LV* out = ptrs[out_k];
     loop(B.getInt64(0), B.getInt64(static_cast<uint64_t>(out_count)),
          [&](LV* i) { B.CreateStore(identity(red.op), B.CreateInBoundsGEP(f32_, out, i)); });
     std::vector<LV*> ivs;
     auto element = [&](const std::vector<LV*>& at) {  // the reduced operand's value at `at`, storing yields
       std::unordered_map<const ir::Value*, LV*> val;
-      for (size_t i = 0; i < ext.size(); ++i) val[ext[i]] = load_element(ext[i]->type, ptrs[i], offset(at, space.strides[i]));
+      load_externals(ext, ptrs, at, space, val);
       for (const ir::Node* n : producers) val[n->result] = scalar(*n, val);
-      for (size_t j = 0; j < elem_stores.size(); ++j) {
-        size_t k = ext.size() + j;
-        store_element(elem_stores[j]->type, val.at(elem_stores[j]), ptrs[k], offset(at, space.strides[k]));
-      }
+      store_values(elem_stores, ext.size(), ptrs, at, space, val);
       return val.at(red.inputs[0]);
     };
     std::function<void(int)> nest = [&](int d) {
@@ -444,10 +449,7 @@ class Lowerer {
     nest(0);
     B.CreateRetVoid();
     B.restoreIP(saved);
-    auto* arr = entry_alloca(llvm::ArrayType::get(ptr_, operands.size()));
-    for (size_t i = 0; i < operands.size(); ++i)
-      B.CreateStore(operands[i], B.CreateConstInBoundsGEP2_64(arr->getAllocatedType(), arr, 0, i));
-    B.CreateCall(fn, {B.getInt64(0), B.getInt64(1), arr});
+    call_loop_function(fn, ops.addrs, 1, false);  // whole reductions stay on one thread: sums stay in one order
   }
 
   LV* identity(ir::OpKind op) {
@@ -489,15 +491,13 @@ class Lowerer {
     const int64_t b_k = mm.attrs.transpose_b ? 1 : N_, b_j = mm.attrs.transpose_b ? K_ : 1;
     std::vector<const ir::Value*> ext = externals(epilogue);
     std::erase(ext, mm.result);
-    std::vector<LV*> operands{address(mm.inputs[0]), address(mm.inputs[1])};
-    std::vector<Shape> strides;
-    for (const ir::Value* v : ext) {
-      strides.push_back(broadcast_strides(v->type.shape, cs));
-      operands.push_back(address(v));
-    }
-    for (const ir::Value* v : stores) operands.push_back(address(v));
-    Space space{cs, {}};
-    emit_loop_function(space, operands, false, [&](const std::vector<LV*>& ivs, const std::vector<LV*>& ptrs) {
+    Operands ops;
+    add_operand(ops, mm.inputs[0], {});
+    add_operand(ops, mm.inputs[1], {});
+    for (const ir::Value* v : ext) add_operand(ops, v, broadcast_strides(v->type.shape, cs));
+    for (const ir::Value* v : stores) add_operand(ops, v, contiguous_strides(cs));
+    Space space{cs, ops.strides};
+    emit_loop_function(space, ops.addrs, false, [&](const std::vector<LV*>& ivs, const std::vector<LV*>& ptrs) {
       LV *i = ivs[0], *j = ivs[1];
       LV* a_row = B.CreateInBoundsGEP(f32_, ptrs[0], B.CreateMul(i, B.getInt64(static_cast<uint64_t>(a_i))));
       LV* b_col = B.CreateInBoundsGEP(f32_, ptrs[1], B.CreateMul(j, B.getInt64(static_cast<uint64_t>(b_j))));
@@ -530,12 +530,10 @@ class Lowerer {
         sum = next_acc;
       }
       std::unordered_map<const ir::Value*, LV*> val{{mm.result, sum}};
-      for (size_t e = 0; e < ext.size(); ++e)
-        val[ext[e]] = load_element(ext[e]->type, ptrs[2 + e], offset(ivs, strides[e]));
+      for (size_t e = 0; e < ext.size(); ++e)  // operands 0 and 1 are the matrices
+        val[ext[e]] = load_element(ext[e]->type, ptrs[2 + e], offset(ivs, space.strides[2 + e]));
       for (const ir::Node* n : epilogue) val[n->result] = scalar(*n, val);
-      LV* flat = B.CreateAdd(B.CreateMul(i, B.getInt64(static_cast<uint64_t>(N_))), j);
-      for (size_t s = 0; s < stores.size(); ++s)
-        store_element(stores[s]->type, val.at(stores[s]), ptrs[2 + ext.size() + s], flat);
+      store_values(stores, 2 + ext.size(), ptrs, ivs, space, val);
     });
   }
 

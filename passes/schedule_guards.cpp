@@ -37,14 +37,7 @@ bool guard_scheduling(ir::Graph& g, const PassContext&) {
   for (size_t i = 0; i < nodes.size(); ++i)
     if (nodes[i]->kind == ir::NodeKind::kGuard) emit(i);
   for (size_t i = 0; i < nodes.size(); ++i) emit(i);
-  bool moved = false;
-  std::vector<std::unique_ptr<ir::Node>> sorted;
-  for (size_t k = 0; k < order.size(); ++k) {
-    moved |= order[k] != k;
-    sorted.push_back(std::move(nodes[order[k]]));
-  }
-  nodes = std::move(sorted);
-  return moved;
+  return apply_order(g, order);
 }
 
 }  // namespace bj::passes

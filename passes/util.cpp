@@ -109,6 +109,11 @@ bool stable_topological_sort(ir::Graph& g) {
       if (--preds[j] == 0) ready.push(j);
   }
   if (order.size() != n) throw VerifyError("topological sort", "the graph has a cycle (a pass grouped nodes badly)");
+  return apply_order(g, order);
+}
+
+bool apply_order(ir::Graph& g, const std::vector<size_t>& order) {
+  auto& nodes = g.mutable_nodes();
   bool moved = false;
   std::vector<std::unique_ptr<ir::Node>> sorted;
   for (size_t k = 0; k < order.size(); ++k) {

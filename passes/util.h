@@ -32,6 +32,9 @@ std::vector<std::byte> f32_bytes(float v);
 /// their relative order. Returns whether anything moved.
 bool stable_topological_sort(ir::Graph& g);
 
+/// Puts the top-level nodes in `order` (a permutation of their positions); true if any moved.
+bool apply_order(ir::Graph& g, const std::vector<size_t>& order);
+
 /// Removes top-level nodes for which `dead` is true.
 void erase_nodes(ir::Graph& g, const std::unordered_map<const ir::Node*, bool>& dead);
 
