@@ -129,9 +129,12 @@ void optimize_module(llvm::Module& m) {
   pb.buildPerModuleDefaultPipeline(llvm::OptimizationLevel::O3).run(m, mam);
 }
 
+std::mutex& target_mutex() {
+  static std::mutex mu;
+  return mu;
+}
+
 std::string emit(llvm::Module& m, bool assembly) {
-  static std::mutex mu;  // the target machine is shared
-  std::lock_guard lock(mu);
   llvm::SmallVector<char, 0> buf;
   llvm::raw_svector_ostream os(buf);
   llvm::legacy::PassManager pm;

@@ -4,9 +4,13 @@
 
 #include <llvm/IR/Module.h>
 
+#include <mutex>
 #include <string>
 
 namespace bj::codegen {
+
+/// Held while optimizing or emitting: the target machine is shared and not thread-safe.
+std::mutex& target_mutex();
 
 /// Host target triple and data layout on a fresh module.
 void prepare_module(llvm::Module& m);

@@ -724,6 +724,7 @@ LoweredCode lower(const ir::Graph& g, const Plan& plan, bool want_ir, bool want_
   llvm::raw_string_ostream es(err);
   if (llvm::verifyModule(*m, &es)) throw Error("codegen", "generated LLVM IR for " + g.name() + " is invalid: " + es.str());
   LoweredCode out;
+  std::lock_guard lock(target_mutex());
   optimize_module(*m);
   if (want_ir) {
     llvm::raw_string_ostream os(out.llvm_ir);

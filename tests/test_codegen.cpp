@@ -305,3 +305,18 @@ TEST_CASE("the object cache: a second process hits it, a corrupt or truncated en
   CHECK(run_process().find("\"from_cache\": false") != std::string::npos);
   fs::remove_all(dir);
 }
+
+TEST_CASE("compiling from several threads at once") {
+  std::vector<std::thread> threads;
+  std::vector<int> ok(4, 0);
+  for (int k = 0; k < 4; ++k)
+    threads.emplace_back([&, k] {
+      Tensor x = full({3, 17}, k + 1.0);
+      Trace t = trace("scale" + std::to_string(k), [k](const V& v) { return V{tanh(v[0] * (k + 2.0)) + v[0]}; }, {x});
+      CompiledTrace c = compile(t, codegen::CompileOptions{.use_cache = false});
+      GraphRun r = c.run({x});
+      ok[k] = r.guards_hold && std::fabs(r.outputs[0].to_vector()[0] - (std::tanh((k + 1.0) * (k + 2.0)) + k + 1.0)) < 1e-6;
+    });
+  for (auto& th : threads) th.join();
+  CHECK(ok == std::vector<int>(4, 1));
+}
