@@ -107,14 +107,36 @@ std::shared_ptr<Executable> compile(const ir::Graph& g, const CompileOptions& op
     exe->asm_ = std::move(code.assembly);
     if (cached) write_cached(path, object);
   }
+  exe->packed_.resize(exe->plan_.packings.size());
   exe->code_ = load_object(object, kEntrySymbol);
   exe->entry_ = reinterpret_cast<int32_t (*)(void* const*, const void*)>(exe->code_->entry());
   exe->compile_ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   return exe;
 }
 
+std::shared_ptr<const Executable::Packed> Executable::packed(size_t slot, const rt::ConstView& param,
+                                                            const uint64_t* version) const {
+  {
+    std::lock_guard lock(packed_mu_);
+    const auto& cur = packed_[slot];
+    if (cur && version && cur->source == param.data && cur->version == *version) return cur;
+  }
+  const Packing& pk = plan_.packings[slot];  // [n, k] -> [k, n]
+  auto data = rt::make_storage(static_cast<size_t>(pk.n * pk.k) * sizeof(float));
+  const float* src = static_cast<const float*>(param.data);
+  float* dst = static_cast<float*>(data->data());
+  for (int64_t j = 0; j < pk.n; ++j)
+    for (int64_t k = 0; k < pk.k; ++k) dst[k * pk.n + j] = src[j * pk.k + k];
+  auto fresh = std::make_shared<const Packed>(Packed{param.data, version ? *version : 0, std::move(data)});
+  if (version) {
+    std::lock_guard lock(packed_mu_);
+    packed_[slot] = fresh;
+  }
+  return fresh;
+}
+
 Executable::Result Executable::run(std::span<const rt::ConstView> inputs, std::span<const rt::ConstView> params,
-                                   std::span<const rt::ConstView> consts) const {
+                                   std::span<const rt::ConstView> consts, std::span<const uint64_t> param_versions) const {
   const ir::Graph& g = *graph_;
   if (inputs.size() != g.inputs().size() || params.size() != g.params().size() || consts.size() != g.consts().size())
     throw ValueError("run", fmt::format("the compiled {} takes {} inputs, {} parameters and {} constants", g.name(),
@@ -130,6 +152,13 @@ Executable::Result Executable::run(std::span<const rt::ConstView> inputs, std::s
   }
   std::shared_ptr<rt::Storage> arena = rt::make_storage(static_cast<size_t>(plan_.arena_bytes));
   bufs.push_back(arena->data());
+  std::vector<std::shared_ptr<const Packed>> packs;  // held for the call
+  for (size_t s = 0; s < plan_.packings.size(); ++s) {
+    const int p = plan_.packings[s].param;
+    const uint64_t* version = param_versions.size() == params.size() ? &param_versions[static_cast<size_t>(p)] : nullptr;
+    packs.push_back(packed(s, params[static_cast<size_t>(p)], version));
+    bufs.push_back(packs.back()->data->data());
+  }
   r.failed_guard = entry_(bufs.data(), &plan_.context);
   if (r.failed_guard >= 0) r.outputs.clear();
   return r;

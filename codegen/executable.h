@@ -7,6 +7,7 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <vector>
@@ -35,9 +36,11 @@ class Executable {
   /// Runs the compiled function on data for the graph's inputs, parameters
   /// and constants (types as in graph(); the caller checks). Reentrant: each
   /// call has its own arena and outputs, so concurrent runs are safe; no
-  /// output is produced unless every guard held.
+  /// output is produced unless every guard held. `param_versions` (one per
+  /// parameter: its storage's write count) lets packed weights be reused
+  /// until a parameter changes; without them they are repacked every call.
   Result run(std::span<const rt::ConstView> inputs, std::span<const rt::ConstView> params,
-             std::span<const rt::ConstView> consts) const;
+             std::span<const rt::ConstView> consts, std::span<const uint64_t> param_versions = {}) const;
 
   /// The optimized graph that was compiled.
   const ir::Graph& graph() const { return *graph_; }
@@ -51,6 +54,15 @@ class Executable {
   friend std::shared_ptr<Executable> compile(const ir::Graph&, const CompileOptions&);
   std::unique_ptr<ir::Graph> graph_;
   Plan plan_;
+  /// A parameter transposed for a small product, valid while the parameter keeps its address and version.
+  struct Packed {
+    const void* source;
+    uint64_t version;
+    std::shared_ptr<rt::Storage> data;
+  };
+  std::shared_ptr<const Packed> packed(size_t slot, const rt::ConstView& param, const uint64_t* version) const;
+  mutable std::mutex packed_mu_;
+  mutable std::vector<std::shared_ptr<const Packed>> packed_;
   std::unique_ptr<LoadedCode> code_;
   int32_t (*entry_)(void* const*, const void*) = nullptr;
   std::string ir_, asm_, key_;

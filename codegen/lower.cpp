@@ -136,7 +136,8 @@ class Lowerer {
       // A value produced here is written straight into its (first) output buffer.
       if (v->kind == ir::ValueKind::kResult && v->def->kind != ir::NodeKind::kLiteral && !addr_.count(v)) addr_[v] = p;
     }
-    arena_ = load(k);
+    arena_ = load(k++);
+    for (size_t i = 0; i < plan_.packings.size(); ++i) packed_.push_back(load(k++));
   }
 
   /// The address of a value that lives in memory.
@@ -223,16 +224,36 @@ class Lowerer {
   }
 
   // ---- loop functions -----------------------------------------------------------
-  /// Starts `void name(i64 begin, i64 end, ptr bufs)` and loads its `n`
-  /// operand pointers from bufs; the builder is left in its entry block.
-  llvm::Function* begin_loop_function(const char* name, size_t n, std::vector<LV*>& ptrs) {
-    auto* fty = llvm::FunctionType::get(B.getVoidTy(), {i64_, i64_, ptr_}, false);
-    auto* fn = llvm::Function::Create(fty, llvm::Function::InternalLinkage, name, M);
-    attributes(*fn);
-    B.SetInsertPoint(llvm::BasicBlock::Create(C, "entry", fn));
+  /// A loop function: `void name(i64 begin, i64 end, ptr bufs)` loads its
+  /// `n` operand pointers and calls `name.body(begin, end, ptr noalias...)`
+  /// (always inlined, so the noalias facts reach the loops and the
+  /// vectorizer needs no runtime overlap checks: memory planning keeps
+  /// every value a loop writes apart from what it reads). Returns the
+  /// wrapper, with the builder at the start of the body function.
+  struct LoopFunction {
+    llvm::Function* wrapper;
+    llvm::Function* body;
+  };
+  LoopFunction begin_loop_function(const char* name, size_t n, std::vector<LV*>& ptrs) {
+    auto* wty = llvm::FunctionType::get(B.getVoidTy(), {i64_, i64_, ptr_}, false);
+    auto* wrapper = llvm::Function::Create(wty, llvm::Function::InternalLinkage, name, M);
+    std::vector<llvm::Type*> params{i64_, i64_};
+    params.insert(params.end(), n, ptr_);
+    auto* bty = llvm::FunctionType::get(B.getVoidTy(), params, false);
+    auto* body = llvm::Function::Create(bty, llvm::Function::InternalLinkage, std::string(name) + ".body", M);
+    attributes(*wrapper);
+    attributes(*body);
+    body->addFnAttr(llvm::Attribute::AlwaysInline);
+    for (size_t i = 0; i < n; ++i) body->addParamAttr(static_cast<unsigned>(i + 2), llvm::Attribute::NoAlias);
+    B.SetInsertPoint(llvm::BasicBlock::Create(C, "entry", wrapper));
+    std::vector<LV*> args{wrapper->getArg(0), wrapper->getArg(1)};
+    for (size_t i = 0; i < n; ++i) args.push_back(B.CreateLoad(ptr_, B.CreateConstInBoundsGEP1_64(ptr_, wrapper->getArg(2), i)));
+    B.CreateCall(body, args);
+    B.CreateRetVoid();
+    B.SetInsertPoint(llvm::BasicBlock::Create(C, "entry", body));
     ptrs.clear();
-    for (size_t i = 0; i < n; ++i) ptrs.push_back(B.CreateLoad(ptr_, B.CreateConstInBoundsGEP1_64(ptr_, fn->getArg(2), i)));
-    return fn;
+    for (size_t i = 0; i < n; ++i) ptrs.push_back(body->getArg(static_cast<unsigned>(i + 2)));
+    return {wrapper, body};
   }
 
   /// In main: fn(0, outer, addresses of `operands`), through the thread pool when `parallel`.
@@ -256,7 +277,8 @@ class Lowerer {
                           const std::function<void(const std::vector<LV*>& ivs, const std::vector<LV*>& ptrs)>& body) {
     auto saved = B.saveIP();
     std::vector<LV*> ptrs;
-    llvm::Function* fn = begin_loop_function("loop", operands.size(), ptrs);
+    LoopFunction lf = begin_loop_function("loop", operands.size(), ptrs);
+    llvm::Function* fn = lf.body;
     std::vector<LV*> ivs;
     std::function<void(int)> nest = [&](int d) {
       if (d == space.dims.size()) return body(ivs, ptrs);
@@ -271,7 +293,7 @@ class Lowerer {
     nest(0);
     B.CreateRetVoid();
     B.restoreIP(saved);
-    call_loop_function(fn, operands, space.dims[0], parallel);
+    call_loop_function(lf.wrapper, operands, space.dims[0], parallel);
   }
 
   /// for (iv = lo; iv < hi; ++iv) body(iv)
@@ -397,7 +419,8 @@ class Lowerer {
     // Hand-built nest: the innermost reduced dim keeps a register accumulator.
     auto saved = B.saveIP();
     std::vector<LV*> ptrs;
-    llvm::Function* fn = begin_loop_function("reduce", ops.addrs.size(), ptrs);
+    LoopFunction lf = begin_loop_function("reduce", ops.addrs.size(), ptrs);
+    llvm::Function* fn = lf.body;
     LV* out = ptrs[out_k];
     loop(B.getInt64(0), B.getInt64(static_cast<uint64_t>(out_count)),
          [&](LV* i) { B.CreateStore(identity(red.op), B.CreateInBoundsGEP(f32_, out, i)); });
@@ -449,7 +472,7 @@ class Lowerer {
     nest(0);
     B.CreateRetVoid();
     B.restoreIP(saved);
-    call_loop_function(fn, ops.addrs, 1, false);  // whole reductions stay on one thread: sums stay in one order
+    call_loop_function(lf.wrapper, ops.addrs, 1, false);  // whole reductions stay on one thread: sums stay in one order
   }
 
   LV* identity(ir::OpKind op) {
@@ -489,6 +512,8 @@ class Lowerer {
     // Element strides of A(i,k) and B(k,j) as stored.
     const int64_t a_i = mm.attrs.transpose_a ? 1 : K_, a_k = mm.attrs.transpose_a ? M_ : 1;
     const int64_t b_k = mm.attrs.transpose_b ? 1 : N_, b_j = mm.attrs.transpose_b ? K_ : 1;
+    if (auto it = plan_.packed.find(&mm); it != plan_.packed.end())
+      return emit_packed_contraction(mm, epilogue, stores, packed_[static_cast<size_t>(it->second)], M_, N_, K_, a_i, a_k);
     std::vector<const ir::Value*> ext = externals(epilogue);
     std::erase(ext, mm.result);
     Operands ops;
@@ -534,6 +559,49 @@ class Lowerer {
         val[ext[e]] = load_element(ext[e]->type, ptrs[2 + e], offset(ivs, space.strides[2 + e]));
       for (const ir::Node* n : epilogue) val[n->result] = scalar(*n, val);
       store_values(stores, 2 + ext.size(), ptrs, ivs, space, val);
+    });
+  }
+
+  /// C = A * B with B packed as [K, N]: per row i, C[i, :] accumulates
+  /// A[i, k] * Bt[k, :] in memory (vectorized over N), then the epilogue runs
+  /// over the row.
+  void emit_packed_contraction(const ir::Node& mm, const std::vector<const ir::Node*>& epilogue,
+                               const std::vector<const ir::Value*>& stores, LV* packed, int64_t M_, int64_t N_,
+                               int64_t K_, int64_t a_i, int64_t a_k) {
+    const Shape& cs = mm.result->type.shape;
+    std::vector<const ir::Value*> ext = externals(epilogue);
+    std::erase(ext, mm.result);
+    Operands ops;
+    add_operand(ops, mm.inputs[0], {});
+    ops.addrs.push_back(packed);
+    ops.strides.push_back({});
+    add_operand(ops, mm.result, {});
+    for (const ir::Value* v : ext) add_operand(ops, v, broadcast_strides(v->type.shape, cs));
+    for (const ir::Value* v : stores) add_operand(ops, v, contiguous_strides(cs));
+    const bool direct = epilogue.empty() && stores.size() == 1 && stores[0] == mm.result;
+    auto i64c = [&](int64_t v) { return B.getInt64(static_cast<uint64_t>(v)); };
+    emit_loop_function(Space{{M_}, {}}, ops.addrs, false, [&](const std::vector<LV*>& ivs, const std::vector<LV*>& ptrs) {
+      LV* i = ivs[0];
+      LV* row = B.CreateInBoundsGEP(f32_, ptrs[2], B.CreateMul(i, i64c(N_)));
+      loop(i64c(0), i64c(N_), [&](LV* j) { B.CreateStore(llvm::ConstantFP::get(f32_, 0.0), B.CreateInBoundsGEP(f32_, row, j)); });
+      loop(i64c(0), i64c(K_), [&](LV* k) {
+        LV* a = B.CreateLoad(f32_, B.CreateInBoundsGEP(f32_, ptrs[0], B.CreateAdd(B.CreateMul(i, i64c(a_i)), B.CreateMul(k, i64c(a_k)))));
+        LV* brow = B.CreateInBoundsGEP(f32_, ptrs[1], B.CreateMul(k, i64c(N_)));
+        loop(i64c(0), i64c(N_), [&](LV* j) {
+          LV* p = B.CreateInBoundsGEP(f32_, row, j);
+          B.CreateStore(B.CreateFAdd(B.CreateLoad(f32_, p), B.CreateFMul(a, B.CreateLoad(f32_, B.CreateInBoundsGEP(f32_, brow, j)))), p);
+        });
+      });
+      if (direct) return;
+      loop(i64c(0), i64c(N_), [&](LV* j) {
+        std::vector<LV*> at{i, j};
+        std::unordered_map<const ir::Value*, LV*> val{{mm.result, B.CreateLoad(f32_, B.CreateInBoundsGEP(f32_, row, j))}};
+        for (size_t e = 0; e < ext.size(); ++e)
+          val[ext[e]] = load_element(ext[e]->type, ptrs[3 + e], offset(at, ops.strides[3 + e]));
+        for (const ir::Node* n : epilogue) val[n->result] = scalar(*n, val);
+        for (size_t s = 0; s < stores.size(); ++s)
+          store_element(stores[s]->type, val.at(stores[s]), ptrs[3 + ext.size() + s], offset(at, ops.strides[3 + ext.size() + s]));
+      });
     });
   }
 
@@ -707,6 +775,7 @@ class Lowerer {
   LV *bufs_ = nullptr, *ctx_ = nullptr, *arena_ = nullptr;
   std::unordered_map<const ir::Value*, LV*> addr_;
   std::vector<LV*> output_addr_;
+  std::vector<LV*> packed_;  // packed weights, one per plan_.packings entry
 };
 
 }  // namespace

@@ -24,7 +24,8 @@ std::string codegen_build_id();
 
 /// Generates, optimizes (O3 for the host CPU) and emits `g`. The entry is
 ///   int32_t bj_graph_main(void* const* buffers, const void* context)
-/// with buffers = inputs, params, consts, outputs, arena (in that order) and
+/// with buffers = inputs, params, consts, outputs, arena, packed weights (in
+/// that order; see Plan::packings) and
 /// context = plan.context; it returns -1, or the index of the first guard
 /// that failed (having written no output). Throws bj::Error if LLVM fails.
 LoweredCode lower(const ir::Graph& g, const Plan& plan, bool want_ir, bool want_asm);

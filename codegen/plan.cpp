@@ -60,6 +60,30 @@ Plan make_plan(const ir::Graph& g) {
     p.callback[&n] = static_cast<int32_t>(p.context.nodes.size());
     p.context.nodes.push_back(std::move(jn));
   };
+  // A small product whose transposed right operand is a parameter reads it packed [K, N] and
+  // accumulates its result rows in memory (vectorized over N).
+  std::unordered_map<const ir::Value*, int> param_index;
+  for (size_t i = 0; i < g.params().size(); ++i) param_index[g.params()[i]] = static_cast<int>(i);
+  auto pack = [&](const ir::Node& mm) {
+    const ir::Value* b = mm.inputs[1];
+    const int64_t n = mm.result->type.shape[1];
+    if (!mm.attrs.transpose_b || !param_index.count(b) || n % 16 != 0) return;  // whole vectors per row
+    int slot = -1;
+    for (size_t i = 0; i < p.packings.size(); ++i)
+      if (p.packings[i].param == param_index[b]) slot = static_cast<int>(i);
+    if (slot < 0) {
+      slot = static_cast<int>(p.packings.size());
+      p.packings.push_back({param_index[b], b->type.shape[0], b->type.shape[1]});
+    }
+    p.packed[&mm] = slot;
+    needs_memory(mm.result);
+  };
+  for (const auto& n : g.nodes()) {
+    if (n->kind == ir::NodeKind::kOp && inline_matmul(*n)) pack(*n);
+    if (n->kind == ir::NodeKind::kRegion && n->region == "contraction" && region_inline(*n) &&
+        inline_matmul(*n->body.front()))
+      pack(*n->body.front());
+  }
   for (const auto& n : g.nodes()) {
     switch (n->kind) {
       case ir::NodeKind::kLiteral:

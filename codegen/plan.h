@@ -16,7 +16,18 @@ namespace bj::codegen {
 /// Products with at least this many multiply-adds go to oneDNN.
 inline constexpr int64_t kInlineMatmulMaxMacs = int64_t{1} << 18;
 
+/// A weight matrix (a parameter used as the transposed right operand of a
+/// small product) kept transposed, [K, N], so the product vectorizes over N.
+/// The executable repacks it only when the parameter changes.
+struct Packing {
+  int param;         ///< index among the graph's parameters
+  int64_t n, k;      ///< the parameter is [n, k]
+};
+
 struct Plan {
+  /// Small products that read a packed weight: node -> index into `packings`.
+  std::unordered_map<const ir::Node*, int> packed;
+  std::vector<Packing> packings;
   /// Nodes run through bj_rt_call_node, with their index in `context`.
   std::unordered_map<const ir::Node*, int32_t> callback;
   /// Extra arena space (after memory planning's) for values that need memory.

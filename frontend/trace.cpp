@@ -279,6 +279,7 @@ namespace {
 /// Views of a call's data in the graph's order; ShapeError if the inputs do not fit the trace.
 struct Bound {
   std::vector<rt::ConstView> inputs, params, consts;
+  std::vector<uint64_t> param_versions;  // each parameter's storage write count
 };
 Bound bind(const Trace& t, const std::vector<Tensor>& inputs) {
   const ir::Graph& g = *t.graph;
@@ -293,7 +294,10 @@ Bound bind(const Trace& t, const std::vector<Tensor>& inputs) {
                                   ", the trace of " + g.name() + " was made for " + g.inputs()[i]->type.str());
     b.inputs.push_back({inputs[i].raw_data(), inputs[i].type()});
   }
-  for (const nn::Parameter& p : t.params) b.params.push_back({p.data().raw_data(), p.data().type()});
+  for (const nn::Parameter& p : t.params) {
+    b.params.push_back({p.data().raw_data(), p.data().type()});
+    b.param_versions.push_back(p.data().impl()->storage->version());
+  }
   for (const Tensor& c : t.consts) b.consts.push_back({c.raw_data(), c.type()});
   return b;
 }
@@ -342,7 +346,7 @@ CompiledTrace compile(const Trace& t, const codegen::CompileOptions& options) {
 
 GraphRun CompiledTrace::run(const std::vector<Tensor>& inputs) const {
   Bound b = bind(trace_, inputs);
-  auto r = exe_->run(b.inputs, b.params, b.consts);
+  auto r = exe_->run(b.inputs, b.params, b.consts, b.param_versions);
   const ir::Graph& g = exe_->graph();
   if (r.failed_guard >= 0) return failed(g, guard_at(g, r.failed_guard), r.failed_guard);
   GraphRun out;
