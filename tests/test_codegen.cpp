@@ -320,3 +320,21 @@ TEST_CASE("compiling from several threads at once") {
   for (auto& th : threads) th.join();
   CHECK(ok == std::vector<int>(4, 1));
 }
+
+TEST_CASE("compiled code sees parameter changes: in-place updates and replaced values (packed weights refresh)") {
+  manual_seed(2);
+  examples::MLP net;
+  net.initialize(init::xavier());
+  Tensor x = uniform(-1, 1, {2, 20});
+  NoGradGuard no_grad;
+  CompiledTrace c = compile(trace(net, x));
+  REQUIRE(c.executable().graph().params().size() == 4);
+  check_near(c.run({x}).outputs.at(0), net(x), Tol{1e-5, 1e-6});
+  Tensor w = net.hidden.weight.data();
+  w *= 2;  // an optimizer-style in-place step: same storage, new version
+  check_near(c.run({x}).outputs.at(0), net(x), Tol{1e-5, 1e-6});
+  net.hidden.weight.set_data(uniform(-1, 1, {256, 20}));  // a new storage altogether
+  check_near(c.run({x}).outputs.at(0), net(x), Tol{1e-5, 1e-6});
+  net.out.bias.set_data(full({10}, 3.0));
+  check_near(c.run({x}).outputs.at(0), net(x), Tol{1e-5, 1e-6});
+}
