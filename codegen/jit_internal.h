@@ -1,5 +1,5 @@
 // Internal to codegen/: the LLVM pieces lower.cpp and jit.cpp share. Only
-// these two files include LLVM headers (each costs ~10 s to compile).
+// they, lower_math.cpp and host.cpp include LLVM headers (~10 s each to compile).
 #pragma once
 
 #include <llvm/IR/Module.h>

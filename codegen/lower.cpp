@@ -12,9 +12,7 @@
 //                epilogue loop
 // Guards compare their predicate and return the guard's index. Nodes the
 // plan sends to the runtime are calls to bj_rt_call_node. exp, log, tanh and
-// sigmoid are polynomial or rational approximations written here in IR
-// (Cephes' and Eigen's coefficients), so their loops vectorize; no libm
-// call is emitted.
+// sigmoid come from lower_math.cpp, as IR that vectorizes.
 #include "codegen/lower.h"
 
 #include <llvm/ADT/SmallVector.h>
@@ -32,6 +30,7 @@
 #include <unordered_map>
 
 #include "codegen/jit_internal.h"
+#include "codegen/lower_math.h"
 #include "ir/error.h"
 
 namespace bj::codegen {
@@ -82,7 +81,6 @@ class Lowerer {
   Lowerer(const ir::Graph& g, const Plan& plan, llvm::LLVMContext& ctx, llvm::Module& m)
       : g_(g), plan_(plan), C(ctx), M(m), B(ctx) {
     f32_ = B.getFloatTy();
-    i1_ = B.getInt1Ty();
     i8_ = B.getInt8Ty();
     i32_ = B.getInt32Ty();
     i64_ = B.getInt64Ty();
@@ -614,12 +612,12 @@ class Lowerer {
       case K::Neg: return B.CreateFNeg(in(0));
       case K::Abs: return B.CreateUnaryIntrinsic(llvm::Intrinsic::fabs, in(0));
       case K::Relu: return B.CreateSelect(B.CreateFCmpOLT(in(0), fp(0)), fp(0), in(0));
-      case K::Exp: return exp(in(0));
-      case K::Log: return log(in(0));
-      case K::Tanh: return tanh(in(0));
-      case K::Sigmoid: return sigmoid(in(0));
+      case K::Exp: return math::exp(B, in(0));
+      case K::Log: return math::log(B, in(0));
+      case K::Tanh: return math::tanh(B, in(0));
+      case K::Sigmoid: return math::sigmoid(B, in(0));
       case K::Sqrt: return B.CreateUnaryIntrinsic(llvm::Intrinsic::sqrt, in(0));
-      case K::Pow: return pow(in(0), n.attrs.scalar);
+      case K::Pow: return math::pow(B, in(0), n.attrs.scalar);
       case K::Cast: {
         DType from = n.inputs[0]->type.dtype, to = n.attrs.dtype;
         if (from == to) return in(0);
@@ -660,116 +658,12 @@ class Lowerer {
     return B.CreateFCmp(p, a, b);
   }
 
-  // ---- transcendentals as polynomials (Cephes' single-precision coefficients) --------
-  LV* poly(LV* x, std::initializer_list<double> coeffs) {  // Horner, highest degree first
-    LV* p = nullptr;
-    for (double c : coeffs) p = p ? B.CreateFAdd(B.CreateFMul(p, x), llvm::ConstantFP::get(f32_, c))
-                                  : static_cast<LV*>(llvm::ConstantFP::get(f32_, c));
-    return p;
-  }
-
-  /// exp(x): x = n ln2 + r, |r| <= ln2/2; exp(r) by a degree-6 polynomial; 2^n
-  /// assembled in the exponent bits as 2^(n-1) * 2 so n up to 128 stays finite.
-  /// Max relative error ~2e-7 on [-86.6, 88.7]; below -86.6 the result is 0
-  /// (the exact value is < 3e-38); above 88.72, +inf; NaN stays NaN.
-  LV* exp(LV* x) {
-    auto fp = [&](double v) { return llvm::ConstantFP::get(f32_, v); };
-    llvm::IRBuilderBase::FastMathFlagGuard guard(B);
-    B.setFastMathFlags(approximation_flags());
-    LV* xc = B.CreateSelect(B.CreateFCmpOGT(x, fp(88.72283)), fp(88.72283), x);
-    xc = B.CreateSelect(B.CreateFCmpOLT(xc, fp(-86.6)), fp(-86.6), xc);
-    LV* n = B.CreateUnaryIntrinsic(llvm::Intrinsic::floor, B.CreateFAdd(B.CreateFMul(xc, fp(1.44269504088896341)), fp(0.5)));
-    LV* r = B.CreateFSub(B.CreateFSub(xc, B.CreateFMul(n, fp(0.693359375))), B.CreateFMul(n, fp(-2.12194440e-4)));
-    LV* z = B.CreateFMul(r, r);
-    LV* p = poly(r, {1.9875691500E-4, 1.3981999507E-3, 8.3334519073E-3, 4.1665795894E-2, 1.6666665459E-1, 5.0000001201E-1});
-    LV* y = B.CreateFAdd(B.CreateFAdd(B.CreateFMul(p, z), r), fp(1.0));
-    LV* bits = B.CreateShl(B.CreateAdd(B.CreateFPToSI(n, i32_), B.getInt32(126)), 23);
-    LV* res = B.CreateFMul(B.CreateFMul(y, B.CreateBitCast(bits, f32_)), fp(2.0));
-    res = B.CreateSelect(B.CreateFCmpOGT(x, fp(88.72283)), llvm::ConstantFP::getInfinity(f32_), res);
-    res = B.CreateSelect(B.CreateFCmpOLT(x, fp(-86.6)), fp(0.0), res);
-    return B.CreateSelect(B.CreateFCmpUNO(x, x), x, res);
-  }
-
-  /// log(x): x = m 2^e with m in [sqrt(1/2), sqrt(2)); log(m) by a degree-9
-  /// polynomial in m-1. Max relative error ~2e-7; log(0) = -inf, log(x<0) =
-  /// NaN, log(inf) = inf; subnormal inputs are scaled by 2^23 first.
-  LV* log(LV* x) {
-    auto fp = [&](double v) { return llvm::ConstantFP::get(f32_, v); };
-    llvm::IRBuilderBase::FastMathFlagGuard guard(B);
-    B.setFastMathFlags(approximation_flags());
-    LV* tiny = B.CreateFCmpOLT(x, fp(1.17549435e-38));
-    LV* xs = B.CreateSelect(tiny, B.CreateFMul(x, fp(8388608.0)), x);
-    LV* bits = B.CreateBitCast(xs, i32_);
-    LV* e = B.CreateSub(B.CreateAnd(B.CreateLShr(bits, 23), B.getInt32(0xff)), B.getInt32(126));
-    e = B.CreateSub(e, B.CreateSelect(tiny, B.getInt32(23), B.getInt32(0)));
-    LV* m = B.CreateBitCast(B.CreateOr(B.CreateAnd(bits, B.getInt32(0x807fffff)), B.getInt32(0x3f000000)), f32_);
-    LV* small = B.CreateFCmpOLT(m, fp(0.707106781186547524));
-    LV* ef = B.CreateSIToFP(B.CreateSub(e, B.CreateSelect(small, B.getInt32(1), B.getInt32(0))), f32_);
-    LV* mm = B.CreateFSub(B.CreateSelect(small, B.CreateFAdd(m, m), m), fp(1.0));
-    LV* z = B.CreateFMul(mm, mm);
-    LV* p = poly(mm, {7.0376836292E-2, -1.1514610310E-1, 1.1676998740E-1, -1.2420140846E-1, 1.4249322787E-1,
-                      -1.6668057665E-1, 2.0000714765E-1, -2.4999993993E-1, 3.3333331174E-1});
-    LV* y = B.CreateFMul(B.CreateFMul(p, mm), z);
-    y = B.CreateFAdd(y, B.CreateFMul(ef, fp(-2.12194440e-4)));
-    y = B.CreateFSub(y, B.CreateFMul(z, fp(0.5)));
-    LV* r = B.CreateFAdd(B.CreateFAdd(mm, y), B.CreateFMul(ef, fp(0.693359375)));
-    r = B.CreateSelect(B.CreateFCmpOEQ(x, fp(0.0)), llvm::ConstantFP::getInfinity(f32_, true), r);
-    r = B.CreateSelect(B.CreateFCmpOLT(x, fp(0.0)), llvm::ConstantFP::getNaN(f32_), r);
-    r = B.CreateSelect(B.CreateFCmpOEQ(x, llvm::ConstantFP::getInfinity(f32_)), x, r);
-    return B.CreateSelect(B.CreateFCmpUNO(x, x), x, r);
-  }
-
-  /// tanh(x): a rational function p(x)/q(x) (odd degree 13 over even degree
-  /// 6, Eigen's coefficients) on x clamped to +-7.9053, where tanh rounds to
-  /// +-1; tiny |x| returns x. Max relative error ~2e-7; no exp, one division.
-  LV* tanh(LV* x) {
-    auto fp = [&](double v) { return llvm::ConstantFP::get(f32_, v); };
-    llvm::IRBuilderBase::FastMathFlagGuard guard(B);
-    B.setFastMathFlags(approximation_flags());
-    LV* xc = B.CreateSelect(B.CreateFCmpOGT(x, fp(7.90531110763549805)), fp(7.90531110763549805), x);
-    xc = B.CreateSelect(B.CreateFCmpOLT(xc, fp(-7.90531110763549805)), fp(-7.90531110763549805), xc);
-    LV* z = B.CreateFMul(xc, xc);
-    LV* p = B.CreateFMul(poly(z, {-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11, 5.12229709037114e-08,
-                                  1.48572235717979e-05, 6.37261928875436e-04, 4.89352455891786e-03}),
-                         xc);
-    LV* q = poly(z, {1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03});
-    LV* r = B.CreateFDiv(p, q);
-    LV* tiny = B.CreateFCmpOLT(B.CreateUnaryIntrinsic(llvm::Intrinsic::fabs, x), fp(0.0004));
-    return B.CreateSelect(tiny, x, r);
-  }
-
-  /// Within approximations: fused multiply-adds (their error budget allows it).
-  static llvm::FastMathFlags approximation_flags() {
-    llvm::FastMathFlags f;
-    f.setAllowContract();
-    return f;
-  }
-
-  /// sigmoid(x) = 1 / (1 + exp(-x)); max relative error ~2e-7.
-  LV* sigmoid(LV* x) {
-    LV* d = B.CreateFAdd(llvm::ConstantFP::get(f32_, 1.0), exp(B.CreateFNeg(x)));
-    return B.CreateFDiv(llvm::ConstantFP::get(f32_, 1.0), d);
-  }
-
-  /// x^p: repeated products for small integer p, sqrt for 1/2, else exp(p log x).
-  LV* pow(LV* x, double p) {
-    auto fp = [&](double v) { return llvm::ConstantFP::get(f32_, v); };
-    if (p == 0.5) return B.CreateUnaryIntrinsic(llvm::Intrinsic::sqrt, x);
-    if (p == std::trunc(p) && std::fabs(p) <= 8) {
-      int k = static_cast<int>(std::fabs(p));
-      LV* r = fp(1.0);
-      for (int i = 0; i < k; ++i) r = i == 0 ? x : B.CreateFMul(r, x);
-      return p < 0 ? B.CreateFDiv(fp(1.0), r) : r;
-    }
-    return exp(B.CreateFMul(fp(p), log(x)));
-  }
-
   const ir::Graph& g_;
   const Plan& plan_;
   llvm::LLVMContext& C;
   llvm::Module& M;
   IRBuilder<> B;
-  llvm::Type *f32_, *i1_, *i8_, *i32_, *i64_;
+  llvm::Type *f32_, *i8_, *i32_, *i64_;
   llvm::PointerType* ptr_;
   llvm::Function* main_ = nullptr;
   LV *bufs_ = nullptr, *ctx_ = nullptr, *arena_ = nullptr;

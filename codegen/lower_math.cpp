@@ -1,0 +1,125 @@
+// exp, log, tanh, sigmoid and pow as LLVM IR that vectorizes: polynomial
+// and rational approximations (Cephes' and Eigen's single-precision
+// coefficients) built from multiply-adds, selects and exponent-bit
+// arithmetic, never a libm call. Their measured maximum relative errors are
+// in the comments; tests/test_codegen.cpp checks the bounds.
+#include "codegen/lower_math.h"
+
+#include <llvm/IR/Intrinsics.h>
+
+#include <cmath>
+
+namespace bj::codegen::math {
+
+using llvm::IRBuilder;
+using LV = llvm::Value;
+
+namespace {
+
+/// Within approximations: fused multiply-adds (their error budget allows it).
+llvm::FastMathFlags approximation_flags() {
+  llvm::FastMathFlags f;
+  f.setAllowContract();
+  return f;
+}
+
+}  // namespace
+
+LV* poly(IRBuilder<>& B, LV* x, std::initializer_list<double> coeffs) {  // Horner, highest degree first
+  LV* p = nullptr;
+  for (double c : coeffs) p = p ? B.CreateFAdd(B.CreateFMul(p, x), llvm::ConstantFP::get(B.getFloatTy(), c))
+                                : static_cast<LV*>(llvm::ConstantFP::get(B.getFloatTy(), c));
+  return p;
+}
+
+/// exp(x): x = n ln2 + r, |r| <= ln2/2; exp(r) by a degree-6 polynomial; 2^n
+/// assembled in the exponent bits as 2^(n-1) * 2 so n up to 128 stays finite.
+/// Max relative error measured 8e-8 on [-86.6, 88.7]; below -86.6 the result is 0
+/// (the exact value is < 3e-38); above 88.72, +inf; NaN stays NaN.
+LV* exp(IRBuilder<>& B, LV* x) {
+  auto fp = [&](double v) { return llvm::ConstantFP::get(B.getFloatTy(), v); };
+  llvm::IRBuilderBase::FastMathFlagGuard guard(B);
+  B.setFastMathFlags(approximation_flags());
+  LV* xc = B.CreateSelect(B.CreateFCmpOGT(x, fp(88.72283)), fp(88.72283), x);
+  xc = B.CreateSelect(B.CreateFCmpOLT(xc, fp(-86.6)), fp(-86.6), xc);
+  LV* n = B.CreateUnaryIntrinsic(llvm::Intrinsic::floor, B.CreateFAdd(B.CreateFMul(xc, fp(1.44269504088896341)), fp(0.5)));
+  LV* r = B.CreateFSub(B.CreateFSub(xc, B.CreateFMul(n, fp(0.693359375))), B.CreateFMul(n, fp(-2.12194440e-4)));
+  LV* z = B.CreateFMul(r, r);
+  LV* p = poly(B, r, {1.9875691500E-4, 1.3981999507E-3, 8.3334519073E-3, 4.1665795894E-2, 1.6666665459E-1, 5.0000001201E-1});
+  LV* y = B.CreateFAdd(B.CreateFAdd(B.CreateFMul(p, z), r), fp(1.0));
+  LV* bits = B.CreateShl(B.CreateAdd(B.CreateFPToSI(n, B.getInt32Ty()), B.getInt32(126)), 23);
+  LV* res = B.CreateFMul(B.CreateFMul(y, B.CreateBitCast(bits, B.getFloatTy())), fp(2.0));
+  res = B.CreateSelect(B.CreateFCmpOGT(x, fp(88.72283)), llvm::ConstantFP::getInfinity(B.getFloatTy()), res);
+  res = B.CreateSelect(B.CreateFCmpOLT(x, fp(-86.6)), fp(0.0), res);
+  return B.CreateSelect(B.CreateFCmpUNO(x, x), x, res);
+}
+
+/// log(x): x = m 2^e with m in [sqrt(1/2), sqrt(2)); log(m) by a degree-9
+/// polynomial in m-1. Max relative error measured 8e-8; log(0) = -inf, log(x<0) =
+/// NaN, log(inf) = inf; subnormal inputs are scaled by 2^23 first.
+LV* log(IRBuilder<>& B, LV* x) {
+  auto fp = [&](double v) { return llvm::ConstantFP::get(B.getFloatTy(), v); };
+  llvm::IRBuilderBase::FastMathFlagGuard guard(B);
+  B.setFastMathFlags(approximation_flags());
+  LV* tiny = B.CreateFCmpOLT(x, fp(1.17549435e-38));
+  LV* xs = B.CreateSelect(tiny, B.CreateFMul(x, fp(8388608.0)), x);
+  LV* bits = B.CreateBitCast(xs, B.getInt32Ty());
+  LV* e = B.CreateSub(B.CreateAnd(B.CreateLShr(bits, 23), B.getInt32(0xff)), B.getInt32(126));
+  e = B.CreateSub(e, B.CreateSelect(tiny, B.getInt32(23), B.getInt32(0)));
+  LV* m = B.CreateBitCast(B.CreateOr(B.CreateAnd(bits, B.getInt32(0x807fffff)), B.getInt32(0x3f000000)), B.getFloatTy());
+  LV* small = B.CreateFCmpOLT(m, fp(0.707106781186547524));
+  LV* ef = B.CreateSIToFP(B.CreateSub(e, B.CreateSelect(small, B.getInt32(1), B.getInt32(0))), B.getFloatTy());
+  LV* mm = B.CreateFSub(B.CreateSelect(small, B.CreateFAdd(m, m), m), fp(1.0));
+  LV* z = B.CreateFMul(mm, mm);
+  LV* p = poly(B, mm, {7.0376836292E-2, -1.1514610310E-1, 1.1676998740E-1, -1.2420140846E-1, 1.4249322787E-1,
+                    -1.6668057665E-1, 2.0000714765E-1, -2.4999993993E-1, 3.3333331174E-1});
+  LV* y = B.CreateFMul(B.CreateFMul(p, mm), z);
+  y = B.CreateFAdd(y, B.CreateFMul(ef, fp(-2.12194440e-4)));
+  y = B.CreateFSub(y, B.CreateFMul(z, fp(0.5)));
+  LV* r = B.CreateFAdd(B.CreateFAdd(mm, y), B.CreateFMul(ef, fp(0.693359375)));
+  r = B.CreateSelect(B.CreateFCmpOEQ(x, fp(0.0)), llvm::ConstantFP::getInfinity(B.getFloatTy(), true), r);
+  r = B.CreateSelect(B.CreateFCmpOLT(x, fp(0.0)), llvm::ConstantFP::getNaN(B.getFloatTy()), r);
+  r = B.CreateSelect(B.CreateFCmpOEQ(x, llvm::ConstantFP::getInfinity(B.getFloatTy())), x, r);
+  return B.CreateSelect(B.CreateFCmpUNO(x, x), x, r);
+}
+
+/// tanh(x): a rational function p(x)/q(x) (odd degree 13 over even degree
+/// 6, Eigen's coefficients) on x clamped to +-7.9053, where tanh rounds to
+/// +-1; tiny |x| returns x. Max relative error ~2e-7; no exp, one division.
+LV* tanh(IRBuilder<>& B, LV* x) {
+  auto fp = [&](double v) { return llvm::ConstantFP::get(B.getFloatTy(), v); };
+  llvm::IRBuilderBase::FastMathFlagGuard guard(B);
+  B.setFastMathFlags(approximation_flags());
+  LV* xc = B.CreateSelect(B.CreateFCmpOGT(x, fp(7.90531110763549805)), fp(7.90531110763549805), x);
+  xc = B.CreateSelect(B.CreateFCmpOLT(xc, fp(-7.90531110763549805)), fp(-7.90531110763549805), xc);
+  LV* z = B.CreateFMul(xc, xc);
+  LV* p = B.CreateFMul(poly(B, z, {-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11, 5.12229709037114e-08,
+                                1.48572235717979e-05, 6.37261928875436e-04, 4.89352455891786e-03}),
+                       xc);
+  LV* q = poly(B, z, {1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03});
+  LV* r = B.CreateFDiv(p, q);
+  LV* tiny = B.CreateFCmpOLT(B.CreateUnaryIntrinsic(llvm::Intrinsic::fabs, x), fp(0.0004));
+  return B.CreateSelect(tiny, x, r);
+}
+
+
+/// sigmoid(x) = 1 / (1 + exp(-x)); max relative error ~2e-7.
+LV* sigmoid(IRBuilder<>& B, LV* x) {
+  LV* d = B.CreateFAdd(llvm::ConstantFP::get(B.getFloatTy(), 1.0), exp(B, B.CreateFNeg(x)));
+  return B.CreateFDiv(llvm::ConstantFP::get(B.getFloatTy(), 1.0), d);
+}
+
+/// x^p: repeated products for small integer p, sqrt for 1/2, else exp(p log x).
+LV* pow(IRBuilder<>& B, LV* x, double p) {
+  auto fp = [&](double v) { return llvm::ConstantFP::get(B.getFloatTy(), v); };
+  if (p == 0.5) return B.CreateUnaryIntrinsic(llvm::Intrinsic::sqrt, x);
+  if (p == std::trunc(p) && std::fabs(p) <= 8) {
+    int k = static_cast<int>(std::fabs(p));
+    LV* r = fp(1.0);
+    for (int i = 0; i < k; ++i) r = i == 0 ? x : B.CreateFMul(r, x);
+    return p < 0 ? B.CreateFDiv(fp(1.0), r) : r;
+  }
+  return exp(B, B.CreateFMul(fp(p), log(B, x)));
+}
+
+}  // namespace bj::codegen::math
