@@ -34,7 +34,12 @@ int main() {
   mlp.initialize();
   bj::Tensor x = bj::rand({2, 20});
   mlp(x);
-  double mlp_us = median_us([&] { mlp(x); }, 21, 2000);
+  double mlp_us = median_us([&] { mlp(x); }, 21, 2000);  // parameters require grad: autograd records
+  double mlp_nograd_us;
+  {
+    bj::NoGradGuard no_grad;
+    mlp_nograd_us = median_us([&] { mlp(x); }, 21, 2000);
+  }
 
   bj::Tensor a = bj::rand({2, 10}), b = bj::rand({10});
   double add_us = median_us([&] { a + b; }, 21, 20000);
@@ -55,7 +60,8 @@ int main() {
   double op_nocache_ms = median_us(one_op, 7, 1) / 1000;
   bj::rt::set_cache_limit(limit);
 
-  fmt::print("seed MLP (2x20 -> 256 relu -> 10), eager call   {:8.2f} us\n", mlp_us);
+  fmt::print("seed MLP (2x20 -> 256 relu -> 10), eager call   {:8.2f} us   (recording for autograd)\n", mlp_us);
+  fmt::print("seed MLP, eager call under NoGradGuard          {:8.2f} us\n", mlp_nograd_us);
   fmt::print("add f32[2,10] + f32[10], eager                  {:8.2f} us\n", add_us);
   fmt::print("9-op elementwise chain on 16M floats, eager     {:8.2f} ms   (allocator cache off: {:.2f} ms)\n",
              chain_ms, chain_nocache_ms);
