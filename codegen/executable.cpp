@@ -108,6 +108,8 @@ std::shared_ptr<Executable> compile(const ir::Graph& g, const CompileOptions& op
     if (cached) write_cached(path, object);
   }
   exe->packed_.resize(exe->plan_.packings.size());
+  for (const auto& [node, product] : exe->plan_.dnnl)  // primitives are made now, not in the first run
+    rt::matmul_prepare(*exe->plan_.context.nodes[static_cast<size_t>(product.callback)].fused);
   exe->code_ = load_object(object, kEntrySymbol);
   exe->entry_ = reinterpret_cast<int32_t (*)(void* const*, const void*)>(exe->code_->entry());
   exe->compile_ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
@@ -121,12 +123,18 @@ std::shared_ptr<const Executable::Packed> Executable::packed(size_t slot, const 
     const auto& cur = packed_[slot];
     if (cur && version && cur->source == param.data && cur->version == *version) return cur;
   }
-  const Packing& pk = plan_.packings[slot];  // [n, k] -> [k, n]
-  auto data = rt::make_storage(static_cast<size_t>(pk.n * pk.k) * sizeof(float));
+  const Packing& pk = plan_.packings[slot];
   const float* src = static_cast<const float*>(param.data);
-  float* dst = static_cast<float*>(data->data());
-  for (int64_t j = 0; j < pk.n; ++j)
-    for (int64_t k = 0; k < pk.k; ++k) dst[k * pk.n + j] = src[j * pk.k + k];
+  std::shared_ptr<rt::Storage> data;
+  if (pk.dnnl) {
+    data = rt::make_storage(rt::matmul_packed_weight_bytes(*pk.dnnl));
+    rt::matmul_pack_weight(*pk.dnnl, src, data->data());
+  } else {  // [n, k] -> [k, n]
+    data = rt::make_storage(static_cast<size_t>(pk.n * pk.k) * sizeof(float));
+    float* dst = static_cast<float*>(data->data());
+    for (int64_t j = 0; j < pk.n; ++j)
+      for (int64_t k = 0; k < pk.k; ++k) dst[k * pk.n + j] = src[j * pk.k + k];
+  }
   auto fresh = std::make_shared<const Packed>(Packed{param.data, version ? *version : 0, std::move(data)});
   if (version) {
     std::lock_guard lock(packed_mu_);

@@ -44,6 +44,8 @@ class Executable {
 
   /// The optimized graph that was compiled.
   const ir::Graph& graph() const { return *graph_; }
+  /// How each node runs (inline loops, runtime callbacks, oneDNN products).
+  const Plan& plan() const { return plan_; }
   const std::string& llvm_ir() const { return ir_; }
   const std::string& assembly() const { return asm_; }
   bool from_cache() const { return from_cache_; }

@@ -174,12 +174,29 @@ class Lowerer {
   }
 
   void emit_callback(const ir::Node& n) {
+    std::vector<LV*> inputs;
+    for (const ir::Value* v : n.inputs) inputs.push_back(address(v));
+    emit_call_node(plan_.callback.at(&n), inputs, address(n.result));
+  }
+
+  /// bj_rt_call_node(ctx, id, {inputs...}, out)
+  void emit_call_node(int32_t id, const std::vector<LV*>& inputs, LV* out) {
     auto* fty = llvm::FunctionType::get(B.getVoidTy(), {ptr_, i32_, ptr_, ptr_}, false);
     llvm::FunctionCallee fn = M.getOrInsertFunction("bj_rt_call_node", fty);
-    auto* arr = entry_alloca(llvm::ArrayType::get(ptr_, std::max<size_t>(n.inputs.size(), 1)));
-    for (size_t i = 0; i < n.inputs.size(); ++i)
-      B.CreateStore(address(n.inputs[i]), B.CreateConstInBoundsGEP2_64(arr->getAllocatedType(), arr, 0, i));
-    B.CreateCall(fn, {ctx_, B.getInt32(static_cast<uint32_t>(plan_.callback.at(&n))), arr, address(n.result)});
+    auto* arr = entry_alloca(llvm::ArrayType::get(ptr_, std::max<size_t>(inputs.size(), 1)));
+    for (size_t i = 0; i < inputs.size(); ++i)
+      B.CreateStore(inputs[i], B.CreateConstInBoundsGEP2_64(arr->getAllocatedType(), arr, 0, i));
+    B.CreateCall(fn, {ctx_, B.getInt32(static_cast<uint32_t>(id)), arr, out});
+  }
+
+  /// A product (with its bias and relu) run by one oneDNN primitive, B reordered when it is a parameter.
+  void emit_dnnl_product(const ir::Node& n) {
+    const DnnlProduct& d = plan_.dnnl.at(&n);
+    const ir::Node& mm = n.kind == ir::NodeKind::kRegion ? *n.body.front() : n;
+    std::vector<LV*> inputs{address(mm.inputs[0]),
+                            d.packing >= 0 ? packed_[static_cast<size_t>(d.packing)] : address(mm.inputs[1])};
+    if (d.bias) inputs.push_back(address(d.bias));
+    emit_call_node(d.callback, inputs, address(d.result));
   }
 
   void emit_output_copies() {
@@ -202,6 +219,7 @@ class Lowerer {
 
   // ---- top-level nodes --------------------------------------------------------
   void emit_top_op(const ir::Node& n) {
+    if (plan_.dnnl.count(&n)) return emit_dnnl_product(n);
     if (plan_.callback.count(&n)) return emit_callback(n);
     if (ir::has_trait(n.op, ir::kElementwise)) return emit_elementwise({&n}, {n.result}, n.result->type.shape);
     if (ir::has_trait(n.op, ir::kReduction)) return emit_reduction({&n}, {n.result});
@@ -209,6 +227,7 @@ class Lowerer {
   }
 
   void emit_region(const ir::Node& r) {
+    if (plan_.dnnl.count(&r)) return emit_dnnl_product(r);
     std::vector<const ir::Node*> body;
     for (const auto& b : r.body) body.push_back(b.get());
     if (plan_.callback.count(body.front()) && (r.region != "contraction" || plan_.callback.count(body.back()))) {

@@ -1,6 +1,8 @@
 // Lowering decisions (see plan.h).
 #include "codegen/plan.h"
 
+#include <span>
+
 namespace bj::codegen {
 
 namespace {
@@ -51,7 +53,7 @@ Plan make_plan(const ir::Graph& g) {
     p.arena_bytes += (static_cast<int64_t>(v->type.bytes()) + 63) / 64 * 64;
   };
   auto call = [&](const ir::Node& n) {
-    rt::JitNode jn{n.op, n.attrs, {}, n.result->type};
+    rt::JitNode jn{n.op, n.attrs, {}, n.result->type, std::nullopt};
     for (const ir::Value* v : n.inputs) {
       jn.inputs.push_back(v->type);
       if (v->def && v->def->kind == ir::NodeKind::kOp) needs_memory(v);
@@ -73,18 +75,76 @@ Plan make_plan(const ir::Graph& g) {
       if (p.packings[i].param == param_index[b]) slot = static_cast<int>(i);
     if (slot < 0) {
       slot = static_cast<int>(p.packings.size());
-      p.packings.push_back({param_index[b], b->type.shape[0], b->type.shape[1]});
+      p.packings.push_back({param_index[b], b->type.shape[0], b->type.shape[1], std::nullopt});
     }
     p.packed[&mm] = slot;
     needs_memory(mm.result);
   };
+  // A large 2-D product, alone or followed only by a bias add ([n] or [1, n]) and relu, is one
+  // oneDNN primitive; a parameter as its right operand is read reordered.
+  auto dnnl_product = [&](const ir::Node& key, std::span<const ir::Node* const> body) {
+    const ir::Node& mm = *body.front();
+    if (mm.op != ir::OpKind::Matmul || inline_matmul(mm) || mm.inputs[0]->type.shape.size() != 2 ||
+        mm.inputs[1]->type.shape.size() != 2 || mm.result->type.dtype != DType::kF32)
+      return false;
+    const Shape& as = mm.inputs[0]->type.shape;
+    rt::FusedMatmul f{mm.result->type.shape[0], mm.result->type.shape[1], mm.attrs.transpose_a ? as[0] : as[1],
+                      mm.attrs.transpose_a, mm.attrs.transpose_b};
+    if (f.m * f.n * f.k == 0) return false;
+    const ir::Value *cur = mm.result, *bias = nullptr;
+    size_t i = 1;
+    if (i < body.size() && body[i]->op == ir::OpKind::Add) {
+      const ir::Node& add = *body[i];
+      bias = add.inputs[0] == cur ? add.inputs[1] : add.inputs[1] == cur ? add.inputs[0] : nullptr;
+      const Shape& bs = bias ? bias->type.shape : Shape{};
+      if (!bias || bias == cur || bias->type.dtype != DType::kF32 || add.result->type.shape != mm.result->type.shape ||
+          !((bs.size() == 1 && bs[0] == f.n) || (bs.size() == 2 && bs[0] == 1 && bs[1] == f.n)))
+        return false;
+      f.bias = true;
+      cur = add.result;
+      ++i;
+    }
+    if (i < body.size() && body[i]->op == ir::OpKind::Relu && body[i]->inputs[0] == cur) {
+      f.relu = true;
+      cur = body[i]->result;
+      ++i;
+    }
+    if (i != body.size()) return false;
+    DnnlProduct d{static_cast<int32_t>(p.context.nodes.size()), -1, bias, cur};
+    if (param_index.count(mm.inputs[1])) {
+      f.packed_b = true;
+      d.packing = static_cast<int>(p.packings.size());
+      p.packings.push_back({param_index[mm.inputs[1]], 0, 0, f});
+    }
+    rt::JitNode jn{mm.op, mm.attrs, {mm.inputs[0]->type, mm.inputs[1]->type}, cur->type, f};
+    if (bias) jn.inputs.push_back(bias->type);
+    for (const ir::Value* v : {static_cast<const ir::Value*>(mm.inputs[0]), static_cast<const ir::Value*>(mm.inputs[1]), bias})
+      if (v && v->def && v->def->kind == ir::NodeKind::kOp) needs_memory(v);
+    needs_memory(cur);
+    p.context.nodes.push_back(std::move(jn));
+    p.dnnl.emplace(&key, d);
+    return true;
+  };
   for (const auto& n : g.nodes()) {
+    if (n->kind == ir::NodeKind::kOp && n->op == ir::OpKind::Matmul) {
+      const ir::Node* body[] = {n.get()};
+      dnnl_product(*n, body);
+    }
+    if (n->kind == ir::NodeKind::kRegion && n->region == "contraction" && n->yields.size() == 1) {
+      std::vector<const ir::Node*> body;
+      for (const auto& b : n->body) body.push_back(b.get());
+      if (n->yields[0] == body.back()->result) dnnl_product(*n, body);
+    }
+  }
+  for (const auto& n : g.nodes()) {
+    if (p.dnnl.count(n.get())) continue;
     if (n->kind == ir::NodeKind::kOp && inline_matmul(*n)) pack(*n);
     if (n->kind == ir::NodeKind::kRegion && n->region == "contraction" && region_inline(*n) &&
         inline_matmul(*n->body.front()))
       pack(*n->body.front());
   }
   for (const auto& n : g.nodes()) {
+    if (p.dnnl.count(n.get())) continue;
     switch (n->kind) {
       case ir::NodeKind::kLiteral:
       case ir::NodeKind::kGuard: break;

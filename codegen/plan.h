@@ -6,6 +6,7 @@
 // no LLVM at all.
 #pragma once
 
+#include <optional>
 #include <unordered_map>
 
 #include "ir/graph.h"
@@ -16,18 +17,30 @@ namespace bj::codegen {
 /// Products with at least this many multiply-adds go to oneDNN.
 inline constexpr int64_t kInlineMatmulMaxMacs = int64_t{1} << 18;
 
-/// A weight matrix (a parameter used as the transposed right operand of a
-/// small product) kept transposed, [K, N], so the product vectorizes over N.
-/// The executable repacks it only when the parameter changes.
+/// A weight matrix kept in another layout, repacked by the executable only
+/// when the parameter changes: the transposed right operand of a small
+/// product kept [K, N] so the product vectorizes over N, or the right
+/// operand of a oneDNN product reordered to the layout oneDNN prefers.
 struct Packing {
   int param;         ///< index among the graph's parameters
-  int64_t n, k;      ///< the parameter is [n, k]
+  int64_t n, k;      ///< transposed packing: the parameter is [n, k]
+  std::optional<rt::FusedMatmul> dnnl;  ///< set: reordered for this product instead
+};
+
+/// A large product with its epilogue (bias add, relu) run by one oneDNN primitive.
+struct DnnlProduct {
+  int32_t callback;   ///< index in Plan::context
+  int packing = -1;   ///< slot of its reordered weights, -1: B as stored
+  const ir::Value* bias = nullptr;
+  const ir::Value* result;  ///< the region's (or node's) single result
 };
 
 struct Plan {
   /// Small products that read a packed weight: node -> index into `packings`.
   std::unordered_map<const ir::Node*, int> packed;
   std::vector<Packing> packings;
+  /// Large products (a lone matmul node or a contraction region) oneDNN runs whole.
+  std::unordered_map<const ir::Node*, DnnlProduct> dnnl;
   /// Nodes run through bj_rt_call_node, with their index in `context`.
   std::unordered_map<const ir::Node*, int32_t> callback;
   /// Extra arena space (after memory planning's) for values that need memory.

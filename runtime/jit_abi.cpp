@@ -7,6 +7,11 @@
 
 extern "C" void bj_rt_call_node(const void* ctx, int32_t id, const void* const* inputs, void* out) {
   const auto& node = static_cast<const bj::rt::JitContext*>(ctx)->nodes[static_cast<size_t>(id)];
+  if (node.fused) {
+    const auto* bias = node.fused->bias ? static_cast<const float*>(inputs[2]) : nullptr;
+    bj::rt::matmul_fused(*node.fused, static_cast<const float*>(inputs[0]), inputs[1], bias, static_cast<float*>(out));
+    return;
+  }
   std::vector<bj::rt::ConstView> views;
   views.reserve(node.inputs.size());
   for (size_t i = 0; i < node.inputs.size(); ++i) views.push_back({inputs[i], node.inputs[i]});

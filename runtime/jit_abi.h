@@ -5,9 +5,11 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "ir/ops.h"
+#include "runtime/kernels.h"
 
 namespace bj::rt {
 
@@ -17,6 +19,9 @@ struct JitNode {
   ir::OpAttrs attrs;
   std::vector<Type> inputs;
   Type output;
+  /// Set for a product with its epilogue fused into oneDNN (inputs A, B and
+  /// the bias if any): runs matmul_fused instead of the op's kernel.
+  std::optional<FusedMatmul> fused;
 };
 
 /// The table a compiled function's callbacks index into (read-only while running).

@@ -7,6 +7,7 @@
 #include <map>
 #include <mutex>
 #include <tuple>
+#include <unordered_map>
 #include <vector>
 
 #include "runtime/kernel_impl.h"
@@ -17,13 +18,8 @@ namespace {
 
 constexpr int64_t kDnnlMinMacs = int64_t{1} << 18;  // 64^3
 
-struct Gemm {
-  int64_t m, n, k;
-  bool ta, tb;
-};
-
 /// C[m,n] = A·B with A stored [m,k] ([k,m] if ta) and B stored [k,n] ([n,k] if tb).
-void gemm_loops(const Gemm& g, const float* A, const float* B, float* C) {
+void gemm_loops(const FusedMatmul& g, const float* A, const float* B, float* C) {
   const int64_t M = g.m, N = g.n, K = g.k;
   std::vector<float> col;
   for (int64_t i = 0; i < M; ++i) {
@@ -54,38 +50,66 @@ void gemm_loops(const Gemm& g, const float* A, const float* B, float* C) {
   }
 }
 
+/// oneDNN matmul primitives, created once per distinct product and kept.
 class DnnlMatmuls {
  public:
-  void run(const Gemm& g, const float* A, const float* B, float* C) {
-    using dnnl::memory;
-    auto& p = primitive(g);
-    thread_local dnnl::stream stream(engine_);
-    memory a(p.first.src_desc(), engine_, const_cast<float*>(A));
-    memory b(p.first.weights_desc(), engine_, const_cast<float*>(B));
-    memory c(p.first.dst_desc(), engine_, C);
-    p.second.execute(stream, {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}});
-    stream.wait();
-  }
+  using Key = std::tuple<int64_t, int64_t, int64_t, bool, bool, bool, bool, bool>;
+  struct Entry {
+    dnnl::matmul::primitive_desc pd;
+    dnnl::matmul prim;
+    dnnl::memory::desc plain_b;
+  };
 
- private:
-  using Entry = std::pair<dnnl::matmul::primitive_desc, dnnl::matmul>;
-
-  Entry& primitive(const Gemm& g) {
+  const Entry& primitive(const FusedMatmul& f) {
     using dnnl::memory;
-    auto key = std::make_tuple(g.m, g.n, g.k, g.ta, g.tb);
+    Key key{f.m, f.n, f.k, f.ta, f.tb, f.bias, f.relu, f.packed_b};
     std::lock_guard lock(mu_);
     auto it = cache_.find(key);
     if (it != cache_.end()) return it->second;
-    memory::desc a({g.m, g.k}, memory::data_type::f32, g.ta ? memory::dims{1, g.m} : memory::dims{g.k, 1});
-    memory::desc b({g.k, g.n}, memory::data_type::f32, g.tb ? memory::dims{1, g.k} : memory::dims{g.n, 1});
-    memory::desc c({g.m, g.n}, memory::data_type::f32, memory::dims{g.n, 1});
-    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a, b, c), engine_);
-    return cache_.emplace(key, Entry{pd, dnnl::matmul(pd)}).first->second;
+    const auto f32 = memory::data_type::f32;
+    memory::desc a({f.m, f.k}, f32, f.ta ? memory::dims{1, f.m} : memory::dims{f.k, 1});
+    memory::desc b({f.k, f.n}, f32, f.tb ? memory::dims{1, f.k} : memory::dims{f.n, 1});
+    memory::desc c({f.m, f.n}, f32, memory::dims{f.n, 1});
+    memory::desc wanted_b = f.packed_b ? memory::desc({f.k, f.n}, f32, memory::format_tag::any) : b;
+    dnnl::primitive_attr attr;
+    if (f.relu) {
+      dnnl::post_ops po;
+      po.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+      attr.set_post_ops(po);
+    }
+    auto desc = f.bias ? dnnl::matmul::desc(a, wanted_b, memory::desc({1, f.n}, f32, memory::dims{f.n, 1}), c)
+                       : dnnl::matmul::desc(a, wanted_b, c);
+    dnnl::matmul::primitive_desc pd(desc, attr, engine_);
+    return cache_.emplace(key, Entry{pd, dnnl::matmul(pd), b}).first->second;
   }
 
+  void run(const FusedMatmul& f, const float* A, const void* B, const float* bias, float* C) {
+    using dnnl::memory;
+    const Entry& p = primitive(f);
+    thread_local dnnl::stream stream(engine_);
+    memory a(p.pd.src_desc(), engine_, const_cast<float*>(A));
+    memory b(p.pd.weights_desc(), engine_, const_cast<void*>(B));
+    memory c(p.pd.dst_desc(), engine_, C);
+    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}};
+    if (f.bias) args.emplace(DNNL_ARG_BIAS, memory(p.pd.bias_desc(), engine_, const_cast<float*>(bias)));
+    p.prim.execute(stream, args);
+    stream.wait();
+  }
+
+  void pack(const FusedMatmul& f, const float* B, void* packed) {
+    const Entry& p = primitive(f);
+    thread_local dnnl::stream stream(engine_);
+    dnnl::memory src(p.plain_b, engine_, const_cast<float*>(B)), dst(p.pd.weights_desc(), engine_, packed);
+    dnnl::reorder(src, dst).execute(stream, src, dst);
+    stream.wait();
+  }
+
+  size_t packed_bytes(const FusedMatmul& f) { return primitive(f).pd.weights_desc().get_size(); }
+
+ private:
   dnnl::engine engine_{dnnl::engine::kind::cpu, 0};
   std::mutex mu_;
-  std::map<std::tuple<int64_t, int64_t, int64_t, bool, bool>, Entry> cache_;  // entries never move
+  std::map<Key, Entry> cache_;  // entries never move
 };
 
 DnnlMatmuls& dnnl_matmuls() {
@@ -98,7 +122,7 @@ DnnlMatmuls& dnnl_matmuls() {
 void kernel_Matmul(Inputs in, const ir::OpAttrs& attrs, const View& out) {
   const Shape &sa = in[0].type.shape, &sb = in[1].type.shape, &so = out.type.shape;
   const int r = so.size();
-  Gemm g{so[r - 2], so[r - 1], attrs.transpose_a ? sa.back(-2) : sa.back(-1), attrs.transpose_a, attrs.transpose_b};
+  FusedMatmul g{so[r - 2], so[r - 1], attrs.transpose_a ? sa.back(-2) : sa.back(-1), attrs.transpose_a, attrs.transpose_b};
   const float* A = static_cast<const float*>(in[0].data);
   const float* B = static_cast<const float*>(in[1].data);
   float* C = static_cast<float*>(out.data);
@@ -107,7 +131,7 @@ void kernel_Matmul(Inputs in, const ir::OpAttrs& attrs, const View& out) {
     if (g.k == 0)
       std::fill(c, c + g.m * g.n, 0.0f);
     else if (g.m * g.n * g.k >= kDnnlMinMacs)
-      dnnl_matmuls().run(g, a, b, c);
+      dnnl_matmuls().run(g, a, b, nullptr, c);
     else
       gemm_loops(g, a, b, c);
   };
@@ -127,6 +151,13 @@ void kernel_Matmul(Inputs in, const ir::OpAttrs& attrs, const View& out) {
     }
     gemm(A + oa * mat_a, B + ob * mat_b, C + i * mat_c);
   }
+}
+
+void matmul_prepare(const FusedMatmul& f) { dnnl_matmuls().primitive(f); }
+size_t matmul_packed_weight_bytes(const FusedMatmul& f) { return dnnl_matmuls().packed_bytes(f); }
+void matmul_pack_weight(const FusedMatmul& f, const float* b, void* packed) { dnnl_matmuls().pack(f, b, packed); }
+void matmul_fused(const FusedMatmul& f, const float* a, const void* b, const float* bias, float* c) {
+  dnnl_matmuls().run(f, a, b, bias, c);
 }
 
 }  // namespace bj::rt

@@ -338,3 +338,26 @@ TEST_CASE("compiled code sees parameter changes: in-place updates and replaced v
   net.out.bias.set_data(full({10}, 3.0));
   check_near(c.run({x}).outputs.at(0), net(x), Tol{1e-5, 1e-6});
 }
+
+TEST_CASE("a large dense layer is one oneDNN primitive (bias, relu fused; weights reordered and refreshed)") {
+  manual_seed(3);
+  nn::Dense dense(128, "relu");
+  dense.initialize();
+  Tensor x = uniform(-1, 1, {128, 96});  // 128*96*128 multiply-adds: past the inline limit
+  NoGradGuard no_grad;
+  dense(x);
+  CompiledTrace c = compile(trace(dense, x));
+  const codegen::Plan& plan = c.executable().plan();
+  REQUIRE(plan.dnnl.size() == 1);
+  const codegen::DnnlProduct& d = plan.dnnl.begin()->second;
+  REQUIRE(d.packing >= 0);
+  const rt::FusedMatmul& f = *plan.packings.at(static_cast<size_t>(d.packing)).dnnl;
+  CHECK((f.bias && f.relu && f.packed_b && f.tb));
+  check_near(c.run({x}).outputs.at(0), dense(x), Tol{1e-5, 1e-6});
+  Tensor w = dense.weight.data();
+  w *= -1;  // in place: the reordered copy must be refreshed
+  check_near(c.run({x}).outputs.at(0), dense(x), Tol{1e-5, 1e-6});
+  dense.weight.set_data(uniform(-1, 1, {128, 96}));
+  check_near(c.run({x}).outputs.at(0), dense(x), Tol{1e-5, 1e-6});
+}
+
