@@ -86,6 +86,8 @@ bool cache_enabled() {
 }
 
 std::shared_ptr<Executable> compile(const ir::Graph& g, const CompileOptions& options) {
+  if (const char* fault = std::getenv("BJ_FAULT"); fault && std::string_view(fault) == "compile")
+    throw Error("codegen", "compilation of " + g.name() + " failed on purpose (BJ_FAULT=compile, a test hook)");
   auto t0 = std::chrono::steady_clock::now();
   auto exe = std::shared_ptr<Executable>(new Executable);
   exe->graph_ = ir::parse(ir::print(g));
@@ -149,27 +151,62 @@ Executable::Result Executable::run(std::span<const rt::ConstView> inputs, std::s
   if (inputs.size() != g.inputs().size() || params.size() != g.params().size() || consts.size() != g.consts().size())
     throw ValueError("run", fmt::format("the compiled {} takes {} inputs, {} parameters and {} constants", g.name(),
                                         g.inputs().size(), g.params().size(), g.consts().size()));
-  Result r;
-  std::vector<void*> bufs;
-  bufs.reserve(inputs.size() + params.size() + consts.size() + g.outputs().size() + 1);
+  std::vector<const void*> data;
   for (auto* list : {&inputs, &params, &consts})
-    for (const rt::ConstView& v : *list) bufs.push_back(const_cast<void*>(v.data));
-  for (const ir::Value* v : g.outputs()) {
-    r.outputs.push_back(rt::make_storage(v->type.bytes()));
-    bufs.push_back(r.outputs.back()->data());
-  }
-  std::shared_ptr<rt::Storage> arena = rt::make_storage(static_cast<size_t>(plan_.arena_bytes));
-  bufs.push_back(arena->data());
-  std::vector<std::shared_ptr<const Packed>> packs;  // held for the call
-  for (size_t s = 0; s < plan_.packings.size(); ++s) {
-    const int p = plan_.packings[s].param;
-    const uint64_t* version = param_versions.size() == params.size() ? &param_versions[static_cast<size_t>(p)] : nullptr;
-    packs.push_back(packed(s, params[static_cast<size_t>(p)], version));
-    bufs.push_back(packs.back()->data->data());
-  }
-  r.failed_guard = entry_(bufs.data(), &plan_.context);
-  if (r.failed_guard >= 0) r.outputs.clear();
+    for (const rt::ConstView& v : *list) data.push_back(v.data);
+  Result r;
+  r.failed_guard = run(data, param_versions, r.outputs);
   return r;
+}
+
+namespace {
+/// Per-thread scratch for arenas: a compiled call finishes before its thread starts another.
+std::byte* thread_arena(size_t bytes) {
+  struct Free {
+    void operator()(std::byte* p) const { std::free(p); }
+  };
+  thread_local std::unique_ptr<std::byte, Free> buf;
+  thread_local size_t size = 0;
+  if (bytes > size) {
+    size = (bytes + 4095) / 4096 * 4096;
+    buf.reset(static_cast<std::byte*>(std::aligned_alloc(64, size)));
+    if (!buf) throw std::bad_alloc();
+  }
+  return buf.get();
+}
+}  // namespace
+
+int Executable::run(std::span<const void* const> data, std::span<const uint64_t> param_versions,
+                    std::vector<std::shared_ptr<rt::Storage>>& outputs) const {
+  const ir::Graph& g = *graph_;
+  const size_t n_in = g.inputs().size(), n_params = g.params().size();
+  const size_t n = data.size() + g.outputs().size() + 1 + plan_.packings.size();
+  void* small[32];
+  std::vector<void*> large(n > 32 ? n : 0);
+  void** bufs = n > 32 ? large.data() : small;
+  size_t k = 0;
+  for (const void* d : data) bufs[k++] = const_cast<void*>(d);
+  outputs.clear();
+  for (const ir::Value* v : g.outputs()) {
+    outputs.push_back(rt::make_storage(v->type.bytes()));
+    bufs[k++] = outputs.back()->data();
+  }
+  bufs[k++] = plan_.arena_bytes > 0 ? thread_arena(static_cast<size_t>(plan_.arena_bytes)) : nullptr;
+  std::shared_ptr<const Packed> packs[8];  // held for the call
+  std::vector<std::shared_ptr<const Packed>> more_packs;
+  for (size_t s = 0; s < plan_.packings.size(); ++s) {
+    const auto p = static_cast<size_t>(plan_.packings[s].param);
+    const uint64_t* version = param_versions.size() == n_params ? &param_versions[p] : nullptr;
+    auto pk = packed(s, rt::ConstView{data[n_in + p], g.params()[p]->type}, version);
+    bufs[k++] = pk->data->data();
+    if (s < 8)
+      packs[s] = std::move(pk);
+    else
+      more_packs.push_back(std::move(pk));
+  }
+  const int failed = entry_(bufs, &plan_.context);
+  if (failed >= 0) outputs.clear();
+  return failed;
 }
 
 }  // namespace bj::codegen

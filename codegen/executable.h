@@ -41,6 +41,12 @@ class Executable {
   /// until a parameter changes; without them they are repacked every call.
   Result run(std::span<const rt::ConstView> inputs, std::span<const rt::ConstView> params,
              std::span<const rt::ConstView> consts, std::span<const uint64_t> param_versions = {}) const;
+  /// The same without checks or views, for callers that bound the data
+  /// themselves: `data` holds the inputs', parameters' and constants'
+  /// addresses in the graph's order. Fills `outputs` (cleared when a guard
+  /// fails) and returns the failed guard's index or -1.
+  int run(std::span<const void* const> data, std::span<const uint64_t> param_versions,
+          std::vector<std::shared_ptr<rt::Storage>>& outputs) const;
 
   /// The optimized graph that was compiled.
   const ir::Graph& graph() const { return *graph_; }

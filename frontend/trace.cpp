@@ -121,6 +121,7 @@ class Tracer {
   std::vector<nn::Parameter> params;
   std::vector<Tensor> consts;
   std::vector<std::string> notes;
+  bool random_frozen = false;
 
  private:
   static std::string kind_name(ir::ValueKind k) {
@@ -150,9 +151,11 @@ class Tracer {
         }
     }
     if (created_.count(impl)) {
-      if (random_.count(impl))
+      if (random_.count(impl)) {
+        random_frozen = true;
         notes.push_back("a random tensor " + t.type().str() + " made at " + where() +
                         " was frozen into the graph as a literal; later runs reuse the same numbers");
+      }
       return literal_bytes(t);
     }
     std::string name = "captured" + std::to_string(consts.size());
@@ -162,12 +165,7 @@ class Tracer {
     return g_.add_const(name, t.type());
   }
 
-  std::string where() const {
-    ir::Origin o = origin();
-    std::string s = o.path.empty() ? "top level" : o.path;
-    if (!o.file.empty()) s += " (" + o.file + ":" + std::to_string(o.line) + ")";
-    return s;
-  }
+  std::string where() const { return origin().str(); }
 
   ir::Origin origin() const {
     ir::Origin o;
@@ -244,20 +242,21 @@ Trace finish(Tracer& tr, std::shared_ptr<ir::Graph> g, std::vector<Tensor> outpu
     if (!o.defined()) throw TraceError("trace", "the traced code returned an undefined tensor");
     g->add_output(tr.value(o));
   }
-  return Trace{std::move(g), std::move(outputs), std::move(tr.params), std::move(tr.consts), std::move(tr.notes)};
+  return Trace{std::move(g), std::move(outputs), std::move(tr.params), std::move(tr.consts), std::move(tr.notes),
+               tr.random_frozen};
 }
 
 }  // namespace
 
 bool is_tracing() { return t_tracer != nullptr; }
 
-Trace trace(nn::Block& block, const Tensor& input) {
+Trace trace(nn::Block& block, const Tensor& input, std::source_location where) {
   if (!input.defined()) throw ValueError("trace", "the input is undefined");
   auto g = std::make_shared<ir::Graph>(block.name());
   Tracer tr(*g, &block);
   TracerScope scope(&tr);
   tr.bind_input(input, g->add_input("x", input.type()));
-  Tensor out = block(input);
+  Tensor out = block(input, where);
   return finish(tr, std::move(g), {out});
 }
 
@@ -352,6 +351,35 @@ GraphRun CompiledTrace::run(const std::vector<Tensor>& inputs) const {
   GraphRun out;
   out.outputs = wrap(std::move(r.outputs), g);
   return out;
+}
+
+int CompiledTrace::try_run(const Tensor& x, Tensor& out) const {
+  const ir::Graph& g = exe_->graph();
+  const size_t n = 1 + trace_.params.size() + trace_.consts.size();
+  const void* small[32];
+  uint64_t versions[32];
+  std::vector<const void*> large_data(n > 32 ? n : 0);
+  std::vector<uint64_t> large_versions(n > 32 ? n : 0);
+  const void** data = n > 32 ? large_data.data() : small;
+  uint64_t* ver = n > 32 ? large_versions.data() : versions;
+  size_t k = 0;
+  data[k++] = x.raw_data();
+  for (size_t i = 0; i < trace_.params.size(); ++i) {
+    const Tensor& p = trace_.params[i].data();
+    data[k++] = p.raw_data();
+    ver[i] = p.impl()->storage->version();
+  }
+  for (const Tensor& c : trace_.consts) data[k++] = c.raw_data();
+  thread_local std::vector<std::shared_ptr<rt::Storage>> outputs;
+  int failed = exe_->run({data, n}, {ver, trace_.params.size()}, outputs);
+  if (failed < 0) out = Tensor(std::make_shared<TensorImpl>(TensorImpl{std::move(outputs[0]), g.outputs()[0]->type, nullptr}));
+  return failed;
+}
+
+std::string CompiledTrace::describe_guard(int index, ir::Origin* origin) const {
+  const ir::Node& n = guard_at(exe_->graph(), index);
+  if (origin) *origin = n.origin;
+  return ir::describe(exe_->graph(), n);
 }
 
 namespace detail {

@@ -23,13 +23,16 @@ struct Trace {
   std::vector<nn::Parameter> params;   ///< bound to graph->params(), in order (by reference)
   std::vector<Tensor> consts;          ///< bound to graph->consts(), in order (by reference)
   std::vector<std::string> notes;      ///< what the trace had to assume (captured or random tensors)
+  bool random_frozen = false;          ///< a random tensor became a literal: the graph repeats its numbers
 };
 
 /// Traces `block` called on `input`. Parameters become graph parameters
 /// (one per parameter, however often used), the block tree's constants
 /// become named constants, tensors made inside forward become literals, and
 /// a tensor captured from elsewhere becomes a named constant with a note.
-Trace trace(nn::Block& block, const Tensor& input);
+/// `where` is the block call's site (for origins when `block` is a child
+/// called from a parent's forward).
+Trace trace(nn::Block& block, const Tensor& input, std::source_location where = std::source_location::current());
 /// Traces a function of several tensors (the graph is named `name`).
 Trace trace(const std::string& name, const std::function<std::vector<Tensor>(const std::vector<Tensor>&)>& fn,
             const std::vector<Tensor>& inputs);
@@ -53,6 +56,14 @@ class CompiledTrace {
   CompiledTrace(Trace t, std::shared_ptr<codegen::Executable> exe) : trace_(std::move(t)), exe_(std::move(exe)) {}
   /// Like bj::run, through the compiled code (reentrant).
   GraphRun run(const std::vector<Tensor>& inputs) const;
+  /// The hot path of a hybridized call: one input whose type the caller
+  /// has matched with the trace's, one output. Returns -1 and sets `out`, or
+  /// the index of the failed guard (and leaves `out` alone).
+  int try_run(const Tensor& x, Tensor& out) const;
+  /// Guard `index` as printed ("guard %12 == true") and where it was recorded.
+  std::string describe_guard(int index, ir::Origin* origin = nullptr) const;
+  /// How many guards the compiled graph checks.
+  int guard_count() const { return exe_->graph().num_guards(); }
   const codegen::Executable& executable() const { return *exe_; }
   const Trace& trace() const { return trace_; }
 

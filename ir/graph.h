@@ -25,6 +25,12 @@ struct Origin {
   std::string file;  ///< source file (base name), empty if unknown
   int line = 0;
   friend bool operator==(const Origin&, const Origin&) = default;
+  /// "chimera.0.net (seed_models.h:40)"; "top level" outside any block.
+  std::string str() const {
+    std::string s = path.empty() ? "top level" : path;
+    if (!file.empty()) s += " (" + file + ":" + std::to_string(line) + ")";
+    return s;
+  }
 };
 
 enum class ValueKind : uint8_t { kInput, kParam, kConst, kResult };

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "frontend/blockjit.h"
@@ -33,6 +34,35 @@ inline void check_close(const Tensor& got, const std::vector<double>& expected, 
 inline void check_close(const Tensor& got, const Tensor& expected, double rtol = 1e-5, double atol = 1e-6) {
   REQUIRE(got.shape() == expected.shape());
   check_close(got, values(expected), rtol, atol);
+}
+
+struct Tol {
+  double rtol = 0, atol = 0;
+};
+
+/// Elementwise |got - want| <= atol + rtol |want|, with NaNs and infinities matching exactly
+/// (compiled code against the interpreter or eager mode).
+inline bool near(const Tensor& got, const Tensor& want, Tol tol, std::string* why = nullptr) {
+  if (!(got.type() == want.type())) {
+    if (why) *why = "type " + got.type().str() + " against " + want.type().str();
+    return false;
+  }
+  auto g = values(got), w = values(want);
+  for (size_t i = 0; i < g.size(); ++i) {
+    bool ok = (std::isnan(g[i]) && std::isnan(w[i])) || g[i] == w[i] ||
+              (std::isfinite(w[i]) && std::fabs(g[i] - w[i]) <= tol.atol + tol.rtol * std::fabs(w[i]));
+    if (!ok) {
+      if (why) *why = "element " + std::to_string(i) + ": " + std::to_string(g[i]) + " against " + std::to_string(w[i]);
+      return false;
+    }
+  }
+  return true;
+}
+inline void check_near(const Tensor& got, const Tensor& want, Tol tol) {
+  std::string why;
+  bool ok = near(got, want, tol, &why);
+  INFO(why);
+  CHECK(ok);
 }
 
 /// Naive NumPy broadcasting: element `i` of `out` reads which element of `in`.

@@ -17,27 +17,10 @@
 using namespace bj;
 using V = std::vector<Tensor>;
 using Fn = std::function<Tensor(const V&)>;
+using test::check_near;
+using test::Tol;
 
 namespace {
-
-struct Tol {
-  double rtol = 0, atol = 0;
-};
-
-/// Elementwise |got - want| <= atol + rtol |want|, with NaNs and infinities matching exactly.
-void check_near(const Tensor& got, const Tensor& want, Tol tol) {
-  REQUIRE(got.type() == want.type());
-  auto g = test::values(got), w = test::values(want);
-  for (size_t i = 0; i < g.size(); ++i) {
-    bool ok = (std::isnan(g[i]) && std::isnan(w[i])) || g[i] == w[i] ||
-              (std::isfinite(w[i]) && std::fabs(g[i] - w[i]) <= tol.atol + tol.rtol * std::fabs(w[i]));
-    if (!ok) {
-      INFO("element " << i << ": compiled " << g[i] << ", interpreter " << w[i]);
-      CHECK(ok);
-      return;
-    }
-  }
-}
 
 /// Compiles fn traced on `inputs` and compares with the interpreter on the same inputs.
 codegen::Executable const* check_compiled(const std::string& name, const Fn& fn, const V& inputs, Tol tol) {
@@ -339,7 +322,7 @@ TEST_CASE("compiled code sees parameter changes: in-place updates and replaced v
   check_near(c.run({x}).outputs.at(0), net(x), Tol{1e-5, 1e-6});
 }
 
-TEST_CASE("a large dense layer is one oneDNN primitive (bias, relu fused; weights reordered and refreshed)") {
+TEST_CASE("a large dense layer is one oneDNN primitive (bias and relu fused, weights reordered and refreshed)") {
   manual_seed(3);
   nn::Dense dense(128, "relu");
   dense.initialize();

@@ -2,9 +2,13 @@
 // and the printable tree.
 #include "frontend/nn/block.h"
 
+#include "frontend/nn/hybrid_state.h"
+#include "frontend/trace.h"
+
 #include <cxxabi.h>
 
 #include <algorithm>
+#include <atomic>
 #include <ostream>
 #include <typeinfo>
 
@@ -50,7 +54,20 @@ std::optional<std::source_location> current_call_site() {
   return t_call_sites.back();
 }
 
+namespace detail {
+namespace {
+std::atomic<uint64_t> g_structure_epoch{1};
+}
+uint64_t structure_epoch() { return g_structure_epoch.load(std::memory_order_acquire); }
+void bump_structure_epoch() { g_structure_epoch.fetch_add(1, std::memory_order_acq_rel); }
+}  // namespace detail
+
 Tensor Block::operator()(const Tensor& x, std::source_location where) {
+  if (hybrid_ && !is_tracing()) return hybrid_->call(*this, x, where);
+  return call_forward(x, where);
+}
+
+Tensor Block::call_forward(const Tensor& x, const std::source_location& where) {
   CallScope scope(this, where);
   try {
     return forward(x);
@@ -74,18 +91,21 @@ void Block::add_child(std::string name, std::shared_ptr<Block> child) {
     if (n == name) throw ValueError("add", type_name() + " already has a child named '" + name + "'");
   if (child.get() == this) throw ValueError("add", "a block cannot be its own child");
   children_.emplace_back(std::move(name), std::move(child));
+  detail::bump_structure_epoch();
 }
 
 Parameter& Block::add_parameter(std::string name, Parameter p) {
   for (const auto& [n, q] : params_)
     if (n == name) throw ValueError("add_parameter", type_name() + " already has a parameter named '" + name + "'");
   if (p.defined() && p.name().empty()) p.set_name(name);
+  detail::bump_structure_epoch();
   return params_.emplace_back(std::move(name), std::move(p)).second;
 }
 
 Tensor& Block::add_constant(std::string name, Tensor value) {
   for (const auto& [n, t] : constants_)
     if (n == name) throw ValueError("add_constant", type_name() + " already has a constant named '" + name + "'");
+  detail::bump_structure_epoch();
   return constants_.emplace_back(std::move(name), std::move(value)).second;
 }
 
@@ -136,6 +156,46 @@ void Block::zero_grad() {
 void Block::train(bool on) {
   training_ = on;
   for (auto& [n, c] : children_) c->train(on);
+  detail::bump_structure_epoch();
+}
+
+void Block::hybridize(const HybridizeOptions& options) {
+  if (options.max_variants < 1) throw ValueError("hybridize", "max_variants must be at least 1");
+  hybrid_ = std::make_shared<detail::Hybrid>(*this, options);
+}
+
+void Block::hybridize(bool on) {
+  if (on)
+    hybridize(HybridizeOptions{});
+  else
+    hybrid_.reset();
+}
+
+HybridStats Block::stats() const { return hybrid_ ? hybrid_->stats() : HybridStats{}; }
+
+uint64_t Block::structure_fingerprint() const {
+  uint64_t h = 1469598103934665603ull;
+  fingerprint_into(h, training_);
+  return h;
+}
+
+void Block::fingerprint_into(uint64_t& h, bool root_training) const {
+  auto mix = [&h](uint64_t v) { h = (h ^ v) * 1099511628211ull; };
+  auto mix_str = [&](const std::string& s) { mix(std::hash<std::string>{}(s)); };
+  mix(reinterpret_cast<uintptr_t>(this));
+  mix(training_ != root_training);
+  for (const auto& [n, p] : params_) {
+    mix_str(n);
+    mix(reinterpret_cast<uintptr_t>(p.id()));
+  }
+  for (const auto& [n, c] : constants_) {
+    mix_str(n);
+    mix(reinterpret_cast<uintptr_t>(c.defined() ? c.impl().get() : nullptr));
+  }
+  for (const auto& [n, c] : children_) {
+    mix_str(n);
+    c->fingerprint_into(h, root_training);
+  }
 }
 
 std::string Block::type_name() const {

@@ -23,6 +23,7 @@
 #include <utility>
 #include <vector>
 
+#include "frontend/nn/hybrid.h"
 #include "frontend/nn/init.h"
 #include "frontend/nn/parameter.h"
 #include "frontend/tensor.h"
@@ -30,6 +31,9 @@
 namespace bj::nn {
 
 class Block;
+namespace detail {
+class Hybrid;
+}
 template <class B>
 concept BlockType = std::derived_from<std::remove_cvref_t<B>, Block>;
 
@@ -47,6 +51,19 @@ class Block : public std::enable_shared_from_this<Block> {
   Tensor operator()(const Tensor& x, std::source_location where = std::source_location::current());
   /// The computation; override in every block.
   virtual Tensor forward(const Tensor& x) = 0;
+
+  /// Compiles this block's calls (see hybrid.h): the next call runs eagerly
+  /// and is traced, later calls with inputs of the same type, the same
+  /// train/eval mode and grad mode run compiled code, and any call whose
+  /// data takes an unrecorded path runs eagerly (and is traced as another
+  /// variant). Children are covered: their ops are part of this block's
+  /// graph. Calling it again starts over with an empty cache.
+  void hybridize(const HybridizeOptions& options = {});
+  /// hybridize(false) turns it off (plain eager calls); true is hybridize().
+  void hybridize(bool on);
+  bool is_hybridized() const { return hybrid_ != nullptr; }
+  /// Counters since hybridize() (all zero if not hybridized).
+  HybridStats stats() const;
 
   /// Registers `block` as child `name`. An rvalue is moved into the tree; an
   /// lvalue must already be in a tree and is shared. Returns the child.
@@ -107,6 +124,13 @@ class Block : public std::enable_shared_from_this<Block> {
   void add_child(std::string name, std::shared_ptr<Block> child);
 
  private:
+  friend class detail::Hybrid;
+  /// forward(x) inside this block's call scope (paths in errors and traces).
+  Tensor call_forward(const Tensor& x, const std::source_location& where);
+  /// A hash of the tree: children, parameter and constant slots, training flags relative to this block's.
+  uint64_t structure_fingerprint() const;
+  void fingerprint_into(uint64_t& h, bool root_training) const;
+
   static std::shared_ptr<Block> shared_handle(Block& b);
   /// Appends the tree's entries of `slots` (params_ or constants_) with dotted
   /// paths, each entry once (`same` tells two handles of one entry apart).
@@ -121,6 +145,7 @@ class Block : public std::enable_shared_from_this<Block> {
   std::deque<std::pair<std::string, Tensor>> constants_;
   std::string name_;
   bool training_ = true;
+  std::shared_ptr<detail::Hybrid> hybrid_;  // set while hybridized
 };
 
 std::ostream& operator<<(std::ostream& os, const Block& b);

@@ -24,6 +24,17 @@ namespace {
 [[noreturn]] void unbound() { throw ValueError("Parameter", "the parameter handle is unbound"); }
 }  // namespace
 
+Parameter& Parameter::operator=(const Parameter& o) {
+  impl_ = o.impl_;
+  detail::bump_structure_epoch();
+  return *this;
+}
+Parameter& Parameter::operator=(Parameter&& o) {
+  impl_ = std::move(o.impl_);
+  detail::bump_structure_epoch();
+  return *this;
+}
+
 Parameter::Parameter(Shape shape, init::Init own_init) : impl_(std::make_shared<Impl>()) {
   impl_->shape = shape;
   impl_->own_init = std::move(own_init);

@@ -12,6 +12,13 @@
 
 namespace bj::nn {
 
+namespace detail {
+/// Counts changes to any block tree's structure (children, parameter and
+/// constant slots, training flags), so hybridized blocks re-check theirs.
+uint64_t structure_epoch();
+void bump_structure_epoch();
+}  // namespace detail
+
 class Parameter {
  public:
   /// An unbound handle.
@@ -46,6 +53,14 @@ class Parameter {
   void set_name(const std::string& name);
   /// True if both handles are the same parameter.
   bool same(const Parameter& o) const { return impl_ == o.impl_; }
+  /// Identifies the parameter (equal for handles of the same one).
+  const void* id() const { return impl_.get(); }
+
+  Parameter(const Parameter&) = default;
+  Parameter(Parameter&&) = default;
+  /// Assigning to a block's parameter slot re-ties it (a structure change for hybridized blocks).
+  Parameter& operator=(const Parameter& o);
+  Parameter& operator=(Parameter&& o);
 
  private:
   struct Impl;

@@ -1,0 +1,318 @@
+// Hybridized calls (see hybrid.h and hybrid_state.h).
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <algorithm>
+#include <set>
+
+#include "frontend/autograd.h"
+#include "frontend/nn/block.h"
+#include "frontend/nn/hybrid_state.h"
+
+namespace bj::nn {
+
+namespace {
+
+/// BJ_LOG=stats,recompiles (comma separated; "all" for both), read at each use.
+struct LogFlags {
+  bool stats = false, recompiles = false;
+};
+LogFlags log_flags() {
+  LogFlags f;
+  const char* env = std::getenv("BJ_LOG");
+  std::string s = env ? env : "";
+  for (size_t start = 0; start <= s.size();) {
+    size_t end = std::min(s.find(',', start), s.size());
+    std::string word = s.substr(start, end - start);
+    f.stats |= word == "stats" || word == "all";
+    f.recompiles |= word == "recompiles" || word == "all";
+    start = end + 1;
+  }
+  return f;
+}
+
+std::mutex g_log_mu;
+std::function<void(const std::string&)>& log_handler() {
+  static auto* h = new std::function<void(const std::string&)>;
+  return *h;
+}
+
+void log_line(const std::string& line) {
+  std::lock_guard lock(g_log_mu);
+  if (log_handler())
+    log_handler()(line);
+  else
+    std::fprintf(stderr, "blockjit: %s\n", line.c_str());
+}
+
+/// Hybridized blocks alive, for the report at exit (BJ_LOG=stats).
+std::mutex g_live_mu;
+std::set<const detail::Hybrid*>& live() {
+  static auto* s = new std::set<const detail::Hybrid*>;
+  return *s;
+}
+void report_live_at_exit() {
+  std::lock_guard lock(g_live_mu);
+  for (const detail::Hybrid* h : live()) h->report();
+  live().clear();
+}
+
+}  // namespace
+
+void set_log_handler(std::function<void(const std::string&)> handler) {
+  std::lock_guard lock(g_log_mu);
+  log_handler() = std::move(handler);
+}
+
+std::string HybridStats::str() const {
+  std::string reasons;
+  for (const auto& [why, n] : eager_reasons) reasons += fmt::format("{}{}: {}", reasons.empty() ? "" : ", ", why, n);
+  std::string s = fmt::format("{} calls: {} compiled, {} eager{}; {} traces, {} variants, {} compile failures, "
+                              "{:.1f} ms compiling",
+                              calls, compiled_hits, eager_fallbacks, reasons.empty() ? "" : " (" + reasons + ")",
+                              traces, variants, compile_failures, compile_ms);
+  for (const GuardFailure& g : guard_failures)
+    s += fmt::format("\n  {} failed {} time{}, recorded at {}", g.guard, g.count, g.count == 1 ? "" : "s",
+                     g.origin.str());
+  return s;
+}
+
+namespace detail {
+
+std::string Hybrid::Key::str() const {
+  return fmt::format("{}, {}, {}", input.str(), training ? "training" : "inference", grad ? "grad" : "no grad");
+}
+
+Hybrid::Variant::Variant(CompiledTrace c)
+    : code(std::move(c)), guard_failures(std::make_unique<std::atomic<int64_t>[]>(code.guard_count() + 1)) {}
+
+Hybrid::Hybrid(Block& b, HybridizeOptions options)
+    : options_(options),
+      name_(b.name()),
+      epoch_seen_(structure_epoch()),
+      fingerprint_(b.structure_fingerprint()),
+      has_params_(!b.named_parameters().empty()) {
+  if (log_flags().stats) {
+    static std::once_flag once;
+    std::call_once(once, [] { std::atexit(report_live_at_exit); });
+    std::lock_guard lock(g_live_mu);
+    live().insert(this);
+  }
+}
+
+Hybrid::~Hybrid() {
+  for (std::thread& t : workers_) t.join();
+  std::lock_guard lock(g_live_mu);
+  if (live().erase(this)) report();
+}
+
+void Hybrid::report() const { log_line(fmt::format("stats for {}: {}", name_, stats().str())); }
+
+Hybrid::Entry* Hybrid::find(const Key& key) {
+  for (auto& e : entries_)
+    if (e->key == key) return e.get();
+  return nullptr;
+}
+
+void Hybrid::refresh_structure(Block& b) {
+  const uint64_t epoch = structure_epoch();
+  if (epoch == epoch_seen_.load(std::memory_order_acquire)) return;
+  const uint64_t fp = b.structure_fingerprint();
+  const bool has_params = !b.named_parameters().empty();
+  std::lock_guard lock(mu_);
+  if (fp != fingerprint_) {
+    if (!entries_.empty() && log_flags().recompiles)
+      log_line(fmt::format("{}: the block's structure changed (a child, parameter or constant slot); "
+                           "its {} cached key(s) are dropped",
+                           name_, entries_.size()));
+    for (auto& e : entries_) retired_.push_back(std::move(e));
+    entries_.clear();
+    fingerprint_ = fp;
+  }
+  has_params_ = has_params;
+  epoch_seen_.store(epoch, std::memory_order_release);
+}
+
+Tensor Hybrid::eager(Block& b, const Tensor& x, const std::source_location& where, const std::string& reason) {
+  eager_.fetch_add(1, std::memory_order_relaxed);
+  {
+    std::lock_guard lock(mu_);
+    ++eager_reasons_[reason];
+  }
+  return b.call_forward(x, where);
+}
+
+Tensor Hybrid::call(Block& b, const Tensor& x, const std::source_location& where) {
+  calls_.fetch_add(1, std::memory_order_relaxed);
+  if (!x.defined()) return eager(b, x, where, "undefined input");  // forward says what is wrong
+  refresh_structure(b);
+  const bool grad = is_grad_enabled();
+  if (grad && (x.requires_grad() || has_params_.load(std::memory_order_relaxed)))
+    return eager(b, x, where, "grad mode");  // gradients need the eager graph (compiled training: later)
+  const Key key{x.type(), b.is_training(), grad};
+  // The variants to try, copied under the lock (entries and variants outlive every call).
+  constexpr size_t kSmall = 16;
+  const Variant* small[kSmall];
+  std::vector<const Variant*> large;
+  size_t n = 0;
+  {
+    std::lock_guard lock(mu_);
+    if (Entry* e = find(key)) {
+      n = e->variants.size();
+      if (n > kSmall) large.resize(n);
+      for (size_t i = 0; i < n; ++i) (n > kSmall ? large.data() : small)[i] = e->variants[i].get();
+    }
+  }
+  const Variant* const* variants = n > kSmall ? large.data() : small;
+  const Variant* failed_variant = nullptr;
+  int failed_guard = -1;
+  for (size_t i = 0; i < n; ++i) {
+    Tensor out;
+    const int failed = variants[i]->code.try_run(x, out);
+    if (failed < 0) {
+      hits_.fetch_add(1, std::memory_order_relaxed);
+      if (i > 0) {  // move a variant that hits ahead of one that did not
+        std::lock_guard lock(mu_);
+        if (Entry* e = find(key))
+          for (size_t j = 1; j < e->variants.size(); ++j)
+            if (e->variants[j].get() == variants[i]) std::swap(e->variants[j], e->variants[j - 1]);
+      }
+      return out;
+    }
+    variants[i]->guard_failures[failed].fetch_add(1, std::memory_order_relaxed);
+    failed_variant = variants[i];
+    failed_guard = failed;
+  }
+  return miss(b, x, where, key, failed_variant, failed_guard);
+}
+
+Tensor Hybrid::miss(Block& b, const Tensor& x, const std::source_location& where, const Key& key,
+                    const Variant* failed_variant, int failed_guard) {
+  Entry* e = nullptr;
+  std::string why, eager_reason;
+  {
+    std::lock_guard lock(mu_);
+    e = find(key);
+    if (!e) {
+      std::string seen;
+      for (const auto& other : entries_) seen += (seen.empty() ? "" : "; ") + other->key.str();
+      why = seen.empty() ? "first call (" + key.str() + ")" : "new key " + key.str() + " (cached: " + seen + ")";
+      entries_.push_back(std::make_unique<Entry>(Entry{key, {}, 0, {}, false}));
+      e = entries_.back().get();
+    }
+    if (!e->failed.empty()) {
+      eager_reason = "not compilable";
+    } else if (e->pending > 0) {
+      eager_reason = "compiling";
+    } else if (static_cast<int>(e->variants.size()) >= options_.max_variants) {
+      eager_reason = "variant cap";
+      if (!e->cap_logged) {
+        e->cap_logged = true;
+        log_line(fmt::format("{}: {} variants (the cap) are compiled for {}; calls on other paths run eagerly "
+                             "(hybridize with a larger max_variants to keep more)",
+                             name_, e->variants.size(), key.str()));
+      }
+    } else {
+      ++e->pending;
+      traces_.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  if (!eager_reason.empty()) return eager(b, x, where, eager_reason);
+  if (log_flags().recompiles) {
+    if (failed_variant) {
+      ir::Origin origin;
+      std::string guard = failed_variant->code.describe_guard(failed_guard, &origin);
+      why = fmt::format("{} failed (recorded at {})", guard, origin.str());
+    }
+    log_line(fmt::format("{}: tracing a new variant: {}", name_, why));
+  }
+  eager_.fetch_add(1, std::memory_order_relaxed);
+  {
+    std::lock_guard lock(mu_);
+    ++eager_reasons_[failed_variant ? "new path" : "new key"];
+  }
+  Trace t;
+  try {
+    t = trace(b, x, where);
+  } catch (const TraceError& err) {  // this forward cannot be traced: run it eagerly, now and from now on
+    {
+      std::lock_guard lock(mu_);
+      --e->pending;
+      give_up(e, err.what());
+    }
+    return b.call_forward(x, where);
+  } catch (...) {  // the user's error, as eager mode would raise it
+    std::lock_guard lock(mu_);
+    --e->pending;
+    throw;
+  }
+  Tensor out = t.outputs.at(0);
+  if (t.random_frozen) {
+    std::lock_guard lock(mu_);
+    --e->pending;
+    give_up(e, "forward draws random numbers (e.g. Dropout in training mode), which compiled code would repeat");
+    return out;
+  }
+  t.outputs.clear();
+  if (options_.background) {
+    std::lock_guard lock(mu_);
+    workers_.emplace_back([this, e, t = std::move(t)]() mutable { compile_variant(e, std::move(t)); });
+  } else
+    compile_variant(e, std::move(t));
+  return out;
+}
+
+void Hybrid::compile_variant(Entry* e, Trace t) {
+  try {
+    codegen::CompileOptions co;
+    co.use_cache = options_.use_cache;
+    auto v = std::make_shared<const Variant>(compile(t, co));
+    std::lock_guard lock(mu_);
+    compile_ms_ += v->code.executable().compile_ms();
+    --e->pending;
+    e->variants.push_back(std::move(v));
+  } catch (const std::exception& err) {
+    std::lock_guard lock(mu_);
+    --e->pending;
+    compile_failures_.fetch_add(1, std::memory_order_relaxed);
+    give_up(e, err.what());
+  }
+}
+
+void Hybrid::give_up(Entry* e, const std::string& why) {
+  e->failed = why;
+  if (!warned_) {
+    warned_ = true;
+    log_line(fmt::format("warning: {} runs eagerly for {}: {}", name_, e->key.str(), why));
+  }
+}
+
+HybridStats Hybrid::stats() const {
+  HybridStats s;
+  s.calls = calls_.load();
+  s.compiled_hits = hits_.load();
+  s.eager_fallbacks = eager_.load();
+  s.traces = traces_.load();
+  s.compile_failures = compile_failures_.load();
+  std::lock_guard lock(mu_);
+  s.compile_ms = compile_ms_;
+  s.eager_reasons.assign(eager_reasons_.begin(), eager_reasons_.end());
+  for (const auto& e : entries_) {
+    s.variants += static_cast<int64_t>(e->variants.size());
+    for (const auto& v : e->variants)
+      for (int g = 0; g < v->code.guard_count(); ++g)
+        if (int64_t count = v->guard_failures[g].load()) {
+          HybridStats::GuardFailure f;
+          f.guard = v->code.describe_guard(g, &f.origin);
+          f.count = count;
+          s.guard_failures.push_back(std::move(f));
+        }
+  }
+  return s;
+}
+
+}  // namespace detail
+
+}  // namespace bj::nn

@@ -1,0 +1,57 @@
+// Hybridization (DESIGN.md section 5): a hybridized block's calls are looked
+// up by a key (input type, training mode, grad mode); the first call of a
+// key runs eagerly while the tracer records it, and the trace is optimized,
+// compiled and kept as a variant. Later calls run the variants' compiled
+// code; a call whose data takes a path no variant recorded (a failed guard)
+// runs eagerly, so its result is always the eager one, and that path is
+// traced and compiled as one more variant, up to a cap.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "ir/graph.h"
+
+namespace bj::nn {
+
+struct HybridizeOptions {
+  /// Variants (traced paths) kept per key; past it, unseen paths run eagerly.
+  int max_variants = 8;
+  /// Compile on a background thread: calls keep running eagerly until the
+  /// variant is ready, so no call waits for LLVM.
+  bool background = false;
+  /// Use the on-disk object cache (BJ_CACHE=0 also turns it off).
+  bool use_cache = true;
+};
+
+/// What a hybridized block did, since hybridize().
+struct HybridStats {
+  struct GuardFailure {
+    std::string guard;   ///< as printed: "guard %12 == true"
+    ir::Origin origin;   ///< where the guard was recorded (block path, file:line)
+    int64_t count = 0;
+  };
+  int64_t calls = 0;             ///< calls while hybridized
+  int64_t compiled_hits = 0;     ///< calls answered by compiled code
+  int64_t eager_fallbacks = 0;   ///< calls that ran eagerly (traced or not)
+  int64_t traces = 0;            ///< eager calls recorded for compilation
+  int64_t variants = 0;          ///< compiled variants now kept
+  int64_t compile_failures = 0;  ///< traces that could not be compiled
+  double compile_ms = 0;         ///< total time in optimization and LLVM
+  std::vector<GuardFailure> guard_failures;  ///< per guard of every variant, those that failed
+  /// Why calls ran eagerly: reason -> count ("new path", "grad mode", "variant cap", ...).
+  std::vector<std::pair<std::string, int64_t>> eager_reasons;
+
+  /// A few lines, for people.
+  std::string str() const;
+};
+
+/// Where hybridization's log lines go: the variant-cap notice, compile
+/// failure warnings, and with BJ_LOG=recompiles / BJ_LOG=stats (read at each
+/// use) the retrace reasons and the per-block report at exit. Standard
+/// error by default; an empty function restores it.
+void set_log_handler(std::function<void(const std::string&)> handler);
+
+}  // namespace bj::nn

@@ -1,0 +1,83 @@
+// The state behind Block::hybridize (internal to the frontend): the variant
+// cache, its lock, counters, background compiles and logging.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <source_location>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "frontend/nn/hybrid.h"
+#include "frontend/trace.h"
+
+namespace bj::nn {
+class Block;
+}
+
+namespace bj::nn::detail {
+
+class Hybrid {
+ public:
+  Hybrid(Block& b, HybridizeOptions options);
+  ~Hybrid();  // waits for background compiles
+  Hybrid(const Hybrid&) = delete;
+  Hybrid& operator=(const Hybrid&) = delete;
+
+  /// One call of the hybridized block `b` (never while tracing).
+  Tensor call(Block& b, const Tensor& x, const std::source_location& where);
+  HybridStats stats() const;
+  /// The stats report, for BJ_LOG=stats.
+  void report() const;
+
+ private:
+  /// What compiled code is specialized for, besides the guards inside it.
+  struct Key {
+    Type input;
+    bool training;
+    bool grad;
+    bool operator==(const Key&) const = default;
+    std::string str() const;
+  };
+  /// One traced path, compiled.
+  struct Variant {
+    explicit Variant(CompiledTrace c);
+    CompiledTrace code;
+    std::unique_ptr<std::atomic<int64_t>[]> guard_failures;  // per guard of the compiled graph
+  };
+  struct Entry {
+    Key key;
+    std::vector<std::shared_ptr<const Variant>> variants;  // most used first (roughly)
+    int pending = 0;         // traces being compiled
+    std::string failed;      // why this key runs eagerly for good (compile or trace failure)
+    bool cap_logged = false;
+  };
+
+  void refresh_structure(Block& b);
+  Tensor eager(Block& b, const Tensor& x, const std::source_location& where, const std::string& reason);
+  Tensor miss(Block& b, const Tensor& x, const std::source_location& where, const Key& key,
+              const Variant* failed_variant, int failed_guard);
+  void compile_variant(Entry* e, Trace t);
+  void give_up(Entry* e, const std::string& why);  // call with mu_ held
+  Entry* find(const Key& key);                     // call with mu_ held
+
+  const HybridizeOptions options_;
+  const std::string name_;
+  mutable std::mutex mu_;  // guards everything below that is not atomic
+  std::vector<std::unique_ptr<Entry>> entries_;
+  /// Entries of an older structure, kept so that calls and compiles still using them stay valid.
+  std::vector<std::unique_ptr<Entry>> retired_;
+  std::atomic<uint64_t> epoch_seen_;
+  uint64_t fingerprint_ = 0;
+  std::atomic<bool> has_params_;
+  std::atomic<int64_t> calls_{0}, hits_{0}, eager_{0}, traces_{0}, compile_failures_{0};
+  double compile_ms_ = 0;
+  std::map<std::string, int64_t> eager_reasons_;
+  bool warned_ = false;
+  std::vector<std::thread> workers_;  // background compiles; joined by the destructor
+};
+
+}  // namespace bj::nn::detail
