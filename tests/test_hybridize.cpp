@@ -90,7 +90,7 @@ TEST_CASE("every zoo model hybridized equals eager on many random inputs, batch 
         Tensor x = uniform(-2, 2, shape);
         Tensor y = (*net)(x);
         ++calls;
-        check_near(y, net->forward(x), kTol);
+        check_near(y, net->call_eager(x), kTol);
       }
     }
     nn::HybridStats s = net->stats();
@@ -119,7 +119,7 @@ TEST_CASE("FixedHiddenMLP and chimera on inputs needing 0 to 12 halvings in rand
     }
     NoGradGuard no_grad;
     Tensor base = uniform(-1, 1, {2, 20});
-    net->forward(base);  // deferred shapes
+    net->call_eager(base);  // deferred shapes
     std::map<int, Tensor> inputs = inputs_by_halvings(*net, base);
     std::string found;
     for (const auto& [k, x] : inputs) found += std::to_string(k) + " ";
@@ -135,7 +135,7 @@ TEST_CASE("FixedHiddenMLP and chimera on inputs needing 0 to 12 halvings in rand
     net->hybridize(opts);
     for (int k : order) {
       CAPTURE(k);
-      check_near((*net)(inputs.at(k)), net->forward(inputs.at(k)), kTol);
+      check_near((*net)(inputs.at(k)), net->call_eager(inputs.at(k)), kTol);
     }
     nn::HybridStats s = net->stats();
     CHECK(s.variants == 8);  // the cap, reached: 13 paths were seen
@@ -166,11 +166,11 @@ TEST_CASE("a block with if/else on a tensor gives the right branch after hybridi
   NoGradGuard no_grad;
   Tensor pos = uniform(-1, 1, {3, 5});
   Tensor neg = pos * -1;  // dense has zero bias: h(-x) = -h(x), so the other branch
-  REQUIRE((net.forward(pos).sum().item() > 0) != (net.forward(neg).sum().item() > 0));
+  REQUIRE((net.call_eager(pos).sum().item() > 0) != (net.call_eager(neg).sum().item() > 0));
   net.hybridize();
   for (int i = 0; i < 6; ++i) {
     const Tensor& x = i % 2 ? neg : pos;
-    check_near(net(x), net.forward(x), kTol);
+    check_near(net(x), net.call_eager(x), kTol);
   }
   nn::HybridStats s = net.stats();
   CHECK(s.variants == 2);
@@ -183,12 +183,12 @@ TEST_CASE("one hybridized block called from 8 threads x 1000 times with mixed in
   auto net = fixed_hidden_mlp();
   NoGradGuard no_grad;
   Tensor base = uniform(-1, 1, {2, 20});
-  net->forward(base);
+  net->call_eager(base);
   std::vector<Tensor> inputs, expected;
   for (auto& [k, x] : inputs_by_halvings(*net, base))
     if (k % 3 == 0) inputs.push_back(x);  // 0, 3, 6, 9, 12 halvings
   for (int64_t batch : {1, 4}) inputs.push_back(uniform(-1, 1, {batch, 20}) * 50);
-  for (const Tensor& x : inputs) expected.push_back(net->forward(x));
+  for (const Tensor& x : inputs) expected.push_back(net->call_eager(x));
   net->hybridize();
   std::atomic<int> wrong{0}, done{0};
   std::vector<std::thread> threads;
@@ -221,7 +221,7 @@ TEST_CASE("training after hybridize: the next compiled call sees the updated par
   {
     NoGradGuard no_grad;
     net(x);  // traced
-    check_near(net(x), net.forward(x), kTol);
+    check_near(net(x), net.call_eager(x), kTol);
   }
   optim::SGD opt(net.parameters(), {.lr = 0.5});
   Tensor before;
@@ -234,7 +234,7 @@ TEST_CASE("training after hybridize: the next compiled call sees the updated par
   opt.step();
   NoGradGuard no_grad;
   Tensor after = net(x);
-  check_near(after, net.forward(x), kTol);
+  check_near(after, net.call_eager(x), kTol);
   CHECK(test::values(after) != test::values(before));
   nn::HybridStats s = net.stats();
   CHECK(s.traces == 1);  // the update needed no retrace
@@ -256,12 +256,12 @@ TEST_CASE("a structure change (a child added) invalidates the cache, train/eval 
   net.initialize();
   Tensor y = net(x);
   CHECK(y.shape() == Shape{2, 3});
-  check_near(y, net.forward(x), kTol);
+  check_near(y, net.call_eager(x), kTol);
   CHECK(net.stats().traces == 2);
   net.eval();
-  check_near(net(x), net.forward(x), kTol);
+  check_near(net(x), net.call_eager(x), kTol);
   net.train();
-  check_near(net(x), net.forward(x), kTol);
+  check_near(net(x), net.call_eager(x), kTol);
   CHECK(net.stats().traces == 3);  // eval was a new key; training mode was cached
   CHECK(net.stats().compiled_hits == 2);
 }
@@ -277,7 +277,7 @@ TEST_CASE("background compilation: calls run eagerly until the variant is ready,
   net.hybridize(opts);
   auto start = std::chrono::steady_clock::now();
   while (net.stats().compiled_hits == 0 && std::chrono::steady_clock::now() - start < std::chrono::seconds(60))
-    check_near(net(x), net.forward(x), kTol);
+    check_near(net(x), net.call_eager(x), kTol);
   nn::HybridStats s = net.stats();
   CHECK(s.compiled_hits == 1);
   CHECK(s.traces == 1);
@@ -294,7 +294,7 @@ TEST_CASE("a failing compile leaves the block eager with one warning, and untrac
     LogCapture log;
     ScopedEnv fault("BJ_FAULT", "compile");
     net.hybridize();
-    for (int i = 0; i < 5; ++i) check_near(net(x), net.forward(x), kTol);
+    for (int i = 0; i < 5; ++i) check_near(net(x), net.call_eager(x), kTol);
     nn::HybridStats s = net.stats();
     CHECK(s.compile_failures == 1);
     CHECK(s.compiled_hits == 0);
@@ -320,7 +320,7 @@ TEST_CASE("BJ_LOG=recompiles names what differed: the key or the guard and its b
   auto net = fixed_hidden_mlp();
   NoGradGuard no_grad;
   Tensor base = uniform(-1, 1, {2, 20});
-  net->forward(base);
+  net->call_eager(base);
   auto inputs = inputs_by_halvings(*net, base);
   LogCapture log;
   ScopedEnv env("BJ_LOG", "recompiles");

@@ -7,6 +7,7 @@
 #include <functional>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
@@ -16,6 +17,7 @@
 
 #include "codegen/host.h"
 #include "codegen/optimize.h"
+#include "examples/seed_models.h"
 #include "examples/training.h"
 #include "examples/zoo.h"
 #include "runtime/interpreter.h"
@@ -26,15 +28,20 @@ namespace {
 constexpr const char* kUsage = R"(usage: blockjit COMMAND [ARGS]
 
 commands:
-  demo [MODEL...]   run each zoo model (or the named ones) on a 2x20 uniform
-                    input under a fixed seed: block tree, parameters, output
+  demo [MODEL...] [--dump-dir DIR]
+                    each zoo model (or the named ones) eager and hybridized
+                    on a 2x20 uniform input under seed 0: outputs and their
+                    agreement, eager vs compiled time, variants, fallbacks;
+                    then FixedHiddenMLP on inputs taking different paths.
+                    --dump-dir writes traced/optimized IR, DOT and LLVM IR
   models            list the zoo models
   train MODEL [--steps N] [--optimizer sgd|adam] [--lr X]
                     train a zoo model that returns [batch, classes] logits
                     on a synthetic separable task; prints the loss
   bench MODEL [--batch N] [--threads T] [--json]
-                    eager vs compiled, interleaved in one process after
-                    warm-up: medians, speedup, GFLOP/s or GB/s
+                    eager vs hybridized (compiled) calls, interleaved in one
+                    process after warm-up: medians, speedup, GFLOP/s or
+                    GB/s, variants and fallbacks
   dump MODEL [--stage traced|opt|llvm|asm] [--format text|dot] [--out FILE]
             [--print-after-all] [--print-after=NAME[,NAME]]
                     trace a zoo model on its default input and print (or
@@ -47,29 +54,138 @@ commands:
   help              this text
 )";
 
-void print_model(const bj::examples::ZooModel& m) {
+/// Median of `rounds` timings (microseconds per call) of f, each over enough calls to last ~10 ms.
+struct Timer {
+  static int calls_for(const std::function<void()>& f, double budget_us = 10000) {
+    auto t0 = std::chrono::steady_clock::now();
+    f();
+    double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+    return std::clamp(static_cast<int>(budget_us / std::max(us, 0.01)), 1, 100000);
+  }
+  static double once(const std::function<void()>& f, int calls) {
+    auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < calls; ++i) f();
+    return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / calls;
+  }
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+std::string fmt_us(double us) { return us < 1000 ? fmt::format("{:.2f} us", us) : fmt::format("{:.2f} ms", us / 1000); }
+
+void write_file(const std::string& path, const std::string& text) {
+  std::ofstream f(path);
+  f << text;
+  if (!f) throw bj::ValueError("dump", "cannot write " + path);
+}
+
+/// DIR/MODEL.traced.ir, .traced.dot, .opt.ir, .opt.dot and .ll for a trace of `net` on x.
+void dump_model(const std::string& dir, const std::string& name, bj::nn::Block& net, const bj::Tensor& x) {
+  std::filesystem::create_directories(dir);
+  bj::Trace t = bj::trace(net, x);
+  const std::string base = dir + "/" + name;
+  write_file(base + ".traced.ir", bj::ir::print(*t.graph));
+  write_file(base + ".traced.dot", bj::ir::to_dot(*t.graph));
+  bj::codegen::CompileOptions co;
+  co.keep_ir = true;
+  auto exe = bj::codegen::compile(*t.graph, co);
+  write_file(base + ".opt.ir", bj::ir::print(exe->graph()));
+  write_file(base + ".opt.dot", bj::ir::to_dot(exe->graph()));
+  write_file(base + ".ll", exe->llvm_ir());
+}
+
+/// One zoo model, eager and hybridized: outputs, agreement, times, variants and fallbacks.
+void demo_model(const bj::examples::ZooModel& m, const std::string& dump_dir) {
   bj::manual_seed(0);
   auto net = m.make();
   bj::Tensor x = bj::rand(m.input);
-  bj::Tensor y = (*net)(x);  // the first call also completes deferred shapes
-  fmt::print("== {}: {}\n", m.name, m.description);
-  fmt::print("{}\n", net->repr());
-  fmt::print("parameters:\n");
-  for (const auto& [name, p] : net->named_parameters()) fmt::print("  {:<24} {}\n", name, bj::Type{bj::kF32, p.shape()}.str());
-  auto constants = net->named_constants();
-  if (!constants.empty()) {
-    fmt::print("constants:\n");
-    for (const auto& [name, t] : constants) fmt::print("  {:<24} {}\n", name, t.type().str());
+  bj::NoGradGuard no_grad;  // inference: compiled calls need no autograd graph
+  bj::Tensor ye = net->call_eager(x);  // the first call also completes deferred shapes
+  fmt::print("== {}: {}\n{}\n", m.name, m.description, net->repr());
+  net->hybridize();
+  (*net)(x);  // traced, optimized, compiled
+  bj::Tensor yh = (*net)(x);
+  const double diff = bj::max(bj::abs(ye - yh)).item();
+  const double scale = std::max(1.0, static_cast<double>(bj::max(bj::abs(ye)).item()));
+  std::ostringstream eo, ho;
+  eo << ye;
+  ho << yh;
+  fmt::print("input      {}\neager      {}\nhybridized {}\n", x.type().str(), eo.str(), ho.str());
+  fmt::print("agreement  max |eager - hybridized| = {:.3g}: {}\n", diff, diff <= 1e-5 * scale ? "match" : "MISMATCH");
+  auto eager = [&] { net->call_eager(x); };
+  auto compiled = [&] { (*net)(x); };
+  const int ce = Timer::calls_for(eager, 2000), cc = Timer::calls_for(compiled, 2000);
+  std::vector<double> te, tc;
+  for (int round = 0; round < 9; ++round) {
+    te.push_back(Timer::once(eager, ce));
+    tc.push_back(Timer::once(compiled, cc));
   }
-  fmt::print("input  {}\noutput {}\n\n", x.type().str(), y);
+  const double e = median(te), c = median(tc);
+  const bj::nn::HybridStats s = net->stats();
+  fmt::print("time       eager {}, compiled {} per call: {:.2f}x\n", fmt_us(e), fmt_us(c), e / c);
+  fmt::print("hybridize  {} variant{}, {} eager fallback{} (the traced first call), {:.1f} ms compiling\n\n",
+             s.variants, s.variants == 1 ? "" : "s", s.eager_fallbacks, s.eager_fallbacks == 1 ? "" : "s",
+             s.compile_ms);
+  if (!dump_dir.empty()) dump_model(dump_dir, m.name, *net, x);
+}
+
+/// FixedHiddenMLP on inputs whose halving loop runs different numbers of times.
+void demo_divergence() {
+  fmt::print("== FixedHiddenMLP on data-dependent control flow: `while (x.norm() > 1) x /= 2`\n");
+  fmt::print("Each call's answer is checked against eager mode. A path no variant recorded\n"
+             "fails a guard, runs eagerly and is traced as a new variant (at most 4 here).\n\n");
+  bj::manual_seed(0);
+  bj::examples::FixedHiddenMLP net;
+  net.initialize(bj::init::uniform(0.05));
+  bj::NoGradGuard no_grad;
+  bj::Tensor base = bj::uniform(-1, 1, {2, 20});
+  net.call_eager(base);
+  bj::nn::HybridizeOptions opts;
+  opts.max_variants = 4;
+  net.hybridize(opts);
+  std::vector<std::string> log;
+  bj::nn::set_log_handler([&](const std::string& line) { log.push_back(line); });
+  fmt::print("{:>8}  {:>8}  {:>14}  {:>14}  {}\n", "scale", "halvings", "eager", "hybridized", "how it ran");
+  for (double scale : {1.0, 64.0, 1.0, 4096.0, 64.0, 2.0, 1e6, 4096.0, 1e9, 1e6, 1.0}) {
+    bj::Tensor x = base * scale;
+    const int halvings = bj::trace(net, x).graph->num_guards() - 1;
+    const bj::nn::HybridStats before = net.stats();
+    const double h = (net)(x).item(), e = net.call_eager(x).item();
+    const bj::nn::HybridStats after = net.stats();
+    std::string how = after.compiled_hits > before.compiled_hits ? "compiled"
+                      : after.traces > before.traces            ? "eager, traced as variant " + std::to_string(after.traces)
+                                                                : "eager (variant cap reached)";
+    fmt::print("{:>8g}  {:>8}  {:>14.7g}  {:>14.7g}  {}{}\n", scale, halvings, e, h, how,
+               std::fabs(h - e) <= 1e-5 * std::max(1.0, std::fabs(e)) ? "" : "  MISMATCH");
+  }
+  bj::nn::set_log_handler(nullptr);
+  for (const std::string& line : log) fmt::print("log: {}\n", line);
+  fmt::print("stats: {}\n\n", net.stats().str());
 }
 
 int demo(int argc, char** argv) {
-  if (argc == 0) {
-    for (const auto& m : bj::examples::zoo()) print_model(m);
-  } else {
-    for (int i = 0; i < argc; ++i) print_model(bj::examples::zoo_model(argv[i]));
+  std::string dump_dir;
+  std::vector<std::string> names;
+  for (int i = 0; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--dump-dir") {
+      if (i + 1 >= argc) throw bj::ValueError("demo", "--dump-dir needs a directory");
+      dump_dir = argv[++i];
+    } else {
+      names.push_back(a);
+    }
   }
+  fmt::print("blockjit demo: each zoo model eager and hybridized (compiled by LLVM), on a 2x20 uniform input,\n"
+             "seed 0, {} thread{}; times are medians of interleaved runs.\n\n",
+             bj::rt::num_threads(), bj::rt::num_threads() == 1 ? "" : "s");
+  if (names.empty())
+    for (const auto& m : bj::examples::zoo()) demo_model(m, dump_dir);
+  for (const std::string& n : names) demo_model(bj::examples::zoo_model(n), dump_dir);
+  if (names.empty()) demo_divergence();
+  if (!dump_dir.empty()) fmt::print("dumps (traced/opt IR, DOT, LLVM IR) written to {}\n", dump_dir);
   return 0;
 }
 
@@ -130,12 +246,6 @@ std::map<std::string, std::string> options(int argc, char** argv, const std::set
     }
   }
   return o;
-}
-
-void write_file(const std::string& path, const std::string& text) {
-  std::ofstream f(path);
-  f << text;
-  if (!f) throw bj::ValueError("dump", "cannot write " + path);
 }
 
 int dump(int argc, char** argv) {
@@ -240,26 +350,6 @@ int ir_command(int argc, char** argv) {
   return 0;
 }
 
-/// Median of `rounds` timings (microseconds per call) of f, each over enough calls to last ~10 ms.
-struct Timer {
-  static int calls_for(const std::function<void()>& f) {
-    auto t0 = std::chrono::steady_clock::now();
-    f();
-    double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
-    return std::clamp(static_cast<int>(10000 / std::max(us, 0.01)), 1, 100000);
-  }
-  static double once(const std::function<void()>& f, int calls) {
-    auto t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < calls; ++i) f();
-    return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / calls;
-  }
-};
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
 /// Multiply-adds x2 of every matrix product in g.
 double graph_flops(const bj::ir::Graph& g) {
   double flops = 0;
@@ -284,14 +374,15 @@ int bench(int argc, char** argv) {
   auto net = m.make();
   bj::Tensor x = bj::rand(input);
   bj::NoGradGuard no_grad;  // inference on both sides
-  bj::Trace t = bj::trace(*net, x);
-  bj::CompiledTrace c = bj::compile(t);
-  auto eager = [&] { (*net)(x); };
-  auto compiled = [&] {
-    if (!c.run({x}).guards_hold) throw bj::Error("bench", "a guard failed on the benchmark input");
-  };
+  net->call_eager(x);       // deferred shapes
+  net->hybridize();
+  bj::Tensor ye = net->call_eager(x);
+  (*net)(x);  // traced and compiled
+  bj::Tensor yc = (*net)(x);
+  if (net->stats().compiled_hits != 1) throw bj::Error("bench", "the hybridized call did not run compiled code");
+  auto eager = [&] { net->call_eager(x); };
+  auto compiled = [&] { (*net)(x); };
   // Agreement first: a benchmark of wrong code measures nothing.
-  bj::Tensor ye = (*net)(x), yc = c.run({x}).outputs.at(0);
   double max_diff = bj::max(bj::abs(ye - yc)).item(), scale = bj::max(bj::abs(ye)).item();
   for (int i = 0; i < 3; ++i) eager(), compiled();  // warm-up: caches, allocator, primitives
   const int ce = Timer::calls_for(eager), cc = Timer::calls_for(compiled);
@@ -301,15 +392,19 @@ int bench(int argc, char** argv) {
     tc.push_back(Timer::once(compiled, cc));
   }
   const double eager_us = median(te), compiled_us = median(tc);
+  const bj::nn::HybridStats stats = net->stats();
+  // The compiled variant, for its graph (FLOPs) and how it was compiled.
+  bj::CompiledTrace c = bj::compile(bj::trace(*net, x));
   const double flops = graph_flops(c.executable().graph());
   const double bytes = static_cast<double>(x.type().bytes() + ye.type().bytes());
   std::string rate = flops > 0 ? fmt::format("\"gflops\": {:.1f}", flops / compiled_us / 1e3)
                                : fmt::format("\"gbps\": {:.1f}", bytes / compiled_us / 1e3);
   if (o.count("--json")) {
     fmt::print("{{\"model\": \"{}\", \"batch\": {}, \"threads\": {}, \"eager_us\": {:.3f}, \"compiled_us\": {:.3f}, "
-               "\"speedup\": {:.2f}, {}, \"max_abs_diff\": {:.3g}, \"compile_ms\": {:.1f}, \"from_cache\": {}}}\n",
-               m.name, input[0], threads, eager_us, compiled_us, eager_us / compiled_us, rate, max_diff,
-               c.executable().compile_ms(), c.executable().from_cache() ? "true" : "false");
+               "\"speedup\": {:.2f}, {}, \"max_abs_diff\": {:.3g}, \"variants\": {}, \"fallbacks\": {}, "
+               "\"compiled_hits\": {}, \"compile_ms\": {:.1f}}}\n",
+               m.name, input[0], threads, eager_us, compiled_us, eager_us / compiled_us, rate, max_diff, stats.variants,
+               stats.eager_fallbacks, stats.compiled_hits, stats.compile_ms);
     return 0;
   }
   fmt::print("{} (batch {}, {} thread{}): eager {:.3f} us, compiled {:.3f} us, speedup {:.2f}x\n", m.name, input[0],
@@ -318,8 +413,8 @@ int bench(int argc, char** argv) {
     fmt::print("  {:.1f} GFLOP/s compiled ({:.1f} eager)\n", flops / compiled_us / 1e3, flops / eager_us / 1e3);
   else
     fmt::print("  {:.1f} GB/s compiled ({:.1f} eager)\n", bytes / compiled_us / 1e3, bytes / eager_us / 1e3);
-  fmt::print("  compiled vs eager: max |diff| {:.3g} (max |eager| {:.3g}); compile {:.1f} ms{}\n", max_diff, scale,
-             c.executable().compile_ms(), c.executable().from_cache() ? " (object cache hit)" : "");
+  fmt::print("  compiled vs eager: max |diff| {:.3g} (max |eager| {:.3g})\n", max_diff, scale);
+  fmt::print("  hybridized: {}\n", stats.str());
   return 0;
 }
 
