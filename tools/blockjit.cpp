@@ -402,9 +402,9 @@ int bench(int argc, char** argv) {
   if (o.count("--json")) {
     fmt::print("{{\"model\": \"{}\", \"batch\": {}, \"threads\": {}, \"eager_us\": {:.3f}, \"compiled_us\": {:.3f}, "
                "\"speedup\": {:.2f}, {}, \"max_abs_diff\": {:.3g}, \"variants\": {}, \"fallbacks\": {}, "
-               "\"compiled_hits\": {}, \"compile_ms\": {:.1f}}}\n",
+               "\"compiled_hits\": {}, \"compile_ms\": {:.1f}, \"from_cache\": {}}}\n",
                m.name, input[0], threads, eager_us, compiled_us, eager_us / compiled_us, rate, max_diff, stats.variants,
-               stats.eager_fallbacks, stats.compiled_hits, stats.compile_ms);
+               stats.eager_fallbacks, stats.compiled_hits, stats.compile_ms, stats.cache_hits > 0 ? "true" : "false");
     return 0;
   }
   fmt::print("{} (batch {}, {} thread{}): eager {:.3f} us, compiled {:.3f} us, speedup {:.2f}x\n", m.name, input[0],

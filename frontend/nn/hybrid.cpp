@@ -70,9 +70,9 @@ std::string HybridStats::str() const {
   std::string reasons;
   for (const auto& [why, n] : eager_reasons) reasons += fmt::format("{}{}: {}", reasons.empty() ? "" : ", ", why, n);
   std::string s = fmt::format("{} calls: {} compiled, {} eager{}; {} traces, {} variants, {} compile failures, "
-                              "{:.1f} ms compiling",
+                              "{:.1f} ms compiling ({} from the object cache)",
                               calls, compiled_hits, eager_fallbacks, reasons.empty() ? "" : " (" + reasons + ")",
-                              traces, variants, compile_failures, compile_ms);
+                              traces, variants, compile_failures, compile_ms, cache_hits);
   for (const GuardFailure& g : guard_failures)
     s += fmt::format("\n  {} failed {} time{}, recorded at {}", g.guard, g.count, g.count == 1 ? "" : "s",
                      g.origin.str());
@@ -271,6 +271,7 @@ void Hybrid::compile_variant(Entry* e, Trace t) {
     auto v = std::make_shared<const Variant>(compile(t, co));
     std::lock_guard lock(mu_);
     compile_ms_ += v->code.executable().compile_ms();
+    if (v->code.executable().from_cache()) cache_hits_.fetch_add(1, std::memory_order_relaxed);
     --e->pending;
     e->variants.push_back(std::move(v));
   } catch (const std::exception& err) {
@@ -296,6 +297,7 @@ HybridStats Hybrid::stats() const {
   s.eager_fallbacks = eager_.load();
   s.traces = traces_.load();
   s.compile_failures = compile_failures_.load();
+  s.cache_hits = cache_hits_.load();
   std::lock_guard lock(mu_);
   s.compile_ms = compile_ms_;
   s.eager_reasons.assign(eager_reasons_.begin(), eager_reasons_.end());

@@ -39,6 +39,7 @@ struct HybridStats {
   int64_t traces = 0;            ///< eager calls recorded for compilation
   int64_t variants = 0;          ///< compiled variants now kept
   int64_t compile_failures = 0;  ///< traces that could not be compiled
+  int64_t cache_hits = 0;        ///< variants loaded from the on-disk object cache (no LLVM run)
   double compile_ms = 0;         ///< total time in optimization and LLVM
   std::vector<GuardFailure> guard_failures;  ///< per guard of every variant, those that failed
   /// Why calls ran eagerly: reason -> count ("new path", "grad mode", "variant cap", ...).

@@ -73,7 +73,7 @@ class Hybrid {
   std::atomic<uint64_t> epoch_seen_;
   uint64_t fingerprint_ = 0;
   std::atomic<bool> has_params_;
-  std::atomic<int64_t> calls_{0}, hits_{0}, eager_{0}, traces_{0}, compile_failures_{0};
+  std::atomic<int64_t> calls_{0}, hits_{0}, eager_{0}, traces_{0}, compile_failures_{0}, cache_hits_{0};
   double compile_ms_ = 0;
   std::map<std::string, int64_t> eager_reasons_;
   bool warned_ = false;
