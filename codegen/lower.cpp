@@ -579,9 +579,11 @@ class Lowerer {
     });
   }
 
-  /// C = A * B with B packed as [K, N]: per row i, C[i, :] accumulates
-  /// A[i, k] * Bt[k, :] in memory (vectorized over N), then the epilogue runs
-  /// over the row.
+  /// C = A * B with B packed as [K, N] (N a multiple of 16): a register-blocked
+  /// kernel. Each tile of MR rows x NR 16-float vectors keeps its MR*NR
+  /// accumulators in registers over the k loop (one broadcast of A and one
+  /// fused multiply-add per accumulator and k), then stores them to C; the
+  /// epilogue then runs over the tile's rows (vectorized by LLVM).
   void emit_packed_contraction(const ir::Node& mm, const std::vector<const ir::Node*>& epilogue,
                                const std::vector<const ir::Value*>& stores, LV* packed, int64_t M_, int64_t N_,
                                int64_t K_, int64_t a_i, int64_t a_k) {
@@ -596,28 +598,72 @@ class Lowerer {
     for (const ir::Value* v : ext) add_operand(ops, v, broadcast_strides(v->type.shape, cs));
     for (const ir::Value* v : stores) add_operand(ops, v, contiguous_strides(cs));
     const bool direct = epilogue.empty() && stores.size() == 1 && stores[0] == mm.result;
+    // Tile: NR vectors (a divisor of N/16, at most 8) by MR rows (a divisor of M, at most 24/NR accumulators).
+    const int64_t V = N_ / 16;
+    int64_t NR = std::min<int64_t>(V, 8), MR = 1;
+    while (V % NR) --NR;
+    for (int64_t r = std::min<int64_t>(4, 24 / NR); r > 1; --r)
+      if (M_ % r == 0) {
+        MR = r;
+        break;
+      }
     auto i64c = [&](int64_t v) { return B.getInt64(static_cast<uint64_t>(v)); };
-    emit_loop_function(Space{{M_}, {}}, ops.addrs, false, [&](const std::vector<LV*>& ivs, const std::vector<LV*>& ptrs) {
-      LV* i = ivs[0];
-      LV* row = B.CreateInBoundsGEP(f32_, ptrs[2], B.CreateMul(i, i64c(N_)));
-      loop(i64c(0), i64c(N_), [&](LV* j) { B.CreateStore(llvm::ConstantFP::get(f32_, 0.0), B.CreateInBoundsGEP(f32_, row, j)); });
-      loop(i64c(0), i64c(K_), [&](LV* k) {
-        LV* a = B.CreateLoad(f32_, B.CreateInBoundsGEP(f32_, ptrs[0], B.CreateAdd(B.CreateMul(i, i64c(a_i)), B.CreateMul(k, i64c(a_k)))));
-        LV* brow = B.CreateInBoundsGEP(f32_, ptrs[1], B.CreateMul(k, i64c(N_)));
-        loop(i64c(0), i64c(N_), [&](LV* j) {
-          LV* p = B.CreateInBoundsGEP(f32_, row, j);
-          B.CreateStore(B.CreateFAdd(B.CreateLoad(f32_, p), B.CreateFMul(a, B.CreateLoad(f32_, B.CreateInBoundsGEP(f32_, brow, j)))), p);
-        });
+    auto* vty = llvm::FixedVectorType::get(f32_, 16);
+    llvm::Function* fma = llvm::Intrinsic::getDeclaration(&M, llvm::Intrinsic::fmuladd, {vty});
+    emit_loop_function(Space{{M_ / MR}, {}}, ops.addrs, false, [&](const std::vector<LV*>& ivs, const std::vector<LV*>& ptrs) {
+      LV* i0 = B.CreateMul(ivs[0], i64c(MR));
+      loop(i64c(0), i64c(V / NR), [&](LV* jt) {
+        LV* col = B.CreateMul(jt, i64c(NR * 16));  // first column of the tile
+        // k loop with the accumulators as phis
+        auto* pre = B.GetInsertBlock();
+        llvm::Function* f = pre->getParent();
+        auto* head = llvm::BasicBlock::Create(C, "kloop", f);
+        auto* exit = llvm::BasicBlock::Create(C, "kloop_end", f);
+        B.CreateBr(head);
+        B.SetInsertPoint(head);
+        auto* k = B.CreatePHI(i64_, 2);
+        k->addIncoming(i64c(0), pre);
+        std::vector<llvm::PHINode*> acc;
+        for (int64_t t = 0; t < MR * NR; ++t) {
+          acc.push_back(B.CreatePHI(vty, 2));
+          acc.back()->addIncoming(llvm::ConstantAggregateZero::get(vty), pre);
+        }
+        std::vector<LV*> b;
+        LV* brow = B.CreateInBoundsGEP(f32_, ptrs[1], B.CreateAdd(B.CreateMul(k, i64c(N_)), col));
+        for (int64_t c = 0; c < NR; ++c)
+          b.push_back(B.CreateAlignedLoad(vty, B.CreateConstInBoundsGEP1_64(f32_, brow, static_cast<uint64_t>(c * 16)),
+                                          llvm::Align(4)));
+        std::vector<LV*> next(acc.begin(), acc.end());
+        for (int64_t r = 0; r < MR; ++r) {
+          LV* ai = B.CreateAdd(B.CreateMul(B.CreateAdd(i0, i64c(r)), i64c(a_i)), B.CreateMul(k, i64c(a_k)));
+          LV* a = B.CreateVectorSplat(16, B.CreateLoad(f32_, B.CreateInBoundsGEP(f32_, ptrs[0], ai)));
+          for (int64_t c = 0; c < NR; ++c) next[r * NR + c] = B.CreateCall(fma, {a, b[c], next[r * NR + c]});
+        }
+        LV* k1 = B.CreateAdd(k, i64c(1), "", true, true);
+        k->addIncoming(k1, B.GetInsertBlock());
+        for (int64_t t = 0; t < MR * NR; ++t) acc[t]->addIncoming(next[t], B.GetInsertBlock());
+        B.CreateCondBr(B.CreateICmpSLT(k1, i64c(K_)), head, exit);
+        B.SetInsertPoint(exit);
+        for (int64_t r = 0; r < MR; ++r) {
+          LV* row = B.CreateInBoundsGEP(f32_, ptrs[2], B.CreateAdd(B.CreateMul(B.CreateAdd(i0, i64c(r)), i64c(N_)), col));
+          for (int64_t c = 0; c < NR; ++c)
+            B.CreateAlignedStore(next[r * NR + c], B.CreateConstInBoundsGEP1_64(f32_, row, static_cast<uint64_t>(c * 16)),
+                                 llvm::Align(4));
+        }
       });
       if (direct) return;
-      loop(i64c(0), i64c(N_), [&](LV* j) {
-        std::vector<LV*> at{i, j};
-        std::unordered_map<const ir::Value*, LV*> val{{mm.result, B.CreateLoad(f32_, B.CreateInBoundsGEP(f32_, row, j))}};
-        for (size_t e = 0; e < ext.size(); ++e)
-          val[ext[e]] = load_element(ext[e]->type, ptrs[3 + e], offset(at, ops.strides[3 + e]));
-        for (const ir::Node* n : epilogue) val[n->result] = scalar(*n, val);
-        for (size_t s = 0; s < stores.size(); ++s)
-          store_element(stores[s]->type, val.at(stores[s]), ptrs[3 + ext.size() + s], offset(at, ops.strides[3 + ext.size() + s]));
+      loop(i64c(0), i64c(MR), [&](LV* r) {
+        LV* i = B.CreateAdd(i0, r);
+        LV* row = B.CreateInBoundsGEP(f32_, ptrs[2], B.CreateMul(i, i64c(N_)));
+        loop(i64c(0), i64c(N_), [&](LV* j) {
+          std::vector<LV*> at{i, j};
+          std::unordered_map<const ir::Value*, LV*> val{{mm.result, B.CreateLoad(f32_, B.CreateInBoundsGEP(f32_, row, j))}};
+          for (size_t e = 0; e < ext.size(); ++e)
+            val[ext[e]] = load_element(ext[e]->type, ptrs[3 + e], offset(at, ops.strides[3 + e]));
+          for (const ir::Node* n : epilogue) val[n->result] = scalar(*n, val);
+          for (size_t s = 0; s < stores.size(); ++s)
+            store_element(stores[s]->type, val.at(stores[s]), ptrs[3 + ext.size() + s], offset(at, ops.strides[3 + ext.size() + s]));
+        });
       });
     });
   }

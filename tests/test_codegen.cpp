@@ -344,3 +344,21 @@ TEST_CASE("a large dense layer is one oneDNN primitive (bias and relu fused, wei
   check_near(c.run({x}).outputs.at(0), dense(x), Tol{1e-5, 1e-6});
 }
 
+
+TEST_CASE("small products with a packed parameter: every tile shape equals eager") {
+  manual_seed(13);
+  NoGradGuard no_grad;
+  for (int64_t units : {16, 48, 80, 272}) {  // 1, 3, 5 and 17 vectors per row
+    nn::Dense dense(units, "relu");
+    dense.initialize();
+    for (int64_t batch : {1, 2, 3, 4, 5, 8, 9}) {
+      CAPTURE(units);
+      CAPTURE(batch);
+      Tensor x = uniform(-1, 1, {batch, 24});
+      dense(x);
+      CompiledTrace c = compile(trace(dense, x));
+      REQUIRE(c.executable().plan().packed.size() == 1);
+      check_near(c.run({x}).outputs.at(0), dense(x), Tol{1e-5, 1e-6});
+    }
+  }
+}
