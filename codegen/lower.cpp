@@ -313,6 +313,17 @@ class Lowerer {
     call_loop_function(lf.wrapper, operands, space.dims[0], parallel);
   }
 
+  /// Loop metadata on `latch`: LLVM unrolls that loop at most `count` times.
+  void limit_unroll(llvm::Instruction* latch, int count) {
+    llvm::MDNode* self = llvm::MDNode::getTemporary(C, {}).release();
+    llvm::Metadata* hint = llvm::MDNode::get(C, {llvm::MDString::get(C, "llvm.loop.unroll.count"),
+                                                  llvm::ConstantAsMetadata::get(B.getInt32(static_cast<uint32_t>(count)))});
+    llvm::MDNode* id = llvm::MDNode::get(C, {self, hint});
+    id->replaceOperandWith(0, id);
+    llvm::MDNode::deleteTemporary(self);
+    latch->setMetadata(llvm::LLVMContext::MD_loop, id);
+  }
+
   /// for (iv = lo; iv < hi; ++iv) body(iv)
   void loop(LV* lo, LV* hi, const std::function<void(LV*)>& body) {
     llvm::Function* f = B.GetInsertBlock()->getParent();
@@ -642,7 +653,8 @@ class Lowerer {
         LV* k1 = B.CreateAdd(k, i64c(1), "", true, true);
         k->addIncoming(k1, B.GetInsertBlock());
         for (int64_t t = 0; t < MR * NR; ++t) acc[t]->addIncoming(next[t], B.GetInsertBlock());
-        B.CreateCondBr(B.CreateICmpSLT(k1, i64c(K_)), head, exit);
+        // The body is already MR*NR multiply-adds: unrolled by 2 at most.
+        limit_unroll(B.CreateCondBr(B.CreateICmpSLT(k1, i64c(K_)), head, exit), 2);
         B.SetInsertPoint(exit);
         for (int64_t r = 0; r < MR; ++r) {
           LV* row = B.CreateInBoundsGEP(f32_, ptrs[2], B.CreateAdd(B.CreateMul(B.CreateAdd(i0, i64c(r)), i64c(N_)), col));
