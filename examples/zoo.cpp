@@ -47,12 +47,35 @@ struct ElementwiseChain : nn::Block {
   Tensor& b = add_constant("b", full({}, -0.25));
   Tensor forward(const Tensor& x) override { return relu(x * a + b) * sigmoid(x) + tanh(x) - 0.5 * x; }
 };
+
+/// 32 steps of x = x * 0.5 + s * 0.01, each s = x.sum() and, when `Guarded`, a branch on s (always taken):
+/// the two differ only by 32 guards, so their time difference is what checking guards costs.
+template <bool Guarded>
+struct GuardChain : nn::Block {
+  static constexpr int kSteps = 32;
+  Tensor forward(const Tensor& input) override {
+    Tensor x = input;
+    for (int i = 0; i < kSteps; ++i) {
+      Tensor s = x.sum();
+      if constexpr (Guarded) {
+        if (s > -1e30) x = x * 0.5 + s * 0.01;
+      } else {
+        x = x * 0.5 + s * 0.01;
+      }
+    }
+    return x;
+  }
+};
 }  // namespace
 
 const std::vector<ZooModel>& perf_zoo() {
   static const std::vector<ZooModel> models = {
       {"large-mlp", "1024 -> 4096 -> ReLU -> 4096 -> ReLU -> 1024, batch 256 (oneDNN-sized products)", {256, 1024},
        maker<Sequential>("large-mlp", [] { return Sequential(Dense(4096, "relu"), Dense(4096, "relu"), Dense(1024)); })},
+      {"guard-chain", "32 steps of x = x * 0.5 + 0.01 * x.sum(), each behind `if (x.sum() > -1e30)`: 32 guards", {2, 8},
+       maker<GuardChain<true>>("guard-chain")},
+      {"guard-chain-free", "guard-chain without its branches: the same work and no guard", {2, 8},
+       maker<GuardChain<false>>("guard-chain-free")},
       {"elementwise-chain", "relu(x*a+b)*sigmoid(x)+tanh(x)-0.5*x over 16M floats", {4096, 4096},
        maker<ElementwiseChain>("elementwise-chain")},
   };

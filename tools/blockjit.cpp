@@ -42,6 +42,8 @@ commands:
                     eager vs hybridized (compiled) calls, interleaved in one
                     process after warm-up: medians, speedup, GFLOP/s or
                     GB/s, variants and fallbacks
+  bench guard-cost [--json]
+                    what checking one guard costs in compiled code
   dump MODEL [--stage traced|opt|llvm|asm] [--format text|dot] [--out FILE]
             [--print-after-all] [--print-after=NAME[,NAME]]
                     trace a zoo model on its default input and print (or
@@ -361,8 +363,44 @@ double graph_flops(const bj::ir::Graph& g) {
   return flops;
 }
 
+/// What a guard costs in compiled code: guard-chain (32 guards) against guard-chain-free (the same
+/// work without them), both hybridized, interleaved.
+int guard_cost(bool json) {
+  bj::NoGradGuard no_grad;
+  bj::manual_seed(0);
+  bj::Tensor x = bj::rand(bj::examples::zoo_model("guard-chain").input);
+  std::shared_ptr<bj::nn::Block> nets[2];
+  for (int i = 0; i < 2; ++i) {
+    nets[i] = bj::examples::zoo_model(i == 0 ? "guard-chain" : "guard-chain-free").make();
+    nets[i]->hybridize();
+    (*nets[i])(x);
+    (*nets[i])(x);
+    if (nets[i]->stats().compiled_hits != 1) throw bj::Error("bench", "guard-chain did not run compiled code");
+  }
+  const int guards = bj::trace(*nets[0], x).graph->num_guards();
+  auto guarded = [&] { (*nets[0])(x); };
+  auto free = [&] { (*nets[1])(x); };
+  const int cg = Timer::calls_for(guarded), cf = Timer::calls_for(free);
+  std::vector<double> tg, tf;
+  for (int round = 0; round < 15; ++round) {
+    tg.push_back(Timer::once(guarded, cg));
+    tf.push_back(Timer::once(free, cf));
+  }
+  const double g = median(tg), f = median(tf), per_guard_ns = (g - f) * 1000 / guards;
+  if (json)
+    fmt::print("{{\"model\": \"guard-cost\", \"guards\": {}, \"guarded_us\": {:.3f}, \"unguarded_us\": {:.3f}, "
+               "\"ns_per_guard\": {:.2f}}}\n",
+               guards, g, f, per_guard_ns);
+  else
+    fmt::print("guard-cost: {} guards: {:.3f} us guarded, {:.3f} us without: {:.2f} ns per guard\n", guards, g, f,
+               per_guard_ns);
+  return 0;
+}
+
 int bench(int argc, char** argv) {
   if (argc < 1) throw bj::ValueError("bench", "needs a model name (see `blockjit models`)");
+  if (std::string(argv[0]) == "guard-cost")
+    return guard_cost(options(argc - 1, argv + 1, {}, {"--json"}, "bench").count("--json") > 0);
   const auto& m = bj::examples::zoo_model(argv[0]);
   auto o = options(argc - 1, argv + 1, {"--batch", "--threads"}, {"--json"}, "bench");
   bj::Shape input = m.input;
@@ -380,21 +418,24 @@ int bench(int argc, char** argv) {
   (*net)(x);  // traced and compiled
   bj::Tensor yc = (*net)(x);
   if (net->stats().compiled_hits != 1) throw bj::Error("bench", "the hybridized call did not run compiled code");
+  // The same variant outside hybridize (its graph gives the FLOPs; its direct run, the lookup's cost).
+  bj::CompiledTrace c = bj::compile(bj::trace(*net, x));
+  bj::Tensor yd;
   auto eager = [&] { net->call_eager(x); };
   auto compiled = [&] { (*net)(x); };
+  auto direct = [&] { c.try_run(x, yd); };
   // Agreement first: a benchmark of wrong code measures nothing.
   double max_diff = bj::max(bj::abs(ye - yc)).item(), scale = bj::max(bj::abs(ye)).item();
-  for (int i = 0; i < 3; ++i) eager(), compiled();  // warm-up: caches, allocator, primitives
-  const int ce = Timer::calls_for(eager), cc = Timer::calls_for(compiled);
-  std::vector<double> te, tc;
-  for (int round = 0; round < 15; ++round) {  // interleaved, so both see the same machine
+  for (int i = 0; i < 3; ++i) eager(), compiled(), direct();  // warm-up: caches, allocator, primitives
+  const int ce = Timer::calls_for(eager), cc = Timer::calls_for(compiled), cd = Timer::calls_for(direct);
+  std::vector<double> te, tc, td;
+  for (int round = 0; round < 15; ++round) {  // interleaved, so all see the same machine
     te.push_back(Timer::once(eager, ce));
     tc.push_back(Timer::once(compiled, cc));
+    td.push_back(Timer::once(direct, cd));
   }
-  const double eager_us = median(te), compiled_us = median(tc);
+  const double eager_us = median(te), compiled_us = median(tc), direct_us = median(td);
   const bj::nn::HybridStats stats = net->stats();
-  // The compiled variant, for its graph (FLOPs) and how it was compiled.
-  bj::CompiledTrace c = bj::compile(bj::trace(*net, x));
   const double flops = graph_flops(c.executable().graph());
   const double bytes = static_cast<double>(x.type().bytes() + ye.type().bytes());
   std::string rate = flops > 0 ? fmt::format("\"gflops\": {:.1f}", flops / compiled_us / 1e3)
@@ -402,9 +443,10 @@ int bench(int argc, char** argv) {
   if (o.count("--json")) {
     fmt::print("{{\"model\": \"{}\", \"batch\": {}, \"threads\": {}, \"eager_us\": {:.3f}, \"compiled_us\": {:.3f}, "
                "\"speedup\": {:.2f}, {}, \"max_abs_diff\": {:.3g}, \"variants\": {}, \"fallbacks\": {}, "
-               "\"compiled_hits\": {}, \"compile_ms\": {:.1f}, \"from_cache\": {}}}\n",
+               "\"compiled_hits\": {}, \"direct_us\": {:.3f}, \"compile_ms\": {:.1f}, \"from_cache\": {}}}\n",
                m.name, input[0], threads, eager_us, compiled_us, eager_us / compiled_us, rate, max_diff, stats.variants,
-               stats.eager_fallbacks, stats.compiled_hits, stats.compile_ms, stats.cache_hits > 0 ? "true" : "false");
+               stats.eager_fallbacks, stats.compiled_hits, direct_us, stats.compile_ms,
+               stats.cache_hits > 0 ? "true" : "false");
     return 0;
   }
   fmt::print("{} (batch {}, {} thread{}): eager {:.3f} us, compiled {:.3f} us, speedup {:.2f}x\n", m.name, input[0],
@@ -414,6 +456,7 @@ int bench(int argc, char** argv) {
   else
     fmt::print("  {:.1f} GB/s compiled ({:.1f} eager)\n", bytes / compiled_us / 1e3, bytes / eager_us / 1e3);
   fmt::print("  compiled vs eager: max |diff| {:.3g} (max |eager| {:.3g})\n", max_diff, scale);
+  fmt::print("  the same code run directly (no variant lookup): {:.3f} us\n", direct_us);
   fmt::print("  hybridized: {}\n", stats.str());
   return 0;
 }
