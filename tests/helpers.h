@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <functional>
 #include <string>
 #include <vector>
@@ -34,6 +35,18 @@ inline void check_close(const Tensor& got, const std::vector<double>& expected, 
 inline void check_close(const Tensor& got, const Tensor& expected, double rtol = 1e-5, double atol = 1e-6) {
   REQUIRE(got.shape() == expected.shape());
   check_close(got, values(expected), rtol, atol);
+}
+
+/// Runs a shell command; its standard output (and error if the command redirects it).
+inline std::string run_command(const std::string& cmd, int* status = nullptr) {
+  FILE* p = popen(cmd.c_str(), "r");
+  REQUIRE(p != nullptr);
+  std::string out;
+  char buf[512];
+  while (fgets(buf, sizeof buf, p)) out += buf;
+  int rc = pclose(p);
+  if (status) *status = rc;
+  return out;
 }
 
 struct Tol {

@@ -264,12 +264,9 @@ TEST_CASE("the object cache: a second process hits it, a corrupt or truncated en
   fs::remove_all(dir);
   const std::string cmd = "BJ_CACHE_DIR='" + dir.string() + "' '" + BJ_BINARY_DIR + "/bin/blockjit' bench mlp --threads 1 --json";
   auto run_process = [&] {
-    FILE* p = popen(cmd.c_str(), "r");
-    REQUIRE(p != nullptr);
-    std::string out;
-    char buf[512];
-    while (fgets(buf, sizeof buf, p)) out += buf;
-    CHECK(pclose(p) == 0);
+    int status = -1;
+    std::string out = test::run_command(cmd, &status);
+    CHECK(status == 0);
     return out;
   };
   CHECK(run_process().find("\"from_cache\": false") != std::string::npos);

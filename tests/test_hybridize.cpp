@@ -367,3 +367,33 @@ TEST_CASE("the benchmark's guard-chain (32 guards that hold) and its guard-free 
     CHECK(trace(*net, uniform(-1, 1, {2, 8})).graph->num_guards() == (std::string(name) == "guard-chain" ? 32 : 0));
   }
 }
+
+TEST_CASE("a hybridized child inside a plain parent runs compiled when the parent calls it") {
+  manual_seed(15);
+  struct Parent : nn::Block {
+    examples::MLP& mlp = add("mlp", examples::MLP());
+    Tensor forward(const Tensor& x) override { return mlp(x) * 2; }
+  };
+  Parent net;
+  net.initialize();
+  NoGradGuard no_grad;
+  net.mlp.hybridize();
+  for (int i = 0; i < 4; ++i) {
+    Tensor x = uniform(-1, 1, {3, 20});
+    Tensor want = net.mlp.call_eager(x) * 2;
+    check_near(net(x), want, kTol);
+  }
+  CHECK(net.mlp.stats().calls == 4);
+  CHECK(net.mlp.stats().compiled_hits == 3);
+  CHECK(!net.is_hybridized());
+}
+
+TEST_CASE("BJ_LOG=stats prints each hybridized block's report at exit") {
+  std::string cmd = std::string("BJ_LOG=stats '") + BJ_BINARY_DIR + "/bin/blockjit' bench mlp --threads 1 --json 2>&1";
+  int status = -1;
+  std::string out = test::run_command(cmd, &status);
+  CHECK(status == 0);
+  INFO(out);
+  CHECK(out.find("blockjit: stats for mlp:") != std::string::npos);
+  CHECK(out.find("compiled, 1 eager (new key: 1)") != std::string::npos);
+}
