@@ -411,7 +411,13 @@ class Lowerer {
     emit_loop_function(space, ops.addrs, parallel, [&](const std::vector<LV*>& ivs, const std::vector<LV*>& ptrs) {
       std::unordered_map<const ir::Value*, LV*> val;
       load_externals(ext, ptrs, ivs, space, val);
-      for (const ir::Node* n : body) val[n->result] = scalar(*n, val);
+      {  // a multiply feeding an add within the region may become one fused multiply-add
+        llvm::IRBuilderBase::FastMathFlagGuard guard(B);
+        llvm::FastMathFlags fmf;
+        fmf.setAllowContract();
+        B.setFastMathFlags(fmf);
+        for (const ir::Node* n : body) val[n->result] = scalar(*n, val);
+      }
       store_values(stores, ext.size(), ptrs, ivs, space, val);
     });
   }
