@@ -32,19 +32,21 @@ LV* poly(IRBuilder<>& B, LV* x, std::initializer_list<double> coeffs) {  // Horn
   return p;
 }
 
-/// exp of x already clamped to [-86.6, 88.72283]: x = n ln2 + r, |r| <= ln2/2;
+/// exp of x already clamped to [-86.6, 88.72283]: x = n ln2 + r, |r| <= ln2/2 (n rounded to nearest);
 /// exp(r) by a degree-6 polynomial; 2^n assembled in the exponent bits as
 /// 2^(n-1) * 2 so n up to 128 stays finite. NaN stays NaN.
 LV* exp_clamped(IRBuilder<>& B, LV* xc) {
   auto fp = [&](double v) { return llvm::ConstantFP::get(B.getFloatTy(), v); };
   llvm::IRBuilderBase::FastMathFlagGuard guard(B);
   B.setFastMathFlags(approximation_flags());
-  LV* n = B.CreateUnaryIntrinsic(llvm::Intrinsic::floor, B.CreateFAdd(B.CreateFMul(xc, fp(1.44269504088896341)), fp(0.5)));
+  // n = round(x / ln2) by the 1.5 * 2^23 shifter: t's low mantissa bits hold n as an integer.
+  LV* t = B.CreateFAdd(B.CreateFMul(xc, fp(1.44269504088896341)), fp(12582912.0));
+  LV* n = B.CreateFSub(t, fp(12582912.0));
   LV* r = B.CreateFSub(B.CreateFSub(xc, B.CreateFMul(n, fp(0.693359375))), B.CreateFMul(n, fp(-2.12194440e-4)));
   LV* z = B.CreateFMul(r, r);
   LV* p = poly(B, r, {1.9875691500E-4, 1.3981999507E-3, 8.3334519073E-3, 4.1665795894E-2, 1.6666665459E-1, 5.0000001201E-1});
   LV* y = B.CreateFAdd(B.CreateFAdd(B.CreateFMul(p, z), r), fp(1.0));
-  LV* bits = B.CreateShl(B.CreateAdd(B.CreateFPToSI(n, B.getInt32Ty()), B.getInt32(126)), 23);
+  LV* bits = B.CreateAdd(B.CreateShl(B.CreateBitCast(t, B.getInt32Ty()), 23), B.getInt32(126 << 23));  // 2^(n-1)
   return B.CreateFMul(B.CreateFMul(y, B.CreateBitCast(bits, B.getFloatTy())), fp(2.0));
 }
 
