@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -131,11 +132,13 @@ std::shared_ptr<const Executable::Packed> Executable::packed(size_t slot, const 
   if (pk.dnnl) {
     data = rt::make_storage(rt::matmul_packed_weight_bytes(*pk.dnnl));
     rt::matmul_pack_weight(*pk.dnnl, src, data->data());
-  } else {  // [n, k] -> [k, n]
-    data = rt::make_storage(static_cast<size_t>(pk.n * pk.k) * sizeof(float));
+  } else {  // [n, k] -> [k, n_pad], zero columns after n
+    const int64_t np = pk.n_pad();
+    data = rt::make_storage(static_cast<size_t>(np * pk.k) * sizeof(float));
     float* dst = static_cast<float*>(data->data());
+    std::fill(dst, dst + np * pk.k, 0.0f);
     for (int64_t j = 0; j < pk.n; ++j)
-      for (int64_t k = 0; k < pk.k; ++k) dst[k * pk.n + j] = src[j * pk.k + k];
+      for (int64_t k = 0; k < pk.k; ++k) dst[k * np + j] = src[j * pk.k + k];
   }
   auto fresh = std::make_shared<const Packed>(Packed{param.data, version ? *version : 0, std::move(data)});
   if (version) {

@@ -607,21 +607,36 @@ class Lowerer {
     const Shape& cs = mm.result->type.shape;
     std::vector<const ir::Value*> ext = externals(epilogue);
     std::erase(ext, mm.result);
+    // The product's rows: the result itself, or padded rows in scratch when N is not a multiple of 16.
+    const int64_t NP = (N_ + 15) / 16 * 16;
+    auto padded = plan_.padded_product.find(&mm);
+    LV* product = padded == plan_.padded_product.end()
+                      ? address(mm.result)
+                      : B.CreateConstInBoundsGEP1_64(i8_, arena_, static_cast<uint64_t>(padded->second));
     Operands ops;
     add_operand(ops, mm.inputs[0], {});
-    ops.addrs.push_back(packed);
-    ops.strides.push_back({});
-    add_operand(ops, mm.result, {});
+    for (LV* p : {packed, product}) {
+      ops.addrs.push_back(p);
+      ops.strides.push_back({});
+    }
     for (const ir::Value* v : ext) add_operand(ops, v, broadcast_strides(v->type.shape, cs));
     for (const ir::Value* v : stores) add_operand(ops, v, contiguous_strides(cs));
-    const bool direct = epilogue.empty() && stores.size() == 1 && stores[0] == mm.result;
+    const bool direct = epilogue.empty() && stores.size() == 1 && stores[0] == mm.result && NP == N_;
     // Tile: NR vectors (a divisor of N/16, at most 8) by MR rows (a divisor of M, at most 24/NR accumulators).
-    const int64_t V = N_ / 16;
+    const int64_t V = NP / 16;
     int64_t NR = std::min<int64_t>(V, 8), MR = 1;
     while (V % NR) --NR;
     for (int64_t r = std::min<int64_t>(4, 24 / NR); r > 1; --r)
       if (M_ % r == 0) {
         MR = r;
+        break;
+      }
+    // Few accumulators would wait on each other's multiply-add latency: with U (a divisor of K) sets
+    // of partial sums over interleaved k, about 12 independent chains are in flight.
+    int64_t U = 1;
+    for (int64_t u = std::min<int64_t>(8, (12 + MR * NR - 1) / (MR * NR)); u > 1; --u)
+      if (K_ % u == 0) {
+        U = u;
         break;
       }
     auto i64c = [&](int64_t v) { return B.getInt64(static_cast<uint64_t>(v)); };
@@ -638,32 +653,41 @@ class Lowerer {
         auto* exit = llvm::BasicBlock::Create(C, "kloop_end", f);
         B.CreateBr(head);
         B.SetInsertPoint(head);
-        auto* k = B.CreatePHI(i64_, 2);
+        auto* k = B.CreatePHI(i64_, 2);  // steps of U
         k->addIncoming(i64c(0), pre);
+        const int64_t T = MR * NR;  // accumulators per k
         std::vector<llvm::PHINode*> acc;
-        for (int64_t t = 0; t < MR * NR; ++t) {
+        for (int64_t t = 0; t < U * T; ++t) {
           acc.push_back(B.CreatePHI(vty, 2));
           acc.back()->addIncoming(llvm::ConstantAggregateZero::get(vty), pre);
         }
-        std::vector<LV*> b;
-        LV* brow = B.CreateInBoundsGEP(f32_, ptrs[1], B.CreateAdd(B.CreateMul(k, i64c(N_)), col));
-        for (int64_t c = 0; c < NR; ++c)
-          b.push_back(B.CreateAlignedLoad(vty, B.CreateConstInBoundsGEP1_64(f32_, brow, static_cast<uint64_t>(c * 16)),
-                                          llvm::Align(4)));
         std::vector<LV*> next(acc.begin(), acc.end());
-        for (int64_t r = 0; r < MR; ++r) {
-          LV* ai = B.CreateAdd(B.CreateMul(B.CreateAdd(i0, i64c(r)), i64c(a_i)), B.CreateMul(k, i64c(a_k)));
-          LV* a = B.CreateVectorSplat(16, B.CreateLoad(f32_, B.CreateInBoundsGEP(f32_, ptrs[0], ai)));
-          for (int64_t c = 0; c < NR; ++c) next[r * NR + c] = B.CreateCall(fma, {a, b[c], next[r * NR + c]});
+        for (int64_t u = 0; u < U; ++u) {
+          LV* kk = B.CreateAdd(k, i64c(u));
+          LV* brow = B.CreateInBoundsGEP(f32_, ptrs[1], B.CreateAdd(B.CreateMul(kk, i64c(NP)), col));
+          std::vector<LV*> b;
+          for (int64_t c = 0; c < NR; ++c)
+            b.push_back(B.CreateAlignedLoad(vty, B.CreateConstInBoundsGEP1_64(f32_, brow, static_cast<uint64_t>(c * 16)),
+                                            llvm::Align(4)));
+          for (int64_t r = 0; r < MR; ++r) {
+            LV* ai = B.CreateAdd(B.CreateMul(B.CreateAdd(i0, i64c(r)), i64c(a_i)), B.CreateMul(kk, i64c(a_k)));
+            LV* a = B.CreateVectorSplat(16, B.CreateLoad(f32_, B.CreateInBoundsGEP(f32_, ptrs[0], ai)));
+            for (int64_t c = 0; c < NR; ++c) {
+              LV*& sum = next[u * T + r * NR + c];
+              sum = B.CreateCall(fma, {a, b[c], sum});
+            }
+          }
         }
-        LV* k1 = B.CreateAdd(k, i64c(1), "", true, true);
+        LV* k1 = B.CreateAdd(k, i64c(U), "", true, true);
         k->addIncoming(k1, B.GetInsertBlock());
-        for (int64_t t = 0; t < MR * NR; ++t) acc[t]->addIncoming(next[t], B.GetInsertBlock());
-        // The body is already MR*NR multiply-adds: unrolled by 2 at most.
+        for (int64_t t = 0; t < U * T; ++t) acc[t]->addIncoming(next[t], B.GetInsertBlock());
+        // The body is already U*MR*NR multiply-adds: unrolled by 2 at most.
         limit_unroll(B.CreateCondBr(B.CreateICmpSLT(k1, i64c(K_)), head, exit), 2);
         B.SetInsertPoint(exit);
+        for (int64_t t = 0; t < T; ++t)  // the U partial sums of each accumulator
+          for (int64_t u = 1; u < U; ++u) next[t] = B.CreateFAdd(next[t], next[u * T + t]);
         for (int64_t r = 0; r < MR; ++r) {
-          LV* row = B.CreateInBoundsGEP(f32_, ptrs[2], B.CreateAdd(B.CreateMul(B.CreateAdd(i0, i64c(r)), i64c(N_)), col));
+          LV* row = B.CreateInBoundsGEP(f32_, ptrs[2], B.CreateAdd(B.CreateMul(B.CreateAdd(i0, i64c(r)), i64c(NP)), col));
           for (int64_t c = 0; c < NR; ++c)
             B.CreateAlignedStore(next[r * NR + c], B.CreateConstInBoundsGEP1_64(f32_, row, static_cast<uint64_t>(c * 16)),
                                  llvm::Align(4));
@@ -672,7 +696,7 @@ class Lowerer {
       if (direct) return;
       loop(i64c(0), i64c(MR), [&](LV* r) {
         LV* i = B.CreateAdd(i0, r);
-        LV* row = B.CreateInBoundsGEP(f32_, ptrs[2], B.CreateMul(i, i64c(N_)));
+        LV* row = B.CreateInBoundsGEP(f32_, ptrs[2], B.CreateMul(i, i64c(NP)));
         loop(i64c(0), i64c(N_), [&](LV* j) {
           std::vector<LV*> at{i, j};
           std::unordered_map<const ir::Value*, LV*> val{{mm.result, B.CreateLoad(f32_, B.CreateInBoundsGEP(f32_, row, j))}};

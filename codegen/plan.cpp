@@ -62,23 +62,31 @@ Plan make_plan(const ir::Graph& g) {
     p.callback[&n] = static_cast<int32_t>(p.context.nodes.size());
     p.context.nodes.push_back(std::move(jn));
   };
-  // A small product whose transposed right operand is a parameter reads it packed [K, N] and
-  // accumulates its result rows in memory (vectorized over N).
+  // A small product whose transposed right operand is a parameter reads it packed [K, N] (N padded
+  // with zero columns to whole 16-float vectors) and accumulates its rows in registers.
   std::unordered_map<const ir::Value*, int> param_index;
   for (size_t i = 0; i < g.params().size(); ++i) param_index[g.params()[i]] = static_cast<int>(i);
   auto pack = [&](const ir::Node& mm) {
     const ir::Value* b = mm.inputs[1];
-    const int64_t n = mm.result->type.shape[1];
-    if (!mm.attrs.transpose_b || !param_index.count(b) || n % 16 != 0) return;  // whole vectors per row
+    if (!mm.attrs.transpose_b || !param_index.count(b)) return;
+    const int64_t m = mm.result->type.shape[0], n = mm.result->type.shape[1], n_pad = (n + 15) / 16 * 16;
+    // Padding costs K/16 * (n_pad/n - 1) extra multiply-adds per output; a dot product along k instead
+    // costs about 8 operations of horizontal sum. Long k and few columns (mlp's 256 -> 10) stay dots.
+    if (b->type.shape[1] * (n_pad - n) > 8 * 16 * n) return;
     int slot = -1;
     for (size_t i = 0; i < p.packings.size(); ++i)
-      if (p.packings[i].param == param_index[b]) slot = static_cast<int>(i);
+      if (p.packings[i].param == param_index[b] && !p.packings[i].dnnl) slot = static_cast<int>(i);
     if (slot < 0) {
       slot = static_cast<int>(p.packings.size());
       p.packings.push_back({param_index[b], b->type.shape[0], b->type.shape[1], std::nullopt});
     }
     p.packed[&mm] = slot;
-    needs_memory(mm.result);
+    if (n_pad == n) {
+      needs_memory(mm.result);
+    } else {  // the product's rows, n_pad apart, before the epilogue reads their first n columns
+      p.padded_product[&mm] = p.arena_bytes;
+      p.arena_bytes += (m * n_pad * 4 + 63) / 64 * 64;
+    }
   };
   // A large 2-D product, alone or followed only by a bias add ([n] or [1, n]) and relu, is one
   // oneDNN primitive; a parameter as its right operand is read reordered.

@@ -19,11 +19,13 @@ inline constexpr int64_t kInlineMatmulMaxMacs = int64_t{1} << 18;
 
 /// A weight matrix kept in another layout, repacked by the executable only
 /// when the parameter changes: the transposed right operand of a small
-/// product kept [K, N] so the product vectorizes over N, or the right
-/// operand of a oneDNN product reordered to the layout oneDNN prefers.
+/// product kept [K, N16] (N padded with zeros to a multiple of 16) so the
+/// product runs on whole vectors, or the right operand of a oneDNN product
+/// reordered to the layout oneDNN prefers.
 struct Packing {
   int param;         ///< index among the graph's parameters
   int64_t n, k;      ///< transposed packing: the parameter is [n, k]
+  int64_t n_pad() const { return (n + 15) / 16 * 16; }
   std::optional<rt::FusedMatmul> dnnl;  ///< set: reordered for this product instead
 };
 
@@ -39,6 +41,8 @@ struct Plan {
   /// Small products that read a packed weight: node -> index into `packings`.
   std::unordered_map<const ir::Node*, int> packed;
   std::vector<Packing> packings;
+  /// Packed products whose N is not a multiple of 16: arena offset of their padded [M, N16] rows.
+  std::unordered_map<const ir::Node*, int64_t> padded_product;
   /// Large products (a lone matmul node or a contraction region) oneDNN runs whole.
   std::unordered_map<const ir::Node*, DnnlProduct> dnnl;
   /// Nodes run through bj_rt_call_node, with their index in `context`.

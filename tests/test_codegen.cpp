@@ -345,7 +345,7 @@ TEST_CASE("a large dense layer is one oneDNN primitive (bias and relu fused, wei
 TEST_CASE("small products with a packed parameter: every tile shape equals eager") {
   manual_seed(13);
   NoGradGuard no_grad;
-  for (int64_t units : {16, 48, 80, 272}) {  // 1, 3, 5 and 17 vectors per row
+  for (int64_t units : {16, 48, 80, 272, 10, 20, 33}) {  // 1, 3, 5, 17 vectors per row, and padded rows
     nn::Dense dense(units, "relu");
     dense.initialize();
     for (int64_t batch : {1, 2, 3, 4, 5, 8, 9}) {
