@@ -57,7 +57,8 @@ class Block : public std::enable_shared_from_this<Block> {
   /// train/eval mode and grad mode run compiled code, and any call whose
   /// data takes an unrecorded path runs eagerly (and is traced as another
   /// variant). Children are covered: their ops are part of this block's
-  /// graph. Calling it again starts over with an empty cache.
+  /// graph. Calling it again starts over with an empty cache. Calls may come
+  /// from many threads at once, but not while hybridize() itself runs.
   void hybridize(const HybridizeOptions& options = {});
   /// hybridize(false) turns it off (plain eager calls); true is hybridize().
   void hybridize(bool on);

@@ -121,18 +121,22 @@ void Hybrid::refresh_structure(Block& b) {
   if (epoch == epoch_seen_.load(std::memory_order_acquire)) return;
   const uint64_t fp = b.structure_fingerprint();
   const bool has_params = !b.named_parameters().empty();
-  std::lock_guard lock(mu_);
-  if (fp != fingerprint_) {
-    if (!entries_.empty() && log_flags().recompiles)
-      log_line(fmt::format("{}: the block's structure changed (a child, parameter or constant slot); "
-                           "its {} cached key(s) are dropped",
-                           name_, entries_.size()));
-    for (auto& e : entries_) retired_.push_back(std::move(e));
-    entries_.clear();
-    fingerprint_ = fp;
+  size_t dropped = 0;
+  {
+    std::lock_guard lock(mu_);
+    if (fp != fingerprint_) {
+      dropped = entries_.size();
+      for (auto& e : entries_) retired_.push_back(std::move(e));
+      entries_.clear();
+      fingerprint_ = fp;
+    }
+    has_params_ = has_params;
+    epoch_seen_.store(epoch, std::memory_order_release);
   }
-  has_params_ = has_params;
-  epoch_seen_.store(epoch, std::memory_order_release);
+  if (dropped && log_flags().recompiles)
+    log_line(fmt::format("{}: the block's structure changed (a child, parameter or constant slot); "
+                         "its {} cached key(s) are dropped",
+                         name_, dropped));
 }
 
 Tensor Hybrid::eager(Block& b, const Tensor& x, const std::source_location& where, const std::string& reason) {
@@ -191,7 +195,7 @@ Tensor Hybrid::call(Block& b, const Tensor& x, const std::source_location& where
 Tensor Hybrid::miss(Block& b, const Tensor& x, const std::source_location& where, const Key& key,
                     const Variant* failed_variant, int failed_guard) {
   Entry* e = nullptr;
-  std::string why, eager_reason;
+  std::string why, eager_reason, notice;  // notices are logged after the lock is released
   {
     std::lock_guard lock(mu_);
     e = find(key);
@@ -210,15 +214,16 @@ Tensor Hybrid::miss(Block& b, const Tensor& x, const std::source_location& where
       eager_reason = "variant cap";
       if (!e->cap_logged) {
         e->cap_logged = true;
-        log_line(fmt::format("{}: {} variants (the cap) are compiled for {}; calls on other paths run eagerly "
+        notice = fmt::format("{}: {} variants (the cap) are compiled for {}; calls on other paths run eagerly "
                              "(hybridize with a larger max_variants to keep more)",
-                             name_, e->variants.size(), key.str()));
+                             name_, e->variants.size(), key.str());
       }
     } else {
       ++e->pending;
       traces_.fetch_add(1, std::memory_order_relaxed);
     }
   }
+  if (!notice.empty()) log_line(notice);
   if (!eager_reason.empty()) return eager(b, x, where, eager_reason);
   if (log_flags().recompiles) {
     if (failed_variant) {
@@ -237,11 +242,7 @@ Tensor Hybrid::miss(Block& b, const Tensor& x, const std::source_location& where
   try {
     t = trace(b, x, where);
   } catch (const TraceError& err) {  // this forward cannot be traced: run it eagerly, now and from now on
-    {
-      std::lock_guard lock(mu_);
-      --e->pending;
-      give_up(e, err.what());
-    }
+    give_up(e, err.what());
     return b.call_forward(x, where);
   } catch (...) {  // the user's error, as eager mode would raise it
     std::lock_guard lock(mu_);
@@ -250,8 +251,6 @@ Tensor Hybrid::miss(Block& b, const Tensor& x, const std::source_location& where
   }
   Tensor out = t.outputs.at(0);
   if (t.random_frozen) {
-    std::lock_guard lock(mu_);
-    --e->pending;
     give_up(e, "forward draws random numbers (e.g. Dropout in training mode), which compiled code would repeat");
     return out;
   }
@@ -275,19 +274,20 @@ void Hybrid::compile_variant(Entry* e, Trace t) {
     --e->pending;
     e->variants.push_back(std::move(v));
   } catch (const std::exception& err) {
-    std::lock_guard lock(mu_);
-    --e->pending;
     compile_failures_.fetch_add(1, std::memory_order_relaxed);
     give_up(e, err.what());
   }
 }
 
 void Hybrid::give_up(Entry* e, const std::string& why) {
-  e->failed = why;
-  if (!warned_) {
-    warned_ = true;
-    log_line(fmt::format("warning: {} runs eagerly for {}: {}", name_, e->key.str(), why));
+  bool warn = false;
+  {
+    std::lock_guard lock(mu_);
+    --e->pending;
+    e->failed = why;
+    warn = !std::exchange(warned_, true);
   }
+  if (warn) log_line(fmt::format("warning: {} runs eagerly for {}: {}", name_, e->key.str(), why));
 }
 
 HybridStats Hybrid::stats() const {

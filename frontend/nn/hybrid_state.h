@@ -61,7 +61,8 @@ class Hybrid {
   Tensor miss(Block& b, const Tensor& x, const std::source_location& where, const Key& key,
               const Variant* failed_variant, int failed_guard);
   void compile_variant(Entry* e, Trace t);
-  void give_up(Entry* e, const std::string& why);  // call with mu_ held
+  /// A trace of `e`'s key that will not compile: the key runs eagerly from now on (one warning per block).
+  void give_up(Entry* e, const std::string& why);
   Entry* find(const Key& key);                     // call with mu_ held
 
   const HybridizeOptions options_;
