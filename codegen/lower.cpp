@@ -7,9 +7,11 @@
 //                contiguous), one scalar expression per element
 //   reduction    the producers' expression accumulated into the output;
 //                sums carry `reassoc` so the loop vectorizes
-//   contraction  small products as i/j/k loops with the epilogue applied per
-//                element; large ones call the runtime (oneDNN), then an
-//                epilogue loop
+//   contraction  small products whose right operand is a packed parameter
+//                as a register-blocked kernel, other small ones as i/j/k
+//                loops (dot products along k), the epilogue applied per
+//                element; large ones call one oneDNN primitive with bias and
+//                ReLU fused (else an epilogue loop follows)
 // Guards compare their predicate and return the guard's index. Nodes the
 // plan sends to the runtime are calls to bj_rt_call_node. exp, log, tanh and
 // sigmoid come from lower_math.cpp, as IR that vectorizes.
@@ -596,11 +598,12 @@ class Lowerer {
     });
   }
 
-  /// C = A * B with B packed as [K, N] (N a multiple of 16): a register-blocked
+  /// C = A * B with B packed as [K, N16] (N padded to a multiple of 16): a register-blocked
   /// kernel. Each tile of MR rows x NR 16-float vectors keeps its MR*NR
   /// accumulators in registers over the k loop (one broadcast of A and one
   /// fused multiply-add per accumulator and k), then stores them to C; the
-  /// epilogue then runs over the tile's rows (vectorized by LLVM).
+  /// epilogue then runs over the tile's rows, reading their first N columns
+  /// (vectorized by LLVM).
   void emit_packed_contraction(const ir::Node& mm, const std::vector<const ir::Node*>& epilogue,
                                const std::vector<const ir::Value*>& stores, LV* packed, int64_t M_, int64_t N_,
                                int64_t K_, int64_t a_i, int64_t a_k) {

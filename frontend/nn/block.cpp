@@ -1,9 +1,6 @@
 // Block: tree bookkeeping, the call-path stack that names blocks in errors,
-// and the printable tree.
+// the printable tree, and the hooks into hybridization (hybrid.cpp).
 #include "frontend/nn/block.h"
-
-#include "frontend/nn/hybrid_state.h"
-#include "frontend/trace.h"
 
 #include <cxxabi.h>
 
@@ -11,6 +8,9 @@
 #include <atomic>
 #include <ostream>
 #include <typeinfo>
+
+#include "frontend/nn/hybrid_state.h"
+#include "frontend/trace.h"
 
 namespace bj::nn {
 
