@@ -397,3 +397,26 @@ TEST_CASE("BJ_LOG=stats prints each hybridized block's report at exit") {
   CHECK(out.find("blockjit: stats for mlp:") != std::string::npos);
   CHECK(out.find("compiled, 1 eager (new key: 1)") != std::string::npos);
 }
+
+TEST_CASE("a user error inside a hybridized forward is the eager error (typed, with the block path) and leaves the block usable") {
+  manual_seed(16);
+  examples::MLP net;
+  net.initialize();
+  NoGradGuard no_grad;
+  net.hybridize();
+  Tensor good = uniform(-1, 1, {2, 20});
+  check_near(net(good), net.call_eager(good), kTol);  // traced and compiled for width 20
+  Tensor wrong = uniform(-1, 1, {2, 7});               // the layers learned width 20
+  try {
+    net(wrong);
+    FAIL("no error");
+  } catch (const ShapeError& e) {
+    CHECK(std::string(e.what()).find("MLP.hidden") != std::string::npos);
+  }
+  CHECK_THROWS_AS(net(good.to(kI64)), DTypeError);
+  check_near(net(good), net.call_eager(good), kTol);  // still compiled
+  nn::HybridStats s = net.stats();
+  CHECK(s.compiled_hits == 1);
+  CHECK(s.variants == 1);
+  CHECK(s.compile_failures == 0);
+}
