@@ -11,6 +11,9 @@
 #include <map>
 #include <random>
 #include <thread>
+#include <filesystem>
+
+#include <unistd.h>
 
 #include "examples/seed_models.h"
 #include "examples/zoo.h"
@@ -419,4 +422,27 @@ TEST_CASE("a user error inside a hybridized forward is the eager error (typed, w
   CHECK(s.compiled_hits == 1);
   CHECK(s.variants == 1);
   CHECK(s.compile_failures == 0);
+}
+
+TEST_CASE("blockjit demo: every model's hybridized output matches eager, FixedHiddenMLP's paths, --dump-dir writes the dumps") {
+  namespace fs = std::filesystem;
+  fs::path dir = fs::temp_directory_path() / ("bj-demo-test-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  int status = -1;
+  std::string out = test::run_command("'" + std::string(BJ_BINARY_DIR) + "/bin/blockjit' demo --dump-dir '" +
+                                          dir.string() + "' 2>&1",
+                                      &status);
+  INFO(out);
+  CHECK(status == 0);
+  CHECK(out.find("MISMATCH") == std::string::npos);
+  for (const auto& m : examples::zoo()) {
+    CHECK(out.find("== " + m.name + ":") != std::string::npos);
+    for (const char* ext : {".traced.ir", ".traced.dot", ".opt.ir", ".opt.dot", ".ll"})
+      CHECK(fs::file_size(dir / (m.name + ext)) > 0);
+  }
+  CHECK(out.find("eager, traced as variant 4") != std::string::npos);
+  CHECK(out.find("eager (variant cap reached)") != std::string::npos);
+  CHECK(out.find("compiled") != std::string::npos);
+  CHECK(out.find("== summary") != std::string::npos);
+  fs::remove_all(dir);
 }

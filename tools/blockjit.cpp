@@ -99,8 +99,14 @@ void dump_model(const std::string& dir, const std::string& name, bj::nn::Block& 
   write_file(base + ".ll", exe->llvm_ir());
 }
 
+struct DemoResult {
+  std::string model;
+  double eager_us, compiled_us, diff;
+  bool match;
+};
+
 /// One zoo model, eager and hybridized: outputs, agreement, times, variants and fallbacks.
-void demo_model(const bj::examples::ZooModel& m, const std::string& dump_dir) {
+DemoResult demo_model(const bj::examples::ZooModel& m, const std::string& dump_dir) {
   bj::manual_seed(0);
   auto net = m.make();
   bj::Tensor x = bj::rand(m.input);
@@ -116,7 +122,8 @@ void demo_model(const bj::examples::ZooModel& m, const std::string& dump_dir) {
   eo << ye;
   ho << yh;
   fmt::print("input      {}\neager      {}\nhybridized {}\n", x.type().str(), eo.str(), ho.str());
-  fmt::print("agreement  max |eager - hybridized| = {:.3g}: {}\n", diff, diff <= 1e-5 * scale ? "match" : "MISMATCH");
+  const bool match = diff <= 1e-5 * scale;
+  fmt::print("agreement  max |eager - hybridized| = {:.3g}: {}\n", diff, match ? "match" : "MISMATCH");
   auto eager = [&] { net->call_eager(x); };
   auto compiled = [&] { (*net)(x); };
   const int ce = Timer::calls_for(eager, 2000), cc = Timer::calls_for(compiled, 2000);
@@ -132,10 +139,11 @@ void demo_model(const bj::examples::ZooModel& m, const std::string& dump_dir) {
              s.variants, s.variants == 1 ? "" : "s", s.eager_fallbacks, s.eager_fallbacks == 1 ? "" : "s",
              s.compile_ms);
   if (!dump_dir.empty()) dump_model(dump_dir, m.name, *net, x);
+  return {m.name, e, c, diff, match};
 }
 
-/// FixedHiddenMLP on inputs whose halving loop runs different numbers of times.
-void demo_divergence() {
+/// FixedHiddenMLP on inputs whose halving loop runs different numbers of times; false on a mismatch.
+bool demo_divergence() {
   fmt::print("== FixedHiddenMLP on data-dependent control flow: `while (x.norm() > 1) x /= 2`\n");
   fmt::print("Each call's answer is checked against eager mode. A path no variant recorded\n"
              "fails a guard, runs eagerly and is traced as a new variant (at most 4 here).\n\n");
@@ -151,6 +159,7 @@ void demo_divergence() {
   std::vector<std::string> log;
   bj::nn::set_log_handler([&](const std::string& line) { log.push_back(line); });
   fmt::print("{:>8}  {:>8}  {:>14}  {:>14}  {}\n", "scale", "halvings", "eager", "hybridized", "how it ran");
+  bool all_match = true;
   for (double scale : {1.0, 64.0, 1.0, 4096.0, 64.0, 2.0, 1e6, 4096.0, 1e9, 1e6, 1.0}) {
     bj::Tensor x = base * scale;
     const int halvings = bj::trace(net, x).graph->num_guards() - 1;
@@ -160,12 +169,14 @@ void demo_divergence() {
     std::string how = after.compiled_hits > before.compiled_hits ? "compiled"
                       : after.traces > before.traces            ? "eager, traced as variant " + std::to_string(after.traces)
                                                                 : "eager (variant cap reached)";
-    fmt::print("{:>8g}  {:>8}  {:>14.7g}  {:>14.7g}  {}{}\n", scale, halvings, e, h, how,
-               std::fabs(h - e) <= 1e-5 * std::max(1.0, std::fabs(e)) ? "" : "  MISMATCH");
+    const bool match = std::fabs(h - e) <= 1e-5 * std::max(1.0, std::fabs(e));
+    all_match &= match;
+    fmt::print("{:>8g}  {:>8}  {:>14.7g}  {:>14.7g}  {}{}\n", scale, halvings, e, h, how, match ? "" : "  MISMATCH");
   }
   bj::nn::set_log_handler(nullptr);
   for (const std::string& line : log) fmt::print("log: {}\n", line);
   fmt::print("stats: {}\n\n", net.stats().str());
+  return all_match;
 }
 
 int demo(int argc, char** argv) {
@@ -183,12 +194,20 @@ int demo(int argc, char** argv) {
   fmt::print("blockjit demo: each zoo model eager and hybridized (compiled by LLVM), on a 2x20 uniform input,\n"
              "seed 0, {} thread{}; times are medians of interleaved runs.\n\n",
              bj::rt::num_threads(), bj::rt::num_threads() == 1 ? "" : "s");
+  std::vector<DemoResult> results;
   if (names.empty())
-    for (const auto& m : bj::examples::zoo()) demo_model(m, dump_dir);
-  for (const std::string& n : names) demo_model(bj::examples::zoo_model(n), dump_dir);
-  if (names.empty()) demo_divergence();
+    for (const auto& m : bj::examples::zoo()) results.push_back(demo_model(m, dump_dir));
+  for (const std::string& n : names) results.push_back(demo_model(bj::examples::zoo_model(n), dump_dir));
+  bool ok = names.empty() ? demo_divergence() : true;
+  fmt::print("== summary (per call, medians)\n{:<18} {:>10} {:>10} {:>8}  {}\n", "model", "eager", "compiled",
+             "speedup", "eager == hybridized");
+  for (const DemoResult& r : results)
+    fmt::print("{:<18} {:>10} {:>10} {:>7.2f}x  {} (max |diff| {:.2g})\n", r.model, fmt_us(r.eager_us),
+               fmt_us(r.compiled_us), r.eager_us / r.compiled_us, r.match ? "yes" : "NO", r.diff);
+  for (const DemoResult& r : results) ok &= r.match;
   if (!dump_dir.empty()) fmt::print("dumps (traced/opt IR, DOT, LLVM IR) written to {}\n", dump_dir);
-  return 0;
+  if (!ok) fmt::print(stderr, "blockjit demo: a hybridized result differs from eager mode (a bug: please report it)\n");
+  return ok ? 0 : 1;
 }
 
 int train(int argc, char** argv) {
