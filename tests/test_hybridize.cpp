@@ -3,17 +3,16 @@
 // the cap, fallbacks), from many threads, across training steps and
 // structure changes, with background compilation and failing compiles.
 #include <doctest/doctest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <random>
 #include <thread>
-#include <filesystem>
-
-#include <unistd.h>
 
 #include "examples/seed_models.h"
 #include "examples/zoo.h"
