@@ -261,6 +261,7 @@ class Lowerer {
     auto* bty = llvm::FunctionType::get(B.getVoidTy(), params, false);
     auto* body = llvm::Function::Create(bty, llvm::Function::InternalLinkage, std::string(name) + ".body", M);
     attributes(*wrapper);
+    wrapper->addFnAttr(llvm::Attribute::NoInline);  // main stays small: the optimizer's cost grows faster than function size
     attributes(*body);
     body->addFnAttr(llvm::Attribute::AlwaysInline);
     for (size_t i = 0; i < n; ++i) body->addParamAttr(static_cast<unsigned>(i + 2), llvm::Attribute::NoAlias);
