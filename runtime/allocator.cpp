@@ -12,6 +12,11 @@
 
 namespace bj::rt {
 
+uint64_t Storage::next_version() {
+  static std::atomic<uint64_t> counter{1};
+  return counter.fetch_add(1, std::memory_order_relaxed);
+}
+
 namespace {
 
 constexpr size_t kSmallMax = size_t{1} << 20;

@@ -33,12 +33,17 @@ class Storage {
 
   void* data() const { return data_; }
   size_t bytes() const { return bytes_; }
-  /// Counts in-place writes, so autograd can tell that a saved tensor changed.
+  /// Identifies the storage's contents: drawn from one process-wide counter
+  /// at construction and at every in-place write, so no two storages (even
+  /// one freed and another handed the same address) and no two states of one
+  /// storage share a version. Autograd compares it to tell that a saved
+  /// tensor changed; compiled code compares it to repack a weight.
   uint64_t version() const { return version_.load(std::memory_order_relaxed); }
-  void bump_version() { version_.fetch_add(1, std::memory_order_relaxed); }
+  void bump_version() { version_.store(next_version(), std::memory_order_relaxed); }
 
  private:
-  std::atomic<uint64_t> version_{0};
+  static uint64_t next_version();
+  std::atomic<uint64_t> version_{next_version()};
   size_t capacity_ = 0;  // the block's real size, for the cache
   void* data_;
   size_t bytes_;
