@@ -62,8 +62,21 @@ uint64_t structure_epoch() { return g_structure_epoch.load(std::memory_order_acq
 void bump_structure_epoch() { g_structure_epoch.fetch_add(1, std::memory_order_acq_rel); }
 }  // namespace detail
 
+namespace {
+/// Depth of call_eager() scopes on this thread: inside one, no block runs compiled code.
+thread_local int t_eager_depth = 0;
+}  // namespace
+
 Tensor Block::operator()(const Tensor& x, std::source_location where) {
-  if (hybrid_ && !is_tracing()) return hybrid_->call(*this, x, where);
+  if (hybrid_ && !is_tracing() && t_eager_depth == 0) return hybrid_->call(*this, x, where);
+  return call_forward(x, where);
+}
+
+Tensor Block::call_eager(const Tensor& x, std::source_location where) {
+  struct Depth {
+    Depth() { ++t_eager_depth; }
+    ~Depth() { --t_eager_depth; }
+  } depth;
   return call_forward(x, where);
 }
 

@@ -62,10 +62,9 @@ class Block : public std::enable_shared_from_this<Block> {
   void hybridize(const HybridizeOptions& options = {});
   /// hybridize(false) turns it off (plain eager calls); true is hybridize().
   void hybridize(bool on);
-  /// Runs forward eagerly even when hybridized: the oracle compiled calls are checked against.
-  Tensor call_eager(const Tensor& x, std::source_location where = std::source_location::current()) {
-    return call_forward(x, where);
-  }
+  /// Runs forward eagerly even when hybridized, and so every block it calls
+  /// (hybridized children too): the oracle compiled calls are checked against.
+  Tensor call_eager(const Tensor& x, std::source_location where = std::source_location::current());
   bool is_hybridized() const { return hybrid_ != nullptr; }
   /// Counters since hybridize() (all zero if not hybridized).
   HybridStats stats() const;
