@@ -33,6 +33,7 @@
 
 #include "codegen/jit_internal.h"
 #include "codegen/lower_math.h"
+#include "runtime/kernels.h"
 #include "ir/error.h"
 
 namespace bj::codegen {
@@ -191,7 +192,8 @@ class Lowerer {
     B.CreateCall(fn, {ctx_, B.getInt32(static_cast<uint32_t>(id)), arr, out});
   }
 
-  /// A product (with its bias and relu) run by one oneDNN primitive, B reordered when it is a parameter.
+  /// A product (with its bias) run by one oneDNN primitive, B reordered when it is a parameter;
+  /// the rest of its region as a loop over the primitive's result.
   void emit_dnnl_product(const ir::Node& n) {
     const DnnlProduct& d = plan_.dnnl.at(&n);
     const ir::Node& mm = n.kind == ir::NodeKind::kRegion ? *n.body.front() : n;
@@ -199,6 +201,11 @@ class Lowerer {
                             d.packing >= 0 ? packed_[static_cast<size_t>(d.packing)] : address(mm.inputs[1])};
     if (d.bias) inputs.push_back(address(d.bias));
     emit_call_node(d.callback, inputs, address(d.result));
+    if (n.kind == ir::NodeKind::kRegion && d.fused < n.body.size()) {
+      std::vector<const ir::Node*> rest;
+      for (size_t i = d.fused; i < n.body.size(); ++i) rest.push_back(n.body[i].get());
+      emit_elementwise(rest, {n.yields.begin(), n.yields.end()}, d.result->type.shape);
+    }
   }
 
   void emit_output_copies() {
@@ -224,8 +231,9 @@ class Lowerer {
     if (plan_.dnnl.count(&n)) return emit_dnnl_product(n);
     if (plan_.callback.count(&n)) return emit_callback(n);
     if (ir::has_trait(n.op, ir::kElementwise)) return emit_elementwise({&n}, {n.result}, n.result->type.shape);
-    if (ir::has_trait(n.op, ir::kReduction)) return emit_reduction({&n}, {n.result});
-    emit_contraction({&n}, {n.result});
+    const bool exact = plan_.guard_cone.count(&n) > 0;
+    if (ir::has_trait(n.op, ir::kReduction)) return exact ? emit_exact_row_sum({&n}, {n.result}) : emit_reduction({&n}, {n.result});
+    emit_contraction({&n}, {n.result}, exact);
   }
 
   void emit_region(const ir::Node& r) {
@@ -238,8 +246,9 @@ class Lowerer {
     }
     std::vector<const ir::Value*> stores(r.yields.begin(), r.yields.end());
     if (r.region == "elementwise") return emit_elementwise(body, stores, body.front()->result->type.shape);
-    if (r.region == "reduction") return emit_reduction(body, stores);
-    emit_contraction(body, stores);
+    const bool exact = plan_.guard_cone.count(&r) > 0;
+    if (r.region == "reduction") return exact ? emit_exact_row_sum(body, stores) : emit_reduction(body, stores);
+    emit_contraction(body, stores, exact);
   }
 
   // ---- loop functions -----------------------------------------------------------
@@ -414,13 +423,9 @@ class Lowerer {
     emit_loop_function(space, ops.addrs, parallel, [&](const std::vector<LV*>& ivs, const std::vector<LV*>& ptrs) {
       std::unordered_map<const ir::Value*, LV*> val;
       load_externals(ext, ptrs, ivs, space, val);
-      {  // a multiply feeding an add within the region may become one fused multiply-add
-        llvm::IRBuilderBase::FastMathFlagGuard guard(B);
-        llvm::FastMathFlags fmf;
-        fmf.setAllowContract();
-        B.setFastMathFlags(fmf);
-        for (const ir::Node* n : body) val[n->result] = scalar(*n, val);
-      }
+      // No contraction across ops: a multiply feeding an add rounds as eager's two kernels do, so
+      // overflow, infinities and NaN come out as eager's (`a*b + a` with a*b = -inf stays -inf).
+      for (const ir::Node* n : body) val[n->result] = scalar(*n, val);
       store_values(stores, ext.size(), ptrs, ivs, space, val);
     });
   }
@@ -516,7 +521,7 @@ class Lowerer {
     switch (op) {
       case ir::OpKind::Max: return llvm::ConstantFP::getInfinity(f32_, true);
       case ir::OpKind::Min: return llvm::ConstantFP::getInfinity(f32_, false);
-      default: return llvm::ConstantFP::get(f32_, 0.0);
+      default: return llvm::ConstantFP::get(f32_, -0.0);  // -0 + x is x for every x, -0 and +0 included
     }
   }
 
@@ -533,8 +538,142 @@ class Lowerer {
     return B.CreateSelect(B.CreateOr(better, B.CreateFCmpUNO(v, v)), v, acc);
   }
 
+  /// The canonical sum (rt::kSumLanes, runtime/kernels.h) of term(k) for k in [0, n): 16 lanes
+  /// from -0, lane l adding the terms k = l (mod 16) in order, then folded in halves. Eager
+  /// mode's kernels sum in this order, and no fast-math flag lets LLVM change it, so the result
+  /// is theirs bit for bit.
+  LV* canonical_sum(int64_t n, const std::function<LV*(LV* k)>& term) {
+    llvm::IRBuilderBase::FastMathFlagGuard guard(B);
+    B.setFastMathFlags(llvm::FastMathFlags());
+    constexpr int kLanes = rt::kSumLanes;
+    std::vector<LV*> acc(kLanes, llvm::ConstantFP::get(f32_, -0.0));
+    const int64_t chunks = n / kLanes;
+    if (chunks > 0) {
+      auto* pre = B.GetInsertBlock();
+      auto* head = llvm::BasicBlock::Create(C, "csum", pre->getParent());
+      auto* exit = llvm::BasicBlock::Create(C, "csum_end", pre->getParent());
+      B.CreateBr(head);
+      B.SetInsertPoint(head);
+      auto* iv = B.CreatePHI(i64_, 2);
+      iv->addIncoming(B.getInt64(0), pre);
+      std::vector<llvm::PHINode*> phi(kLanes);
+      for (int l = 0; l < kLanes; ++l) {
+        phi[l] = B.CreatePHI(f32_, 2);
+        phi[l]->addIncoming(acc[l], pre);
+      }
+      LV* base = B.CreateMul(iv, B.getInt64(kLanes));
+      for (int l = 0; l < kLanes; ++l) acc[l] = B.CreateFAdd(phi[l], term(B.CreateAdd(base, B.getInt64(l))));
+      LV* next = B.CreateAdd(iv, B.getInt64(1), "", true, true);
+      for (int l = 0; l < kLanes; ++l) phi[l]->addIncoming(acc[l], B.GetInsertBlock());
+      iv->addIncoming(next, B.GetInsertBlock());
+      B.CreateCondBr(B.CreateICmpSLT(next, B.getInt64(static_cast<uint64_t>(chunks))), head, exit);
+      B.SetInsertPoint(exit);
+    }
+    for (int64_t k = chunks * kLanes; k < n; ++k) acc[k % kLanes] = B.CreateFAdd(acc[k % kLanes], term(B.getInt64(static_cast<uint64_t>(k))));
+    for (int w = kLanes / 2; w >= 1; w /= 2)
+      for (int l = 0; l < w; ++l) acc[l] = B.CreateFAdd(acc[l], acc[l + w]);
+    return acc[0];
+  }
+
+  /// canonical_sum of a[k] * b[k] over two contiguous rows, on 16-float vectors: lane l of the
+  /// accumulator is the canonical order's lane l, the tail fills lanes 0..n%16 (the others add
+  /// -0, which changes nothing), and the folds are the halves of the vector.
+  LV* canonical_dot(int64_t n, LV* a, LV* b) {
+    llvm::IRBuilderBase::FastMathFlagGuard guard(B);
+    B.setFastMathFlags(llvm::FastMathFlags());
+    constexpr int kLanes = rt::kSumLanes;
+    auto* vt = llvm::FixedVectorType::get(f32_, kLanes);
+    LV* acc = llvm::ConstantFP::get(vt, -0.0);
+    auto vload = [&](LV* base, LV* k) { return B.CreateAlignedLoad(vt, B.CreateInBoundsGEP(f32_, base, k), llvm::Align(4)); };
+    const int64_t chunks = n / kLanes;
+    if (chunks > 0) {
+      auto* pre = B.GetInsertBlock();
+      auto* head = llvm::BasicBlock::Create(C, "cdot", pre->getParent());
+      auto* exit = llvm::BasicBlock::Create(C, "cdot_end", pre->getParent());
+      B.CreateBr(head);
+      B.SetInsertPoint(head);
+      auto* iv = B.CreatePHI(i64_, 2);
+      auto* phi = B.CreatePHI(vt, 2);
+      iv->addIncoming(B.getInt64(0), pre);
+      phi->addIncoming(acc, pre);
+      LV* k = B.CreateMul(iv, B.getInt64(kLanes));
+      acc = B.CreateFAdd(phi, B.CreateFMul(vload(a, k), vload(b, k)));
+      LV* next = B.CreateAdd(iv, B.getInt64(1), "", true, true);
+      iv->addIncoming(next, B.GetInsertBlock());
+      phi->addIncoming(acc, B.GetInsertBlock());
+      B.CreateCondBr(B.CreateICmpSLT(next, B.getInt64(static_cast<uint64_t>(chunks))), head, exit);
+      B.SetInsertPoint(exit);
+    }
+    if (const int64_t tail = n % kLanes) {
+      LV* t = llvm::ConstantFP::get(vt, -0.0);
+      for (int64_t l = 0; l < tail; ++l) {
+        LV* k = B.getInt64(static_cast<uint64_t>(chunks * kLanes + l));
+        LV* prod = B.CreateFMul(B.CreateLoad(f32_, B.CreateInBoundsGEP(f32_, a, k)), B.CreateLoad(f32_, B.CreateInBoundsGEP(f32_, b, k)));
+        t = B.CreateInsertElement(t, prod, static_cast<uint64_t>(l));
+      }
+      acc = B.CreateFAdd(acc, t);
+    }
+    for (int w = kLanes / 2; w >= 1; w /= 2) {
+      llvm::SmallVector<int, 16> lo, hi;
+      for (int l = 0; l < w; ++l) {
+        lo.push_back(l);
+        hi.push_back(l + w);
+      }
+      acc = B.CreateFAdd(B.CreateShuffleVector(acc, lo), B.CreateShuffleVector(acc, hi));
+    }
+    return B.CreateExtractElement(acc, uint64_t{0});
+  }
+
+  /// A sum over trailing axes (at most rt::kSumBlock elements per row) with its producers, in a
+  /// guard's input cone: each row summed in the canonical order, as eager mode's kernel does.
+  void emit_exact_row_sum(const std::vector<const ir::Node*>& body, const std::vector<const ir::Value*>& stores) {
+    const ir::Node& red = *body.back();
+    const Shape& in = red.inputs[0]->type.shape;
+    const int rank = in.size(), first = rank - static_cast<int>(red.attrs.dims.size());
+    std::vector<const ir::Node*> producers(body.begin(), body.end() - 1);
+    std::vector<const ir::Value*> ext = externals(body);
+    std::vector<const ir::Value*> elem_stores;
+    for (const ir::Value* v : stores)
+      if (v != red.result) elem_stores.push_back(v);
+    Operands ops;
+    for (const ir::Value* v : ext) add_operand(ops, v, broadcast_strides(v->type.shape, in));
+    for (const ir::Value* v : elem_stores) add_operand(ops, v, contiguous_strides(in));
+    add_operand(ops, red.result, {});
+    const Space space{in, ops.strides};
+    int64_t outer = 1, R = 1;
+    for (int d = 0; d < rank; ++d) (d < first ? outer : R) *= in[d];
+    auto saved = B.saveIP();
+    std::vector<LV*> ptrs;
+    LoopFunction lf = begin_loop_function("exact_sum", ops.addrs.size(), ptrs);
+    loop(B.getInt64(0), B.getInt64(static_cast<uint64_t>(outer)), [&](LV* o) {
+      std::vector<LV*> ivs(static_cast<size_t>(rank));
+      auto split = [&](LV* flat, int lo, int hi) {  // flat index over dims [lo, hi) -> one index per dim
+        for (int d = hi - 1; d >= lo; --d) {
+          ivs[static_cast<size_t>(d)] = B.CreateURem(flat, B.getInt64(static_cast<uint64_t>(in[d])));
+          flat = B.CreateUDiv(flat, B.getInt64(static_cast<uint64_t>(in[d])));
+        }
+      };
+      split(o, 0, first);
+      LV* sum = canonical_sum(R, [&](LV* r) {
+        split(r, first, rank);
+        std::unordered_map<const ir::Value*, LV*> val;
+        load_externals(ext, ptrs, ivs, space, val);
+        for (const ir::Node* n : producers) val[n->result] = scalar(*n, val);
+        store_values(elem_stores, ext.size(), ptrs, ivs, space, val);
+        return val.at(red.inputs[0]);
+      });
+      B.CreateStore(sum, B.CreateInBoundsGEP(f32_, ptrs.back(), o));
+    });
+    B.CreateRetVoid();
+    B.restoreIP(saved);
+    call_loop_function(lf.wrapper, ops.addrs, 1, false);
+  }
+
   // ---- contractions ---------------------------------------------------------------
-  void emit_contraction(const std::vector<const ir::Node*>& body, const std::vector<const ir::Value*>& stores) {
+  /// `exact`: in a guard's input cone, each element summed as eager mode's small-product kernel
+  /// sums it (the canonical order for dot products, increasing k otherwise; no fused multiply-adds).
+  void emit_contraction(const std::vector<const ir::Node*>& body, const std::vector<const ir::Value*>& stores,
+                        bool exact = false) {
     const ir::Node& mm = *body.front();
     std::vector<const ir::Node*> epilogue(body.begin() + 1, body.end());
     const Shape& cs = mm.result->type.shape;
@@ -563,9 +702,19 @@ class Lowerer {
       LV *i = ivs[0], *j = ivs[1];
       LV* a_row = B.CreateInBoundsGEP(f32_, ptrs[0], B.CreateMul(i, B.getInt64(static_cast<uint64_t>(a_i))));
       LV* b_col = B.CreateInBoundsGEP(f32_, ptrs[1], B.CreateMul(j, B.getInt64(static_cast<uint64_t>(b_j))));
-      // acc = sum_k A(i,k) * B(k,j), reassociable so it vectorizes over k.
-      LV* sum = llvm::ConstantFP::get(f32_, 0.0);
-      if (K_ > 0) {
+      auto a_at = [&](LV* k) {
+        return B.CreateLoad(f32_, B.CreateInBoundsGEP(f32_, a_row, B.CreateMul(k, B.getInt64(static_cast<uint64_t>(a_k)))));
+      };
+      auto b_at = [&](LV* k) {
+        return B.CreateLoad(f32_, B.CreateInBoundsGEP(f32_, b_col, B.CreateMul(k, B.getInt64(static_cast<uint64_t>(b_k)))));
+      };
+      // acc = sum_k A(i,k) * B(k,j): as eager sums it when exact, else reassociable so it vectorizes over k.
+      LV* sum = llvm::ConstantFP::get(f32_, exact && K_ == 0 ? 0.0 : -0.0);
+      if (exact && K_ > 0 && mm.attrs.transpose_b && a_k == 1 && b_k == 1) {
+        sum = canonical_dot(K_, a_row, b_col);
+      } else if (exact && K_ > 0 && mm.attrs.transpose_b) {
+        sum = canonical_sum(K_, [&](LV* k) { return B.CreateFMul(a_at(k), b_at(k)); });
+      } else if (K_ > 0) {  // exact: in increasing k, one rounding per multiply and per add
         auto* pre = B.GetInsertBlock();
         llvm::Function* f = pre->getParent();
         auto* head = llvm::BasicBlock::Create(C, "dot", f);
@@ -576,12 +725,14 @@ class Lowerer {
         auto* acc = B.CreatePHI(f32_, 2);
         k->addIncoming(B.getInt64(0), pre);
         acc->addIncoming(sum, pre);
-        LV* a = B.CreateLoad(f32_, B.CreateInBoundsGEP(f32_, a_row, B.CreateMul(k, B.getInt64(static_cast<uint64_t>(a_k)))));
-        LV* b = B.CreateLoad(f32_, B.CreateInBoundsGEP(f32_, b_col, B.CreateMul(k, B.getInt64(static_cast<uint64_t>(b_k)))));
+        LV* a = a_at(k);
+        LV* b = b_at(k);
         llvm::IRBuilderBase::FastMathFlagGuard guard(B);
         llvm::FastMathFlags fmf;
-        fmf.setAllowReassoc();
-        fmf.setAllowContract();
+        if (!exact) {
+          fmf.setAllowReassoc();
+          fmf.setAllowContract();
+        }
         B.setFastMathFlags(fmf);
         LV* next_acc = B.CreateFAdd(acc, B.CreateFMul(a, b));
         LV* next = B.CreateAdd(k, B.getInt64(1), "", true, true);

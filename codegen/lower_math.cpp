@@ -32,9 +32,10 @@ LV* poly(IRBuilder<>& B, LV* x, std::initializer_list<double> coeffs) {  // Horn
   return p;
 }
 
-/// exp of x already clamped to [-86.6, 88.72283]: x = n ln2 + r, |r| <= ln2/2 (n rounded to nearest);
-/// exp(r) by a degree-6 polynomial; 2^n assembled in the exponent bits as
-/// 2^(n-1) * 2 so n up to 128 stays finite. NaN stays NaN.
+/// exp of x already clamped to [-104, 88.72283]: x = n ln2 + r, |r| <= ln2/2 (n rounded to nearest);
+/// exp(r) by a degree-6 polynomial; 2^n assembled in the exponent bits as 2^(n-1+a) * 2^(1-a), with
+/// a = 0 normally (so n up to 128 stays finite) and a = 64 for n < -60 (so 2^n down to 2^-150 is
+/// reached through a normal factor and one final rounding into the subnormals). NaN stays NaN.
 LV* exp_clamped(IRBuilder<>& B, LV* xc) {
   auto fp = [&](double v) { return llvm::ConstantFP::get(B.getFloatTy(), v); };
   llvm::IRBuilderBase::FastMathFlagGuard guard(B);
@@ -46,8 +47,11 @@ LV* exp_clamped(IRBuilder<>& B, LV* xc) {
   LV* z = B.CreateFMul(r, r);
   LV* p = poly(B, r, {1.9875691500E-4, 1.3981999507E-3, 8.3334519073E-3, 4.1665795894E-2, 1.6666665459E-1, 5.0000001201E-1});
   LV* y = B.CreateFAdd(B.CreateFAdd(B.CreateFMul(p, z), r), fp(1.0));
-  LV* bits = B.CreateAdd(B.CreateShl(B.CreateBitCast(t, B.getInt32Ty()), 23), B.getInt32(126 << 23));  // 2^(n-1)
-  return B.CreateFMul(B.CreateFMul(y, B.CreateBitCast(bits, B.getFloatTy())), fp(2.0));
+  LV* tiny = B.CreateFCmpOLT(n, fp(-60.0));
+  LV* a = B.CreateSelect(tiny, B.getInt32(64 << 23), B.getInt32(0));
+  LV* bits = B.CreateAdd(B.CreateAdd(B.CreateShl(B.CreateBitCast(t, B.getInt32Ty()), 23), B.getInt32(126 << 23)), a);
+  LV* scale = B.CreateSelect(tiny, fp(std::ldexp(1.0, -63)), fp(2.0));  // 2^(1-a)
+  return B.CreateFMul(B.CreateFMul(y, B.CreateBitCast(bits, B.getFloatTy())), scale);
 }
 
 /// x clamped to [lo, hi] (NaN stays NaN).
@@ -57,13 +61,19 @@ LV* clamp(IRBuilder<>& B, LV* x, double lo, double hi) {
   return B.CreateSelect(B.CreateFCmpOLT(c, fp(lo)), fp(lo), c);
 }
 
-/// exp(x). Max relative error measured 8e-8 on [-86.6, 88.7]; below -86.6 the
-/// result is 0 (the exact value is < 3e-38); above 88.72, +inf; NaN stays NaN.
+/// The largest float whose exp is finite, and the threshold below which exp rounds to 0.
+constexpr double kExpMax = 88.72283172607421875;  // 0x42b17217
+constexpr double kExpMin = -103.972084045410156;  // 0xc2cff1b5: exp(x) < 2^-150 below it
+
+/// exp(x) for all floats: relative error at most 1.2e-7 where the result is normal (x >= -87.33);
+/// below that the result is subnormal, within 1 unit of 2^-149 of the exact value, and 0 for
+/// x < -103.97 (where the exact value rounds to 0); +inf above 88.7228317 exactly where
+/// the correctly rounded exp overflows; NaN stays NaN.
 LV* exp(IRBuilder<>& B, LV* x) {
   auto fp = [&](double v) { return llvm::ConstantFP::get(B.getFloatTy(), v); };
-  LV* res = exp_clamped(B, clamp(B, x, -86.6, 88.72283));
-  res = B.CreateSelect(B.CreateFCmpOGT(x, fp(88.72283)), llvm::ConstantFP::getInfinity(B.getFloatTy()), res);
-  res = B.CreateSelect(B.CreateFCmpOLT(x, fp(-86.6)), fp(0.0), res);
+  LV* res = exp_clamped(B, clamp(B, x, kExpMin, kExpMax));
+  res = B.CreateSelect(B.CreateFCmpOGT(x, fp(kExpMax)), llvm::ConstantFP::getInfinity(B.getFloatTy()), res);
+  res = B.CreateSelect(B.CreateFCmpOLT(x, fp(kExpMin)), fp(0.0), res);
   return B.CreateSelect(B.CreateFCmpUNO(x, x), x, res);
 }
 
@@ -112,27 +122,39 @@ LV* tanh(IRBuilder<>& B, LV* x) {
   return B.CreateFDiv(p, q);
 }
 
-/// sigmoid(x) = 1 / (1 + exp(-x)), with -x clamped to [-86.6, 87] so that
-/// exp needs none of its special cases; results below 2^-126 (x < -87)
-/// flush to zero, as exp's do. Max relative error ~2e-7.
+/// sigmoid(x) = 1 / (1 + exp(-x)), computed as eager computes it: with -x clamped to
+/// [-104, 88.72283] exp needs none of its special cases, and for -x above 88.72283 exp(-x) is +inf
+/// and the result 0, as in eager mode; between -87.33 and -88.72 the result is subnormal.
+/// Relative error at most 2.5e-7 where the result is normal; NaN stays NaN.
 LV* sigmoid(IRBuilder<>& B, LV* x) {
   auto fp = [&](double v) { return llvm::ConstantFP::get(B.getFloatTy(), v); };
   LV* nx = B.CreateFNeg(x);
-  LV* d = B.CreateFAdd(fp(1.0), exp_clamped(B, clamp(B, nx, -86.6, 87.0)));
-  return B.CreateSelect(B.CreateFCmpOGT(nx, fp(87.0)), fp(0.0), B.CreateFDiv(fp(1.0), d));
+  LV* d = B.CreateFAdd(fp(1.0), exp_clamped(B, clamp(B, nx, kExpMin, kExpMax)));
+  return B.CreateSelect(B.CreateFCmpOGT(nx, fp(kExpMax)), fp(0.0), B.CreateFDiv(fp(1.0), d));
 }
 
-/// x^p: repeated products for small integer p, sqrt for 1/2, else exp(p log x).
+/// x^p for the exponents pow_inline() accepts: sqrt for 1/2 (with pow's +0 for -0 and +inf for
+/// -inf), else binary powering of x (of 1/x for negative p). Squaring doubles a relative error, so
+/// x^k carries at most (k - 1) roundings' worth, and 1/x adds k more: the relative error is at most
+/// |p| * 2^-23 where the result is normal (1.9e-6 for |p| = 16; exact for powers of 2 and small
+/// integers). Overflow, zeros, infinities and NaN behave as powf's.
 LV* pow(IRBuilder<>& B, LV* x, double p) {
   auto fp = [&](double v) { return llvm::ConstantFP::get(B.getFloatTy(), v); };
-  if (p == 0.5) return B.CreateUnaryIntrinsic(llvm::Intrinsic::sqrt, x);
-  if (p == std::trunc(p) && std::fabs(p) <= 8) {
-    int k = static_cast<int>(std::fabs(p));
-    LV* r = fp(1.0);
-    for (int i = 0; i < k; ++i) r = i == 0 ? x : B.CreateFMul(r, x);
-    return p < 0 ? B.CreateFDiv(fp(1.0), r) : r;
+  const float q = static_cast<float>(p);
+  if (q == 0.5f) {
+    LV* r = B.CreateFAdd(B.CreateUnaryIntrinsic(llvm::Intrinsic::sqrt, x), fp(0.0));  // sqrt(-0) + 0 = +0
+    return B.CreateSelect(B.CreateFCmpOEQ(x, llvm::ConstantFP::getInfinity(B.getFloatTy(), true)),
+                          llvm::ConstantFP::getInfinity(B.getFloatTy()), r);
   }
-  return exp(B, B.CreateFMul(fp(p), log(B, x)));
+  auto k = static_cast<int64_t>(std::fabs(q));
+  if (k == 0) return fp(1.0);  // pow(x, 0) is 1 for every x, NaN included
+  LV* base = q < 0 ? B.CreateFDiv(fp(1.0), x) : x;
+  LV* r = nullptr;
+  for (LV* sq = base; k > 0; k >>= 1) {
+    if (k & 1) r = r ? B.CreateFMul(r, sq) : sq;
+    if (k > 1) sq = B.CreateFMul(sq, sq);
+  }
+  return r;
 }
 
 }  // namespace bj::codegen::math

@@ -14,7 +14,7 @@ llvm::Value* exp(llvm::IRBuilder<>& B, llvm::Value* x);
 llvm::Value* log(llvm::IRBuilder<>& B, llvm::Value* x);
 llvm::Value* tanh(llvm::IRBuilder<>& B, llvm::Value* x);
 llvm::Value* sigmoid(llvm::IRBuilder<>& B, llvm::Value* x);
-/// x^p for a constant p.
+/// x^p for a constant p that inline_pow() (plan.h) accepts.
 llvm::Value* pow(llvm::IRBuilder<>& B, llvm::Value* x, double p);
 
 }  // namespace bj::codegen::math

@@ -1,6 +1,10 @@
 // Lowering decisions (see plan.h).
 #include "codegen/plan.h"
 
+#include "runtime/kernels.h"
+
+#include <algorithm>
+#include <cmath>
 #include <span>
 
 namespace bj::codegen {
@@ -21,12 +25,89 @@ bool region_inline(const ir::Node& r) {
 }
 }  // namespace
 
+bool inline_pow(double p) {
+  const float q = static_cast<float>(p);  // the kernels take the exponent as a float
+  return q == 0.5f || (q == std::trunc(q) && std::fabs(q) <= kPowMaxInlineExponent);
+}
+
 bool inline_elementwise(const ir::Node& n) {
   if (n.kind != ir::NodeKind::kOp || !ir::has_trait(n.op, ir::kElementwise)) return false;
+  if (n.op == ir::OpKind::Pow && !inline_pow(n.attrs.scalar)) return false;
   for (const ir::Value* v : n.inputs)
     if (!f32_or_bool(v->type)) return false;
   return f32_or_bool(n.result->type);
 }
+
+bool exact_inline(const ir::Node& n) {
+  if (!inline_elementwise(n)) return false;
+  using K = ir::OpKind;
+  switch (n.op) {
+    case K::Neg: case K::Abs: case K::Relu: case K::Sqrt: case K::Cast: case K::Add: case K::Sub: case K::Mul:
+    case K::Div: case K::Maximum: case K::Minimum: case K::Gt: case K::Lt: case K::Ge: case K::Le: case K::Eq:
+    case K::Where:
+      return true;
+    case K::Pow: return n.attrs.scalar == 0 || n.attrs.scalar == 1 || n.attrs.scalar == 2;
+    case K::Exp: case K::Log: case K::Tanh: case K::Sigmoid:
+    case K::Sum: case K::Max: case K::Min: case K::Matmul:
+    case K::Permute: case K::Reshape: case K::Expand: case K::Concat: case K::Slice:
+      return false;
+  }
+  return false;
+}
+
+namespace {
+bool exact_row_sum(const ir::Node& n) {
+  if (n.op != ir::OpKind::Sum || n.result->type.dtype != DType::kF32 || n.attrs.dims.empty()) return false;
+  const Shape& in = n.inputs[0]->type.shape;
+  int64_t r = 1;
+  const int count = n.attrs.dims.size();
+  for (int i = 0; i < count; ++i) {  // the reduced axes are the trailing ones
+    if (n.attrs.dims[i] != in.size() - count + i) return false;
+    r *= in[in.size() - count + i];
+  }
+  return r <= rt::kSumBlock;
+}
+bool exact_product(const ir::Node& n) {
+  return inline_matmul(n) && n.result->type.dtype == DType::kF32;
+}
+}  // namespace
+
+bool exact_lowering(const ir::Node& n) {
+  auto exact = [](const auto& b) { return exact_inline(*b); };
+  if (n.kind == ir::NodeKind::kOp)
+    return exact_inline(n) || (n.op == ir::OpKind::Sum && exact_row_sum(n)) || (n.op == ir::OpKind::Matmul && exact_product(n));
+  if (n.kind != ir::NodeKind::kRegion || n.body.empty()) return false;
+  const ir::Node &front = *n.body.front(), &back = *n.body.back();
+  if (n.region == "reduction") return back.op == ir::OpKind::Sum && exact_row_sum(back) && std::all_of(n.body.begin(), n.body.end() - 1, exact);
+  if (n.region == "contraction")
+    return front.op == ir::OpKind::Matmul && exact_product(front) && std::all_of(n.body.begin() + 1, n.body.end(), exact);
+  return std::all_of(n.body.begin(), n.body.end(), exact);
+}
+
+namespace {
+/// The top-level nodes whose results reach a guard's predicate (a region counts whole).
+std::unordered_set<const ir::Node*> guard_cone(const ir::Graph& g) {
+  std::unordered_map<const ir::Node*, const ir::Node*> top;  // body node -> its region
+  for (const auto& n : g.nodes()) {
+    top[n.get()] = n.get();
+    for (const auto& b : n->body) top[b.get()] = n.get();
+  }
+  std::unordered_set<const ir::Node*> cone;
+  std::vector<const ir::Value*> work;
+  for (const auto& n : g.nodes())
+    if (n->kind == ir::NodeKind::kGuard) work.insert(work.end(), n->inputs.begin(), n->inputs.end());
+  while (!work.empty()) {
+    const ir::Value* v = work.back();
+    work.pop_back();
+    if (!v->def || !top.count(v->def)) continue;
+    const ir::Node* t = top.at(v->def);
+    if (!cone.insert(t).second) continue;
+    work.insert(work.end(), t->inputs.begin(), t->inputs.end());
+    for (const auto& b : t->body) work.insert(work.end(), b->inputs.begin(), b->inputs.end());
+  }
+  return cone;
+}
+}  // namespace
 
 bool inline_reduction(const ir::Node& n) {
   return n.kind == ir::NodeKind::kOp && ir::has_trait(n.op, ir::kReduction) && n.result->type.dtype == DType::kF32;
@@ -88,8 +169,9 @@ Plan make_plan(const ir::Graph& g) {
       p.arena_bytes += (m * n_pad * 4 + 63) / 64 * 64;
     }
   };
-  // A large 2-D product, alone or followed only by a bias add ([n] or [1, n]) and relu, is one
-  // oneDNN primitive; a parameter as its right operand is read reordered.
+  // A large 2-D product, alone or followed only by a bias add ([n] or [1, n]), is one oneDNN
+  // primitive (a relu after it is a loop over its result); a parameter as its right operand is
+  // read reordered.
   auto dnnl_product = [&](const ir::Node& key, std::span<const ir::Node* const> body) {
     const ir::Node& mm = *body.front();
     if (mm.op != ir::OpKind::Matmul || inline_matmul(mm) || mm.inputs[0]->type.shape.size() != 2 ||
@@ -112,13 +194,10 @@ Plan make_plan(const ir::Graph& g) {
       cur = add.result;
       ++i;
     }
-    if (i < body.size() && body[i]->op == ir::OpKind::Relu && body[i]->inputs[0] == cur) {
-      f.relu = true;
-      cur = body[i]->result;
-      ++i;
-    }
+    const size_t fused = i;
+    if (i < body.size() && body[i]->op == ir::OpKind::Relu && body[i]->inputs[0] == cur) ++i;  // an epilogue loop
     if (i != body.size()) return false;
-    DnnlProduct d{static_cast<int32_t>(p.context.nodes.size()), -1, bias, cur};
+    DnnlProduct d{static_cast<int32_t>(p.context.nodes.size()), -1, bias, cur, fused};
     if (param_index.count(mm.inputs[1])) {
       f.packed_b = true;
       d.packing = static_cast<int>(p.packings.size());
@@ -133,7 +212,17 @@ Plan make_plan(const ir::Graph& g) {
     p.dnnl.emplace(&key, d);
     return true;
   };
+  p.guard_cone = guard_cone(g);
+  // A guard's input cone runs as eager does: no oneDNN fusion, no packing, kernels where inline
+  // code could differ (see Plan::guard_cone).
+  for (const auto& n : g.nodes()) {  // in graph order: callback indices are part of the compiled code
+    if (!p.guard_cone.count(n.get()) || exact_lowering(*n)) continue;
+    if (n->kind == ir::NodeKind::kOp) call(*n);
+    if (n->kind == ir::NodeKind::kRegion)
+      for (const auto& b : n->body) call(*b);
+  }
   for (const auto& n : g.nodes()) {
+    if (p.guard_cone.count(n.get())) continue;
     if (n->kind == ir::NodeKind::kOp && n->op == ir::OpKind::Matmul) {
       const ir::Node* body[] = {n.get()};
       dnnl_product(*n, body);
@@ -145,14 +234,14 @@ Plan make_plan(const ir::Graph& g) {
     }
   }
   for (const auto& n : g.nodes()) {
-    if (p.dnnl.count(n.get())) continue;
+    if (p.dnnl.count(n.get()) || p.guard_cone.count(n.get())) continue;
     if (n->kind == ir::NodeKind::kOp && inline_matmul(*n)) pack(*n);
     if (n->kind == ir::NodeKind::kRegion && n->region == "contraction" && region_inline(*n) &&
         inline_matmul(*n->body.front()))
       pack(*n->body.front());
   }
   for (const auto& n : g.nodes()) {
-    if (p.dnnl.count(n.get())) continue;
+    if (p.dnnl.count(n.get()) || p.guard_cone.count(n.get())) continue;
     switch (n->kind) {
       case ir::NodeKind::kLiteral:
       case ir::NodeKind::kGuard: break;

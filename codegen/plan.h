@@ -8,6 +8,7 @@
 
 #include <optional>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "ir/graph.h"
 #include "runtime/jit_abi.h"
@@ -29,12 +30,14 @@ struct Packing {
   std::optional<rt::FusedMatmul> dnnl;  ///< set: reordered for this product instead
 };
 
-/// A large product with its epilogue (bias add, relu) run by one oneDNN primitive.
+/// A large product with its bias add run by one oneDNN primitive; what follows it in its region
+/// (relu) is an elementwise loop over the primitive's result.
 struct DnnlProduct {
   int32_t callback;   ///< index in Plan::context
   int packing = -1;   ///< slot of its reordered weights, -1: B as stored
   const ir::Value* bias = nullptr;
-  const ir::Value* result;  ///< the region's (or node's) single result
+  const ir::Value* result;  ///< what the primitive writes (the product, or product + bias)
+  size_t fused = 1;         ///< region body nodes the primitive covers; the rest are the epilogue loop
 };
 
 struct Plan {
@@ -45,6 +48,12 @@ struct Plan {
   std::unordered_map<const ir::Node*, int64_t> padded_product;
   /// Large products (a lone matmul node or a contraction region) oneDNN runs whole.
   std::unordered_map<const ir::Node*, DnnlProduct> dnnl;
+  /// Top-level nodes whose values feed a guard (its input cone): they compute exactly what eager
+  /// mode computes, bit for bit, so a compiled call takes the path eager would take: inline
+  /// where exact_lowering() holds (IEEE-exact elementwise ops, sums and small products in the
+  /// canonical summation order), else through the runtime's kernels, which are eager mode's
+  /// (max/min reductions, large or batched products, exp, log, tanh, sigmoid, pow).
+  std::unordered_set<const ir::Node*> guard_cone;
   /// Nodes run through bj_rt_call_node, with their index in `context`.
   std::unordered_map<const ir::Node*, int32_t> callback;
   /// Extra arena space (after memory planning's) for values that need memory.
@@ -53,8 +62,21 @@ struct Plan {
   rt::JitContext context;
 };
 
+/// Exponents of pow that codegen computes inline: 1/2 and integers up to this magnitude (binary
+/// powering); other exponents call the runtime's kernel (libm's powf, as eager mode does).
+inline constexpr int kPowMaxInlineExponent = 16;
+bool inline_pow(double p);
 /// True if codegen emits loops for elementwise op `n` (f32 and bool values).
 bool inline_elementwise(const ir::Node& n);
+/// True if op `n`'s inline loop gives eager's kernel's result bit for bit on every input: the
+/// elementwise ops IEEE arithmetic rounds once (add, mul, div, sqrt, compares, selects...), not
+/// the approximated ones (exp, log, tanh, sigmoid, pow other than x^0, x^1, x^2).
+bool exact_inline(const ir::Node& n);
+/// True if codegen can compute top-level node `n` (an op or a region) in a guard's input cone as
+/// eager mode does, bit for bit: exact elementwise ops, f32 sums over trailing axes of at most
+/// rt::kSumBlock elements per row (in the canonical order), small 2-D products with an exact
+/// epilogue (each element summed as eager's small-product kernel sums it).
+bool exact_lowering(const ir::Node& n);
 /// True if codegen emits loops for this reduction (f32 sum/max/min).
 bool inline_reduction(const ir::Node& n);
 /// True if codegen emits loops for this matrix product (2-D f32, small).

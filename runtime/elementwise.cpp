@@ -74,6 +74,15 @@ void any_dtype(DType t, Body&& body) {
   }
 }
 
+/// IEEE abs: clears the sign, so abs(-0) is +0 (as fabs and codegen's llvm.fabs give).
+template <class T>
+T abs_value(T x) {
+  if constexpr (std::is_floating_point_v<T>)
+    return std::fabs(x);
+  else
+    return x < 0 ? T(-x) : x;
+}
+
 template <class T>
 T nan_max(T a, T b) {
   if constexpr (std::is_floating_point_v<T>) {
@@ -118,7 +127,7 @@ To convert(From v) {
   }
 
 NUMERIC_UNARY(Neg, T(-x))
-NUMERIC_UNARY(Abs, T(x < 0 ? -x : x))
+NUMERIC_UNARY(Abs, abs_value(x))
 NUMERIC_UNARY(Relu, T(x < 0 ? T(0) : x))
 FLOAT_UNARY(Exp, std::exp(x))
 FLOAT_UNARY(Log, std::log(x))

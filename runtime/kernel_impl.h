@@ -31,6 +31,20 @@ void parallel_range(int64_t n, Body&& body) {
   for (int64_t c = 0; c < chunks; ++c) body(n * c / chunks, n * (c + 1) / chunks);
 }
 
+/// The canonical sum (see kSumLanes in kernels.h) of term(k) for k in [0, n).
+template <class Term>
+float canonical_sum(int64_t n, Term&& term) {
+  float acc[kSumLanes];
+  for (float& a : acc) a = -0.0f;
+  int64_t k = 0;
+  for (; k + kSumLanes <= n; k += kSumLanes)
+    for (int l = 0; l < kSumLanes; ++l) acc[l] += term(k + l);
+  for (int l = 0; k + l < n; ++l) acc[l] += term(k + l);
+  for (int w = kSumLanes / 2; w >= 1; w /= 2)
+    for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
+  return acc[0];
+}
+
 /// Element strides of an input of shape `in` broadcast to `out` (0 on broadcast dims).
 inline Shape broadcast_strides(const Shape& in, const Shape& out) {
   Shape st = out;

@@ -24,14 +24,26 @@ struct ConstView {
 /// `out` may alias an input of an elementwise op of the same shape (in-place ops).
 void run_kernel(ir::OpKind op, std::span<const ConstView> in, const ir::OpAttrs& attrs, const View& out);
 
-/// A large 2-D product run by oneDNN with its epilogue fused into the
-/// primitive: C[m,n] = act(A·B + bias), A stored [m,k] ([k,m] if ta), B
-/// stored [k,n] ([n,k] if tb), bias [n], act relu or none. With `packed_b`
+/// The canonical summation order, shared by eager mode's kernels and the
+/// code generated for a guard's input cone, so both round alike, bit for bit.
+/// A sum of n terms t[0..n) (for a dot product, t[k] = a[k] * b[k], rounded)
+/// keeps kSumLanes accumulators starting at -0 (the identity of IEEE
+/// addition, so -0 sums stay -0); lane l adds t[k] for k = l (mod kSumLanes)
+/// in increasing k; then lanes are folded in halves (l += l + 8 for l < 8,
+/// then 4, 2, 1) and lane 0 is the sum. Rows longer than kSumBlock are
+/// summed per block in this order and the blocks added in double.
+inline constexpr int kSumLanes = 16;
+inline constexpr int64_t kSumBlock = 4096;
+
+/// A large 2-D product run by oneDNN with its bias add fused into the
+/// primitive: C[m,n] = A·B + bias, A stored [m,k] ([k,m] if ta), B
+/// stored [k,n] ([n,k] if tb), bias [n]. (No activation post-op: oneDNN's
+/// relu turns NaN into 0 where eager mode keeps it.) With `packed_b`
 /// the B pointer holds the weights reordered by matmul_pack_weight into the
 /// layout oneDNN prefers (done once per weight version by the caller).
 struct FusedMatmul {
   int64_t m = 0, n = 0, k = 0;
-  bool ta = false, tb = false, bias = false, relu = false, packed_b = false;
+  bool ta = false, tb = false, bias = false, packed_b = false;
 };
 /// Creates (and caches) the primitive now, so the first run pays nothing.
 void matmul_prepare(const FusedMatmul& f);

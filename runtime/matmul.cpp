@@ -18,7 +18,9 @@ namespace {
 
 constexpr int64_t kDnnlMinMacs = int64_t{1} << 18;  // 64^3
 
-/// C[m,n] = A·B with A stored [m,k] ([k,m] if ta) and B stored [k,n] ([n,k] if tb).
+/// C[m,n] = A·B with A stored [m,k] ([k,m] if ta) and B stored [k,n] ([n,k] if tb), each element
+/// summed in an order codegen reproduces for guard cones: the canonical order (kernels.h) for
+/// dot products (tb), increasing k from -0 otherwise.
 void gemm_loops(const FusedMatmul& g, const float* A, const float* B, float* C) {
   const int64_t M = g.m, N = g.n, K = g.k;
   std::vector<float> col;
@@ -33,13 +35,10 @@ void gemm_loops(const FusedMatmul& g, const float* A, const float* B, float* C) 
     if (g.tb) {  // rows of B are contiguous in k: dot products
       for (int64_t j = 0; j < N; ++j) {
         const float* b = B + j * K;
-        float acc = 0;
-#pragma omp simd reduction(+ : acc)
-        for (int64_t k = 0; k < K; ++k) acc += a[k] * b[k];
-        c[j] = acc;
+        c[j] = canonical_sum(K, [a, b](int64_t k) { return a[k] * b[k]; });
       }
-    } else {  // axpy over rows of B: vectorizes over j
-      std::fill(c, c + N, 0.0f);
+    } else {  // axpy over rows of B: vectorizes over j; each c[i][j] sums over k in order from -0
+      std::fill(c, c + N, -0.0f);
       for (int64_t k = 0; k < K; ++k) {
         const float av = a[k];
         const float* b = B + k * N;
@@ -53,7 +52,7 @@ void gemm_loops(const FusedMatmul& g, const float* A, const float* B, float* C) 
 /// oneDNN matmul primitives, created once per distinct product and kept.
 class DnnlMatmuls {
  public:
-  using Key = std::tuple<int64_t, int64_t, int64_t, bool, bool, bool, bool, bool>;
+  using Key = std::tuple<int64_t, int64_t, int64_t, bool, bool, bool, bool>;
   struct Entry {
     dnnl::matmul::primitive_desc pd;
     dnnl::matmul prim;
@@ -62,7 +61,7 @@ class DnnlMatmuls {
 
   const Entry& primitive(const FusedMatmul& f) {
     using dnnl::memory;
-    Key key{f.m, f.n, f.k, f.ta, f.tb, f.bias, f.relu, f.packed_b};
+    Key key{f.m, f.n, f.k, f.ta, f.tb, f.bias, f.packed_b};
     std::lock_guard lock(mu_);
     auto it = cache_.find(key);
     if (it != cache_.end()) return it->second;
@@ -71,15 +70,9 @@ class DnnlMatmuls {
     memory::desc b({f.k, f.n}, f32, f.tb ? memory::dims{1, f.k} : memory::dims{f.n, 1});
     memory::desc c({f.m, f.n}, f32, memory::dims{f.n, 1});
     memory::desc wanted_b = f.packed_b ? memory::desc({f.k, f.n}, f32, memory::format_tag::any) : b;
-    dnnl::primitive_attr attr;
-    if (f.relu) {
-      dnnl::post_ops po;
-      po.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
-      attr.set_post_ops(po);
-    }
     auto desc = f.bias ? dnnl::matmul::desc(a, wanted_b, memory::desc({1, f.n}, f32, memory::dims{f.n, 1}), c)
                        : dnnl::matmul::desc(a, wanted_b, c);
-    dnnl::matmul::primitive_desc pd(desc, attr, engine_);
+    dnnl::matmul::primitive_desc pd(desc, engine_);
     return cache_.emplace(key, Entry{pd, dnnl::matmul(pd), b}).first->second;
   }
 

@@ -1,7 +1,8 @@
 // Reduction kernels (sum, max, min over a sorted set of axes). Each run of
 // adjacent reduced axes is one pass over an [outer, R, inner] view; float
-// sums accumulate 4096-element blocks in float (vectorized) and the blocks in
-// double, in a fixed order, so results do not depend on the thread count.
+// sums of contiguous rows follow the canonical order (kernels.h: 16 lanes per
+// 4096-element block, blocks added in double), so results do not depend on
+// the thread count and compiled guard cones can reproduce them bit for bit.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -12,14 +13,17 @@ namespace bj::rt {
 
 namespace {
 
-constexpr int64_t kBlock = 4096;
+constexpr int64_t kBlock = kSumBlock;
 
 template <class T>
 T block_sum(const T* x, int64_t n) {
-  T acc = 0;
-#pragma omp simd reduction(+ : acc)
-  for (int64_t i = 0; i < n; ++i) acc += x[i];
-  return acc;
+  if constexpr (std::is_integral_v<T>) {
+    T acc = 0;
+    for (int64_t i = 0; i < n; ++i) acc += x[i];
+    return acc;
+  } else {
+    return canonical_sum(n, [x](int64_t k) { return x[k]; });
+  }
 }
 
 /// Sum of a contiguous row, deterministic and parallel when long.
