@@ -27,7 +27,8 @@ bool region_inline(const ir::Node& r) {
 
 bool inline_pow(double p) {
   const float q = static_cast<float>(p);  // the kernels take the exponent as a float
-  return q == 0.5f || (q == std::trunc(q) && std::fabs(q) <= kPowMaxInlineExponent);
+  // Not 0: powf(x, 0) is 1 except for a signaling NaN x, which gives NaN.
+  return q == 0.5f || (q == std::trunc(q) && q != 0 && std::fabs(q) <= kPowMaxInlineExponent);
 }
 
 bool inline_elementwise(const ir::Node& n) {
@@ -46,7 +47,7 @@ bool exact_inline(const ir::Node& n) {
     case K::Div: case K::Maximum: case K::Minimum: case K::Gt: case K::Lt: case K::Ge: case K::Le: case K::Eq:
     case K::Where:
       return true;
-    case K::Pow: return n.attrs.scalar == 0 || n.attrs.scalar == 1 || n.attrs.scalar == 2;
+    case K::Pow: return n.attrs.scalar == 1 || n.attrs.scalar == 2;
     case K::Exp: case K::Log: case K::Tanh: case K::Sigmoid:
     case K::Sum: case K::Max: case K::Min: case K::Matmul:
     case K::Permute: case K::Reshape: case K::Expand: case K::Concat: case K::Slice:

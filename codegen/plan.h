@@ -62,15 +62,15 @@ struct Plan {
   rt::JitContext context;
 };
 
-/// Exponents of pow that codegen computes inline: 1/2 and integers up to this magnitude (binary
-/// powering); other exponents call the runtime's kernel (libm's powf, as eager mode does).
+/// Exponents of pow that codegen computes inline: 1/2 and nonzero integers up to this magnitude
+/// (binary powering); other exponents call the runtime's kernel (libm's powf, as eager mode does).
 inline constexpr int kPowMaxInlineExponent = 16;
 bool inline_pow(double p);
 /// True if codegen emits loops for elementwise op `n` (f32 and bool values).
 bool inline_elementwise(const ir::Node& n);
 /// True if op `n`'s inline loop gives eager's kernel's result bit for bit on every input: the
 /// elementwise ops IEEE arithmetic rounds once (add, mul, div, sqrt, compares, selects...), not
-/// the approximated ones (exp, log, tanh, sigmoid, pow other than x^0, x^1, x^2).
+/// the approximated ones (exp, log, tanh, sigmoid, pow other than x^1 and x^2).
 bool exact_inline(const ir::Node& n);
 /// True if codegen can compute top-level node `n` (an op or a region) in a guard's input cone as
 /// eager mode does, bit for bit: exact elementwise ops, f32 sums over trailing axes of at most
