@@ -7,6 +7,7 @@
 
 #include <concepts>
 #include <cstdint>
+#include <source_location>
 
 #include "ir/ops.h"
 
@@ -25,7 +26,8 @@ void scalar_escaped(const Scalar& s);
 /// A value read out of a one-element tensor.
 class Scalar {
  public:
-  explicit Scalar(double v, const void* traced = nullptr, uint64_t epoch = 0) : v_(v), traced_(traced), epoch_(epoch) {}
+  explicit Scalar(double v, const void* traced = nullptr, uint64_t epoch = 0, std::source_location site = {})
+      : v_(v), traced_(traced), epoch_(epoch), site_(site) {}
   /// The value as a plain number (escapes to C++ arithmetic: when tracing, a guard on the exact value).
   operator double() const {
     if (traced_) detail::scalar_escaped(*this);
@@ -40,6 +42,8 @@ class Scalar {
   /// The graph value this scalar was read from, and the trace it belongs to (null/0 outside traces).
   const void* traced_value() const { return traced_; }
   uint64_t trace_epoch() const { return epoch_; }
+  /// Where item() read it: the origin of the guards its comparisons record.
+  const std::source_location& site() const { return site_; }
 
 #define BJ_SCALAR_COMPARE(op, kind, flipped)                                   \
   template <Arithmetic N>                                                      \
@@ -65,6 +69,7 @@ class Scalar {
   double v_;
   const void* traced_;
   uint64_t epoch_;
+  std::source_location site_;
 };
 
 }  // namespace bj

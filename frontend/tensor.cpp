@@ -57,13 +57,13 @@ double read_one(const Tensor& t, const void* p) {
 }
 }  // namespace
 
-Scalar Tensor::item() const {
+Scalar Tensor::item(std::source_location where) const {
   const void* p = host_read("item");
   if (numel() != 1)
     throw ValueError("item", "needs a one-element tensor, got " + type().str() + " (" + std::to_string(numel()) +
                                  " elements)");
   auto [traced, epoch] = detail::trace_scalar_source(*this);
-  return Scalar(read_one(*this, p), traced, epoch);
+  return Scalar(read_one(*this, p), traced, epoch, where);
 }
 
 Tensor::operator bool() const {
@@ -72,14 +72,14 @@ Tensor::operator bool() const {
     throw ValueError("bool", "the truth of a tensor with " + std::to_string(numel()) +
                                  " elements is ambiguous (" + type().str() + "); reduce it first, e.g. with sum() or max()");
   bool b = read_one(*this, p) != 0.0;
-  detail::trace_truth(*this, b);
+  detail::trace_truth(*this, b, __builtin_return_address(0));  // C++ gives a conversion no source_location
   return b;
 }
 
 template <class T>
-const T* Tensor::data() const {
+const T* Tensor::data(std::source_location where) const {
   const void* p = host_read("data");
-  detail::trace_raw_read(*this);
+  detail::trace_raw_read(*this, where);
   if (dtype() != dtype_of<T>())
     throw DTypeError("data", "requested " + std::string(dtype_name(dtype_of<T>())) + " elements of " + type().str());
   return static_cast<const T*>(p);
@@ -92,16 +92,16 @@ T* Tensor::mutable_data() {
   return p;
 }
 
-template const float* Tensor::data<float>() const;
-template const int64_t* Tensor::data<int64_t>() const;
-template const uint8_t* Tensor::data<uint8_t>() const;
+template const float* Tensor::data<float>(std::source_location) const;
+template const int64_t* Tensor::data<int64_t>(std::source_location) const;
+template const uint8_t* Tensor::data<uint8_t>(std::source_location) const;
 template float* Tensor::mutable_data<float>();
 template int64_t* Tensor::mutable_data<int64_t>();
 template uint8_t* Tensor::mutable_data<uint8_t>();
 
-std::vector<float> Tensor::to_vector() const {
+std::vector<float> Tensor::to_vector(std::source_location where) const {
   host_read("to_vector");
-  detail::trace_raw_read(*this);
+  detail::trace_raw_read(*this, where);
   Tensor f = to(DType::kF32);
   const float* p = static_cast<const float*>(f.raw_data());
   return std::vector<float>(p, p + numel());

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <memory>
+#include <source_location>
 #include <string>
 #include <vector>
 
@@ -47,18 +48,18 @@ class Tensor {
 
   // ---- Host reads of the data: each is a guard point when tracing. ----
   /// The value of a one-element tensor; ValueError otherwise.
-  Scalar item() const;
+  Scalar item(std::source_location where = std::source_location::current()) const;
   /// Truth of a one-element tensor (`while (x.norm() > 1)`); ValueError otherwise.
   explicit operator bool() const;
   /// Raw read access; DTypeError if T does not match the dtype (bool reads as uint8_t).
   template <class T>
-  const T* data() const;
+  const T* data(std::source_location where = std::source_location::current()) const;
   /// Raw write access (writes are seen through every handle and view; autograd
   /// counts it as an in-place change).
   template <class T>
   T* mutable_data();
   /// All elements as floats, row-major.
-  std::vector<float> to_vector() const;
+  std::vector<float> to_vector(std::source_location where = std::source_location::current()) const;
 
   // ---- Autograd (see frontend/autograd.h). ----
   bool requires_grad() const;

@@ -2,11 +2,14 @@
 // report to while bj::trace runs.
 #include "frontend/trace.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <optional>
 #include <unordered_map>
 #include <unordered_set>
 
+#include "codegen/source_site.h"
 #include "frontend/autograd.h"
 #include "ir/infer.h"
 #include "runtime/allocator.h"
@@ -80,17 +83,22 @@ class Tracer {
   }
 
   /// `if (t)` / `while (t)`: the truth of a one-element tensor.
-  void truth(const Tensor& t, bool outcome) {
+  void truth(const Tensor& t, bool outcome, const void* return_address) {
     ir::Value* v = value(t);
+    ir::Origin at = origin();
+    if (auto site = codegen::source_site(return_address)) {
+      at.file = site->file;
+      at.line = site->line;
+    }
     if (v->type.dtype == DType::kBool) {
-      g_.add_guard(v, outcome, origin());
+      g_.add_guard(v, outcome, at);
     } else {  // nonzero is true: guard on eq(t, 0) being the opposite
-      g_.add_guard(compare(ir::OpKind::Eq, v, literal_scalar(0.0, v->type.dtype)), !outcome, origin());
+      g_.add_guard(compare(ir::OpKind::Eq, v, literal_scalar(0.0, v->type.dtype)), !outcome, at);
     }
   }
 
   /// Raw data reads: the host may do anything with the values, so guard on all of them.
-  void raw_read(const Tensor& t) {
+  void raw_read(const Tensor& t, const std::source_location& where) {
     ir::Value* v = value(t);
     ir::Value* same = compare(ir::OpKind::Eq, v, literal_bytes(t));
     if (v->type.numel() != 1) {  // all equal: min over cast(eq) > 0.5
@@ -99,23 +107,24 @@ class Tracer {
       for (int i = 0; i < v->type.shape.size(); ++i) all.dims.push_back(i);
       same = compare(ir::OpKind::Gt, op(ir::OpKind::Min, {f}, all), literal_scalar(0.5, DType::kF32));
     }
-    g_.add_guard(same, true, origin());
+    g_.add_guard(same, true, origin(where));
   }
 
   /// A read scalar compared with a number on the host.
-  void scalar_compared(ir::Value* v, ir::OpKind cmp, double rhs, bool outcome, double value_seen) {
+  void scalar_compared(ir::Value* v, ir::OpKind cmp, double rhs, bool outcome, double value_seen,
+                       const std::source_location& where) {
     ir::Value* x = v->type.dtype == DType::kF32 ? v : op(ir::OpKind::Cast, {v}, attrs_dtype(DType::kF32));
     // The graph compares in f32; if that would disagree with the host's double comparison, guard the exact value.
     float a = static_cast<float>(value_seen), b = static_cast<float>(rhs);
     bool in_f32 = cmp == ir::OpKind::Gt ? a > b : cmp == ir::OpKind::Lt ? a < b : cmp == ir::OpKind::Ge ? a >= b
                                                   : cmp == ir::OpKind::Le ? a <= b : a == b;
-    if (in_f32 != outcome) return scalar_escaped(v, value_seen);
-    g_.add_guard(compare(cmp, x, literal_scalar(rhs, DType::kF32)), outcome, origin());
+    if (in_f32 != outcome) return scalar_escaped(v, value_seen, where);
+    g_.add_guard(compare(cmp, x, literal_scalar(rhs, DType::kF32)), outcome, origin(where));
   }
 
   /// A read scalar used as a plain number: guard on its exact value.
-  void scalar_escaped(ir::Value* v, double value_seen) {
-    g_.add_guard(compare(ir::OpKind::Eq, v, literal_scalar(value_seen, v->type.dtype)), true, origin());
+  void scalar_escaped(ir::Value* v, double value_seen, const std::source_location& where) {
+    g_.add_guard(compare(ir::OpKind::Eq, v, literal_scalar(value_seen, v->type.dtype)), true, origin(where));
   }
 
   std::vector<nn::Parameter> params;
@@ -167,14 +176,16 @@ class Tracer {
 
   std::string where() const { return origin().str(); }
 
-  ir::Origin origin() const {
+  /// The block path, and the line of `read` (a host read of data) or else of the block's call.
+  ir::Origin origin(std::optional<std::source_location> read = std::nullopt) const {
     ir::Origin o;
     o.path = nn::current_block_path();
-    if (auto site = nn::current_call_site()) {
-      std::string file = site->file_name();
-      if (file.find("/frontend/") == std::string::npos) {  // a user's line, not the library's own plumbing
+    for (auto site : {read, nn::current_call_site()}) {
+      std::string file = site ? site->file_name() : "";
+      if (site && site->line() && file.find("/frontend/") == std::string::npos) {  // a user's line, not our plumbing
         o.file = file.substr(file.rfind('/') + 1);
         o.line = static_cast<int>(site->line());
+        break;
       }
     }
     return o;
@@ -376,6 +387,23 @@ int CompiledTrace::try_run(const Tensor& x, Tensor& out) const {
   return failed;
 }
 
+bool CompiledTrace::guard_reads_exact_value(int index) const {
+  // The shapes scalar_escaped() and raw_read() record: eq(v, literal) == true, or for a
+  // tensor gt(min(cast(eq(v, literal))), 0.5) == true.
+  const ir::Node& g = guard_at(exe_->graph(), index);
+  auto op = [](const ir::Value* v, ir::OpKind k) {
+    return v && v->def && v->def->kind == ir::NodeKind::kOp && v->def->op == k ? v->def : nullptr;
+  };
+  const ir::Node* p = op(g.inputs[0], ir::OpKind::Gt);
+  if (const ir::Node* m = p ? op(p->inputs[0], ir::OpKind::Min) : nullptr)
+    if (const ir::Node* c = op(m->inputs[0], ir::OpKind::Cast)) p = c;
+  const ir::Node* eq = p ? op(p->inputs[0], ir::OpKind::Eq) : op(g.inputs[0], ir::OpKind::Eq);
+  return g.expect && eq &&
+         std::any_of(eq->inputs.begin(), eq->inputs.end(), [](const ir::Value* v) {
+           return v->def && v->def->kind == ir::NodeKind::kLiteral;
+         });
+}
+
 std::string CompiledTrace::describe_guard(int index, ir::Origin* origin) const {
   const ir::Node& n = guard_at(exe_->graph(), index);
   if (origin) *origin = n.origin;
@@ -397,11 +425,11 @@ void trace_inplace_end(ir::OpKind op, const ir::OpAttrs& attrs, const std::vecto
 void trace_created(const Tensor& t, bool random) {
   if (t_tracer) t_tracer->created(t, random);
 }
-void trace_truth(const Tensor& t, bool outcome) {
-  if (t_tracer) t_tracer->truth(t, outcome);
+void trace_truth(const Tensor& t, bool outcome, const void* return_address) {
+  if (t_tracer) t_tracer->truth(t, outcome, return_address);
 }
-void trace_raw_read(const Tensor& t) {
-  if (t_tracer) t_tracer->raw_read(t);
+void trace_raw_read(const Tensor& t, const std::source_location& where) {
+  if (t_tracer) t_tracer->raw_read(t, where);
 }
 std::pair<const void*, uint64_t> trace_scalar_source(const Tensor& t) {
   if (!t_tracer) return {nullptr, 0};
@@ -411,11 +439,11 @@ std::pair<const void*, uint64_t> trace_scalar_source(const Tensor& t) {
 void scalar_compared(const Scalar& s, ir::OpKind cmp, double rhs, bool outcome) {
   if (Tracer* tr = active(s))
     tr->scalar_compared(const_cast<ir::Value*>(static_cast<const ir::Value*>(s.traced_value())), cmp, rhs, outcome,
-                        s.peek());
+                        s.peek(), s.site());
 }
 void scalar_escaped(const Scalar& s) {
   if (Tracer* tr = active(s))
-    tr->scalar_escaped(const_cast<ir::Value*>(static_cast<const ir::Value*>(s.traced_value())), s.peek());
+    tr->scalar_escaped(const_cast<ir::Value*>(static_cast<const ir::Value*>(s.traced_value())), s.peek(), s.site());
 }
 
 }  // namespace detail

@@ -62,6 +62,9 @@ class CompiledTrace {
   int try_run(const Tensor& x, Tensor& out) const;
   /// Guard `index` as printed ("guard %12 == true") and where it was recorded.
   std::string describe_guard(int index, ir::Origin* origin = nullptr) const;
+  /// True if guard `index` compares an exact value the host read as a plain number (an item()
+  /// used in C++ arithmetic, a data<T>() read): each distinct value is another path.
+  bool guard_reads_exact_value(int index) const;
   /// How many guards the compiled graph checks.
   int guard_count() const { return exe_->graph().num_guards(); }
   const codegen::Executable& executable() const { return *exe_; }
@@ -85,8 +88,9 @@ void trace_op(ir::OpKind op, const ir::OpAttrs& attrs, std::span<const Tensor> i
 std::vector<const void*> trace_inplace_begin(ir::OpKind op, std::span<const Tensor> inputs);
 void trace_inplace_end(ir::OpKind op, const ir::OpAttrs& attrs, const std::vector<const void*>& before, const Tensor& self);
 void trace_created(const Tensor& t, bool random);
-void trace_truth(const Tensor& t, bool outcome);
-void trace_raw_read(const Tensor& t);
+/// `if (t)`: `return_address` is in the user's code, for the guard's file:line.
+void trace_truth(const Tensor& t, bool outcome, const void* return_address);
+void trace_raw_read(const Tensor& t, const std::source_location& where);
 /// For item(): the graph value of t and the trace's epoch (null/0 when not tracing).
 std::pair<const void*, uint64_t> trace_scalar_source(const Tensor& t);
 }  // namespace detail

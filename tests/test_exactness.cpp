@@ -338,3 +338,87 @@ TEST_CASE("call_eager on a plain parent runs a hybridized child eagerly too") {
   net(x);
   CHECK(child.stats().calls == calls + 1);
 }
+
+namespace {
+
+constexpr int kSumLine = __LINE__ + 4;  // the line of the `if` below
+/// A guard on a tensor's truth (`if (t)`, found from debug line tables) and one on an item().
+struct TwoGuards : nn::Block {
+  Tensor forward(const Tensor& x) override {
+    if (x.sum() > 0) return x * 2;
+    if (x.max().item() > 0.25) return x * 3;
+    return x * -1;
+  }
+};
+constexpr int kItemLine = kSumLine + 1;
+
+/// `(int) x.max().item()` used as a number: a guard on the exact value read.
+struct ExactRead : nn::Block {
+  Tensor forward(const Tensor& x) override {
+    const int k = static_cast<int>(std::floor(static_cast<double>(x.max().item()) * 1000));
+    return x * static_cast<float>(k);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("guard reports name the file:line of the read and the variant the guard belongs to") {
+  NoGradGuard no_grad;
+  TwoGuards net;
+  net.hybridize();
+  Tensor neg = -rand({2, 3}) - 1, pos = rand({2, 3}) + 1, mid = tensor({{-1.0, 0.1, 0.1}});
+  net(neg);  // variant 1: sum <= 0, max <= 0.25
+  net(neg);
+  net(pos);  // fails variant 1's first guard; variant 2
+  net(neg);
+  const nn::HybridStats s = net.stats();
+  INFO(s.str());
+  REQUIRE(s.guard_failures.size() >= 1);
+  const auto& f = s.guard_failures.front();
+  CHECK(f.variant == 1);
+  CHECK(f.key == "f32[2,3], training, no grad");
+  CHECK(f.origin.file == "test_exactness.cpp");
+  CHECK(f.origin.line == kSumLine);
+  CHECK(!f.exact_value);
+  CHECK(s.str().find("of variant 1 (f32[2,3], training, no grad) failed") != std::string::npos);
+  // the item() comparison's guard carries the item() call's line
+  Trace t = trace(net, tensor({{-1.0, 0.5, 0.1}}));
+  bool item_line = false;
+  ir::for_each_node(t.graph->nodes(), [&](const ir::Node& n) {
+    item_line |= n.kind == ir::NodeKind::kGuard && n.origin.line == kItemLine && n.origin.file == "test_exactness.cpp";
+  });
+  CHECK(item_line);
+  (void)mid;
+}
+
+TEST_CASE("the variant cap notice names the guard that filled it, and says when no cap can help") {
+  NoGradGuard no_grad;
+  struct Capture {
+    std::vector<std::string> lines;
+    Capture() {
+      nn::set_log_handler([this](const std::string& l) { lines.push_back(l); });
+    }
+    ~Capture() { nn::set_log_handler(nullptr); }
+  } log;
+  {
+    examples::FixedHiddenMLP net;
+    net.initialize();
+    net.hybridize({.max_variants = 2});
+    Tensor base = uniform(-1, 1, {2, 20});
+    for (float scale : {0.01f, 1.0f, 100.0f, 1e4f, 1e6f}) net(base * scale);
+  }
+  {
+    ExactRead net;
+    net.hybridize({.max_variants = 3});
+    for (int i = 0; i < 6; ++i) net(rand({2, 4}));
+  }
+  std::vector<std::string> caps;
+  for (const std::string& l : log.lines)
+    if (l.find("(the cap)") != std::string::npos) caps.push_back(l);
+  REQUIRE(caps.size() == 2);
+  CHECK(caps[0].find("The call that found the cap full failed guard %") != std::string::npos);
+  CHECK(caps[0].find("recorded at FixedHiddenMLP (seed_models.h:60)") != std::string::npos);
+  CHECK(caps[0].find("exact value") == std::string::npos);
+  CHECK(caps[1].find("compares an exact value") != std::string::npos);
+  CHECK(caps[1].find("x.max() > 3") != std::string::npos);
+}

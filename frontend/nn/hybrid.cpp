@@ -74,8 +74,8 @@ std::string HybridStats::str() const {
                               calls, compiled_hits, eager_fallbacks, reasons.empty() ? "" : " (" + reasons + ")",
                               traces, variants, compile_failures, compile_ms, cache_hits);
   for (const GuardFailure& g : guard_failures)
-    s += fmt::format("\n  {} failed {} time{}, recorded at {}", g.guard, g.count, g.count == 1 ? "" : "s",
-                     g.origin.str());
+    s += fmt::format("\n  {} of variant {} ({}) failed {} time{}, recorded at {}{}", g.guard, g.variant, g.key, g.count,
+                     g.count == 1 ? "" : "s", g.origin.str(), g.exact_value ? " (compares an exact value)" : "");
   return s;
 }
 
@@ -83,6 +83,12 @@ namespace detail {
 
 std::string Hybrid::Key::str() const {
   return fmt::format("{}, {}, {}", input.str(), training ? "training" : "inference", grad ? "grad" : "no grad");
+}
+
+std::string Hybrid::describe(const Key& key, const Variant& v, int guard) {
+  ir::Origin origin;
+  std::string text = v.code.describe_guard(guard, &origin);
+  return fmt::format("{} of variant {} ({}), recorded at {}", text, v.number, key.str(), origin.str());
 }
 
 Hybrid::Variant::Variant(CompiledTrace c)
@@ -217,6 +223,14 @@ Tensor Hybrid::miss(Block& b, const Tensor& x, const std::source_location& where
         notice = fmt::format("{}: {} variants (the cap) are compiled for {}; calls on other paths run eagerly "
                              "(hybridize with a larger max_variants to keep more)",
                              name_, e->variants.size(), key.str());
+        if (failed_variant) {
+          notice += fmt::format(". The call that found the cap full failed {}", describe(key, *failed_variant, failed_guard));
+          if (failed_variant->code.guard_reads_exact_value(failed_guard))
+            notice += ". That guard compares an exact value that forward read from a tensor as a plain number "
+                      "(an item() used in C++ arithmetic, such as (int)x.max().item(), or a data<T>() read): each "
+                      "distinct value is another path, so no cap helps; compare with tensors instead (x.max() > 3) "
+                      "or compare the item() directly (x.max().item() > 3)";
+        }
       }
     } else {
       ++e->pending;
@@ -226,11 +240,7 @@ Tensor Hybrid::miss(Block& b, const Tensor& x, const std::source_location& where
   if (!notice.empty()) log_line(notice);
   if (!eager_reason.empty()) return eager(b, x, where, eager_reason);
   if (log_flags().recompiles) {
-    if (failed_variant) {
-      ir::Origin origin;
-      std::string guard = failed_variant->code.describe_guard(failed_guard, &origin);
-      why = fmt::format("{} failed (recorded at {})", guard, origin.str());
-    }
+    if (failed_variant) why = describe(key, *failed_variant, failed_guard) + ", failed";
     log_line(fmt::format("{}: tracing a new variant: {}", name_, why));
   }
   eager_.fetch_add(1, std::memory_order_relaxed);
@@ -267,11 +277,12 @@ void Hybrid::compile_variant(Entry* e, Trace t) {
   try {
     codegen::CompileOptions co;
     co.use_cache = options_.use_cache;
-    auto v = std::make_shared<const Variant>(compile(t, co));
+    auto v = std::make_shared<Variant>(compile(t, co));
     std::lock_guard lock(mu_);
     compile_ms_ += v->code.executable().compile_ms();
     if (v->code.executable().from_cache()) cache_hits_.fetch_add(1, std::memory_order_relaxed);
     --e->pending;
+    v->number = ++e->compiled;
     e->variants.push_back(std::move(v));
   } catch (const std::exception& err) {
     compile_failures_.fetch_add(1, std::memory_order_relaxed);
@@ -308,6 +319,9 @@ HybridStats Hybrid::stats() const {
         if (int64_t count = v->guard_failures[g].load()) {
           HybridStats::GuardFailure f;
           f.guard = v->code.describe_guard(g, &f.origin);
+          f.key = e->key.str();
+          f.variant = v->number;
+          f.exact_value = v->code.guard_reads_exact_value(g);
           f.count = count;
           s.guard_failures.push_back(std::move(f));
         }

@@ -31,6 +31,9 @@ struct HybridStats {
   struct GuardFailure {
     std::string guard;   ///< as printed: "guard %12 == true"
     ir::Origin origin;   ///< where the guard was recorded (block path, file:line)
+    std::string key;     ///< the key of its variant: "f32[2,20], inference, no grad"
+    int variant = 0;     ///< its variant, numbered from 1 per key in the order they were compiled
+    bool exact_value = false;  ///< it compares an exact value read as a plain number
     int64_t count = 0;
   };
   int64_t calls = 0;             ///< calls while hybridized

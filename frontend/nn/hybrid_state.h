@@ -46,6 +46,7 @@ class Hybrid {
   struct Variant {
     explicit Variant(CompiledTrace c);
     CompiledTrace code;
+    int number = 0;  // 1, 2, ... per key, in the order compiled
     std::unique_ptr<std::atomic<int64_t>[]> guard_failures;  // per guard of the compiled graph
   };
   struct Entry {
@@ -54,9 +55,12 @@ class Hybrid {
     int pending = 0;         // traces being compiled
     std::string failed;      // why this key runs eagerly for good (compile or trace failure)
     bool cap_logged = false;
+    int compiled = 0;        // variants numbered so far
   };
 
   void refresh_structure(Block& b);
+  /// "guard %12 == true of variant 2 (f32[2,20], inference, no grad), recorded at ...".
+  static std::string describe(const Key& key, const Variant& v, int guard);
   Tensor eager(Block& b, const Tensor& x, const std::source_location& where, const std::string& reason);
   Tensor miss(Block& b, const Tensor& x, const std::source_location& where, const Key& key,
               const Variant* failed_variant, int failed_guard);
