@@ -1,7 +1,13 @@
 // The `blockjit` command-line program: models, demo, info.
 #include <fmt/format.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <functional>
@@ -14,6 +20,7 @@
 #include <sstream>
 #include <iostream>
 #include <string>
+#include <thread>
 
 #include "codegen/host.h"
 #include "codegen/optimize.h"
@@ -51,7 +58,8 @@ commands:
                     pipeline; FILE.svg/.png renders through Graphviz;
                     --print-after* (or BJ_PRINT_AFTER) print the IR after passes
   ir FILE [--run]   parse a text IR file, verify it, print it back; with
-                    --run, interpret it on seeded random inputs
+                    --run, interpret it on seeded random inputs (exit
+                    status 3 if a guard fails on them, 1 on an error)
   info              LLVM version, host CPU and threads
   help              this text
 )";
@@ -78,11 +86,52 @@ double median(std::vector<double> v) {
 
 std::string fmt_us(double us) { return us < 1000 ? fmt::format("{:.2f} us", us) : fmt::format("{:.2f} ms", us / 1000); }
 
+/// Writes `text` to `path`; a full disk or an unwritable file is an error (checked after closing).
 void write_file(const std::string& path, const std::string& text) {
-  std::ofstream f(path);
+  std::ofstream f(path, std::ios::binary);
   f << text;
-  if (!f) throw bj::ValueError("dump", "cannot write " + path);
+  f.close();
+  if (f.fail()) throw bj::ValueError("dump", "cannot write " + path + ": " + std::strerror(errno));
 }
+
+/// Runs a program with these arguments (no shell: nothing in them is interpreted) and waits for
+/// it; -1 if it could not be started (not installed).
+int run_program(const std::vector<std::string>& args) {
+  std::vector<char*> argv;
+  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  pid_t pid;
+  if (posix_spawnp(&pid, argv[0], nullptr, nullptr, argv.data(), environ) != 0) return -1;
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0)
+    if (errno != EINTR) return -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/// A whole-string integer option in [lo, hi]: "1.5", "1e3", "3x" and "" are errors naming the option.
+int64_t int_option(const char* cmd, const std::string& name, const std::string& text, int64_t lo, int64_t hi) {
+  int64_t v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec == std::errc::result_out_of_range || (ec == std::errc() && end == text.data() + text.size() && (v < lo || v > hi)))
+    throw bj::ValueError(cmd, fmt::format("{} must be between {} and {}, got {}", name, lo, hi, text));
+  if (ec != std::errc() || end != text.data() + text.size() || text.empty())
+    throw bj::ValueError(cmd, fmt::format("{} needs a whole number, got '{}'", name, text));
+  return v;
+}
+
+/// A whole-string finite number option in [lo, hi] (NaN and infinities are errors).
+double real_option(const char* cmd, const std::string& name, const std::string& text, double lo, double hi) {
+  double v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size() || text.empty())
+    throw bj::ValueError(cmd, fmt::format("{} needs a number, got '{}'", name, text));
+  if (!std::isfinite(v) || v < lo || v > hi)
+    throw bj::ValueError(cmd, fmt::format("{} must be a finite number between {} and {}, got {}", name, lo, hi, text));
+  return v;
+}
+
+/// At most this many threads: a few per core (more only oversubscribes).
+int max_threads() { return 4 * static_cast<int>(std::max(1u, std::thread::hardware_concurrency())); }
 
 /// DIR/MODEL.traced.ir, .traced.dot, .opt.ir, .opt.dot and .ll for a trace of `net` on x.
 void dump_model(const std::string& dir, const std::string& name, bj::nn::Block& net, const bj::Tensor& x) {
@@ -219,20 +268,17 @@ int train(int argc, char** argv) {
     std::string a = argv[i];
     if (i + 1 >= argc) throw bj::ValueError("train", "option " + a + " needs a value");
     std::string v = argv[++i];
-    try {
-      if (a == "--steps")
-        o.steps = std::stoi(v);
-      else if (a == "--optimizer")
-        o.optimizer = v;
-      else if (a == "--lr")
-        o.lr = std::stod(v), lr_given = true;
-      else
-        throw bj::ValueError("train", "unknown option " + a);
-    } catch (const std::logic_error&) {  // std::stoi/stod on a non-number
-      throw bj::ValueError("train", "option " + a + " needs a number, got '" + v + "'");
-    }
+    if (a == "--steps")
+      o.steps = static_cast<int>(int_option("train", a, v, 1, 10'000'000));
+    else if (a == "--optimizer")
+      o.optimizer = v;
+    else if (a == "--lr")
+      o.lr = real_option("train", a, v, 1e-12, 1e3), lr_given = true;
+    else
+      throw bj::ValueError("train", "unknown option " + a);
   }
-  if (o.steps <= 0) throw bj::ValueError("train", "--steps must be positive");
+  if (o.optimizer != "sgd" && o.optimizer != "adam")
+    throw bj::ValueError("train", "--optimizer is sgd or adam, got " + o.optimizer);
   if (!lr_given && o.optimizer == "adam") o.lr = 0.01;
   o.log_every = std::max(1, o.steps / 10);
   bj::manual_seed(0);
@@ -311,14 +357,13 @@ int dump(int argc, char** argv) {
   std::string out = o["--out"];
   std::string ext = out.size() > 4 ? out.substr(out.size() - 4) : "";
   if (format == "dot" && (ext == ".svg" || ext == ".png" || ext == ".pdf")) {
-    if (std::system("command -v dot > /dev/null 2>&1") != 0)
-      throw bj::ValueError("dump", "rendering " + out + " needs Graphviz's `dot`, which is not installed "
-                                   "(apt-get install graphviz), or write the DOT text with --out FILE.dot");
     std::string dot_file = out + ".dot";
     write_file(dot_file, text);
-    std::string cmd = "dot -T" + ext.substr(1) + " '" + dot_file + "' -o '" + out + "'";
-    int rc = std::system(cmd.c_str());
+    int rc = run_program({"dot", "-T" + ext.substr(1), "-o", out, "--", dot_file});  // no shell
     std::remove(dot_file.c_str());
+    if (rc < 0)
+      throw bj::ValueError("dump", "rendering " + out + " needs Graphviz's `dot`, which is not installed "
+                                   "(apt-get install graphviz), or write the DOT text with --out FILE.dot");
     if (rc != 0) throw bj::ValueError("dump", "Graphviz failed to render " + out);
   } else {
     write_file(out, text);
@@ -359,9 +404,9 @@ int ir_command(int argc, char** argv) {
   fill(g->params(), params);
   fill(g->consts(), consts);
   auto r = bj::rt::interpret(*g, in, params, consts);
-  if (r.failed_guard) {
+  if (r.failed_guard) {  // not an error: the data took another path (exit status 3, documented)
     std::cout << "guard " << r.failed_guard_index << " failed: " << bj::ir::describe(*g, *r.failed_guard) << "\n";
-    return 1;
+    return 3;
   }
   for (size_t i = 0; i < r.outputs.size(); ++i) {
     const bj::Type& type = g->outputs()[i]->type;
@@ -423,9 +468,12 @@ int bench(int argc, char** argv) {
   const auto& m = bj::examples::zoo_model(argv[0]);
   auto o = options(argc - 1, argv + 1, {"--batch", "--threads"}, {"--json"}, "bench");
   bj::Shape input = m.input;
-  if (o.count("--batch")) input[0] = std::stoll(o["--batch"]);
-  int threads = o.count("--threads") ? std::stoi(o["--threads"]) : bj::rt::num_threads();
-  if (threads < 1 || input[0] < 1) throw bj::ValueError("bench", "--batch and --threads must be positive");
+  // A batch whose input (and the model's widest activation, a few times wider) fits in memory.
+  const int64_t per_row = std::max<int64_t>(1, input.numel() / input[0]) * 4 * 64;
+  const int64_t memory = static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGE_SIZE);
+  if (o.count("--batch")) input[0] = int_option("bench", "--batch", o["--batch"], 1, std::max<int64_t>(1, memory / 4 / per_row));
+  const int threads = o.count("--threads") ? static_cast<int>(int_option("bench", "--threads", o["--threads"], 1, max_threads()))
+                                           : bj::rt::num_threads();
   bj::rt::set_num_threads(threads);
   bj::manual_seed(0);
   auto net = m.make();

@@ -1,0 +1,96 @@
+// The `blockjit` program as a hostile user drives it: numbers parsed
+// strictly (whole string, range-checked, the option named in the error),
+// file names never reaching a shell, write errors reported, distinct exit
+// statuses for a failed guard and an error.
+#include <doctest/doctest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "tests/helpers.h"
+
+namespace {
+
+struct Result {
+  int status;
+  std::string out;
+};
+
+/// Runs blockjit with arguments (each single-quoted for the test's own shell) in `dir`.
+Result blockjit(const std::vector<std::string>& args, const std::filesystem::path& dir = std::filesystem::temp_directory_path()) {
+  std::string cmd = "cd '" + dir.string() + "' && '" + std::string(BJ_BINARY_DIR) + "/bin/blockjit'";
+  for (const std::string& a : args) {
+    std::string quoted;
+    for (char c : a) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    cmd += " '" + quoted + "'";
+  }
+  int status = 0;
+  std::string out = bj::test::run_command(cmd + " 2>&1", &status);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+}  // namespace
+
+TEST_CASE("blockjit parses numbers strictly: whole string, in range, the option named in the error") {
+  struct Case {
+    std::vector<std::string> args;
+    const char* says;
+  };
+  const Case cases[] = {
+      {{"bench", "mlp", "--batch", "4611686018427387904"}, "--batch must be between 1 and"},
+      {{"bench", "mlp", "--batch", "1.5"}, "--batch needs a whole number, got '1.5'"},
+      {{"bench", "mlp", "--batch", "abc"}, "--batch needs a whole number, got 'abc'"},
+      {{"bench", "mlp", "--batch", "0"}, "--batch must be between 1 and"},
+      {{"bench", "mlp", "--batch", "-3"}, "--batch must be between 1 and"},
+      {{"bench", "mlp", "--batch", ""}, "--batch needs a whole number"},
+      {{"bench", "mlp", "--threads", "9999"}, "--threads must be between 1 and"},
+      {{"bench", "mlp", "--threads", "2x"}, "--threads needs a whole number, got '2x'"},
+      {{"train", "mlp", "--steps", "1e3"}, "--steps needs a whole number, got '1e3'"},
+      {{"train", "mlp", "--steps", "3x"}, "--steps needs a whole number, got '3x'"},
+      {{"train", "mlp", "--steps", "99999999999999999999"}, "--steps must be between 1 and"},
+      {{"train", "mlp", "--lr", "nan"}, "--lr must be a finite number"},
+      {{"train", "mlp", "--lr", "inf"}, "--lr must be a finite number"},
+      {{"train", "mlp", "--lr", "-1"}, "--lr must be a finite number"},
+      {{"train", "mlp", "--lr", "0.1abc"}, "--lr needs a number, got '0.1abc'"},
+      {{"train", "mlp", "--optimizer", "rmsprop"}, "--optimizer is sgd or adam"},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.says);
+    Result r = blockjit(c.args);
+    CHECK(r.status == 1);
+    CHECK(contains(r.out, c.says));
+  }
+}
+
+TEST_CASE("blockjit dump never hands a file name to a shell, and reports a failed write") {
+  auto dir = std::filesystem::temp_directory_path() / ("bj_cli_" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  Result r = blockjit({"dump", "mlp", "--format", "dot", "--out", "a';touch INJECTED;'.svg"}, dir);
+  CHECK(!std::filesystem::exists(dir / "INJECTED"));
+  CHECK(!std::filesystem::exists(dir / "a';touch INJECTED;'.svg.dot"));  // the temporary DOT file is removed
+  (void)r;  // rendered if Graphviz is installed, else an error naming it
+  r = blockjit({"dump", "mlp", "--out", "/dev/full"}, dir);
+  CHECK(r.status == 1);
+  CHECK(contains(r.out, "cannot write /dev/full"));
+  CHECK(!contains(r.out, "wrote"));
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("blockjit ir --run: exit status 3 for a failed guard, 1 for an error, 0 for outputs") {
+  auto dir = std::filesystem::temp_directory_path() / ("bj_cli_ir_" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  const auto path = (dir / "g.ir").string();
+  auto write = [&](const std::string& text) { std::ofstream(path) << text; };
+  write("graph @g(%x: f32[4]) -> (f32[]) {\n  %0: f32[] = sum(%x) {axes=[0]}\n  %1: f32[] = literal 100\n"
+        "  %2: bool[] = gt(%0, %1)\n  guard %2 == true\n  return %0\n}\n");
+  CHECK(blockjit({"ir", path, "--run"}).status == 3);  // uniform(-1, 1) data never sums above 100
+  write("graph @g(%x: f32[4]) -> (f32[]) {\n  %0: f32[] = sum(%x) {axes=[0]}\n  return %0\n}\n");
+  CHECK(blockjit({"ir", path, "--run"}).status == 0);
+  write("graph @g(%x: f32[4]) -> (f32[]) {\n  %0: f32[] = sum(%y) {axes=[0]}\n  return %0\n}\n");
+  CHECK(blockjit({"ir", path, "--run"}).status == 1);
+  std::filesystem::remove_all(dir);
+}
