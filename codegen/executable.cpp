@@ -15,14 +15,14 @@
 
 #include "codegen/host.h"
 #include "codegen/lower.h"
+#include "codegen/object_cache.h"
 #include "codegen/optimize.h"
+#include "ir/env.h"
 #include "ir/error.h"
 
 namespace bj::codegen {
 
 namespace {
-
-constexpr char kMagic[8] = {'B', 'J', 'O', 'B', 'J', '0', '0', '1'};
 
 uint64_t fnv1a(std::string_view s) {
   uint64_t h = 1469598103934665603ull;
@@ -30,90 +30,44 @@ uint64_t fnv1a(std::string_view s) {
   return h;
 }
 
-/// Reads a cache entry; empty if absent, truncated or corrupt (then it is removed).
-std::string read_cached(const std::filesystem::path& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return {};
-  std::stringstream ss;
-  ss << f.rdbuf();
-  std::string data = ss.str();
-  const size_t header = sizeof kMagic + 16;
-  uint64_t size = 0, sum = 0;
-  bool ok = data.size() >= header && std::memcmp(data.data(), kMagic, sizeof kMagic) == 0;
-  if (ok) {
-    std::memcpy(&size, data.data() + sizeof kMagic, 8);
-    std::memcpy(&sum, data.data() + sizeof kMagic + 8, 8);
-    ok = data.size() == header + size && fnv1a(std::string_view(data).substr(header)) == sum;
-  }
-  if (!ok) {
-    std::error_code ec;
-    std::filesystem::remove(path, ec);
-    return {};
-  }
-  return data.substr(header);
-}
-
-/// Writes a cache entry atomically (a temporary file renamed into place).
-void write_cached(const std::filesystem::path& path, const std::string& object) {
-  std::error_code ec;
-  std::filesystem::create_directories(path.parent_path(), ec);
-  std::filesystem::path tmp = path;
-  tmp += fmt::format(".tmp{}", getpid());
-  {
-    std::ofstream f(tmp, std::ios::binary);
-    uint64_t size = object.size(), sum = fnv1a(object);
-    f.write(kMagic, sizeof kMagic);
-    f.write(reinterpret_cast<const char*>(&size), 8);
-    f.write(reinterpret_cast<const char*>(&sum), 8);
-    f.write(object.data(), static_cast<std::streamsize>(object.size()));
-    if (!f) return;  // a cache that cannot be written is only a slower cache
-  }
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) std::filesystem::remove(tmp, ec);
-}
-
 }  // namespace
 
-std::string cache_dir() {
-  if (const char* d = std::getenv("BJ_CACHE_DIR")) return d;
-  if (const char* x = std::getenv("XDG_CACHE_HOME")) return std::string(x) + "/blockjit";
-  if (const char* h = std::getenv("HOME")) return std::string(h) + "/.cache/blockjit";
-  return "/tmp/blockjit-cache";
-}
-
-bool cache_enabled() {
-  const char* c = std::getenv("BJ_CACHE");
-  return !(c && std::string(c) == "0");
-}
-
 std::shared_ptr<Executable> compile(const ir::Graph& g, const CompileOptions& options) {
-  if (const char* fault = std::getenv("BJ_FAULT"); fault && std::string_view(fault) == "compile")
+  if (env::fault("compile"))
     throw Error("codegen", "compilation of " + g.name() + " failed on purpose (BJ_FAULT=compile, a test hook)");
   auto t0 = std::chrono::steady_clock::now();
   auto exe = std::shared_ptr<Executable>(new Executable);
   exe->graph_ = ir::parse(ir::print(g));
   passes::PipelineOptions quiet;  // compile() prints nothing; `blockjit dump` shows the passes
+  quiet.verify = env::verify();
   optimize(*exe->graph_, quiet);
   exe->plan_ = make_plan(*exe->graph_);
   const HostInfo& host = host_info();
-  const std::string text = ir::print(*exe->graph_);
-  exe->key_ = fmt::format("{:016x}", fnv1a(text + "|llvm " + host.llvm_version + "|" + host.cpu + "|" +
-                                           host.features + "|" + codegen_build_id()));
-  const bool cached = options.use_cache && cache_enabled() && !options.keep_ir && !options.keep_asm;
-  const std::filesystem::path path = std::filesystem::path(cache_dir()) / (exe->key_ + ".o");
-  std::string object = cached ? read_cached(path) : std::string();
-  exe->from_cache_ = !object.empty();
-  if (object.empty()) {
-    LoweredCode code = lower(*exe->graph_, exe->plan_, options.keep_ir, options.keep_asm);
-    object = std::move(code.object);
-    exe->ir_ = std::move(code.llvm_ir);
-    exe->asm_ = std::move(code.assembly);
-    if (cached) write_cached(path, object);
-  }
+  // Everything that determines the code; the whole key is stored in (and checked against) the entry.
+  const std::string key = ir::print(*exe->graph_) + "|llvm " + host.llvm_version + "|" + host.cpu + "|" +
+                          host.features + "|codegen " + codegen_source_hash();
+  exe->key_ = fmt::format("{:016x}", fnv1a(key));
+  const bool use_cache = options.use_cache && cache_enabled() && !options.keep_ir && !options.keep_asm;
+  const std::optional<std::string> dir = use_cache ? cache_dir() : std::nullopt;
+  std::optional<std::string> object = dir ? cache_read(*dir, exe->key_, key) : std::nullopt;
   exe->packed_.resize(exe->plan_.packings.size());
   for (const auto& [node, product] : exe->plan_.dnnl)  // primitives are made now, not in the first run
     rt::matmul_prepare(*exe->plan_.context.nodes[static_cast<size_t>(product.callback)].fused);
-  exe->code_ = load_object(object, kEntrySymbol);
+  if (object) {
+    try {
+      exe->code_ = load_object(*object, kEntrySymbol);
+      exe->from_cache_ = true;
+    } catch (const std::exception&) {  // valid on disk but not linkable here: remove it and compile
+      cache_remove(*dir, exe->key_);
+    }
+  }
+  if (!exe->code_) {
+    LoweredCode code = lower(*exe->graph_, exe->plan_, options.keep_ir, options.keep_asm);
+    exe->ir_ = std::move(code.llvm_ir);
+    exe->asm_ = std::move(code.assembly);
+    exe->code_ = load_object(code.object, kEntrySymbol);
+    if (dir) cache_write(*dir, exe->key_, key, code.object);
+  }
   exe->entry_ = reinterpret_cast<int32_t (*)(void* const*, const void*)>(exe->code_->entry());
   exe->compile_ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   return exe;

@@ -1,9 +1,9 @@
 // bj::codegen::compile: an optimized graph as one JIT-compiled function,
 // and the Executable that runs it. Compiled objects are cached on disk
-// (BJ_CACHE_DIR, default ~/.cache/blockjit; BJ_CACHE=0 turns it off) under
-// a key of the optimized graph's text, LLVM's version, the CPU and its
-// features, and the code generator's build; a hit links the object without
-// running LLVM's optimizer.
+// (codegen/object_cache.h; BJ_CACHE=0 turns it off) under a key of the
+// optimized graph's text, LLVM's version, the CPU and its features, and a
+// hash of the code generator's sources; a hit links the object without
+// running LLVM.
 #pragma once
 
 #include <memory>
@@ -81,9 +81,5 @@ class Executable {
 /// Optimizes a copy of `g` with the default pipeline and compiles it.
 /// Throws bj::Error (with LLVM's message) if code generation fails.
 std::shared_ptr<Executable> compile(const ir::Graph& g, const CompileOptions& options = {});
-
-/// Where cached objects go (BJ_CACHE_DIR or ~/.cache/blockjit), and whether the cache is on.
-std::string cache_dir();
-bool cache_enabled();
 
 }  // namespace bj::codegen

@@ -105,7 +105,6 @@ llvm::TargetMachine& machine() {
 
 }  // namespace
 
-std::string jit_build_id() { return __DATE__ " " __TIME__; }
 
 std::string target_cpu() { return host_info().cpu; }
 std::string target_features() { return host_info().features; }

@@ -936,9 +936,6 @@ class Lowerer {
 
 }  // namespace
 
-std::string plan_build_id();  // plan.cpp
-std::string jit_build_id();   // jit.cpp
-std::string codegen_build_id() { return std::string(__DATE__ " " __TIME__) + "/" + plan_build_id() + "/" + jit_build_id(); }
 
 LoweredCode lower(const ir::Graph& g, const Plan& plan, bool want_ir, bool want_asm) {
   llvm::LLVMContext ctx;

@@ -18,10 +18,6 @@ struct LoweredCode {
   std::string assembly;  ///< assembly text, if asked for
 };
 
-/// Identifies the code generator's build (when lower.cpp, plan.cpp and
-/// jit.cpp were compiled), so cached objects from another build are not reused.
-std::string codegen_build_id();
-
 /// Generates, optimizes (O3 for the host CPU) and emits `g`. The entry is
 ///   int32_t bj_graph_main(void* const* buffers, const void* context)
 /// with buffers = inputs, params, consts, outputs, arena, packed weights (in

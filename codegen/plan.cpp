@@ -122,7 +122,6 @@ bool inline_matmul(const ir::Node& n) {
   return c[0] * c[1] * k < kInlineMatmulMaxMacs;
 }
 
-std::string plan_build_id() { return __DATE__ " " __TIME__; }
 
 Plan make_plan(const ir::Graph& g) {
   Plan p;

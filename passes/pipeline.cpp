@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <iostream>
 
+#include "ir/env.h"
 #include "ir/error.h"
 
 namespace bj::passes {
@@ -56,8 +57,8 @@ const std::vector<Step>& default_pipeline() {
 
 PipelineOptions PipelineOptions::from_env() {
   PipelineOptions o;
-  if (const char* v = std::getenv("BJ_VERIFY")) o.verify = std::string(v) == "1";
-  if (const char* p = std::getenv("BJ_PRINT_AFTER")) o.parse_flag(std::string("--print-after=") + p);
+  o.verify = env::verify();
+  if (auto p = env::print_after()) o.parse_flag("--print-after=" + *p);
   return o;
 }
 

@@ -1,6 +1,8 @@
 // Caching allocator: see allocator.h for the policy.
 #include "runtime/allocator.h"
 
+#include "ir/env.h"
+
 #include <sys/mman.h>
 
 #include <bit>
@@ -32,7 +34,7 @@ size_t rounded(size_t bytes) {
 class CachingAllocator {
  public:
   CachingAllocator() {
-    if (const char* mb = std::getenv("BJ_ALLOC_CACHE_MB")) limit_ = size_t(std::strtoull(mb, nullptr, 10)) << 20;
+    if (auto mb = env::alloc_cache_mb()) limit_ = static_cast<size_t>(*mb) << 20;
   }
   // Never destroyed (tensors may outlive static destruction order); the OS reclaims.
 

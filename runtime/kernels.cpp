@@ -4,18 +4,16 @@
 #include <atomic>
 #include <cstdlib>
 
+#include "ir/env.h"
 #include "runtime/kernel_impl.h"
 
 namespace bj::rt {
 
 namespace {
 int initial_threads() {
-  if (const char* s = std::getenv("BJ_NUM_THREADS")) {
-    int n = std::atoi(s);
-    if (n > 0) {
-      omp_set_num_threads(n);  // oneDNN's matmuls follow OpenMP's setting
-      return n;
-    }
+  if (auto n = env::num_threads()) {
+    omp_set_num_threads(*n);  // oneDNN's matmuls follow OpenMP's setting
+    return *n;
   }
   return omp_get_max_threads();
 }

@@ -18,9 +18,11 @@ struct Result {
   std::string out;
 };
 
-/// Runs blockjit with arguments (each single-quoted for the test's own shell) in `dir`.
-Result blockjit(const std::vector<std::string>& args, const std::filesystem::path& dir = std::filesystem::temp_directory_path()) {
-  std::string cmd = "cd '" + dir.string() + "' && '" + std::string(BJ_BINARY_DIR) + "/bin/blockjit'";
+/// Runs blockjit with arguments (each single-quoted for the test's own shell) in `dir`, with
+/// `env` (NAME=VALUE, quoted the same way) in its environment.
+Result blockjit(const std::vector<std::string>& args, const std::filesystem::path& dir = std::filesystem::temp_directory_path(),
+                const std::string& env = "") {
+  std::string cmd = "cd '" + dir.string() + "' && " + env + " '" + std::string(BJ_BINARY_DIR) + "/bin/blockjit'";
   for (const std::string& a : args) {
     std::string quoted;
     for (char c : a) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
@@ -93,4 +95,28 @@ TEST_CASE("blockjit ir --run: exit status 3 for a failed guard, 1 for an error, 
   write("graph @g(%x: f32[4]) -> (f32[]) {\n  %0: f32[] = sum(%y) {axes=[0]}\n  return %0\n}\n");
   CHECK(blockjit({"ir", path, "--run"}).status == 1);
   std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("environment variables with values that are not valid are ignored with one warning naming them") {
+  const std::pair<const char*, const char*> cases[] = {
+      {"BJ_NUM_THREADS='abc'", "BJ_NUM_THREADS='abc' is ignored: expected a whole number of threads from 1 to"},
+      {"BJ_NUM_THREADS='-3'", "BJ_NUM_THREADS='-3' is ignored"},
+      {"BJ_NUM_THREADS='0'", "BJ_NUM_THREADS='0' is ignored"},
+      {"BJ_NUM_THREADS='2x'", "BJ_NUM_THREADS='2x' is ignored"},
+      {"BJ_ALLOC_CACHE_MB='-5'", "BJ_ALLOC_CACHE_MB='-5' is ignored: expected a whole number of MiB"},
+      {"BJ_ALLOC_CACHE_MB='abc'", "BJ_ALLOC_CACHE_MB='abc' is ignored"},
+      {"BJ_VERIFY='yes'", "BJ_VERIFY='yes' is ignored: expected 0 or 1"},
+      {"BJ_CACHE='garbage'", "BJ_CACHE='garbage' is ignored: expected 0 or 1"},
+      {"BJ_LOG='garbage'", "BJ_LOG='garbage' is ignored: expected stats, recompiles or all"},
+      {"BJ_CACHE_DIR=''", "BJ_CACHE_DIR='' is ignored: expected a directory"},
+      {"BJ_CACHE_MB='0'", "BJ_CACHE_MB='0' is ignored"},
+  };
+  for (const auto& [env, says] : cases) {
+    CAPTURE(std::string(env));
+    Result r = blockjit({"bench", "mlp", "--threads", "1"}, std::filesystem::temp_directory_path(), env);
+    CHECK(r.status == 0);
+    CHECK(contains(r.out, std::string("blockjit: warning: ") + says));
+    const size_t first = r.out.find("warning: ");
+    CHECK(r.out.find("warning: ", first + 1) == std::string::npos);  // once
+  }
 }

@@ -10,28 +10,14 @@
 #include "frontend/autograd.h"
 #include "frontend/nn/block.h"
 #include "frontend/nn/hybrid_state.h"
+#include "ir/env.h"
 
 namespace bj::nn {
 
 namespace {
 
 /// BJ_LOG=stats,recompiles (comma separated; "all" for both), read at each use.
-struct LogFlags {
-  bool stats = false, recompiles = false;
-};
-LogFlags log_flags() {
-  LogFlags f;
-  const char* env = std::getenv("BJ_LOG");
-  std::string s = env ? env : "";
-  for (size_t start = 0; start <= s.size();) {
-    size_t end = std::min(s.find(',', start), s.size());
-    std::string word = s.substr(start, end - start);
-    f.stats |= word == "stats" || word == "all";
-    f.recompiles |= word == "recompiles" || word == "all";
-    start = end + 1;
-  }
-  return f;
-}
+env::LogFlags log_flags() { return env::log(); }
 
 std::mutex g_log_mu;
 std::function<void(const std::string&)>& log_handler() {
