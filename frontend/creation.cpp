@@ -33,8 +33,7 @@ void fill_as(Tensor& t, F value_at) {
 }
 
 Tensor empty_checked(const Shape& shape, DType dtype, const char* what) {
-  for (int64_t d : shape)
-    if (d < 0) throw ShapeError(what, "negative dimension in " + shape.str());
+  check_shape(what, shape);
   return detail::empty({dtype, shape});
 }
 

@@ -59,6 +59,7 @@ struct Node {
   std::vector<std::unique_ptr<Node>> body;   ///< kRegion: its op nodes, in order
   std::vector<Value*> yields;                ///< kRegion: body values used after the region
   Origin origin;
+  uint32_t line = 0, column = 0;  ///< where the node starts in the IR text it was parsed from (0: not parsed)
 };
 
 /// Calls f(node) for every node of `nodes`, region bodies included (a region before its body).

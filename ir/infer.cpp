@@ -160,8 +160,8 @@ Type infer_Reshape(std::string_view op, Inputs in, OpAttrs& a) {
       infer_at = i;
     } else if (a.dims[i] < 0) {
       throw ShapeError(std::string(op), "negative size in " + a.dims.str());
-    } else {
-      known *= a.dims[i];
+    } else if (__builtin_mul_overflow(known, a.dims[i], &known) || known > kMaxNumel) {
+      throw ShapeError(std::string(op), "cannot reshape " + in[0].str() + " to " + a.dims.str());
     }
   }
   int64_t n = in[0].numel();
@@ -198,7 +198,8 @@ Type infer_Concat(std::string_view op, Inputs in, OpAttrs& a) {
     for (int i = 0; ok && i < s.size(); ++i) ok = i == ax || s[i] == s0[i];
     if (!ok)
       throw ShapeError(std::string(op), "shapes differ outside axis " + std::to_string(ax) + ": " + types_str(in));
-    out[ax] += s[ax];
+    if (__builtin_add_overflow(out[ax], s[ax], &out[ax]))
+      throw ShapeError(std::string(op), "the result along axis " + std::to_string(ax) + " is too long: " + types_str(in));
   }
   return {in[0].dtype, out};
 }
@@ -214,7 +215,7 @@ Type infer_Slice(std::string_view op, Inputs in, OpAttrs& a) {
   a.start = clamp(a.start);
   a.end = std::max(a.start, clamp(a.end));
   Shape out = s;
-  out[ax] = (a.end - a.start + a.step - 1) / a.step;
+  out[ax] = a.end > a.start ? (a.end - a.start - 1) / a.step + 1 : 0;  // no overflow for any step
   return {in[0].dtype, out};
 }
 
@@ -245,12 +246,15 @@ Type infer(OpKind op, std::span<const Type> inputs, OpAttrs& attrs) {
   if (info.arity >= 0 && static_cast<int>(inputs.size()) != info.arity)
     throw ValueError(std::string(info.name), "expects " + std::to_string(info.arity) + " inputs, got " +
                                                  std::to_string(inputs.size()));
+  for (const Type& t : inputs) check_shape(info.name, t.shape);
+  Type result;
   switch (op) {
 #define OP(Name, text, arity, traits, attrs_, rule, ...) \
-  case OpKind::Name: return infer_##rule(info.name, inputs, attrs);
+  case OpKind::Name: result = infer_##rule(info.name, inputs, attrs); break;
 #include "ir/ops.def"
   }
-  throw ValueError(std::string(info.name), "unknown op");
+  check_shape(info.name, result.shape);
+  return result;
 }
 
 }  // namespace bj::ir

@@ -80,6 +80,16 @@ class Parser {
  private:
   // ---- statements ----
   void statement() {
+    const Mark at = mark();
+    const size_t before = target_->size();
+    statement_body();
+    if (target_->size() > before) {  // a node was added: remember where its text starts
+      target_->back()->line = static_cast<uint32_t>(at.line);
+      target_->back()->column = static_cast<uint32_t>(at.col);
+    }
+  }
+
+  void statement_body() {
     if (word_ahead("param") || word_ahead("const")) {
       bool param = word_ahead("param");
       keyword(param ? "param" : "const");
@@ -201,55 +211,83 @@ class Parser {
     }
   }
 
+  /// A literal's data, as hex bytes or as values; memory is taken only once the text has shown
+  /// it holds that much data (a 300-byte file cannot make the parser allocate gigabytes).
   std::vector<std::byte> literal(const Type& t) {
     const size_t es = element_size(t.dtype), count = static_cast<size_t>(t.numel());
-    std::vector<std::byte> data(count * es);
     Mark hex_at = mark();
     if (s_.substr(pos_, 2) == "0x") {
       advance(2);
       size_t start = pos_;
       while (!at_end() && std::isxdigit(static_cast<unsigned char>(s_[pos_]))) advance(1);
       std::string_view hex = s_.substr(start, pos_ - start);
-      if (hex.size() != 2 * data.size())
-        fail_at(hex_at, "hex data of " + std::to_string(data.size()) + " bytes for " + t.str());
+      if (hex.size() / 2 != count * es || hex.size() % 2)
+        fail_at(hex_at, "hex data of " + std::to_string(count * es) + " bytes for " + t.str());
+      std::vector<std::byte> data(count * es);
       for (size_t i = 0; i < data.size(); ++i)
         data[i] = static_cast<std::byte>(std::stoul(std::string(hex.substr(2 * i, 2)), nullptr, 16));
       return data;
     }
-    std::vector<double> vals;
+    std::vector<std::byte> data;
+    size_t n = 0;
+    auto element = [&] {
+      if (n == count) fail_at(hex_at, std::to_string(count) + " value(s) for " + t.str());
+      data.resize(data.size() + es);
+      literal_element(t.dtype, data.data() + es * n++);
+    };
     if (accept('[')) {
       if (!peek(']')) {
-        do vals.push_back(literal_element(t.dtype));
+        do element();
         while (accept(','));
       }
       expect(']');
     } else {
-      vals.push_back(literal_element(t.dtype));
+      element();
     }
-    if (vals.size() != count || (t.shape.empty() && count != 1))
-      fail_at(hex_at, std::to_string(count) + " value(s) for " + t.str());
-    for (size_t i = 0; i < count; ++i) {
-      std::byte* p = data.data() + i * es;
-      if (t.dtype == DType::kF32) {
-        float f = static_cast<float>(vals[i]);
-        std::memcpy(p, &f, 4);
-      } else if (t.dtype == DType::kI64) {
-        int64_t v = static_cast<int64_t>(vals[i]);
-        std::memcpy(p, &v, 8);
-      } else {
-        *reinterpret_cast<uint8_t*>(p) = vals[i] != 0;
-      }
-    }
+    if (n != count || (t.shape.empty() && count != 1)) fail_at(hex_at, std::to_string(count) + " value(s) for " + t.str());
     return data;
   }
 
-  double literal_element(DType t) {
-    if (t == DType::kBool) {
-      if (word_ahead("true")) return keyword("true"), 1.0;
-      keyword("false");
-      return 0.0;
+  /// One element of dtype t into p: f32 from any number (rounded to nearest), bf16 likewise (the
+  /// f32 value rounded to 8 bits of mantissa), i64 only from a whole number in range, bool from
+  /// true or false. Anything else is an error at its line and column.
+  void literal_element(DType t, std::byte* p) {
+    Mark at = mark();
+    switch (t) {
+      case DType::kBool: {
+        uint8_t b = word_ahead("true");
+        b ? keyword("true") : keyword("false");
+        std::memcpy(p, &b, 1);
+        return;
+      }
+      case DType::kI64: {
+        size_t start = pos_;
+        int64_t v = 0;
+        auto [end, ec] = std::from_chars(s_.data() + pos_, s_.data() + s_.size(), v);
+        if (ec == std::errc::result_out_of_range) fail_at(at, "an i64 value (from -2^63 to 2^63-1)");
+        if (ec != std::errc() || (end < s_.data() + s_.size() && (std::isalnum(static_cast<unsigned char>(*end)) || *end == '.'))) {
+          pos_ = start;
+          fail_at(at, "a whole number for an i64 literal");
+        }
+        advance(end - (s_.data() + pos_));
+        std::memcpy(p, &v, 8);
+        return;
+      }
+      case DType::kF32: {
+        const float f = static_cast<float>(real());
+        std::memcpy(p, &f, 4);
+        return;
+      }
+      case DType::kBF16: {
+        const float f = static_cast<float>(real());
+        uint32_t bits;
+        std::memcpy(&bits, &f, 4);
+        const uint16_t h = (bits & 0x7fffffff) > 0x7f800000 ? static_cast<uint16_t>((bits >> 16) | 0x40)  // NaN stays NaN
+                                                            : static_cast<uint16_t>((bits + 0x7fff + ((bits >> 16) & 1)) >> 16);
+        std::memcpy(p, &h, 2);
+        return;
+      }
     }
-    return real();
   }
 
   Origin origin() {
@@ -301,12 +339,18 @@ class Parser {
   Type type() {
     Type t;
     t.dtype = dtype();
+    Mark at = mark();
     expect('[');
     if (!peek(']')) {
       do t.shape.push_back(integer());
       while (accept(','));
     }
     expect(']');
+    try {
+      check_shape("type", t.shape);
+    } catch (const ShapeError& e) {
+      fail_at(at, "a shape with sizes from 0 up and at most 2^59 elements (" + e.detail() + ")");
+    }
     return t;
   }
 

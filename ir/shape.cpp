@@ -36,9 +36,21 @@ void Shape::erase(int pos) {
 }
 
 int64_t Shape::numel() const {
+  for (int i = 0; i < n_; ++i)
+    if (d_[i] == 0) return 0;  // before any product that could overflow
   int64_t n = 1;
   for (int i = 0; i < n_; ++i) n *= d_[i];
   return n;
+}
+
+void check_shape(std::string_view op, const Shape& s) {
+  for (int64_t d : s)
+    if (d < 0) throw ShapeError(std::string(op), "negative dimension in " + s.str());
+  if (s.numel() == 0) return;  // numel() looks for a zero before multiplying
+  int64_t n = 1;
+  for (int64_t d : s)
+    if (__builtin_mul_overflow(n, d, &n) || n > kMaxNumel)
+      throw ShapeError(std::string(op), s.str() + " has more than 2^59 elements");
 }
 
 std::string Shape::str() const {

@@ -8,6 +8,7 @@
 #include <initializer_list>
 #include <span>
 #include <string>
+#include <string_view>
 
 #include "ir/dtype.h"
 
@@ -53,6 +54,13 @@ class Shape {
   std::array<int64_t, kMaxRank> d_{};
   uint8_t n_ = 0;
 };
+
+/// The most elements one tensor may have, so that its size in bytes (at most 8 per element)
+/// and every offset into it fit in int64_t.
+inline constexpr int64_t kMaxNumel = int64_t{1} << 59;
+/// Throws ShapeError naming `op` if a dimension is negative or there are more than kMaxNumel
+/// elements (checked without overflow). Every shape a tensor or a graph value gets passes here.
+void check_shape(std::string_view op, const Shape& s);
 
 /// Row-major element strides of a contiguous tensor of this shape.
 Shape contiguous_strides(const Shape& s);

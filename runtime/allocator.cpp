@@ -25,6 +25,7 @@ constexpr size_t kSmallMax = size_t{1} << 20;
 constexpr size_t kLargeGranule = size_t{2} << 20;
 constexpr size_t kAlign = 64;
 constexpr int kSmallBuckets = 21;  // 2^0 .. 2^20 bytes
+constexpr size_t kMaxBytes = size_t{1} << 62;
 
 size_t rounded(size_t bytes) {
   if (bytes <= kSmallMax) return std::max(kAlign, std::bit_ceil(bytes));
@@ -40,6 +41,7 @@ class CachingAllocator {
 
   /// Returns a block of at least `bytes` bytes and sets `capacity` to its real size.
   void* allocate(size_t bytes, size_t& capacity) {
+    if (bytes > kMaxBytes) throw std::bad_alloc();  // no machine has it, and rounding would wrap
     size_t size = rounded(bytes);
     {
       std::lock_guard lock(mu_);

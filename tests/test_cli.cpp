@@ -120,3 +120,12 @@ TEST_CASE("environment variables with values that are not valid are ignored with
     CHECK(r.out.find("warning: ", first + 1) == std::string::npos);  // once
   }
 }
+
+TEST_CASE("blockjit ir reads a bounded amount: a directory and an endless device are errors") {
+  Result r = blockjit({"ir", std::filesystem::temp_directory_path().string()});
+  CHECK(r.status == 1);
+  CHECK(contains(r.out, "is a directory"));
+  r = blockjit({"ir", "/dev/zero"});
+  CHECK(r.status == 1);
+  CHECK(contains(r.out, "larger than 256 MiB"));
+}

@@ -375,13 +375,21 @@ int dump(int argc, char** argv) {
 int ir_command(int argc, char** argv) {
   if (argc < 1) throw bj::ValueError("ir", "needs a file");
   auto o = options(argc - 1, argv + 1, {}, {"--run"}, "ir");
-  std::ifstream f(argv[0]);
-  if (!f) throw bj::ValueError("ir", std::string("cannot read ") + argv[0]);
-  std::stringstream ss;
-  ss << f.rdbuf();
+  // Read at most kMaxIrBytes: a device or a giant file is an error, not an endless read.
+  constexpr size_t kMaxIrBytes = size_t{256} << 20;
+  std::error_code ec;
+  if (std::filesystem::is_directory(argv[0], ec)) throw bj::ValueError("ir", std::string(argv[0]) + " is a directory");
+  std::ifstream f(argv[0], std::ios::binary);
+  if (!f) throw bj::ValueError("ir", std::string("cannot read ") + argv[0] + ": " + std::strerror(errno));
+  std::string text;
+  char chunk[1 << 16];
+  while (f.read(chunk, sizeof chunk) || f.gcount() > 0) {
+    text.append(chunk, static_cast<size_t>(f.gcount()));
+    if (text.size() > kMaxIrBytes) throw bj::ValueError("ir", std::string(argv[0]) + " is larger than 256 MiB");
+  }
   std::unique_ptr<bj::ir::Graph> g;
   try {
-    g = bj::ir::parse(ss.str());
+    g = bj::ir::parse(text);
   } catch (const bj::ParseError& e) {  // file:line:col, as compilers print it
     throw bj::ParseError(std::string(argv[0]) + ":" + e.op(), e.detail());
   }
