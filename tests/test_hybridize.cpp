@@ -445,3 +445,27 @@ TEST_CASE("blockjit demo: every model's hybridized output matches eager, FixedHi
   CHECK(out.find("== summary") != std::string::npos);
   fs::remove_all(dir);
 }
+
+TEST_CASE("keys are bounded: past max_keys the least recently used key is dropped, and bad inputs leave none") {
+  NoGradGuard no_grad;
+  manual_seed(41);
+  examples::MLP net;
+  net.initialize();
+  net(uniform(-1, 1, {1, 20}));
+  net.hybridize({.max_keys = 4});
+  Tensor keep = uniform(-1, 1, {2, 20});
+  for (int64_t batch = 1; batch <= 20; ++batch) {
+    Tensor x = uniform(-1, 1, {batch, 20});
+    net(x);
+    check_near(net(x), net.call_eager(x), kTol);  // compiled
+    net(keep);                                      // the often used key stays
+    CHECK(net.stats().keys <= 4);
+  }
+  const int64_t traces = net.stats().traces;
+  net(keep);
+  CHECK(net.stats().traces == traces);  // still cached
+  const int64_t keys = net.stats().keys;
+  for (int i = 0; i < 5; ++i) CHECK_THROWS_AS(net(uniform(-1, 1, {3, 7})), ShapeError);  // wrong width
+  CHECK(net.stats().keys == keys);  // no empty entry left behind
+  CHECK(net.stats().variants <= 4);
+}

@@ -104,8 +104,26 @@ void Hybrid::report() const { log_line(fmt::format("stats for {}: {}", name_, st
 
 Hybrid::Entry* Hybrid::find(const Key& key) {
   for (auto& e : entries_)
-    if (e->key == key) return e.get();
+    if (e->key == key) {
+      e->last_used = ++clock_;
+      return e.get();
+    }
   return nullptr;
+}
+
+void Hybrid::make_room() {
+  while (static_cast<int>(entries_.size()) > std::max(1, options_.max_keys)) {
+    auto lru = entries_.end();
+    for (auto it = entries_.begin(); it != entries_.end(); ++it)
+      if ((*it)->pending == 0 && (lru == entries_.end() || (*it)->last_used < (*lru)->last_used)) lru = it;
+    if (lru == entries_.end()) return;  // every key is compiling: keep them (bounded by the threads)
+    entries_.erase(lru);  // calls running its variants hold their own references
+  }
+}
+
+void Hybrid::drop_if_empty(Entry* e) {
+  if (e->variants.empty() && e->pending == 0 && e->failed.empty())
+    std::erase_if(entries_, [e](const auto& p) { return p.get() == e; });
 }
 
 void Hybrid::refresh_structure(Block& b) {
@@ -148,20 +166,21 @@ Tensor Hybrid::call(Block& b, const Tensor& x, const std::source_location& where
   if (grad && (x.requires_grad() || has_params_.load(std::memory_order_relaxed)))
     return eager(b, x, where, "grad mode");  // gradients need the eager graph (compiled training: later)
   const Key key{x.type(), b.is_training(), grad};
-  // The variants to try, copied under the lock (entries and variants outlive every call).
-  constexpr size_t kSmall = 16;
-  const Variant* small[kSmall];
-  std::vector<const Variant*> large;
+  // The variants to try, copied under the lock: the call holds references, so a key dropped
+  // meanwhile (make_room) frees its code only when the last call using it returns.
+  constexpr size_t kSmall = 4;
+  std::shared_ptr<const Variant> small[kSmall];
+  std::vector<std::shared_ptr<const Variant>> large;
   size_t n = 0;
   {
     std::lock_guard lock(mu_);
     if (Entry* e = find(key)) {
       n = e->variants.size();
       if (n > kSmall) large.resize(n);
-      for (size_t i = 0; i < n; ++i) (n > kSmall ? large.data() : small)[i] = e->variants[i].get();
+      for (size_t i = 0; i < n; ++i) (n > kSmall ? large.data() : small)[i] = e->variants[i];
     }
   }
-  const Variant* const* variants = n > kSmall ? large.data() : small;
+  const std::shared_ptr<const Variant>* variants = n > kSmall ? large.data() : small;
   const Variant* failed_variant = nullptr;
   int failed_guard = -1;
   for (size_t i = 0; i < n; ++i) {
@@ -173,12 +192,12 @@ Tensor Hybrid::call(Block& b, const Tensor& x, const std::source_location& where
         std::lock_guard lock(mu_);
         if (Entry* e = find(key))
           for (size_t j = 1; j < e->variants.size(); ++j)
-            if (e->variants[j].get() == variants[i]) std::swap(e->variants[j], e->variants[j - 1]);
+            if (e->variants[j] == variants[i]) std::swap(e->variants[j], e->variants[j - 1]);
       }
       return out;
     }
     variants[i]->guard_failures[failed].fetch_add(1, std::memory_order_relaxed);
-    failed_variant = variants[i];
+    failed_variant = variants[i].get();
     failed_guard = failed;
   }
   return miss(b, x, where, key, failed_variant, failed_guard);
@@ -197,6 +216,7 @@ Tensor Hybrid::miss(Block& b, const Tensor& x, const std::source_location& where
       why = seen.empty() ? "first call (" + key.str() + ")" : "new key " + key.str() + " (cached: " + seen + ")";
       entries_.push_back(std::make_unique<Entry>(Entry{key, {}, 0, {}, false}));
       e = entries_.back().get();
+      e->last_used = ++clock_;
     }
     if (!e->failed.empty()) {
       eager_reason = "not compilable";
@@ -243,6 +263,7 @@ Tensor Hybrid::miss(Block& b, const Tensor& x, const std::source_location& where
   } catch (...) {  // the user's error, as eager mode would raise it
     std::lock_guard lock(mu_);
     --e->pending;
+    drop_if_empty(e);  // a bad input leaves no empty key behind
     throw;
   }
   Tensor out = t.outputs.at(0);
@@ -267,6 +288,7 @@ void Hybrid::compile_variant(Entry* e, Trace t) {
     std::lock_guard lock(mu_);
     compile_ms_ += v->code.executable().compile_ms();
     if (v->code.executable().from_cache()) cache_hits_.fetch_add(1, std::memory_order_relaxed);
+    if (e->variants.empty()) make_room();  // a key that compiled makes room (e is pending: kept)
     --e->pending;
     v->number = ++e->compiled;
     e->variants.push_back(std::move(v));
@@ -280,6 +302,7 @@ void Hybrid::give_up(Entry* e, const std::string& why) {
   bool warn = false;
   {
     std::lock_guard lock(mu_);
+    make_room();  // keys that will not compile count against max_keys too (e is pending: kept)
     --e->pending;
     e->failed = why;
     warn = !std::exchange(warned_, true);
@@ -298,6 +321,7 @@ HybridStats Hybrid::stats() const {
   std::lock_guard lock(mu_);
   s.compile_ms = compile_ms_;
   s.eager_reasons.assign(eager_reasons_.begin(), eager_reasons_.end());
+  s.keys = static_cast<int64_t>(entries_.size());
   for (const auto& e : entries_) {
     s.variants += static_cast<int64_t>(e->variants.size());
     for (const auto& v : e->variants)

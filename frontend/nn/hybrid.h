@@ -19,6 +19,9 @@ namespace bj::nn {
 struct HybridizeOptions {
   /// Variants (traced paths) kept per key; past it, unseen paths run eagerly.
   int max_variants = 8;
+  /// Keys (input type, train/eval, grad mode) kept; a new key past it drops the least recently
+  /// used one with its variants, so a stream of distinct shapes does not grow memory without end.
+  int max_keys = 64;
   /// Compile on a background thread: calls keep running eagerly until the
   /// variant is ready, so no call waits for LLVM.
   bool background = false;
@@ -40,6 +43,7 @@ struct HybridStats {
   int64_t compiled_hits = 0;     ///< calls answered by compiled code
   int64_t eager_fallbacks = 0;   ///< calls that ran eagerly (traced or not)
   int64_t traces = 0;            ///< eager calls recorded for compilation
+  int64_t keys = 0;              ///< keys (input types and modes) now cached
   int64_t variants = 0;          ///< compiled variants now kept
   int64_t compile_failures = 0;  ///< traces that could not be compiled
   int64_t cache_hits = 0;        ///< variants loaded from the on-disk object cache (no LLVM run)

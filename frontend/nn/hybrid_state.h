@@ -56,6 +56,7 @@ class Hybrid {
     std::string failed;      // why this key runs eagerly for good (compile or trace failure)
     bool cap_logged = false;
     int compiled = 0;        // variants numbered so far
+    uint64_t last_used = 0;  // for dropping the least recently used key
   };
 
   void refresh_structure(Block& b);
@@ -68,11 +69,16 @@ class Hybrid {
   /// A trace of `e`'s key that will not compile: the key runs eagerly from now on (one warning per block).
   void give_up(Entry* e, const std::string& why);
   Entry* find(const Key& key);                     // call with mu_ held
+  /// Drops least recently used idle keys while there are more than max_keys; call with mu_ held.
+  void make_room();
+  /// Drops `e` if a failed call left it with nothing (no variant, no compile pending, no verdict).
+  void drop_if_empty(Entry* e);                    // call with mu_ held
 
   const HybridizeOptions options_;
   const std::string name_;
   mutable std::mutex mu_;  // guards everything below that is not atomic
   std::vector<std::unique_ptr<Entry>> entries_;
+  uint64_t clock_ = 0;  // ticks per lookup, for last_used
   /// Entries of an older structure, kept so that calls and compiles still using them stay valid.
   std::vector<std::unique_ptr<Entry>> retired_;
   std::atomic<uint64_t> epoch_seen_;
