@@ -538,15 +538,17 @@ class Lowerer {
     return B.CreateSelect(B.CreateOr(better, B.CreateFCmpUNO(v, v)), v, acc);
   }
 
-  /// The canonical sum (rt::kSumLanes, runtime/kernels.h) of term(k) for k in [0, n): 16 lanes
-  /// from -0, lane l adding the terms k = l (mod 16) in order, then folded in halves. Eager
-  /// mode's kernels sum in this order, and no fast-math flag lets LLVM change it, so the result
-  /// is theirs bit for bit.
-  LV* canonical_sum(int64_t n, const std::function<LV*(LV* k)>& term) {
+  /// The canonical sum (rt::kSumLanes, runtime/kernels.h) of n terms: 16 lanes from -0, lane l
+  /// adding the terms k = l (mod 16) in order, then folded in halves. `chunk(k0)` gives the 16
+  /// terms k0..k0+15 as a vector, `term(k)` one term (for the tail, which fills lanes 0..n%16;
+  /// the other lanes add -0, which changes nothing). Eager mode's kernels sum in this order and
+  /// no fast-math flag lets LLVM change it, so the result is theirs bit for bit.
+  LV* canonical_sum(int64_t n, const std::function<LV*(LV* k0)>& chunk, const std::function<LV*(LV* k)>& term) {
     llvm::IRBuilderBase::FastMathFlagGuard guard(B);
     B.setFastMathFlags(llvm::FastMathFlags());
     constexpr int kLanes = rt::kSumLanes;
-    std::vector<LV*> acc(kLanes, llvm::ConstantFP::get(f32_, -0.0));
+    auto* vt = llvm::FixedVectorType::get(f32_, kLanes);
+    LV* acc = llvm::ConstantFP::get(vt, -0.0);
     const int64_t chunks = n / kLanes;
     if (chunks > 0) {
       auto* pre = B.GetInsertBlock();
@@ -555,49 +557,10 @@ class Lowerer {
       B.CreateBr(head);
       B.SetInsertPoint(head);
       auto* iv = B.CreatePHI(i64_, 2);
-      iv->addIncoming(B.getInt64(0), pre);
-      std::vector<llvm::PHINode*> phi(kLanes);
-      for (int l = 0; l < kLanes; ++l) {
-        phi[l] = B.CreatePHI(f32_, 2);
-        phi[l]->addIncoming(acc[l], pre);
-      }
-      LV* base = B.CreateMul(iv, B.getInt64(kLanes));
-      for (int l = 0; l < kLanes; ++l) acc[l] = B.CreateFAdd(phi[l], term(B.CreateAdd(base, B.getInt64(l))));
-      LV* next = B.CreateAdd(iv, B.getInt64(1), "", true, true);
-      for (int l = 0; l < kLanes; ++l) phi[l]->addIncoming(acc[l], B.GetInsertBlock());
-      iv->addIncoming(next, B.GetInsertBlock());
-      B.CreateCondBr(B.CreateICmpSLT(next, B.getInt64(static_cast<uint64_t>(chunks))), head, exit);
-      B.SetInsertPoint(exit);
-    }
-    for (int64_t k = chunks * kLanes; k < n; ++k) acc[k % kLanes] = B.CreateFAdd(acc[k % kLanes], term(B.getInt64(static_cast<uint64_t>(k))));
-    for (int w = kLanes / 2; w >= 1; w /= 2)
-      for (int l = 0; l < w; ++l) acc[l] = B.CreateFAdd(acc[l], acc[l + w]);
-    return acc[0];
-  }
-
-  /// canonical_sum of a[k] * b[k] over two contiguous rows, on 16-float vectors: lane l of the
-  /// accumulator is the canonical order's lane l, the tail fills lanes 0..n%16 (the others add
-  /// -0, which changes nothing), and the folds are the halves of the vector.
-  LV* canonical_dot(int64_t n, LV* a, LV* b) {
-    llvm::IRBuilderBase::FastMathFlagGuard guard(B);
-    B.setFastMathFlags(llvm::FastMathFlags());
-    constexpr int kLanes = rt::kSumLanes;
-    auto* vt = llvm::FixedVectorType::get(f32_, kLanes);
-    LV* acc = llvm::ConstantFP::get(vt, -0.0);
-    auto vload = [&](LV* base, LV* k) { return B.CreateAlignedLoad(vt, B.CreateInBoundsGEP(f32_, base, k), llvm::Align(4)); };
-    const int64_t chunks = n / kLanes;
-    if (chunks > 0) {
-      auto* pre = B.GetInsertBlock();
-      auto* head = llvm::BasicBlock::Create(C, "cdot", pre->getParent());
-      auto* exit = llvm::BasicBlock::Create(C, "cdot_end", pre->getParent());
-      B.CreateBr(head);
-      B.SetInsertPoint(head);
-      auto* iv = B.CreatePHI(i64_, 2);
       auto* phi = B.CreatePHI(vt, 2);
       iv->addIncoming(B.getInt64(0), pre);
       phi->addIncoming(acc, pre);
-      LV* k = B.CreateMul(iv, B.getInt64(kLanes));
-      acc = B.CreateFAdd(phi, B.CreateFMul(vload(a, k), vload(b, k)));
+      acc = B.CreateFAdd(phi, chunk(B.CreateMul(iv, B.getInt64(kLanes))));
       LV* next = B.CreateAdd(iv, B.getInt64(1), "", true, true);
       iv->addIncoming(next, B.GetInsertBlock());
       phi->addIncoming(acc, B.GetInsertBlock());
@@ -606,11 +569,8 @@ class Lowerer {
     }
     if (const int64_t tail = n % kLanes) {
       LV* t = llvm::ConstantFP::get(vt, -0.0);
-      for (int64_t l = 0; l < tail; ++l) {
-        LV* k = B.getInt64(static_cast<uint64_t>(chunks * kLanes + l));
-        LV* prod = B.CreateFMul(B.CreateLoad(f32_, B.CreateInBoundsGEP(f32_, a, k)), B.CreateLoad(f32_, B.CreateInBoundsGEP(f32_, b, k)));
-        t = B.CreateInsertElement(t, prod, static_cast<uint64_t>(l));
-      }
+      for (int64_t l = 0; l < tail; ++l)
+        t = B.CreateInsertElement(t, term(B.getInt64(static_cast<uint64_t>(chunks * kLanes + l))), static_cast<uint64_t>(l));
       acc = B.CreateFAdd(acc, t);
     }
     for (int w = kLanes / 2; w >= 1; w /= 2) {
@@ -622,6 +582,25 @@ class Lowerer {
       acc = B.CreateFAdd(B.CreateShuffleVector(acc, lo), B.CreateShuffleVector(acc, hi));
     }
     return B.CreateExtractElement(acc, uint64_t{0});
+  }
+
+  /// canonical_sum with scalar terms only (assembled into vectors a chunk at a time).
+  LV* canonical_sum(int64_t n, const std::function<LV*(LV* k)>& term) {
+    auto chunk = [&](LV* k0) {
+      LV* v = llvm::PoisonValue::get(llvm::FixedVectorType::get(f32_, rt::kSumLanes));
+      for (int l = 0; l < rt::kSumLanes; ++l) v = B.CreateInsertElement(v, term(B.CreateAdd(k0, B.getInt64(l))), static_cast<uint64_t>(l));
+      return v;
+    };
+    return canonical_sum(n, chunk, term);
+  }
+
+  /// canonical_sum of a[k] * b[k] over two contiguous rows, loading 16 floats at a time.
+  LV* canonical_dot(int64_t n, LV* a, LV* b) {
+    auto* vt = llvm::FixedVectorType::get(f32_, rt::kSumLanes);
+    auto at = [&](LV* base, LV* k, llvm::Type* t) { return B.CreateAlignedLoad(t, B.CreateInBoundsGEP(f32_, base, k), llvm::Align(4)); };
+    return canonical_sum(
+        n, [&](LV* k0) { return B.CreateFMul(at(a, k0, vt), at(b, k0, vt)); },
+        [&](LV* k) { return B.CreateFMul(at(a, k, f32_), at(b, k, f32_)); });
   }
 
   /// A sum over trailing axes (at most rt::kSumBlock elements per row) with its producers, in a
