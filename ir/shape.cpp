@@ -46,7 +46,8 @@ int64_t Shape::numel() const {
 void check_shape(std::string_view op, const Shape& s) {
   for (int64_t d : s)
     if (d < 0) throw ShapeError(std::string(op), "negative dimension in " + s.str());
-  if (s.numel() == 0) return;  // numel() looks for a zero before multiplying
+  for (int64_t d : s)
+    if (d == 0) return;  // empty: no product to overflow
   int64_t n = 1;
   for (int64_t d : s)
     if (__builtin_mul_overflow(n, d, &n) || n > kMaxNumel)
