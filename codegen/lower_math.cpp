@@ -32,11 +32,12 @@ LV* poly(IRBuilder<>& B, LV* x, std::initializer_list<double> coeffs) {  // Horn
   return p;
 }
 
-/// exp of x already clamped to [-104, 88.72283]: x = n ln2 + r, |r| <= ln2/2 (n rounded to nearest);
-/// exp(r) by a degree-6 polynomial; 2^n assembled in the exponent bits as 2^(n-1+a) * 2^(1-a), with
-/// a = 0 normally (so n up to 128 stays finite) and a = 64 for n < -60 (so 2^n down to 2^-150 is
-/// reached through a normal factor and one final rounding into the subnormals). NaN stays NaN.
-LV* exp_clamped(IRBuilder<>& B, LV* xc) {
+/// exp of x already clamped to [-104, 88.72283] (to [-87, 88.72283] without `subnormals`):
+/// x = n ln2 + r, |r| <= ln2/2 (n rounded to nearest); exp(r) by a degree-6 polynomial; 2^n
+/// assembled in the exponent bits as 2^(n-1+a) * 2^(1-a), with a = 0 normally (so n up to 128
+/// stays finite) and, with `subnormals`, a = 64 for n < -60 (so 2^n down to 2^-150 is reached
+/// through a normal factor and one final rounding into the subnormals). NaN stays NaN.
+LV* exp_clamped(IRBuilder<>& B, LV* xc, bool subnormals) {
   auto fp = [&](double v) { return llvm::ConstantFP::get(B.getFloatTy(), v); };
   llvm::IRBuilderBase::FastMathFlagGuard guard(B);
   B.setFastMathFlags(approximation_flags());
@@ -47,10 +48,13 @@ LV* exp_clamped(IRBuilder<>& B, LV* xc) {
   LV* z = B.CreateFMul(r, r);
   LV* p = poly(B, r, {1.9875691500E-4, 1.3981999507E-3, 8.3334519073E-3, 4.1665795894E-2, 1.6666665459E-1, 5.0000001201E-1});
   LV* y = B.CreateFAdd(B.CreateFAdd(B.CreateFMul(p, z), r), fp(1.0));
-  LV* tiny = B.CreateFCmpOLT(n, fp(-60.0));
-  LV* a = B.CreateSelect(tiny, B.getInt32(64 << 23), B.getInt32(0));
-  LV* bits = B.CreateAdd(B.CreateAdd(B.CreateShl(B.CreateBitCast(t, B.getInt32Ty()), 23), B.getInt32(126 << 23)), a);
-  LV* scale = B.CreateSelect(tiny, fp(std::ldexp(1.0, -63)), fp(2.0));  // 2^(1-a)
+  LV* bits = B.CreateAdd(B.CreateShl(B.CreateBitCast(t, B.getInt32Ty()), 23), B.getInt32(126 << 23));
+  LV* scale = fp(2.0);  // 2^(1-a)
+  if (subnormals) {
+    LV* tiny = B.CreateFCmpOLT(n, fp(-60.0));
+    bits = B.CreateAdd(bits, B.CreateSelect(tiny, B.getInt32(64 << 23), B.getInt32(0)));
+    scale = B.CreateSelect(tiny, fp(std::ldexp(1.0, -63)), scale);
+  }
   return B.CreateFMul(B.CreateFMul(y, B.CreateBitCast(bits, B.getFloatTy())), scale);
 }
 
@@ -71,7 +75,7 @@ constexpr double kExpMin = -103.972084045410156;  // 0xc2cff1b5: exp(x) < 2^-150
 /// the correctly rounded exp overflows; NaN stays NaN.
 LV* exp(IRBuilder<>& B, LV* x) {
   auto fp = [&](double v) { return llvm::ConstantFP::get(B.getFloatTy(), v); };
-  LV* res = exp_clamped(B, clamp(B, x, kExpMin, kExpMax));
+  LV* res = exp_clamped(B, clamp(B, x, kExpMin, kExpMax), true);
   res = B.CreateSelect(B.CreateFCmpOGT(x, fp(kExpMax)), llvm::ConstantFP::getInfinity(B.getFloatTy()), res);
   res = B.CreateSelect(B.CreateFCmpOLT(x, fp(kExpMin)), fp(0.0), res);
   return B.CreateSelect(B.CreateFCmpUNO(x, x), x, res);
@@ -123,13 +127,14 @@ LV* tanh(IRBuilder<>& B, LV* x) {
 }
 
 /// sigmoid(x) = 1 / (1 + exp(-x)), computed as eager computes it: with -x clamped to
-/// [-104, 88.72283] exp needs none of its special cases, and for -x above 88.72283 exp(-x) is +inf
-/// and the result 0, as in eager mode; between -87.33 and -88.72 the result is subnormal.
-/// Relative error at most 2.5e-7 where the result is normal; NaN stays NaN.
+/// [-87, 88.72283] exp needs none of its special cases (below -87, 1 + exp(-x) rounds to 1
+/// anyway), and for -x above 88.72283 exp(-x) is +inf and the result 0, as in eager mode; between
+/// x = -87.33 and -88.72 the result is subnormal. Relative error at most 2.5e-7 where the result is
+/// normal; NaN stays NaN.
 LV* sigmoid(IRBuilder<>& B, LV* x) {
   auto fp = [&](double v) { return llvm::ConstantFP::get(B.getFloatTy(), v); };
   LV* nx = B.CreateFNeg(x);
-  LV* d = B.CreateFAdd(fp(1.0), exp_clamped(B, clamp(B, nx, kExpMin, kExpMax)));
+  LV* d = B.CreateFAdd(fp(1.0), exp_clamped(B, clamp(B, nx, -87.0, kExpMax), false));
   return B.CreateSelect(B.CreateFCmpOGT(nx, fp(kExpMax)), fp(0.0), B.CreateFDiv(fp(1.0), d));
 }
 
