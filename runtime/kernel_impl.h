@@ -31,18 +31,28 @@ void parallel_range(int64_t n, Body&& body) {
   for (int64_t c = 0; c < chunks; ++c) body(n * c / chunks, n * (c + 1) / chunks);
 }
 
-/// The canonical sum (see kSumLanes in kernels.h) of term(k) for k in [0, n).
-template <class Term>
-float canonical_sum(int64_t n, Term&& term) {
-  float acc[kSumLanes];
-  for (float& a : acc) a = -0.0f;
+/// The canonical sum (see kSumLanes in kernels.h) of x[k] * y[k] (of x[k] when y is null) for k
+/// in [0, n). The 16 lanes are four 4-float vectors (GCC's generic vectors: SSE, or scalar code,
+/// whatever the target); vector adds and multiplies round each lane on its own, so every lane
+/// sums exactly the terms, in exactly the order, that the canonical order gives it.
+inline float canonical_sum(const float* x, const float* y, int64_t n) {
+  static_assert(kSumLanes == 16);
+  typedef float V4 __attribute__((vector_size(16)));
+  auto load = [](const float* p) {
+    V4 v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+  };
+  const V4 nz = {-0.0f, -0.0f, -0.0f, -0.0f};
+  V4 acc[4] = {nz, nz, nz, nz};
   int64_t k = 0;
   for (; k + kSumLanes <= n; k += kSumLanes)
-    for (int l = 0; l < kSumLanes; ++l) acc[l] += term(k + l);
-  for (int l = 0; k + l < n; ++l) acc[l] += term(k + l);
-  for (int w = kSumLanes / 2; w >= 1; w /= 2)
-    for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
-  return acc[0];
+    for (int q = 0; q < 4; ++q) acc[q] += y ? load(x + k + 4 * q) * load(y + k + 4 * q) : load(x + k + 4 * q);
+  for (int l = 0; k + l < n; ++l) acc[l / 4][l % 4] += y ? x[k + l] * y[k + l] : x[k + l];
+  const V4 h8[2] = {acc[0] + acc[2], acc[1] + acc[3]};  // lanes l += l + 8
+  const V4 h4 = h8[0] + h8[1];                          // l += l + 4
+  const float h2[2] = {h4[0] + h4[2], h4[1] + h4[3]};   // l += l + 2
+  return h2[0] + h2[1];                                 // l += l + 1
 }
 
 /// Element strides of an input of shape `in` broadcast to `out` (0 on broadcast dims).

@@ -35,7 +35,7 @@ void gemm_loops(const FusedMatmul& g, const float* A, const float* B, float* C) 
     if (g.tb) {  // rows of B are contiguous in k: dot products
       for (int64_t j = 0; j < N; ++j) {
         const float* b = B + j * K;
-        c[j] = canonical_sum(K, [a, b](int64_t k) { return a[k] * b[k]; });
+        c[j] = canonical_sum(a, b, K);
       }
     } else {  // axpy over rows of B: vectorizes over j; each c[i][j] sums over k in order from -0
       std::fill(c, c + N, -0.0f);

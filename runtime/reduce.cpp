@@ -22,7 +22,7 @@ T block_sum(const T* x, int64_t n) {
     for (int64_t i = 0; i < n; ++i) acc += x[i];
     return acc;
   } else {
-    return canonical_sum(n, [x](int64_t k) { return x[k]; });
+    return canonical_sum(x, nullptr, n);
   }
 }
 
