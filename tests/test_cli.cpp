@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "tests/helpers.h"
+#include "tools/cli.h"
 
 namespace {
 
@@ -37,6 +38,40 @@ bool contains(const std::string& s, const std::string& part) { return s.find(par
 
 }  // namespace
 
+TEST_CASE("the command line is parsed and checked before anything runs") {
+  using bj::cli::parse;
+  bj::cli::Command c = parse({"bench", "mlp", "--batch", "8", "--json", "--threads", "1"});
+  CHECK(c.name == "bench");
+  CHECK(c.models == std::vector<std::string>{"mlp"});
+  CHECK(c.batch == 8);
+  CHECK(c.threads == 1);
+  CHECK(c.json);
+  c = parse({"train", "mlp", "--optimizer", "adam"});
+  CHECK(c.train.optimizer == "adam");
+  CHECK(c.train.lr == 0.01);  // adam's default
+  CHECK(parse({"train", "mlp", "--optimizer", "adam", "--lr", "0.5"}).train.lr == 0.5);
+  c = parse({"dump", "mlp", "--print-after=dce", "--stage", "opt", "--out", "g.ir"});
+  CHECK(c.stage == "opt");
+  CHECK(c.out == "g.ir");
+  CHECK(c.pipeline.print_after.count("dce") == 1);
+  c = parse({"ir", "g.ir", "--run"});
+  CHECK(c.file == "g.ir");
+  CHECK(c.run);
+  CHECK(parse({}).name == "help");
+  CHECK(parse({"demo"}).models.empty());
+  CHECK_THROWS_WITH_AS(parse({"frobnicate"}), doctest::Contains("unknown command 'frobnicate'"), bj::ValueError);
+  CHECK_THROWS_WITH_AS(parse({"bench", "mlp", "--json", "--json"}), doctest::Contains("--json given twice"), bj::ValueError);
+  CHECK_THROWS_WITH_AS(parse({"bench", "mlp", "--batch"}), doctest::Contains("--batch needs a value"), bj::ValueError);
+  CHECK_THROWS_WITH_AS(parse({"bench", "nosuchmodel"}), doctest::Contains("nosuchmodel"), bj::ValueError);
+  CHECK_THROWS_WITH_AS(parse({"bench"}), doctest::Contains("needs a model name"), bj::ValueError);
+  CHECK_THROWS_WITH_AS(parse({"demo", "--dump-dir"}), doctest::Contains("--dump-dir needs a directory"), bj::ValueError);
+  CHECK_THROWS_WITH_AS(parse({"demo", "--fast"}), doctest::Contains("unknown option '--fast'"), bj::ValueError);
+  CHECK_THROWS_WITH_AS(parse({"dump", "mlp", "--out", ""}), doctest::Contains("--out needs a file name"), bj::ValueError);
+  CHECK_THROWS_WITH_AS(parse({"dump", "mlp", "--print-after=nosuchpass"}), doctest::Contains("nosuchpass"), bj::Error);
+  CHECK_THROWS_WITH_AS(parse({"info", "extra"}), doctest::Contains("unknown option 'extra'"), bj::ValueError);
+  CHECK_THROWS_WITH_AS(parse({"ir"}), doctest::Contains("needs a file"), bj::ValueError);
+}
+
 TEST_CASE("blockjit parses numbers strictly: whole string, in range, the option named in the error") {
   struct Case {
     std::vector<std::string> args;
@@ -63,7 +98,7 @@ TEST_CASE("blockjit parses numbers strictly: whole string, in range, the option 
   for (const Case& c : cases) {
     CAPTURE(c.says);
     Result r = blockjit(c.args);
-    CHECK(r.status == 1);
+    CHECK(r.status == 2);  // bad usage
     CHECK(contains(r.out, c.says));
   }
 }

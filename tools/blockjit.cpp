@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <cerrno>
 #include <chrono>
@@ -15,12 +14,9 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <map>
-#include <set>
 #include <sstream>
 #include <iostream>
 #include <string>
-#include <thread>
 
 #include "codegen/host.h"
 #include "codegen/optimize.h"
@@ -29,40 +25,9 @@
 #include "examples/zoo.h"
 #include "runtime/interpreter.h"
 #include "runtime/kernels.h"
+#include "tools/cli.h"
 
 namespace {
-
-constexpr const char* kUsage = R"(usage: blockjit COMMAND [ARGS]
-
-commands:
-  demo [MODEL...] [--dump-dir DIR]
-                    each zoo model (or the named ones) eager and hybridized
-                    on a 2x20 uniform input under seed 0: outputs and their
-                    agreement, eager vs compiled time, variants, fallbacks;
-                    then FixedHiddenMLP on inputs taking different paths.
-                    --dump-dir writes traced/optimized IR, DOT and LLVM IR
-  models            list the zoo models
-  train MODEL [--steps N] [--optimizer sgd|adam] [--lr X]
-                    train a zoo model that returns [batch, classes] logits
-                    on a synthetic separable task; prints the loss
-  bench MODEL [--batch N] [--threads T] [--json]
-                    eager vs hybridized (compiled) calls, interleaved in one
-                    process after warm-up: medians, speedup, GFLOP/s or
-                    GB/s, variants and fallbacks
-  bench guard-cost [--json]
-                    what checking one guard costs in compiled code
-  dump MODEL [--stage traced|opt|llvm|asm] [--format text|dot] [--out FILE]
-            [--print-after-all] [--print-after=NAME[,NAME]]
-                    trace a zoo model on its default input and print (or
-                    write) the graph as traced or after the optimization
-                    pipeline; FILE.svg/.png renders through Graphviz;
-                    --print-after* (or BJ_PRINT_AFTER) print the IR after passes
-  ir FILE [--run]   parse a text IR file, verify it, print it back; with
-                    --run, interpret it on seeded random inputs (exit
-                    status 3 if a guard fails on them, 1 on an error)
-  info              LLVM version, host CPU and threads
-  help              this text
-)";
 
 /// Median of `rounds` timings (microseconds per call) of f, each over enough calls to last ~10 ms.
 struct Timer {
@@ -107,31 +72,6 @@ int run_program(const std::vector<std::string>& args) {
     if (errno != EINTR) return -1;
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
-
-/// A whole-string integer option in [lo, hi]: "1.5", "1e3", "3x" and "" are errors naming the option.
-int64_t int_option(const char* cmd, const std::string& name, const std::string& text, int64_t lo, int64_t hi) {
-  int64_t v = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec == std::errc::result_out_of_range || (ec == std::errc() && end == text.data() + text.size() && (v < lo || v > hi)))
-    throw bj::ValueError(cmd, fmt::format("{} must be between {} and {}, got {}", name, lo, hi, text));
-  if (ec != std::errc() || end != text.data() + text.size() || text.empty())
-    throw bj::ValueError(cmd, fmt::format("{} needs a whole number, got '{}'", name, text));
-  return v;
-}
-
-/// A whole-string finite number option in [lo, hi] (NaN and infinities are errors).
-double real_option(const char* cmd, const std::string& name, const std::string& text, double lo, double hi) {
-  double v = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec != std::errc() || end != text.data() + text.size() || text.empty())
-    throw bj::ValueError(cmd, fmt::format("{} needs a number, got '{}'", name, text));
-  if (!std::isfinite(v) || v < lo || v > hi)
-    throw bj::ValueError(cmd, fmt::format("{} must be a finite number between {} and {}, got {}", name, lo, hi, text));
-  return v;
-}
-
-/// At most this many threads: a few per core (more only oversubscribes).
-int max_threads() { return 4 * static_cast<int>(std::max(1u, std::thread::hardware_concurrency())); }
 
 /// DIR/MODEL.traced.ir, .traced.dot, .opt.ir, .opt.dot and .ll for a trace of `net` on x.
 void dump_model(const std::string& dir, const std::string& name, bj::nn::Block& net, const bj::Tensor& x) {
@@ -228,18 +168,9 @@ bool demo_divergence() {
   return all_match;
 }
 
-int demo(int argc, char** argv) {
-  std::string dump_dir;
-  std::vector<std::string> names;
-  for (int i = 0; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--dump-dir") {
-      if (i + 1 >= argc) throw bj::ValueError("demo", "--dump-dir needs a directory");
-      dump_dir = argv[++i];
-    } else {
-      names.push_back(a);
-    }
-  }
+int demo(const bj::cli::Command& c) {
+  const std::string& dump_dir = c.dump_dir;
+  const std::vector<std::string>& names = c.models;
   fmt::print("blockjit demo: each zoo model eager and hybridized (compiled by LLVM), on a 2x20 uniform input,\n"
              "seed 0, {} thread{}; times are medians of interleaved runs.\n\n",
              bj::rt::num_threads(), bj::rt::num_threads() == 1 ? "" : "s");
@@ -259,28 +190,9 @@ int demo(int argc, char** argv) {
   return ok ? 0 : 1;
 }
 
-int train(int argc, char** argv) {
-  if (argc < 1) throw bj::ValueError("train", "needs a model name (see `blockjit models`)");
-  const auto& m = bj::examples::zoo_model(argv[0]);
-  bj::examples::TrainOptions o;
-  bool lr_given = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (i + 1 >= argc) throw bj::ValueError("train", "option " + a + " needs a value");
-    std::string v = argv[++i];
-    if (a == "--steps")
-      o.steps = static_cast<int>(int_option("train", a, v, 1, 10'000'000));
-    else if (a == "--optimizer")
-      o.optimizer = v;
-    else if (a == "--lr")
-      o.lr = real_option("train", a, v, 1e-12, 1e3), lr_given = true;
-    else
-      throw bj::ValueError("train", "unknown option " + a);
-  }
-  if (o.optimizer != "sgd" && o.optimizer != "adam")
-    throw bj::ValueError("train", "--optimizer is sgd or adam, got " + o.optimizer);
-  if (!lr_given && o.optimizer == "adam") o.lr = 0.01;
-  o.log_every = std::max(1, o.steps / 10);
+int train(const bj::cli::Command& c) {
+  const auto& m = bj::examples::zoo_model(c.models[0]);
+  const bj::examples::TrainOptions& o = c.train;
   bj::manual_seed(0);
   auto net = m.make();
   bj::Tensor probe = (*net)(bj::rand(m.input));
@@ -297,37 +209,10 @@ int train(int argc, char** argv) {
   return 0;
 }
 
-/// Options of the form --name value.
-std::map<std::string, std::string> options(int argc, char** argv, const std::set<std::string>& known,
-                                           const std::set<std::string>& flags, const char* cmd) {
-  std::map<std::string, std::string> o;
-  for (int i = 0; i < argc; ++i) {
-    std::string a = argv[i];
-    if (flags.count(a)) {
-      o[a] = "1";
-    } else if (known.count(a)) {
-      if (i + 1 >= argc) throw bj::ValueError(cmd, "option " + a + " needs a value");
-      o[a] = argv[++i];
-    } else {
-      throw bj::ValueError(cmd, "unknown option " + a);
-    }
-  }
-  return o;
-}
-
-int dump(int argc, char** argv) {
-  if (argc < 1) throw bj::ValueError("dump", "needs a model name (see `blockjit models`)");
-  const auto& m = bj::examples::zoo_model(argv[0]);
-  auto pipeline = bj::passes::PipelineOptions::from_env();
-  std::vector<char*> rest;
-  for (int i = 1; i < argc; ++i)
-    if (!pipeline.parse_flag(argv[i])) rest.push_back(argv[i]);
-  auto o = options(static_cast<int>(rest.size()), rest.data(), {"--format", "--out", "--stage"}, {}, "dump");
-  std::string format = o.count("--format") ? o["--format"] : "text";
-  if (format != "text" && format != "dot") throw bj::ValueError("dump", "--format is text or dot, got " + format);
-  std::string stage = o.count("--stage") ? o["--stage"] : "traced";
-  if (stage != "traced" && stage != "opt" && stage != "llvm" && stage != "asm")
-    throw bj::ValueError("dump", "--stage is traced, opt, llvm or asm, got " + stage);
+int dump(const bj::cli::Command& c) {
+  const auto& m = bj::examples::zoo_model(c.models[0]);
+  bj::passes::PipelineOptions pipeline = c.pipeline;
+  const std::string &format = c.format, &stage = c.stage;
   bj::manual_seed(0);
   auto net = m.make();
   bj::Trace t = bj::trace(*net, bj::rand(m.input));
@@ -350,11 +235,11 @@ int dump(int argc, char** argv) {
     auto exe = bj::codegen::compile(*t.graph, co);
     text = stage == "llvm" ? exe->llvm_ir() : exe->assembly();
   }
-  if (!o.count("--out")) {
+  if (!c.out) {
     std::cout << text;
     return 0;
   }
-  std::string out = o["--out"];
+  const std::string& out = *c.out;
   std::string ext = out.size() > 4 ? out.substr(out.size() - 4) : "";
   if (format == "dot" && (ext == ".svg" || ext == ".png" || ext == ".pdf")) {
     std::string dot_file = out + ".dot";
@@ -372,30 +257,29 @@ int dump(int argc, char** argv) {
   return 0;
 }
 
-int ir_command(int argc, char** argv) {
-  if (argc < 1) throw bj::ValueError("ir", "needs a file");
-  auto o = options(argc - 1, argv + 1, {}, {"--run"}, "ir");
+int ir_command(const bj::cli::Command& c) {
+  const char* file = c.file.c_str();
   // Read at most kMaxIrBytes: a device or a giant file is an error, not an endless read.
   constexpr size_t kMaxIrBytes = size_t{256} << 20;
   std::error_code ec;
-  if (std::filesystem::is_directory(argv[0], ec)) throw bj::ValueError("ir", std::string(argv[0]) + " is a directory");
-  std::ifstream f(argv[0], std::ios::binary);
-  if (!f) throw bj::ValueError("ir", std::string("cannot read ") + argv[0] + ": " + std::strerror(errno));
+  if (std::filesystem::is_directory(file, ec)) throw bj::ValueError("ir", std::string(file) + " is a directory");
+  std::ifstream f(file, std::ios::binary);
+  if (!f) throw bj::ValueError("ir", std::string("cannot read ") + file + ": " + std::strerror(errno));
   std::string text;
   char chunk[1 << 16];
   while (f.read(chunk, sizeof chunk) || f.gcount() > 0) {
     text.append(chunk, static_cast<size_t>(f.gcount()));
-    if (text.size() > kMaxIrBytes) throw bj::ValueError("ir", std::string(argv[0]) + " is larger than 256 MiB");
+    if (text.size() > kMaxIrBytes) throw bj::ValueError("ir", std::string(file) + " is larger than 256 MiB");
   }
   std::unique_ptr<bj::ir::Graph> g;
   try {
     g = bj::ir::parse(text);
   } catch (const bj::ParseError& e) {  // file:line:col, as compilers print it
-    throw bj::ParseError(std::string(argv[0]) + ":" + e.op(), e.detail());
+    throw bj::ParseError(std::string(file) + ":" + e.op(), e.detail());
   }
   bj::ir::verify(*g);
   std::cout << bj::ir::print(*g);
-  if (!o.count("--run")) return 0;
+  if (!c.run) return 0;
   // Seeded random data for inputs, parameters and constants, in that order.
   bj::manual_seed(0);
   std::vector<bj::Tensor> keep;
@@ -469,19 +353,12 @@ int guard_cost(bool json) {
   return 0;
 }
 
-int bench(int argc, char** argv) {
-  if (argc < 1) throw bj::ValueError("bench", "needs a model name (see `blockjit models`)");
-  if (std::string(argv[0]) == "guard-cost")
-    return guard_cost(options(argc - 1, argv + 1, {}, {"--json"}, "bench").count("--json") > 0);
-  const auto& m = bj::examples::zoo_model(argv[0]);
-  auto o = options(argc - 1, argv + 1, {"--batch", "--threads"}, {"--json"}, "bench");
+int bench(const bj::cli::Command& cmd) {
+  if (cmd.models[0] == "guard-cost") return guard_cost(cmd.json);
+  const auto& m = bj::examples::zoo_model(cmd.models[0]);
   bj::Shape input = m.input;
-  // A batch whose input (and the model's widest activation, a few times wider) fits in memory.
-  const int64_t per_row = std::max<int64_t>(1, input.numel() / input[0]) * 4 * 64;
-  const int64_t memory = static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGE_SIZE);
-  if (o.count("--batch")) input[0] = int_option("bench", "--batch", o["--batch"], 1, std::max<int64_t>(1, memory / 4 / per_row));
-  const int threads = o.count("--threads") ? static_cast<int>(int_option("bench", "--threads", o["--threads"], 1, max_threads()))
-                                           : bj::rt::num_threads();
+  if (cmd.batch) input[0] = *cmd.batch;
+  const int threads = cmd.threads ? *cmd.threads : bj::rt::num_threads();
   bj::rt::set_num_threads(threads);
   bj::manual_seed(0);
   auto net = m.make();
@@ -515,7 +392,7 @@ int bench(int argc, char** argv) {
   const double bytes = static_cast<double>(x.type().bytes() + ye.type().bytes());
   std::string rate = flops > 0 ? fmt::format("\"gflops\": {:.1f}", flops / compiled_us / 1e3)
                                : fmt::format("\"gbps\": {:.1f}", bytes / compiled_us / 1e3);
-  if (o.count("--json")) {
+  if (cmd.json) {
     fmt::print("{{\"model\": \"{}\", \"batch\": {}, \"threads\": {}, \"eager_us\": {:.3f}, \"compiled_us\": {:.3f}, "
                "\"speedup\": {:.2f}, {}, \"max_abs_diff\": {:.3g}, \"variants\": {}, \"fallbacks\": {}, "
                "\"compiled_hits\": {}, \"direct_us\": {:.3f}, \"compile_ms\": {:.1f}, \"from_cache\": {}}}\n",
@@ -551,21 +428,29 @@ int info() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2 || !std::strcmp(argv[1], "help") || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
-    std::cout << kUsage;
-    return argc < 2 ? 2 : 0;
-  }
-  std::string cmd = argv[1];
-  try {
-    if (cmd == "demo") return demo(argc - 2, argv + 2);
-    if (cmd == "models") return models();
-    if (cmd == "train") return train(argc - 2, argv + 2);
-    if (cmd == "dump") return dump(argc - 2, argv + 2);
-    if (cmd == "bench") return bench(argc - 2, argv + 2);
-    if (cmd == "ir") return ir_command(argc - 2, argv + 2);
-    if (cmd == "info") return info();
-    std::cerr << "blockjit: unknown command '" << cmd << "'\n" << kUsage;
+  if (argc < 2) {
+    std::cout << bj::cli::kUsage;
     return 2;
+  }
+  bj::cli::Command c;
+  try {
+    c = bj::cli::parse(std::vector<std::string>(argv + 1, argv + argc));
+  } catch (const std::exception& e) {  // bad usage: an unknown command or option, a bad value
+    std::cerr << "blockjit: " << e.what() << "\n";
+    return 2;
+  }
+  try {
+    if (c.name == "help") {
+      std::cout << bj::cli::kUsage;
+      return 0;
+    }
+    if (c.name == "demo") return demo(c);
+    if (c.name == "models") return models();
+    if (c.name == "train") return train(c);
+    if (c.name == "dump") return dump(c);
+    if (c.name == "bench") return bench(c);
+    if (c.name == "ir") return ir_command(c);
+    return info();
   } catch (const std::exception& e) {  // bj::Error and anything else: report, never abort
     std::cerr << "blockjit: " << e.what() << "\n";
     return 1;

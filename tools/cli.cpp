@@ -1,0 +1,191 @@
+// The `blockjit` program's command line (see cli.h).
+#include "tools/cli.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <map>
+#include <set>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "examples/zoo.h"
+
+namespace bj::cli {
+
+const char* const kUsage = R"(usage: blockjit COMMAND [ARGS]
+
+commands:
+  demo [MODEL...] [--dump-dir DIR]
+                    each zoo model (or the named ones) eager and hybridized
+                    on a 2x20 uniform input under seed 0: outputs and their
+                    agreement, eager vs compiled time, variants, fallbacks;
+                    then FixedHiddenMLP on inputs taking different paths.
+                    --dump-dir writes traced/optimized IR, DOT and LLVM IR
+  models            list the zoo models
+  train MODEL [--steps N] [--optimizer sgd|adam] [--lr X]
+                    train a zoo model that returns [batch, classes] logits
+                    on a synthetic separable task; prints the loss
+  bench MODEL [--batch N] [--threads T] [--json]
+                    eager vs hybridized (compiled) calls, interleaved in one
+                    process after warm-up: medians, speedup, GFLOP/s or
+                    GB/s, variants and fallbacks
+  bench guard-cost [--json]
+                    what checking one guard costs in compiled code
+  dump MODEL [--stage traced|opt|llvm|asm] [--format text|dot] [--out FILE]
+            [--print-after-all] [--print-after=NAME[,NAME]]
+                    trace a zoo model on its default input and print (or
+                    write) the graph as traced or after the optimization
+                    pipeline; FILE.svg/.png renders through Graphviz;
+                    --print-after* (or BJ_PRINT_AFTER) print the IR after passes
+  ir FILE [--run]   parse a text IR file, verify it, print it back; with
+                    --run, interpret it on seeded random inputs (exit
+                    status 3 if a guard fails on them, 1 on an error)
+  info              LLVM version, host CPU and threads
+  help              this text
+)";
+
+int64_t int_option(const char* cmd, const std::string& name, const std::string& text, int64_t lo, int64_t hi) {
+  int64_t v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec == std::errc::result_out_of_range || (ec == std::errc() && end == text.data() + text.size() && (v < lo || v > hi)))
+    throw ValueError(cmd, fmt::format("{} must be between {} and {}, got {}", name, lo, hi, text));
+  if (ec != std::errc() || end != text.data() + text.size() || text.empty())
+    throw ValueError(cmd, fmt::format("{} needs a whole number, got '{}'", name, text));
+  return v;
+}
+
+double real_option(const char* cmd, const std::string& name, const std::string& text, double lo, double hi) {
+  double v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size() || text.empty())
+    throw ValueError(cmd, fmt::format("{} needs a number, got '{}'", name, text));
+  if (!std::isfinite(v) || v < lo || v > hi)
+    throw ValueError(cmd, fmt::format("{} must be a finite number between {} and {}, got {}", name, lo, hi, text));
+  return v;
+}
+
+int max_threads() { return 4 * static_cast<int>(std::max(1u, std::thread::hardware_concurrency())); }
+
+int64_t max_batch(const Shape& input) {
+  const int64_t per_row = std::max<int64_t>(1, input.numel() / std::max<int64_t>(1, input[0])) * 4 * 64;
+  const int64_t memory = static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGE_SIZE);
+  return std::max<int64_t>(1, memory / 4 / per_row);
+}
+
+namespace {
+
+/// Options of the form `--name value` (known) or `--name` (flags), each at most once.
+std::map<std::string, std::string> options(std::span<const std::string> args, const std::set<std::string>& known,
+                                           const std::set<std::string>& flags, const char* cmd) {
+  std::map<std::string, std::string> o;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (!flags.count(a) && !known.count(a)) throw ValueError(cmd, "unknown option '" + a + "'");
+    if (o.count(a)) throw ValueError(cmd, "option " + a + " given twice");
+    if (flags.count(a)) {
+      o[a] = "1";
+    } else {
+      if (i + 1 >= args.size()) throw ValueError(cmd, "option " + a + " needs a value");
+      o[a] = args[++i];
+    }
+  }
+  return o;
+}
+
+/// The model named by the command's first argument (ValueError listing the choices otherwise).
+const examples::ZooModel& model_argument(std::span<const std::string> args, const char* cmd) {
+  if (args.empty()) throw ValueError(cmd, "needs a model name (see `blockjit models`)");
+  return examples::zoo_model(args[0]);
+}
+
+void parse_train(Command& c, std::span<const std::string> args) {
+  c.models = {model_argument(args, "train").name};
+  auto o = options(args.subspan(1), {"--steps", "--optimizer", "--lr"}, {}, "train");
+  if (o.count("--steps")) c.train.steps = static_cast<int>(int_option("train", "--steps", o["--steps"], 1, 10'000'000));
+  if (o.count("--optimizer")) c.train.optimizer = o["--optimizer"];
+  if (c.train.optimizer != "sgd" && c.train.optimizer != "adam")
+    throw ValueError("train", "--optimizer is sgd or adam, got '" + c.train.optimizer + "'");
+  if (o.count("--lr"))
+    c.train.lr = real_option("train", "--lr", o["--lr"], 1e-12, 1e3);
+  else if (c.train.optimizer == "adam")
+    c.train.lr = 0.01;
+  c.train.log_every = std::max(1, c.train.steps / 10);
+}
+
+void parse_bench(Command& c, std::span<const std::string> args) {
+  if (!args.empty() && args[0] == "guard-cost") {
+    c.models = {"guard-cost"};
+    c.json = options(args.subspan(1), {}, {"--json"}, "bench").count("--json") > 0;
+    return;
+  }
+  const examples::ZooModel& m = model_argument(args, "bench");
+  c.models = {m.name};
+  auto o = options(args.subspan(1), {"--batch", "--threads"}, {"--json"}, "bench");
+  if (o.count("--batch")) c.batch = int_option("bench", "--batch", o["--batch"], 1, max_batch(m.input));
+  if (o.count("--threads"))
+    c.threads = static_cast<int>(int_option("bench", "--threads", o["--threads"], 1, max_threads()));
+  c.json = o.count("--json") > 0;
+}
+
+void parse_dump(Command& c, std::span<const std::string> args) {
+  c.models = {model_argument(args, "dump").name};
+  c.pipeline = passes::PipelineOptions::from_env();
+  std::vector<std::string> rest;
+  for (const std::string& a : args.subspan(1))
+    if (!c.pipeline.parse_flag(a)) rest.push_back(a);
+  auto o = options(rest, {"--format", "--out", "--stage"}, {}, "dump");
+  if (o.count("--format")) c.format = o["--format"];
+  if (c.format != "text" && c.format != "dot") throw ValueError("dump", "--format is text or dot, got '" + c.format + "'");
+  if (o.count("--stage")) c.stage = o["--stage"];
+  if (c.stage != "traced" && c.stage != "opt" && c.stage != "llvm" && c.stage != "asm")
+    throw ValueError("dump", "--stage is traced, opt, llvm or asm, got '" + c.stage + "'");
+  if (o.count("--out")) {
+    if (o["--out"].empty()) throw ValueError("dump", "--out needs a file name");
+    c.out = o["--out"];
+  }
+}
+
+}  // namespace
+
+Command parse(const std::vector<std::string>& all) {
+  Command c;
+  if (all.empty() || all[0] == "help" || all[0] == "--help" || all[0] == "-h") {
+    c.name = "help";
+    return c;
+  }
+  c.name = all[0];
+  std::span<const std::string> args(all.data() + 1, all.size() - 1);
+  if (c.name == "demo") {
+    for (size_t i = 0; i < args.size(); ++i) {
+      if (args[i] == "--dump-dir") {
+        if (i + 1 >= args.size() || args[i + 1].empty()) throw ValueError("demo", "--dump-dir needs a directory");
+        c.dump_dir = args[++i];
+      } else if (args[i].starts_with("-")) {
+        throw ValueError("demo", "unknown option '" + args[i] + "'");
+      } else {
+        c.models.push_back(examples::zoo_model(args[i]).name);
+      }
+    }
+  } else if (c.name == "models" || c.name == "info") {
+    options(args, {}, {}, c.name.c_str());
+  } else if (c.name == "train") {
+    parse_train(c, args);
+  } else if (c.name == "bench") {
+    parse_bench(c, args);
+  } else if (c.name == "dump") {
+    parse_dump(c, args);
+  } else if (c.name == "ir") {
+    if (args.empty() || args[0].empty()) throw ValueError("ir", "needs a file");
+    c.file = args[0];
+    c.run = options(args.subspan(1), {}, {"--run"}, "ir").count("--run") > 0;
+  } else {
+    throw ValueError("blockjit", "unknown command '" + c.name + "' (see `blockjit help`)");
+  }
+  return c;
+}
+
+}  // namespace bj::cli

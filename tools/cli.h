@@ -1,0 +1,52 @@
+// The `blockjit` program's command line, parsed and checked before anything
+// runs: a separate unit so that tests and the command-line fuzzer
+// (tests/fuzz/fuzz_cli.cpp) reach every rule without running a model.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "examples/training.h"
+#include "passes/pipeline.h"
+
+namespace bj::cli {
+
+/// One command and its checked options. Every number was parsed whole and range-checked, every
+/// model name exists, every choice is one of its accepted spellings.
+struct Command {
+  std::string name;                 ///< demo, models, train, bench, dump, ir, info or help
+  std::vector<std::string> models;  ///< demo: the named models (none: all); train, bench, dump: one
+  std::string dump_dir;             ///< demo --dump-dir
+  examples::TrainOptions train;     ///< train: --steps, --optimizer, --lr (adam's default lr is 0.01)
+  std::optional<int64_t> batch;     ///< bench --batch
+  std::optional<int> threads;       ///< bench --threads
+  bool json = false;                ///< bench --json
+  std::string format = "text";      ///< dump --format text|dot
+  std::string stage = "traced";     ///< dump --stage traced|opt|llvm|asm
+  std::optional<std::string> out;   ///< dump --out
+  passes::PipelineOptions pipeline; ///< dump --print-after-all / --print-after=...
+  std::string file;                 ///< ir FILE
+  bool run = false;                 ///< ir --run
+};
+
+/// The usage text `blockjit help` prints.
+extern const char* const kUsage;
+
+/// Parses the arguments after the program's name. ValueError (naming the command, the option and
+/// what it accepts) for anything else; an unknown command's name is in its message.
+Command parse(const std::vector<std::string>& args);
+
+/// A whole-string integer in [lo, hi]: "1.5", "1e3", "3x" and "" are errors naming the option.
+int64_t int_option(const char* cmd, const std::string& name, const std::string& text, int64_t lo, int64_t hi);
+/// A whole-string finite number in [lo, hi] (NaN and infinities are errors).
+double real_option(const char* cmd, const std::string& name, const std::string& text, double lo, double hi);
+/// At most this many threads: a few per core (more only oversubscribes).
+int max_threads();
+/// The largest batch `bench` accepts for a model with this input: one whose input and widest
+/// activations (a few times wider) fit in this machine's memory.
+int64_t max_batch(const Shape& input);
+
+}  // namespace bj::cli
