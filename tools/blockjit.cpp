@@ -23,7 +23,6 @@
 #include "examples/seed_models.h"
 #include "examples/training.h"
 #include "examples/zoo.h"
-#include "runtime/interpreter.h"
 #include "runtime/kernels.h"
 #include "tools/cli.h"
 
@@ -273,38 +272,18 @@ int ir_command(const bj::cli::Command& c) {
   }
   std::unique_ptr<bj::ir::Graph> g;
   try {
-    g = bj::ir::parse(text);
+    g = bj::cli::load_ir(text);
   } catch (const bj::ParseError& e) {  // file:line:col, as compilers print it
     throw bj::ParseError(std::string(file) + ":" + e.op(), e.detail());
   }
-  bj::ir::verify(*g);
   std::cout << bj::ir::print(*g);
   if (!c.run) return 0;
-  // Seeded random data for inputs, parameters and constants, in that order.
-  bj::manual_seed(0);
-  std::vector<bj::Tensor> keep;
-  std::vector<bj::rt::ConstView> in, params, consts;
-  auto fill = [&](const std::vector<bj::ir::Value*>& vs, std::vector<bj::rt::ConstView>& views) {
-    for (const bj::ir::Value* v : vs) {
-      bj::Tensor t = bj::uniform(-1, 1, v->type.shape);
-      if (v->type.dtype != bj::kF32) t = t.to(v->type.dtype);
-      keep.push_back(t);
-      views.push_back({t.raw_data(), t.type()});
-    }
-  };
-  fill(g->inputs(), in);
-  fill(g->params(), params);
-  fill(g->consts(), consts);
-  auto r = bj::rt::interpret(*g, in, params, consts);
+  bj::cli::IrRun r = bj::cli::run_ir(*g);
   if (r.failed_guard) {  // not an error: the data took another path (exit status 3, documented)
-    std::cout << "guard " << r.failed_guard_index << " failed: " << bj::ir::describe(*g, *r.failed_guard) << "\n";
+    std::cout << *r.failed_guard << "\n";
     return 3;
   }
-  for (size_t i = 0; i < r.outputs.size(); ++i) {
-    const bj::Type& type = g->outputs()[i]->type;
-    bj::Tensor out(std::make_shared<bj::detail::TensorImpl>(bj::detail::TensorImpl{r.outputs[i], type, nullptr}));
-    std::cout << "output " << i << ": " << out << "\n";
-  }
+  for (size_t i = 0; i < r.outputs.size(); ++i) std::cout << "output " << i << ": " << r.outputs[i] << "\n";
   return 0;
 }
 

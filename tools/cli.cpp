@@ -13,6 +13,8 @@
 #include <fmt/format.h>
 
 #include "examples/zoo.h"
+#include "frontend/creation.h"
+#include "runtime/interpreter.h"
 
 namespace bj::cli {
 
@@ -186,6 +188,39 @@ Command parse(const std::vector<std::string>& all) {
     throw ValueError("blockjit", "unknown command '" + c.name + "' (see `blockjit help`)");
   }
   return c;
+}
+
+std::unique_ptr<ir::Graph> load_ir(const std::string& text) {
+  std::unique_ptr<ir::Graph> g = ir::parse(text);
+  ir::verify(*g);
+  return g;
+}
+
+IrRun run_ir(const ir::Graph& g, uint64_t seed) {
+  manual_seed(seed);
+  std::vector<Tensor> keep;
+  std::vector<rt::ConstView> in, params, consts;
+  auto fill = [&](const std::vector<ir::Value*>& vs, std::vector<rt::ConstView>& views) {
+    for (const ir::Value* v : vs) {
+      Tensor t = uniform(-1, 1, v->type.shape);
+      if (v->type.dtype != kF32) t = t.to(v->type.dtype);
+      keep.push_back(t);
+      views.push_back({t.raw_data(), t.type()});
+    }
+  };
+  fill(g.inputs(), in);
+  fill(g.params(), params);
+  fill(g.consts(), consts);
+  rt::InterpretResult r = rt::interpret(g, in, params, consts);
+  IrRun run;
+  if (r.failed_guard) {
+    run.failed_guard = fmt::format("guard {} failed: {}", r.failed_guard_index, ir::describe(g, *r.failed_guard));
+    return run;
+  }
+  for (size_t i = 0; i < r.outputs.size(); ++i)
+    run.outputs.emplace_back(
+        std::make_shared<detail::TensorImpl>(detail::TensorImpl{r.outputs[i], g.outputs()[i]->type, nullptr}));
+  return run;
 }
 
 }  // namespace bj::cli

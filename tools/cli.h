@@ -4,12 +4,15 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "examples/training.h"
+#include "frontend/tensor.h"
+#include "ir/graph.h"
 #include "passes/pipeline.h"
 
 namespace bj::cli {
@@ -48,5 +51,15 @@ int max_threads();
 /// The largest batch `bench` accepts for a model with this input: one whose input and widest
 /// activations (a few times wider) fit in this machine's memory.
 int64_t max_batch(const Shape& input);
+
+/// The `ir` command's work, apart from its file. `load_ir` parses and verifies IR text
+/// (ParseError with line:column, VerifyError); `run_ir` interprets a loaded graph on seeded
+/// uniform(-1, 1) data for its inputs, parameters and constants, in that order.
+std::unique_ptr<ir::Graph> load_ir(const std::string& text);
+struct IrRun {
+  std::vector<Tensor> outputs;           ///< empty when a guard failed
+  std::optional<std::string> failed_guard;  ///< "guard N failed: ..." (the data took another path)
+};
+IrRun run_ir(const ir::Graph& g, uint64_t seed = 0);
 
 }  // namespace bj::cli
