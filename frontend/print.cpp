@@ -40,6 +40,7 @@ struct Printer {
       case DType::kI64: read(t.data<int64_t>()); break;
       default: read(t.data<uint8_t>()); break;
     }
+    const int64_t* ints = t.dtype() == DType::kI64 ? t.data<int64_t>() : nullptr;  // printed exactly, not via double
     double maxabs = 0, minabs = INFINITY;
     bool integral = true;
     for (int64_t i = 0; i < n; ++i) {
@@ -57,7 +58,7 @@ struct Printer {
       if (t.dtype() == DType::kBool)
         cells[i] = v != 0 ? "true" : "false";
       else if (t.dtype() == DType::kI64)
-        cells[i] = fmt::format("{}", static_cast<int64_t>(v));
+        cells[i] = fmt::format("{}", ints[i]);
       else if (std::isnan(v))
         cells[i] = "nan";
       else if (std::isinf(v))

@@ -12,6 +12,9 @@ TEST_CASE("small tensors print their values, shape and dtype") {
   CHECK(fmt::format("{}", tensor({1, 2, 3})) == "tensor([1., 2., 3.], shape=[3], dtype=f32)");
   CHECK(fmt::format("{}", tensor(0.5)) == "tensor(0.5000, shape=[], dtype=f32)");
   CHECK(fmt::format("{}", tensor({1, 20}, kI64)) == "tensor([ 1, 20], shape=[2], dtype=i64)");
+  // Exactly, not through a double (2^63 - 1 became -2^63, 2^53 + 1 became 2^53; found by fuzz_ir).
+  CHECK(fmt::format("{}", tensor(std::vector<int64_t>{INT64_MAX, INT64_MIN, (int64_t{1} << 53) + 1}, {3})) ==
+        "tensor([ 9223372036854775807, -9223372036854775808,     9007199254740993], shape=[3], dtype=i64)");
   CHECK(fmt::format("{}", tensor({1, 2}) > 1.5) == "tensor([false,  true], shape=[2], dtype=bool)");
   CHECK(fmt::format("{}", zeros({0})) == "tensor([], shape=[0], dtype=f32)");
   CHECK(fmt::format("{}", tensor({1e-6, 1})) == "tensor([1.0000e-06, 1.0000e+00], shape=[2], dtype=f32)");
