@@ -4,8 +4,10 @@
 // objects, eviction. Never a crash, never a wrong answer, the bad entry gone.
 #include <doctest/doctest.h>
 #include <fcntl.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -154,10 +156,25 @@ TEST_CASE("object cache: FIFOs, symlinks, sparse giants and unreadable entries a
   fs::create_directory(path);  // a directory under an entry's name
   CHECK(!codegen::cache_read(cache.str(), "e", kKey));
   fs::remove(path);
-  if (geteuid() != 0) {  // root reads anything
+  // An unreadable entry (mode 000) is not read and is removed. Root reads anything, so as root
+  // this runs in a child process that has become `nobody` (in a directory nobody owns).
+  auto unreadable = [&] {
     codegen::cache_write(cache.str(), "e", kKey, "object");
     fs::permissions(path, fs::perms::none, fs::perm_options::replace);
-    CHECK(!codegen::cache_read(cache.str(), "e", kKey));
+    return !codegen::cache_read(cache.str(), "e", kKey) && !fs::exists(path);
+  };
+  if (geteuid() != 0) {
+    CHECK(unreadable());
+  } else {
+    const uid_t nobody = 65534;
+    REQUIRE(::chown(cache.dir.c_str(), nobody, nobody) == 0);
+    const pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) _exit(setresgid(nobody, nobody, nobody) == 0 && setresuid(nobody, nobody, nobody) == 0 && unreadable() ? 0 : 1);
+    int status = 0;
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    CHECK((WIFEXITED(status) && WEXITSTATUS(status) == 0));
+    CHECK(::chown(cache.dir.c_str(), 0, 0) == 0);
   }
 }
 
@@ -212,6 +229,25 @@ TEST_CASE("object cache: a full disk leaves no file behind") {
   setrlimit(RLIMIT_FSIZE, &saved);
   sigaction(SIGXFSZ, &old, nullptr);
   CHECK(cache.entries().empty());  // neither the entry nor its temporary file
+}
+
+TEST_CASE("object cache: on a really full disk (a 64 KiB tmpfs, as root) compiles stay right and leave nothing behind") {
+  TempCache cache("tmpfs");
+  if (geteuid() != 0 || ::mount("tmpfs", cache.dir.c_str(), "tmpfs", 0, "size=64k,mode=0700") != 0) {
+    MESSAGE("skipped: mounting a tmpfs needs root (and CAP_SYS_ADMIN)");
+    return;
+  }
+  spit(cache.dir / "filler", std::string(60 << 10, 'f'));  // what is left of the disk is smaller than an entry
+  codegen::cache_write(cache.str(), "e", kKey, std::string(100000, 'x'));
+  CHECK(!fs::exists(cache.dir / "e.o"));
+  Compiled m(2);
+  CHECK(!m.compile_and_check());  // right, only not cached
+  CHECK(!m.compile_and_check());
+  CHECK(cache.entries() == std::vector<fs::path>{cache.dir / "filler"});  // no entry, no temporary file
+  fs::remove(cache.dir / "filler");
+  CHECK(!m.compile_and_check());  // space again: stored,
+  CHECK(m.compile_and_check());   // and read back
+  CHECK(::umount(cache.dir.c_str()) == 0);
 }
 
 TEST_CASE("object cache: an entry that matches its key but does not link is removed and recompiled") {
