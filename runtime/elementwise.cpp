@@ -123,7 +123,7 @@ To convert(From v) {
 #define FLOAT_UNARY(Name, expr)                                       \
   void kernel_##Name(Inputs in, const ir::OpAttrs& attrs, const View& out) { \
     [[maybe_unused]] const float p = static_cast<float>(attrs.scalar);  \
-    unary<float>(in, out, [p](float x) { return expr; });             \
+    unary<float>(in, out, [=](float x) { return expr; });             \
   }
 
 NUMERIC_UNARY(Neg, T(-x))

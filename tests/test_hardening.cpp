@@ -8,6 +8,8 @@
 #include <chrono>
 #include <climits>
 #include <cstdint>
+#include <fstream>
+#include <set>
 #include <string>
 
 #include "tests/helpers.h"
@@ -110,4 +112,17 @@ TEST_CASE("the verifier is linear in the number of regions (100000 regions: it w
   auto g = ir::parse(graph(body + "  return " + prev + "\n"));
   ir::verify(*g);  // no timing assertion: a quadratic verifier would take minutes and time the test out
   CHECK(g->nodes().size() == 100000);
+}
+
+TEST_CASE("the IR fuzzer's dictionary lists every op's spelling (tests/fuzz/ir.dict follows ir/ops.def)") {
+  std::ifstream f(std::string(BJ_SOURCE_DIR) + "/tests/fuzz/ir.dict");
+  REQUIRE(f);
+  std::set<std::string> words;
+  for (std::string line; std::getline(f, line);)
+    if (line.size() >= 2 && line.front() == '"' && line.back() == '"') words.insert(line.substr(1, line.size() - 2));
+  for (int i = 0; i < ir::kNumOps; ++i) {
+    const std::string name(ir::op_name(static_cast<ir::OpKind>(i)));
+    CAPTURE(name);
+    CHECK(words.count(name) == 1);
+  }
 }
