@@ -33,8 +33,9 @@
 
 #include "codegen/jit_internal.h"
 #include "codegen/lower_math.h"
-#include "runtime/kernels.h"
 #include "ir/error.h"
+#include "ir/semantics.h"
+#include "runtime/kernels.h"
 
 namespace bj::codegen {
 
@@ -464,8 +465,10 @@ class Lowerer {
     LoopFunction lf = begin_loop_function("reduce", ops.addrs.size(), ptrs);
     llvm::Function* fn = lf.body;
     LV* out = ptrs[out_k];
+    const ir::Combine how = *ir::reduction(red.op);
+    LV* start = identity(how, in.numel() == 0);
     loop(B.getInt64(0), B.getInt64(static_cast<uint64_t>(out_count)),
-         [&](LV* i) { B.CreateStore(identity(red.op), B.CreateInBoundsGEP(f32_, out, i)); });
+         [&](LV* i) { B.CreateStore(start, B.CreateInBoundsGEP(f32_, out, i)); });
     std::vector<LV*> ivs;
     auto element = [&](const std::vector<LV*>& at) {  // the reduced operand's value at `at`, storing yields
       std::unordered_map<const ir::Value*, LV*> val;
@@ -485,9 +488,9 @@ class Lowerer {
         auto* iv = B.CreatePHI(i64_, 2);
         auto* acc = B.CreatePHI(f32_, 2);
         iv->addIncoming(B.getInt64(0), pre);
-        acc->addIncoming(identity(red.op), pre);
+        acc->addIncoming(identity(how, false), pre);
         ivs.push_back(iv);
-        LV* next_acc = combine(red.op, acc, element(ivs));
+        LV* next_acc = combine(how, acc, element(ivs));
         ivs.pop_back();
         LV* next = B.CreateAdd(iv, B.getInt64(1), "", true, true);
         iv->addIncoming(next, B.GetInsertBlock());
@@ -497,14 +500,14 @@ class Lowerer {
         ivs.push_back(B.getInt64(0));
         LV* p = B.CreateInBoundsGEP(f32_, out, offset(ivs, space.strides[out_k]));
         ivs.pop_back();
-        B.CreateStore(combine(red.op, B.CreateLoad(f32_, p), next_acc), p);
+        B.CreateStore(combine(how, B.CreateLoad(f32_, p), next_acc), p);
         return;
       }
       loop(B.getInt64(0), hi, [&](LV* iv) {
         ivs.push_back(iv);
         if (d == last) {
           LV* p = B.CreateInBoundsGEP(f32_, out, offset(ivs, space.strides[out_k]));
-          B.CreateStore(combine(red.op, B.CreateLoad(f32_, p), element(ivs)), p);
+          B.CreateStore(combine(how, B.CreateLoad(f32_, p), element(ivs)), p);
         } else {
           nest(d + 1);
         }
@@ -517,25 +520,31 @@ class Lowerer {
     call_loop_function(lf.wrapper, ops.addrs, 1, false);  // whole reductions stay on one thread: sums stay in one order
   }
 
-  LV* identity(ir::OpKind op) {
-    switch (op) {
-      case ir::OpKind::Max: return llvm::ConstantFP::getInfinity(f32_, true);
-      case ir::OpKind::Min: return llvm::ConstantFP::getInfinity(f32_, false);
-      default: return llvm::ConstantFP::get(f32_, -0.0);  // -0 + x is x for every x, -0 and +0 included
-    }
+  /// Where reduction `c` starts (ir::identity), or, over an empty axis, its result.
+  LV* identity(ir::Combine c, bool empty) {
+    if (empty) return llvm::ConstantFP::get(f32_, ir::empty_reduction<float>(c));
+    return llvm::ConstantFP::get(f32_, ir::identity<float>(c));
   }
 
-  /// acc (op) v, NaN-propagating for max/min as the eager kernels are.
-  LV* combine(ir::OpKind op, LV* acc, LV* v) {
-    if (op == ir::OpKind::Sum) {
-      llvm::IRBuilderBase::FastMathFlagGuard guard(B);
-      llvm::FastMathFlags fmf;
-      fmf.setAllowReassoc();
-      B.setFastMathFlags(fmf);
-      return B.CreateFAdd(acc, v);
+  /// ir::combine(c, acc, v). Sums and products outside guard cones may be reassociated (so the
+  /// loop vectorizes); max and min propagate NaN as ir::maximum and ir::minimum do.
+  LV* combine(ir::Combine c, LV* acc, LV* v) {
+    llvm::IRBuilderBase::FastMathFlagGuard guard(B);
+    llvm::FastMathFlags fmf;
+    fmf.setAllowReassoc();
+    switch (c) {
+      case ir::Combine::kAdd: B.setFastMathFlags(fmf); return B.CreateFAdd(acc, v);
+      case ir::Combine::kMul: B.setFastMathFlags(fmf); return B.CreateFMul(acc, v);
+      case ir::Combine::kMax: return maximum(v, acc, true);
+      case ir::Combine::kMin: return maximum(v, acc, false);
     }
-    LV* better = op == ir::OpKind::Max ? B.CreateFCmpOGT(v, acc) : B.CreateFCmpOLT(v, acc);
-    return B.CreateSelect(B.CreateOr(better, B.CreateFCmpUNO(v, v)), v, acc);
+    throw Error("codegen", "unknown reduction");
+  }
+
+  /// ir::maximum(a, b) (or ir::minimum when !max): a if a is NaN or beyond b, else b.
+  LV* maximum(LV* a, LV* b, bool max) {
+    LV* beyond = max ? B.CreateFCmpOGT(a, b) : B.CreateFCmpOLT(a, b);
+    return B.CreateSelect(B.CreateOr(B.CreateFCmpUNO(a, a), beyond), a, b);
   }
 
   /// The canonical sum (rt::kSumLanes, runtime/kernels.h) of n terms: 16 lanes from -0, lane l
@@ -869,34 +878,30 @@ class Lowerer {
       case K::Sub: return B.CreateFSub(in(0), in(1));
       case K::Mul: return B.CreateFMul(in(0), in(1));
       case K::Div: return B.CreateFDiv(in(0), in(1));
-      case K::Maximum:
-      case K::Minimum: {
-        LV *a = in(0), *b = in(1);
-        LV* pick_a = n.op == K::Maximum ? B.CreateFCmpOGT(a, b) : B.CreateFCmpOLT(a, b);
-        return B.CreateSelect(B.CreateOr(B.CreateFCmpUNO(a, a), pick_a), a, b);
-      }
-      case K::Gt:
-      case K::Lt:
-      case K::Ge:
-      case K::Le:
-      case K::Eq: return compare(n.op, in(0), in(1), n.inputs[0]->type.dtype == DType::kBool);
+      case K::Maximum: return maximum(in(0), in(1), true);
+      case K::Minimum: return maximum(in(0), in(1), false);
+      case K::Gt: case K::Lt: case K::Ge: case K::Le: case K::Eq:
+        return compare(*ir::comparison(n.op), in(0), in(1), n.inputs[0]->type.dtype == DType::kBool);
       case K::Where: return B.CreateSelect(in(0), in(1), in(2));
-      default: throw Error("codegen", std::string(ir::op_name(n.op)) + " is not an elementwise op");
+      case K::Sum: case K::Prod: case K::Max: case K::Min: case K::Matmul: case K::Permute: case K::Reshape:
+      case K::Expand: case K::Concat: case K::Slice:
+        break;  // not elementwise: the plan never inlines them here
     }
+    throw Error("codegen", std::string(ir::op_name(n.op)) + " is not an elementwise op (internal error in the plan)");
   }
 
-  LV* compare(ir::OpKind op, LV* a, LV* b, bool boolean) {
-    using K = ir::OpKind;
-    if (boolean) {
-      auto p = op == K::Gt ? llvm::CmpInst::ICMP_UGT : op == K::Lt ? llvm::CmpInst::ICMP_ULT
-               : op == K::Ge ? llvm::CmpInst::ICMP_UGE : op == K::Le ? llvm::CmpInst::ICMP_ULE
-                             : llvm::CmpInst::ICMP_EQ;
-      return B.CreateICmp(p, a, b);
+  /// ir::holds(c, a, b): ordered float predicates (false with NaN), unsigned ones for bools.
+  LV* compare(ir::Cmp c, LV* a, LV* b, bool boolean) {
+    using P = llvm::CmpInst::Predicate;
+    auto pick = [&](P f, P i) { return boolean ? B.CreateICmp(i, a, b) : B.CreateFCmp(f, a, b); };
+    switch (c) {
+      case ir::Cmp::kGt: return pick(P::FCMP_OGT, P::ICMP_UGT);
+      case ir::Cmp::kLt: return pick(P::FCMP_OLT, P::ICMP_ULT);
+      case ir::Cmp::kGe: return pick(P::FCMP_OGE, P::ICMP_UGE);
+      case ir::Cmp::kLe: return pick(P::FCMP_OLE, P::ICMP_ULE);
+      case ir::Cmp::kEq: return pick(P::FCMP_OEQ, P::ICMP_EQ);
     }
-    auto p = op == K::Gt ? llvm::CmpInst::FCMP_OGT : op == K::Lt ? llvm::CmpInst::FCMP_OLT
-             : op == K::Ge ? llvm::CmpInst::FCMP_OGE : op == K::Le ? llvm::CmpInst::FCMP_OLE
-                           : llvm::CmpInst::FCMP_OEQ;
-    return B.CreateFCmp(p, a, b);
+    throw Error("codegen", "unknown comparison");
   }
 
   const ir::Graph& g_;

@@ -147,6 +147,17 @@ Tensor extremum_grad(const GradContext& c) {
   return unreduce(c, c.g) * hit / count;
 }
 
+/// Prod: each element's gradient is the product of the others in its slice. Without zeros that
+/// is y / x; with one zero, the zero's is the product of the rest and the others' are 0; with
+/// two or more, all are 0 (never 0/0).
+Tensor prod_grad(const GradContext& c) {
+  Tensor x = c.x(0), zero = x == 0;
+  Tensor others = unreduce(c, prod(where(zero, ones({}), x), c.attrs.dims, true));  // the slice without its zeros
+  Tensor zeros_in_slice = unreduce(c, sum(mask(zero), c.attrs.dims, true));
+  Tensor g = where(zero, where(zeros_in_slice == 1, others, zeros({})), where(zeros_in_slice == 0, others / x, zeros({})));
+  return unreduce(c, c.g) * g;
+}
+
 Tensor matmul_grad_a(const GradContext& c) {
   const bool ta = c.attrs.transpose_a, tb = c.attrs.transpose_b;
   return ta ? matmul(c.x(1), c.g, tb, true) : matmul(c.g, c.x(1), false, !tb);

@@ -62,6 +62,8 @@ Tensor reduce(OpKind op, const Tensor& x, const Shape& axes, bool keepdim) {
 
 Tensor sum(const Tensor& x) { return reduce(OpKind::Sum, x, all_axes(x), false); }
 Tensor sum(const Tensor& x, const Shape& axes, bool keepdim) { return reduce(OpKind::Sum, x, axes, keepdim); }
+Tensor prod(const Tensor& x) { return reduce(OpKind::Prod, x, all_axes(x), false); }
+Tensor prod(const Tensor& x, const Shape& axes, bool keepdim) { return reduce(OpKind::Prod, x, axes, keepdim); }
 Tensor max(const Tensor& x) { return reduce(OpKind::Max, x, all_axes(x), false); }
 Tensor max(const Tensor& x, const Shape& axes, bool keepdim) { return reduce(OpKind::Max, x, axes, keepdim); }
 Tensor min(const Tensor& x) { return reduce(OpKind::Min, x, all_axes(x), false); }

@@ -43,6 +43,9 @@ Tensor sum(const Tensor& x);
 Tensor sum(const Tensor& x, const Shape& axes, bool keepdim = false);
 Tensor mean(const Tensor& x);
 Tensor mean(const Tensor& x, const Shape& axes, bool keepdim = false);
+/// Product of all elements, or over `axes`; an empty product is 1.
+Tensor prod(const Tensor& x);
+Tensor prod(const Tensor& x, const Shape& axes, bool keepdim = false);
 Tensor max(const Tensor& x);
 Tensor max(const Tensor& x, const Shape& axes, bool keepdim = false);
 Tensor min(const Tensor& x);

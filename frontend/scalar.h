@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <source_location>
 
-#include "ir/ops.h"
+#include "ir/semantics.h"
 
 namespace bj {
 
@@ -19,7 +19,7 @@ concept Arithmetic = std::integral<N> || std::floating_point<N>;
 class Scalar;
 namespace detail {
 /// Tracer hooks (frontend/trace.cpp); called only for scalars read during a trace.
-void scalar_compared(const Scalar& s, ir::OpKind cmp, double rhs, bool outcome);
+void scalar_compared(const Scalar& s, ir::Cmp cmp, double rhs, bool outcome);
 void scalar_escaped(const Scalar& s);
 }  // namespace detail
 
@@ -45,24 +45,24 @@ class Scalar {
   /// Where item() read it: the origin of the guards its comparisons record.
   const std::source_location& site() const { return site_; }
 
-#define BJ_SCALAR_COMPARE(op, kind, flipped)                                   \
+#define BJ_SCALAR_COMPARE(op, kind)                                            \
   template <Arithmetic N>                                                      \
   friend bool operator op(const Scalar& s, N n) {                              \
     bool r = s.v_ op static_cast<double>(n);                                   \
-    if (s.traced_) detail::scalar_compared(s, ir::OpKind::kind, double(n), r); \
+    if (s.traced_) detail::scalar_compared(s, ir::Cmp::kind, double(n), r);    \
     return r;                                                                  \
   }                                                                            \
   template <Arithmetic N>                                                      \
   friend bool operator op(N n, const Scalar& s) {                              \
     bool r = static_cast<double>(n) op s.v_;                                   \
-    if (s.traced_) detail::scalar_compared(s, ir::OpKind::flipped, double(n), r); \
+    if (s.traced_) detail::scalar_compared(s, ir::swapped(ir::Cmp::kind), double(n), r); \
     return r;                                                                  \
   }
-  BJ_SCALAR_COMPARE(>, Gt, Lt)
-  BJ_SCALAR_COMPARE(<, Lt, Gt)
-  BJ_SCALAR_COMPARE(>=, Ge, Le)
-  BJ_SCALAR_COMPARE(<=, Le, Ge)
-  BJ_SCALAR_COMPARE(==, Eq, Eq)
+  BJ_SCALAR_COMPARE(>, kGt)
+  BJ_SCALAR_COMPARE(<, kLt)
+  BJ_SCALAR_COMPARE(>=, kGe)
+  BJ_SCALAR_COMPARE(<=, kLe)
+  BJ_SCALAR_COMPARE(==, kEq)
 #undef BJ_SCALAR_COMPARE
 
  private:

@@ -111,15 +111,14 @@ class Tracer {
   }
 
   /// A read scalar compared with a number on the host.
-  void scalar_compared(ir::Value* v, ir::OpKind cmp, double rhs, bool outcome, double value_seen,
+  void scalar_compared(ir::Value* v, ir::Cmp cmp, double rhs, bool outcome, double value_seen,
                        const std::source_location& where) {
     ir::Value* x = v->type.dtype == DType::kF32 ? v : op(ir::OpKind::Cast, {v}, attrs_dtype(DType::kF32));
     // The graph compares in f32; if that would disagree with the host's double comparison, guard the exact value.
     float a = static_cast<float>(value_seen), b = static_cast<float>(rhs);
-    bool in_f32 = cmp == ir::OpKind::Gt ? a > b : cmp == ir::OpKind::Lt ? a < b : cmp == ir::OpKind::Ge ? a >= b
-                                                  : cmp == ir::OpKind::Le ? a <= b : a == b;
+    const bool in_f32 = ir::holds(cmp, a, b);
     if (in_f32 != outcome) return scalar_escaped(v, value_seen, where);
-    g_.add_guard(compare(cmp, x, literal_scalar(rhs, DType::kF32)), outcome, origin(where));
+    g_.add_guard(compare(ir::comparison_op(cmp), x, literal_scalar(rhs, DType::kF32)), outcome, origin(where));
   }
 
   /// A read scalar used as a plain number: guard on its exact value.
@@ -436,7 +435,7 @@ std::pair<const void*, uint64_t> trace_scalar_source(const Tensor& t) {
   return {t_tracer->value(t), t_tracer->epoch()};
 }
 
-void scalar_compared(const Scalar& s, ir::OpKind cmp, double rhs, bool outcome) {
+void scalar_compared(const Scalar& s, ir::Cmp cmp, double rhs, bool outcome) {
   if (Tracer* tr = active(s))
     tr->scalar_compared(const_cast<ir::Value*>(static_cast<const ir::Value*>(s.traced_value())), cmp, rhs, outcome,
                         s.peek(), s.site());

@@ -5,12 +5,20 @@
 #include <algorithm>
 
 #include "ir/error.h"
+#include "ir/semantics.h"
 
 namespace bj::ir {
 
 namespace {
 
 using Inputs = std::span<const Type>;
+
+/// The op a rule checks: its kind (for the facts of ir/semantics.h) and its name (for messages).
+struct OpRef {
+  OpKind kind;
+  std::string_view name;
+  operator std::string_view() const { return name; }
+};
 
 std::string types_str(Inputs in) {
   std::string s;
@@ -48,47 +56,47 @@ Shape broadcast_all(std::string_view op, Inputs in) {
   return s;
 }
 
-Type infer_UnaryNumeric(std::string_view op, Inputs in, OpAttrs&) {
+Type infer_UnaryNumeric(OpRef op, Inputs in, OpAttrs&) {
   require_numeric(op, in);
   return in[0];
 }
 
-Type infer_UnaryFloat(std::string_view op, Inputs in, OpAttrs&) {
+Type infer_UnaryFloat(OpRef op, Inputs in, OpAttrs&) {
   require_f32(op, in);
   return in[0];
 }
 
-Type infer_Cast(std::string_view op, Inputs in, OpAttrs& a) {
+Type infer_Cast(OpRef op, Inputs in, OpAttrs& a) {
   require_supported(op, in);
   if (a.dtype == DType::kBF16) throw DTypeError(std::string(op), "casting to bf16 is not supported yet");
   return {a.dtype, in[0].shape};
 }
 
-Type infer_BinaryNumeric(std::string_view op, Inputs in, OpAttrs&) {
+Type infer_BinaryNumeric(OpRef op, Inputs in, OpAttrs&) {
   require_numeric(op, in);
   require_same_dtype(op, in);
   return {in[0].dtype, broadcast_all(op, in)};
 }
 
-Type infer_BinaryFloat(std::string_view op, Inputs in, OpAttrs&) {
+Type infer_BinaryFloat(OpRef op, Inputs in, OpAttrs&) {
   require_f32(op, in);
   return {in[0].dtype, broadcast_all(op, in)};
 }
 
-Type infer_Compare(std::string_view op, Inputs in, OpAttrs&) {
+Type infer_Compare(OpRef op, Inputs in, OpAttrs&) {
   require_supported(op, in);
   require_same_dtype(op, in);
   return {DType::kBool, broadcast_all(op, in)};
 }
 
-Type infer_Where(std::string_view op, Inputs in, OpAttrs&) {
+Type infer_Where(OpRef op, Inputs in, OpAttrs&) {
   if (in[0].dtype != DType::kBool) dtype_error(op, in, "a bool condition");
   require_supported(op, in.subspan(1));
   require_same_dtype(op, in.subspan(1));
   return {in[1].dtype, broadcast_all(op, in)};
 }
 
-Type infer_Reduce(std::string_view op, Inputs in, OpAttrs& a) {
+Type infer_Reduce(OpRef op, Inputs in, OpAttrs& a) {
   require_numeric(op, in);
   const Shape& s = in[0].shape;
   Shape axes;
@@ -104,7 +112,7 @@ Type infer_Reduce(std::string_view op, Inputs in, OpAttrs& a) {
     bool reduced = k < axes.size() && axes[k] == i;
     if (reduced) {
       ++k;
-      if (s[i] == 0 && op != "sum")
+      if (s[i] == 0 && !empty_reduction_ok(*reduction(op.kind)))
         throw ValueError(std::string(op), "reduction over an empty axis " + std::to_string(i) + " of " +
                                               in[0].str() + " has no identity");
       if (a.keepdim) out.push_back(1);
@@ -115,7 +123,7 @@ Type infer_Reduce(std::string_view op, Inputs in, OpAttrs& a) {
   return {in[0].dtype, out};
 }
 
-Type infer_Matmul(std::string_view op, Inputs in, OpAttrs& a) {
+Type infer_Matmul(OpRef op, Inputs in, OpAttrs& a) {
   require_f32(op, in);
   const Shape &x = in[0].shape, &y = in[1].shape;
   if (x.size() < 2 || y.size() < 2)
@@ -134,7 +142,7 @@ Type infer_Matmul(std::string_view op, Inputs in, OpAttrs& a) {
   return {in[0].dtype, out};
 }
 
-Type infer_Permute(std::string_view op, Inputs in, OpAttrs& a) {
+Type infer_Permute(OpRef op, Inputs in, OpAttrs& a) {
   const Shape& s = in[0].shape;
   if (a.dims.size() != s.size())
     throw ShapeError(std::string(op), "permutation " + a.dims.str() + " does not match " + in[0].str());
@@ -151,7 +159,7 @@ Type infer_Permute(std::string_view op, Inputs in, OpAttrs& a) {
   return {in[0].dtype, out};
 }
 
-Type infer_Reshape(std::string_view op, Inputs in, OpAttrs& a) {
+Type infer_Reshape(OpRef op, Inputs in, OpAttrs& a) {
   int64_t known = 1;
   int infer_at = -1;
   for (int i = 0; i < a.dims.size(); ++i) {
@@ -176,7 +184,7 @@ Type infer_Reshape(std::string_view op, Inputs in, OpAttrs& a) {
   return {in[0].dtype, a.dims};
 }
 
-Type infer_Expand(std::string_view op, Inputs in, OpAttrs& a) {
+Type infer_Expand(OpRef op, Inputs in, OpAttrs& a) {
   const Shape& s = in[0].shape;
   bool ok = a.dims.size() >= s.size();
   for (int i = 1; ok && i <= s.size(); ++i) ok = s.back(-i) == 1 || s.back(-i) == a.dims.back(-i);
@@ -184,7 +192,7 @@ Type infer_Expand(std::string_view op, Inputs in, OpAttrs& a) {
   return {in[0].dtype, a.dims};
 }
 
-Type infer_Concat(std::string_view op, Inputs in, OpAttrs& a) {
+Type infer_Concat(OpRef op, Inputs in, OpAttrs& a) {
   if (in.empty()) throw ValueError(std::string(op), "needs at least one input");
   require_same_dtype(op, in);
   const Shape& s0 = in[0].shape;
@@ -204,7 +212,7 @@ Type infer_Concat(std::string_view op, Inputs in, OpAttrs& a) {
   return {in[0].dtype, out};
 }
 
-Type infer_Slice(std::string_view op, Inputs in, OpAttrs& a) {
+Type infer_Slice(OpRef op, Inputs in, OpAttrs& a) {
   const Shape& s = in[0].shape;
   if (s.empty()) throw ShapeError(std::string(op), "cannot slice a rank-0 tensor");
   int ax = normalize_axis(op, a.axis, s.size());
@@ -250,7 +258,7 @@ Type infer(OpKind op, std::span<const Type> inputs, OpAttrs& attrs) {
   Type result;
   switch (op) {
 #define OP(Name, text, arity, traits, attrs_, rule, ...) \
-  case OpKind::Name: result = infer_##rule(info.name, inputs, attrs); break;
+  case OpKind::Name: result = infer_##rule(OpRef{op, info.name}, inputs, attrs); break;
 #include "ir/ops.def"
   }
   check_shape(info.name, result.shape);

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <limits>
 
+#include "ir/semantics.h"
 #include "runtime/kernel_impl.h"
 
 namespace bj::rt {
@@ -83,21 +84,6 @@ T abs_value(T x) {
     return x < 0 ? T(-x) : x;
 }
 
-template <class T>
-T nan_max(T a, T b) {
-  if constexpr (std::is_floating_point_v<T>) {
-    if (a != a) return a;
-  }
-  return a > b ? a : b;
-}
-template <class T>
-T nan_min(T a, T b) {
-  if constexpr (std::is_floating_point_v<T>) {
-    if (a != a) return a;
-  }
-  return a < b ? a : b;
-}
-
 template <class From, class To>
 To convert(From v) {
   if constexpr (std::is_same_v<To, uint8_t>) {
@@ -158,23 +144,28 @@ void kernel_Cast(Inputs in, const ir::OpAttrs&, const View& out) {
 NUMERIC_BINARY(Add, T(a + b))
 NUMERIC_BINARY(Sub, T(a - b))
 NUMERIC_BINARY(Mul, T(a * b))
-NUMERIC_BINARY(Maximum, nan_max(a, b))
-NUMERIC_BINARY(Minimum, nan_min(a, b))
+NUMERIC_BINARY(Maximum, ir::maximum(a, b))
+NUMERIC_BINARY(Minimum, ir::minimum(a, b))
 #undef NUMERIC_BINARY
 
 void kernel_Div(Inputs in, const ir::OpAttrs&, const View& out) {
   binary<float, float>(in, out, [](float a, float b) { return a / b; });
 }
 
-#define COMPARE(Name, expr)                                            \
-  void kernel_##Name(Inputs in, const ir::OpAttrs&, const View& out) { \
-    any_dtype(in[0].type.dtype, [&]<class T>() { binary<T, uint8_t>(in, out, [](T a, T b) { return uint8_t(expr); }); }); \
+// Each comparison op is its ir::Cmp predicate (ir/semantics.h), fixed at compile time.
+#define COMPARE(Name)                                                        \
+  void kernel_##Name(Inputs in, const ir::OpAttrs&, const View& out) {       \
+    any_dtype(in[0].type.dtype, [&]<class T>() {                             \
+      binary<T, uint8_t>(in, out, [](T a, T b) {                             \
+        return uint8_t(ir::holds(*ir::comparison(ir::OpKind::Name), a, b));  \
+      });                                                                    \
+    });                                                                      \
   }
-COMPARE(Gt, a > b)
-COMPARE(Lt, a < b)
-COMPARE(Ge, a >= b)
-COMPARE(Le, a <= b)
-COMPARE(Eq, a == b)
+COMPARE(Gt)
+COMPARE(Lt)
+COMPARE(Ge)
+COMPARE(Le)
+COMPARE(Eq)
 #undef COMPARE
 
 void kernel_Where(Inputs in, const ir::OpAttrs&, const View& out) {

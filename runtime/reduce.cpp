@@ -1,4 +1,5 @@
-// Reduction kernels (sum, max, min over a sorted set of axes). Each run of
+// Reduction kernels (sum, prod, max, min over a sorted set of axes), one
+// loop combining values as ir/semantics.h says. Each run of
 // adjacent reduced axes is one pass over an [outer, R, inner] view; float
 // sums of contiguous rows follow the canonical order (kernels.h: 16 lanes per
 // 4096-element block, blocks added in double), so results do not depend on
@@ -7,6 +8,7 @@
 #include <cmath>
 #include <vector>
 
+#include "ir/semantics.h"
 #include "runtime/kernel_impl.h"
 
 namespace bj::rt {
@@ -45,45 +47,29 @@ T row_sum(const T* x, int64_t n) {
   }
 }
 
+/// One contiguous row reduced: sums in the canonical order, the others in increasing index.
 template <class T>
-struct SumOp {
-  static T apply(T a, T b) { return a + b; }
-  static T row(const T* x, int64_t n) { return row_sum(x, n); }
-};
-template <class T>
-struct MaxOp {
-  static T apply(T a, T b) { return (b > a || b != b) ? b : a; }
-  static T row(const T* x, int64_t n) {
-    T acc = x[0];
-    for (int64_t i = 1; i < n; ++i) acc = apply(acc, x[i]);
-    return acc;
-  }
-};
-template <class T>
-struct MinOp {
-  static T apply(T a, T b) { return (b < a || b != b) ? b : a; }
-  static T row(const T* x, int64_t n) {
-    T acc = x[0];
-    for (int64_t i = 1; i < n; ++i) acc = apply(acc, x[i]);
-    return acc;
-  }
-};
+T row_reduce(ir::Combine c, const T* x, int64_t n) {
+  if (c == ir::Combine::kAdd) return row_sum(x, n);
+  T acc = ir::identity<T>(c);
+  for (int64_t i = 0; i < n; ++i) acc = ir::combine(c, acc, x[i]);
+  return acc;
+}
 
 /// y[o, i] = reduce over r of x[o, r, i].
-template <class T, template <class> class Op>
-void reduce_block(const T* x, T* y, int64_t outer, int64_t R, int64_t inner) {
-  using O = Op<T>;
-  if (R == 0) {  // only sum reaches here (inference rejects empty max/min)
-    std::fill(y, y + outer * inner, T(0));
+template <class T>
+void reduce_block(ir::Combine c, const T* x, T* y, int64_t outer, int64_t R, int64_t inner) {
+  if (R == 0) {  // only sum and prod reach here (inference rejects empty max/min)
+    std::fill(y, y + outer * inner, ir::empty_reduction<T>(c));
     return;
   }
   if (inner == 1) {
     if (outer == 1) {
-      y[0] = O::row(x, R);
+      y[0] = row_reduce(c, x, R);
       return;
     }
     parallel_range(outer * R, [&](int64_t lo, int64_t hi) {
-      for (int64_t o = (lo + R - 1) / R; o * R < hi; ++o) y[o] = O::row(x + o * R, R);
+      for (int64_t o = (lo + R - 1) / R; o * R < hi; ++o) y[o] = row_reduce(c, x + o * R, R);
     });
     return;
   }
@@ -94,13 +80,12 @@ void reduce_block(const T* x, T* y, int64_t outer, int64_t R, int64_t inner) {
       const T* xo = x + o * per;
       std::copy(xo, xo + inner, yo);
       for (int64_t r = 1; r < R; ++r)
-        for (int64_t i = 0; i < inner; ++i) yo[i] = O::apply(yo[i], xo[r * inner + i]);
+        for (int64_t i = 0; i < inner; ++i) yo[i] = ir::combine(c, yo[i], xo[r * inner + i]);
     }
   });
 }
 
-template <template <class> class Op>
-void reduce(Inputs in, const ir::OpAttrs& attrs, const View& out) {
+void reduce(ir::Combine c, Inputs in, const ir::OpAttrs& attrs, const View& out) {
   auto run = [&]<class T>() {
     Shape s = in[0].type.shape;
     const Shape& axes = attrs.dims;
@@ -121,7 +106,7 @@ void reduce(Inputs in, const ir::OpAttrs& attrs, const View& out) {
         next.resize(outer * inner);
         dst = next.data();
       }
-      reduce_block<T, Op>(src, dst, outer, R, inner);
+      reduce_block<T>(c, src, dst, outer, R, inner);
       for (int i = lo; i <= hi; ++i) s[i] = 1;
       tmp = std::move(next);
       src = tmp.data();
@@ -136,8 +121,15 @@ void reduce(Inputs in, const ir::OpAttrs& attrs, const View& out) {
 
 }  // namespace
 
-void kernel_Sum(Inputs in, const ir::OpAttrs& attrs, const View& out) { reduce<SumOp>(in, attrs, out); }
-void kernel_Max(Inputs in, const ir::OpAttrs& attrs, const View& out) { reduce<MaxOp>(in, attrs, out); }
-void kernel_Min(Inputs in, const ir::OpAttrs& attrs, const View& out) { reduce<MinOp>(in, attrs, out); }
+// Each reduction op is the one loop above with its ir::Combine (ir/semantics.h).
+#define REDUCTION_KERNEL(Name)                                                      \
+  void kernel_##Name(Inputs in, const ir::OpAttrs& attrs, const View& out) {        \
+    reduce(*ir::reduction(ir::OpKind::Name), in, attrs, out);                       \
+  }
+REDUCTION_KERNEL(Sum)
+REDUCTION_KERNEL(Prod)
+REDUCTION_KERNEL(Max)
+REDUCTION_KERNEL(Min)
+#undef REDUCTION_KERNEL
 
 }  // namespace bj::rt

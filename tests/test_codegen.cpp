@@ -39,6 +39,8 @@ const Tol kApprox{5e-7, 1e-30};   // the transcendental approximations
 const Tol kSum{2e-6, 1e-6};       // reassociated dot products
 /// Reassociated sums of n terms of size up to ~3: the error scales with sum |x|, not with the result.
 Tol sum_tol(int64_t n) { return Tol{2e-6, 3e-7 * static_cast<double>(n)}; }
+/// Reassociated products of n terms near 1: rounding errors add up like a random walk.
+Tol prod_tol(int64_t n) { return Tol{2e-6 + 1e-6 * std::sqrt(static_cast<double>(n)), 1e-30}; }
 
 }  // namespace
 
@@ -53,7 +55,7 @@ TEST_CASE("every op of the table compiled equals the interpreter (vector tails, 
   for (int64_t n : {int64_t{1}, int64_t{15}, int64_t{17}, int64_t{1000003}}) {
     CAPTURE(n);
     Tensor x = uniform(-3, 3, {n}), y = uniform(-3, 3, {n}), pos = uniform(0.01, 5, {n});
-    Tensor row = uniform(-1, 1, {1}), m = uniform(-2, 2, {2, n});
+    Tensor row = uniform(-1, 1, {1}), m = uniform(-2, 2, {2, n}), near1 = uniform(0.99, 1.01, {2, n});
     struct Case {
       const char* name;
       Fn f;
@@ -88,6 +90,8 @@ TEST_CASE("every op of the table compiled equals the interpreter (vector tails, 
         {"sum cols keepdim", [](const V& v) { return v[0].sum({0}, true); }, {m}, sum_tol(2)},
         {"max", [](const V& v) { return v[0].max({1}); }, {m}, kExact},
         {"min", [](const V& v) { return v[0].min(); }, {x}, kExact},
+        {"prod rows", [](const V& v) { return prod(v[0], {1}); }, {near1}, prod_tol(n)},
+        {"prod all with producers", [](const V& v) { return prod(v[0] * 1.001f); }, {near1}, prod_tol(2 * n)},
         {"norm (fused)", [](const V& v) { return (v[0] * 0.5).norm(); }, {x}, sum_tol(n)},
         {"permute", [](const V& v) { return v[0].transpose(); }, {m}, kExact},
         {"reshape", [](const V& v) { return v[0].reshape({-1}) * 2; }, {m}, kExact},
@@ -358,5 +362,18 @@ TEST_CASE("small products with a packed parameter: every tile shape equals eager
       REQUIRE(c.executable().plan().packed.size() == 1);
       check_near(c.run({x}).outputs.at(0), dense(x), Tol{1e-5, 1e-6});
     }
+  }
+}
+
+TEST_CASE("reductions over an empty axis compiled: +0 for sum (not the accumulator's -0), 1 for prod") {
+  const V in{zeros({3, 0})};
+  Trace t = trace("empty", [](const V& v) { return V{v[0].sum({1}), prod(v[0], {1})}; }, in);
+  CompiledTrace c = compile(t);
+  GraphRun compiled = c.run(in), eager = run(t, in);
+  REQUIRE(compiled.guards_hold);
+  for (int i = 0; i < 3; ++i) {
+    CHECK(!std::signbit(compiled.outputs[0].data<float>()[i]));
+    CHECK(std::signbit(compiled.outputs[0].data<float>()[i]) == std::signbit(eager.outputs[0].data<float>()[i]));
+    CHECK(compiled.outputs[1].data<float>()[i] == 1.0f);
   }
 }

@@ -152,12 +152,13 @@ TEST_CASE("reductions over all elements and over axes") {
     Shape axes, out;
     for (int d = 0; d < 3; ++d)
       if (mask & (1 << d)) axes.push_back(d);
-    std::vector<double> ref_sum, ref_max;
+    std::vector<double> ref_sum, ref_max, ref_prod;
     std::vector<int64_t> kept;
     for (int d = 0; d < 3; ++d)
       if (!(mask & (1 << d))) out.push_back(t.shape()[d]);
     ref_sum.assign(out.numel(), 0);
     ref_max.assign(out.numel(), -1e30);
+    ref_prod.assign(out.numel(), 1);
     for (int64_t i = 0; i < 3; ++i)
       for (int64_t j = 0; j < 4; ++j)
         for (int64_t k = 0; k < 5; ++k) {
@@ -167,11 +168,33 @@ TEST_CASE("reductions over all elements and over axes") {
           double val = v[(i * 4 + j) * 5 + k];
           ref_sum[o] += val;
           ref_max[o] = std::max(ref_max[o], val);
+          ref_prod[o] *= val;
         }
     CAPTURE(axes.str());
     check_close(t.sum(axes), ref_sum, 1e-5, 1e-5);
     check_close(t.max(axes), ref_max);
+    check_close(prod(t, axes), ref_prod, 1e-5, 1e-12);
   }
+}
+
+TEST_CASE("prod: empty axes give 1, NaN and infinities propagate, i64 wraps instead of overflowing") {
+  Tensor x = tensor({{1, 2, 3}, {4, 5, 6}});
+  check_close(prod(x), {720});
+  check_close(prod(x, {0}), {4, 10, 18});
+  check_close(prod(x, {1}, true), {6, 120});
+  CHECK(prod(x, {1}, true).shape() == Shape{2, 1});
+  check_close(prod(zeros({0, 3}), {0}), {1, 1, 1});  // the empty product
+  check_close(prod(zeros({2, 0})), {1});
+  CHECK(std::isnan(prod(tensor({2.0f, NAN, 0.0f})).item()));
+  CHECK(prod(tensor({INFINITY, -2.0f})).item() == -INFINITY);
+  CHECK(std::isnan(prod(tensor({INFINITY, 0.0f})).item()));  // inf * 0
+  CHECK(std::signbit(prod(tensor({-0.0f, 3.0f})).item()));
+  // 2^62 * 4 wraps to 0 in two's complement (as NumPy's int64 does); never undefined behaviour.
+  Tensor big = tensor(std::vector<int64_t>{int64_t{1} << 62, 4, 3}, {3});
+  CHECK(prod(big).dtype() == kI64);
+  CHECK(prod(big).data<int64_t>()[0] == 0);
+  CHECK(prod(tensor(std::vector<int64_t>{-3, 5, 7}, {3})).data<int64_t>()[0] == -105);
+  CHECK_THROWS_AS(prod(x, {2}), IndexError);
 }
 
 TEST_CASE("large reductions and elementwise ops take the parallel path correctly") {
