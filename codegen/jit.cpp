@@ -1,5 +1,4 @@
-// The LLJIT wrapper and the target machine (one of the two files that
-// include LLVM headers).
+// The LLJIT wrapper and the target machine.
 #include "codegen/jit.h"
 
 #include <llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h>
@@ -152,16 +151,15 @@ std::unique_ptr<LoadedCode> load_object(std::string_view object, const std::stri
   auto& jd = check(lljit.createJITDylib(name), "creating a JITDylib");
   jd.addToLinkOrder(lljit.getMainJITDylib());
   auto buffer = llvm::MemoryBuffer::getMemBufferCopy(llvm::StringRef(object.data(), object.size()), name);
-  if (auto err = lljit.addObjectFile(jd, std::move(buffer))) {
-    (void)lljit.getExecutionSession().removeJITDylib(jd);
-    throw Error("codegen", "linking compiled code: " + message(std::move(err)));
-  }
+  // On failure the JITDylib is removed again; an error removing it is added to the message.
+  auto fail = [&](const std::string& what) {
+    std::string why = what;
+    if (auto err = lljit.getExecutionSession().removeJITDylib(jd)) why += " (and removing it: " + message(std::move(err)) + ")";
+    return Error("codegen", why);
+  };
+  if (auto err = lljit.addObjectFile(jd, std::move(buffer))) throw fail("linking compiled code: " + message(std::move(err)));
   auto addr = lljit.lookup(jd, symbol);
-  if (!addr) {
-    std::string why = message(addr.takeError());
-    (void)lljit.getExecutionSession().removeJITDylib(jd);
-    throw Error("codegen", "looking up " + symbol + ": " + why);
-  }
+  if (!addr) throw fail("looking up " + symbol + ": " + message(addr.takeError()));
   return std::make_unique<LoadedObject>(jd, addr->toPtr<void*>());
 }
 

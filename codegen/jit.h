@@ -1,6 +1,6 @@
 // A small wrapper over LLVM 19's LLJIT (after LLVM's KaleidoscopeJIT):
-// each loaded object gets its own JITDylib and ResourceTracker, so dropping
-// the LoadedCode frees its code. The interface carries no LLVM types.
+// each loaded object gets its own JITDylib, removed (with its code) when the
+// LoadedCode is dropped. The interface carries no LLVM types.
 #pragma once
 
 #include <memory>

@@ -1,5 +1,5 @@
-// Internal to codegen/: the LLVM pieces lower.cpp and jit.cpp share. Only
-// they, lower_math.cpp and host.cpp include LLVM headers (~10 s each to compile).
+// Internal to codegen/: the LLVM pieces lower.cpp and jit.cpp share. LLVM
+// headers are included only where codegen/CMakeLists.txt lists (~10 s each to compile).
 #pragma once
 
 #include <llvm/IR/Module.h>

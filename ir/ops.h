@@ -24,10 +24,8 @@ inline constexpr int kNumOps = 0
 /// Properties passes and dispatch test instead of op names.
 enum Trait : uint32_t {
   kElementwise = 1u << 0,   ///< output element i depends on input element i (after broadcasting)
-  kBroadcast = 1u << 1,     ///< inputs broadcast NumPy-style to the output shape
   kReduction = 1u << 2,     ///< reduces over OpAttrs::dims
   kContraction = 1u << 3,   ///< matrix product
-  kMovement = 1u << 4,      ///< only moves or copies data
   kView = 1u << 5,          ///< eager mode may alias the input's storage
   kPure = 1u << 6,          ///< no side effects; same inputs give same outputs
   kCommutative = 1u << 7,   ///< the two inputs may be swapped

@@ -9,11 +9,6 @@
 
 namespace bj::passes {
 
-int Uses::count(const ir::Value* v) const {
-  auto it = users.find(v);
-  return (it == users.end() ? 0 : static_cast<int>(it->second.size())) + (output.count(v) ? 1 : 0);
-}
-
 const std::vector<ir::Node*>& Uses::of(const ir::Value* v) const {
   static const std::vector<ir::Node*> none;
   auto it = users.find(v);
@@ -60,12 +55,6 @@ std::optional<double> literal_splat(const ir::Value* v) {
 bool literal_is(const ir::Value* v, float value) {
   if (v->type.dtype != DType::kF32 || !literal_splat(v)) return false;
   return std::memcmp(v->def->data.data(), &value, 4) == 0;
-}
-
-std::vector<std::byte> f32_bytes(float v) {
-  std::vector<std::byte> b(4);
-  std::memcpy(b.data(), &v, 4);
-  return b;
 }
 
 bool stable_topological_sort(ir::Graph& g) {

@@ -14,7 +14,6 @@ namespace bj::passes {
 struct Uses {
   std::unordered_map<const ir::Value*, std::vector<ir::Node*>> users;
   std::unordered_map<const ir::Value*, bool> output;
-  int count(const ir::Value* v) const;
   const std::vector<ir::Node*>& of(const ir::Value* v) const;
 };
 Uses compute_uses(ir::Graph& g);
@@ -24,8 +23,6 @@ Uses compute_uses(ir::Graph& g);
 std::optional<double> literal_splat(const ir::Value* v);
 /// True for a literal whose elements are all `value`, compared bitwise (so -0 and +0 differ).
 bool literal_is(const ir::Value* v, float value);
-/// Bytes of a rank-0 f32 literal holding v.
-std::vector<std::byte> f32_bytes(float v);
 
 /// Reorders the top-level nodes so every value is defined before its uses,
 /// keeping the current order wherever it already is valid; guards keep
