@@ -241,14 +241,14 @@ class Lowerer {
     if (plan_.dnnl.count(&r)) return emit_dnnl_product(r);
     std::vector<const ir::Node*> body;
     for (const auto& b : r.body) body.push_back(b.get());
-    if (plan_.callback.count(body.front()) && (r.region != "contraction" || plan_.callback.count(body.back()))) {
+    if (plan_.callback.count(body.front()) && (r.region != ir::RegionKind::kContraction || plan_.callback.count(body.back()))) {
       for (const ir::Node* b : body) emit_callback(*b);  // the whole region runs in the runtime
       return;
     }
     std::vector<const ir::Value*> stores(r.yields.begin(), r.yields.end());
-    if (r.region == "elementwise") return emit_elementwise(body, stores, body.front()->result->type.shape);
+    if (r.region == ir::RegionKind::kElementwise) return emit_elementwise(body, stores, body.front()->result->type.shape);
     const bool exact = plan_.guard_cone.count(&r) > 0;
-    if (r.region == "reduction") return exact ? emit_exact_row_sum(body, stores) : emit_reduction(body, stores);
+    if (r.region == ir::RegionKind::kReduction) return exact ? emit_exact_row_sum(body, stores) : emit_reduction(body, stores);
     emit_contraction(body, stores, exact);
   }
 

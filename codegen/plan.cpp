@@ -79,8 +79,8 @@ bool exact_lowering(const ir::Node& n) {
     return exact_inline(n) || (n.op == ir::OpKind::Sum && exact_row_sum(n)) || (n.op == ir::OpKind::Matmul && exact_product(n));
   if (n.kind != ir::NodeKind::kRegion || n.body.empty()) return false;
   const ir::Node &front = *n.body.front(), &back = *n.body.back();
-  if (n.region == "reduction") return back.op == ir::OpKind::Sum && exact_row_sum(back) && std::all_of(n.body.begin(), n.body.end() - 1, exact);
-  if (n.region == "contraction")
+  if (n.region == ir::RegionKind::kReduction) return back.op == ir::OpKind::Sum && exact_row_sum(back) && std::all_of(n.body.begin(), n.body.end() - 1, exact);
+  if (n.region == ir::RegionKind::kContraction)
     return front.op == ir::OpKind::Matmul && exact_product(front) && std::all_of(n.body.begin() + 1, n.body.end(), exact);
   return std::all_of(n.body.begin(), n.body.end(), exact);
 }
@@ -227,7 +227,7 @@ Plan make_plan(const ir::Graph& g) {
       const ir::Node* body[] = {n.get()};
       dnnl_product(*n, body);
     }
-    if (n->kind == ir::NodeKind::kRegion && n->region == "contraction" && n->yields.size() == 1) {
+    if (n->kind == ir::NodeKind::kRegion && n->region == ir::RegionKind::kContraction && n->yields.size() == 1) {
       std::vector<const ir::Node*> body;
       for (const auto& b : n->body) body.push_back(b.get());
       if (n->yields[0] == body.back()->result) dnnl_product(*n, body);
@@ -236,7 +236,7 @@ Plan make_plan(const ir::Graph& g) {
   for (const auto& n : g.nodes()) {
     if (p.dnnl.count(n.get()) || p.guard_cone.count(n.get())) continue;
     if (n->kind == ir::NodeKind::kOp && inline_matmul(*n)) pack(*n);
-    if (n->kind == ir::NodeKind::kRegion && n->region == "contraction" && region_inline(*n) &&
+    if (n->kind == ir::NodeKind::kRegion && n->region == ir::RegionKind::kContraction && region_inline(*n) &&
         inline_matmul(*n->body.front()))
       pack(*n->body.front());
   }
@@ -251,7 +251,7 @@ Plan make_plan(const ir::Graph& g) {
       case ir::NodeKind::kRegion:
         if (!region_inline(*n)) {
           for (const auto& b : n->body) call(*b);
-        } else if (n->region == "contraction" && !inline_matmul(*n->body.front())) {
+        } else if (n->region == ir::RegionKind::kContraction && !inline_matmul(*n->body.front())) {
           call(*n->body.front());  // oneDNN computes the product; the epilogue stays a loop
         }
         break;

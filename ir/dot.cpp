@@ -61,7 +61,7 @@ std::string to_dot(const Graph& g) {
       continue;
     }
     std::string c = fmt::format("  subgraph cluster_r{} {{\n    label={};\n    style=filled;\n    fillcolor=aliceblue;\n",
-                                regions.size(), quote("fused " + n->region + (n->origin.path.empty() ? "" : " (" + n->origin.path + ")")));
+                                regions.size(), quote("fused " + std::string(region_kind_name(n->region)) + (n->origin.path.empty() ? "" : " (" + n->origin.path + ")")));
     for (const auto& b : n->body) c += "    " + node_line(*b) + "\n";
     regions.push_back(c + "  }\n");
   }

@@ -5,6 +5,21 @@
 
 namespace bj::ir {
 
+std::string_view region_kind_name(RegionKind k) {
+  switch (k) {
+    case RegionKind::kElementwise: return "elementwise";
+    case RegionKind::kContraction: return "contraction";
+    case RegionKind::kReduction: return "reduction";
+  }
+  return "?";
+}
+
+std::optional<RegionKind> region_kind_named(std::string_view name) {
+  for (RegionKind k : {RegionKind::kElementwise, RegionKind::kContraction, RegionKind::kReduction})
+    if (region_kind_name(k) == name) return k;
+  return std::nullopt;
+}
+
 void Graph::set_name(std::string n) {
   for (char& c : n)
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.' && c != '-') c = '_';

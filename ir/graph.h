@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -47,6 +48,14 @@ struct Value {
 
 enum class NodeKind : uint8_t { kOp, kLiteral, kGuard, kRegion };
 
+/// What a fused region is built around (one loop nest each): elementwise ops only, a contraction
+/// with its epilogue, or a reduction with its producers.
+enum class RegionKind : uint8_t { kElementwise, kContraction, kReduction };
+/// The IR spelling: "elementwise", "contraction", "reduction".
+std::string_view region_kind_name(RegionKind k);
+/// The region kind spelled `name`, if there is one.
+std::optional<RegionKind> region_kind_named(std::string_view name);
+
 struct Node {
   NodeKind kind = NodeKind::kOp;
   OpKind op = OpKind::Neg;       ///< kOp
@@ -55,7 +64,7 @@ struct Node {
   Value* result = nullptr;       ///< kOp, kLiteral
   std::vector<std::byte> data;   ///< kLiteral: the value's bytes, row-major
   bool expect = true;            ///< kGuard: the predicate's truth seen when tracing
-  std::string region;                        ///< kRegion: "elementwise", "contraction" or "reduction"
+  RegionKind region = RegionKind::kElementwise;  ///< kRegion
   std::vector<std::unique_ptr<Node>> body;   ///< kRegion: its op nodes, in order
   std::vector<Value*> yields;                ///< kRegion: body values used after the region
   Origin origin;

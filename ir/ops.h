@@ -59,6 +59,25 @@ struct OpAttrs {
   friend bool operator==(const OpAttrs&, const OpAttrs&) = default;
 };
 
+/// The text IR's spelling of each attribute, in printing order: one table for the printer, the
+/// parser and the verifier. Flags (keepdim, transpose_*) are bare words printed when set; the
+/// others are `name=value`.
+struct AttrSpelling {
+  Attr flag;
+  std::string_view name;
+};
+inline constexpr AttrSpelling kAttrSpellings[] = {
+    {kAxes, "axes"},   {kPerm, "perm"},     {kShape, "shape"},   {kAxis, "axis"},
+    {kStart, "start"}, {kEnd, "end"},       {kStep, "step"},     {kScalar, "scalar"},
+    {kDType, "dtype"}, {kKeepdim, "keepdim"}, {kTransposeA, "transpose_a"}, {kTransposeB, "transpose_b"},
+};
+/// True for the attributes written as a bare word.
+constexpr bool is_flag_attr(Attr a) { return a == kKeepdim || a == kTransposeA || a == kTransposeB; }
+/// True if attribute `a` of `attrs` holds something other than its default.
+bool attr_is_set(const OpAttrs& attrs, Attr a);
+/// The attributes set in `attrs` that op `op` does not read ("perm, axis"); empty if none.
+std::string unread_attrs(uint32_t reads, const OpAttrs& attrs);
+
 /// What the table says of one op.
 struct OpInfo {
   std::string_view name;

@@ -148,8 +148,9 @@ class Parser {
     }
     expect(')');
     OpAttrs a;
+    uint32_t given = 0;
     if (accept('{')) {
-      do attr(a);
+      do attr(*kind, a, given);
       while (accept(','));
       expect('}');
     }
@@ -169,7 +170,12 @@ class Parser {
     keyword("fused");
     auto n = std::make_unique<Node>();
     n->kind = NodeKind::kRegion;
-    n->region = ident("a region kind");
+    Mark at = mark();
+    const std::string kind = ident("a region kind");
+    if (auto k = region_kind_named(kind))
+      n->region = *k;
+    else
+      fail_at(at, "a region kind (elementwise, contraction, reduction), got '" + kind + "'");
     expect('{');
     n->origin = origin();
     target_ = &n->body;
@@ -192,22 +198,37 @@ class Parser {
     target_->push_back(std::move(n));
   }
 
-  void attr(OpAttrs& a) {
+  /// One attribute of op `op` (kAttrSpellings): known, read by the op, given once.
+  void attr(OpKind op, OpAttrs& a, uint32_t& given) {
     Mark at = mark();
     std::string k = ident("an attribute name");
-    if (k == "keepdim") a.keepdim = true;
-    else if (k == "transpose_a") a.transpose_a = true;
-    else if (k == "transpose_b") a.transpose_b = true;
-    else {
-      expect('=');
-      if (k == "axes" || k == "perm" || k == "shape") a.dims = dims();
-      else if (k == "axis") a.axis = integer();
-      else if (k == "start") a.start = integer();
-      else if (k == "end") a.end = integer();
-      else if (k == "step") a.step = integer();
-      else if (k == "scalar") a.scalar = real();
-      else if (k == "dtype") a.dtype = dtype();
-      else fail_at(at, "a known attribute (got '" + k + "')");
+    const AttrSpelling* spec = nullptr;
+    for (const AttrSpelling& s : kAttrSpellings)
+      if (s.name == k) spec = &s;
+    if (!spec) fail_at(at, "a known attribute (got '" + k + "')");
+    const uint32_t reads = op_info(op).attrs;
+    if (!(reads & spec->flag)) {
+      std::string names;
+      for (const AttrSpelling& s : kAttrSpellings)
+        if (reads & s.flag) names += (names.empty() ? "" : ", ") + std::string(s.name);
+      fail_at(at, "an attribute " + std::string(op_name(op)) + " reads (" + (names.empty() ? "none" : names) +
+                      "), got '" + k + "'");
+    }
+    if (given & spec->flag) fail_at(at, "each attribute once ('" + k + "' is given twice)");
+    given |= spec->flag;
+    if (!is_flag_attr(spec->flag)) expect('=');
+    switch (spec->flag) {
+      case kAxes: case kPerm: case kShape: a.dims = dims(); break;
+      case kAxis: a.axis = integer(); break;
+      case kStart: a.start = integer(); break;
+      case kEnd: a.end = integer(); break;
+      case kStep: a.step = integer(); break;
+      case kScalar: a.scalar = real(); break;
+      case kDType: a.dtype = dtype(); break;
+      case kKeepdim: a.keepdim = true; break;
+      case kTransposeA: a.transpose_a = true; break;
+      case kTransposeB: a.transpose_b = true; break;
+      case kNoAttrs: break;
     }
   }
 

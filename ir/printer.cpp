@@ -70,22 +70,33 @@ class Printer {
     return it == names_.end() ? "%<unknown>" : it->second;
   }
 
+  /// The text of a valued attribute.
+  std::string value(const OpAttrs& a, Attr flag) const {
+    switch (flag) {
+      case kAxes: case kPerm: case kShape: return dims_str(a.dims);
+      case kAxis: return std::to_string(a.axis);
+      case kStart: return std::to_string(a.start);
+      case kEnd: return std::to_string(a.end);
+      case kStep: return std::to_string(a.step);
+      case kScalar: return number(a.scalar);
+      case kDType: return std::string(dtype_name(a.dtype));
+      case kNoAttrs: case kKeepdim: case kTransposeA: case kTransposeB: break;  // flags have no value
+    }
+    return "";
+  }
+
   std::string attrs(const Node& n) const {
     const OpAttrs& a = n.attrs;
     const uint32_t f = op_info(n.op).attrs;
     std::vector<std::string> parts;
-    if (f & kAxes) parts.push_back("axes=" + dims_str(a.dims));
-    if (f & kPerm) parts.push_back("perm=" + dims_str(a.dims));
-    if (f & kShape) parts.push_back("shape=" + dims_str(a.dims));
-    if (f & kAxis) parts.push_back("axis=" + std::to_string(a.axis));
-    if (f & kStart) parts.push_back("start=" + std::to_string(a.start));
-    if (f & kEnd) parts.push_back("end=" + std::to_string(a.end));
-    if (f & kStep) parts.push_back("step=" + std::to_string(a.step));
-    if (f & kScalar) parts.push_back("scalar=" + number(a.scalar));
-    if (f & kDType) parts.push_back("dtype=" + std::string(dtype_name(a.dtype)));
-    if ((f & kKeepdim) && a.keepdim) parts.push_back("keepdim");
-    if ((f & kTransposeA) && a.transpose_a) parts.push_back("transpose_a");
-    if ((f & kTransposeB) && a.transpose_b) parts.push_back("transpose_b");
+    for (const AttrSpelling& s : kAttrSpellings) {
+      if (!(f & s.flag)) continue;
+      if (is_flag_attr(s.flag)) {
+        if (attr_is_set(a, s.flag)) parts.push_back(std::string(s.name));
+      } else {
+        parts.push_back(std::string(s.name) + "=" + value(a, s.flag));
+      }
+    }
     if (parts.empty()) return "";
     std::string s = " {";
     for (size_t i = 0; i < parts.size(); ++i) s += (i ? ", " : "") + parts[i];
@@ -117,7 +128,7 @@ class Printer {
     switch (n.kind) {
       case NodeKind::kGuard: return "guard " + name(n.inputs[0]) + " == " + (n.expect ? "true" : "false");
       case NodeKind::kLiteral: return def(n.result) + " = literal " + literal(n);
-      case NodeKind::kRegion: return "fused " + n.region + " {";
+      case NodeKind::kRegion: return "fused " + std::string(region_kind_name(n.region)) + " {";
       case NodeKind::kOp: break;
     }
     std::string s = def(n.result) + " = " + std::string(op_name(n.op)) + "(";

@@ -37,22 +37,21 @@ void check_arity(const Graph& g, const Node& n) {
 /// A region is one loop nest: elementwise members share its iteration space,
 /// which is the contraction's output or the reduction's input.
 void check_region(const Graph& g, const Node& r) {
-  if (r.region != "elementwise" && r.region != "contraction" && r.region != "reduction")
-    fail(g, r, "unknown region kind '" + r.region + "'");
   if (r.body.empty()) fail(g, r, "a region needs at least one node");
   const Node* anchor = nullptr;  // the contraction or reduction the region is built around
   for (const auto& n : r.body) {
     if (n->kind != NodeKind::kOp) fail(g, *n, "a region holds op nodes only");
     check_arity(g, *n);
     if (has_trait(n->op, kElementwise)) continue;
-    if (anchor || r.region == "elementwise") fail(g, *n, "a fused " + r.region + " region cannot hold this op");
+    if (anchor || r.region == RegionKind::kElementwise)
+      fail(g, *n, "a fused " + std::string(region_kind_name(r.region)) + " region cannot hold this op");
     anchor = n.get();
   }
-  if (r.region == "contraction" && (!anchor || !has_trait(anchor->op, kContraction) || anchor != r.body.front().get()))
+  if (r.region == RegionKind::kContraction && (!anchor || !has_trait(anchor->op, kContraction) || anchor != r.body.front().get()))
     fail(g, r, "a contraction region starts with its contraction");
-  if (r.region == "reduction" && (!anchor || !has_trait(anchor->op, kReduction) || anchor != r.body.back().get()))
+  if (r.region == RegionKind::kReduction && (!anchor || !has_trait(anchor->op, kReduction) || anchor != r.body.back().get()))
     fail(g, r, "a reduction region ends with its reduction");
-  const Shape& space = r.region == "reduction" ? anchor->inputs[0]->type.shape
+  const Shape& space = r.region == RegionKind::kReduction ? anchor->inputs[0]->type.shape
                        : anchor                ? anchor->result->type.shape
                                                : r.body.front()->result->type.shape;
   for (const auto& n : r.body)
@@ -92,6 +91,8 @@ void check_nodes(const Graph& g, const std::vector<std::unique_ptr<Node>>& nodes
       }
       case NodeKind::kOp: {
         check_arity(g, n);
+        if (std::string unread = unread_attrs(op_info(n.op).attrs, n.attrs); !unread.empty())
+          fail(g, n, "sets attributes " + std::string(op_name(n.op)) + " does not read: " + unread);
         std::vector<Type> types;
         for (const Value* in : n.inputs) types.push_back(in->type);
         OpAttrs canonical = n.attrs;

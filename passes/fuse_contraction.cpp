@@ -32,7 +32,7 @@ bool contraction_epilogue_fusion(ir::Graph& g, const PassContext&) {
     taken.insert(chain.begin(), chain.end());
     groups.push_back(chain);
   }
-  for (const auto& chain : groups) make_region(g, "contraction", chain, uses);
+  for (const auto& chain : groups) make_region(g, ir::RegionKind::kContraction, chain, uses);
   return !groups.empty();
 }
 

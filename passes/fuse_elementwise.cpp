@@ -101,7 +101,7 @@ bool elementwise_fusion(ir::Graph& g, const PassContext&) {
   for (auto& members : groups) {
     if (members.size() < 2) continue;
     std::sort(members.begin(), members.end(), [&](const ir::Node* a, const ir::Node* b) { return pos[a] < pos[b]; });
-    make_region(g, "elementwise", members, uses);
+    make_region(g, ir::RegionKind::kElementwise, members, uses);
     changed = true;
   }
   if (changed) stable_topological_sort(g);

@@ -44,7 +44,7 @@ bool reduction_fusion(ir::Graph& g, const PassContext&) {
     for (const ir::Node* m : members) taken.insert(m);
     groups.push_back(members);
   }
-  for (const auto& members : groups) make_region(g, "reduction", members, uses);
+  for (const auto& members : groups) make_region(g, ir::RegionKind::kReduction, members, uses);
   return !groups.empty();
 }
 

@@ -38,7 +38,7 @@ bool fusible_elementwise(const ir::Node* n, const Shape& shape) {
   return n && n->kind == ir::NodeKind::kOp && ir::has_trait(n->op, ir::kElementwise) && n->result->type.shape == shape;
 }
 
-ir::Node* make_region(ir::Graph& g, const std::string& kind, const std::vector<ir::Node*>& members, const Uses& uses) {
+ir::Node* make_region(ir::Graph& g, ir::RegionKind kind, const std::vector<ir::Node*>& members, const Uses& uses) {
   std::unordered_set<const ir::Node*> in(members.begin(), members.end());
   auto region = std::make_unique<ir::Node>();
   region->kind = ir::NodeKind::kRegion;

@@ -11,7 +11,7 @@ namespace bj::passes {
 /// Moves the top-level nodes `members` (in program order) into a new region
 /// of `kind`, placed where the last member was. Values used outside the
 /// group (or returned) become its yields. Returns the region.
-ir::Node* make_region(ir::Graph& g, const std::string& kind, const std::vector<ir::Node*>& members, const Uses& uses);
+ir::Node* make_region(ir::Graph& g, ir::RegionKind kind, const std::vector<ir::Node*>& members, const Uses& uses);
 
 /// True for a top-level op node that fusion may take: elementwise, with
 /// `shape` as its result shape.

@@ -87,6 +87,10 @@ TEST_CASE("malformed text gives a ParseError with line:column, never a crash") {
       {head + "  %0: f32[2] = neg(%x)\n", "3:1", "a node, 'return' or '}'"},
       {head + "  return %x\n}\nextra\n", "4:1", "the end of the text"},
       {head + "  %0: f32[2] = neg(%x) junk\n  return %0\n}\n", "2:24", "the end of the line"},
+      {head + "  %0: f32[2] = add(%x, %x) {perm=[0]}\n  return %0\n}\n", "2:29", "an attribute add reads (none), got 'perm'"},
+      {head + "  %0: f32[] = sum(%x) {axes=[0], step=2}\n  return %0\n}\n", "2:34", "an attribute sum reads (axes, keepdim), got 'step'"},
+      {head + "  %0: f32[] = sum(%x) {axes=[0], axes=[0]}\n  return %0\n}\n", "2:34", "each attribute once ('axes' is given twice)"},
+      {head + "  fused loopy {\n    %0: f32[2] = neg(%x)\n  } -> (%0)\n  return %0\n}\n", "2:9", "a region kind (elementwise, contraction, reduction), got 'loopy'"},
   };
   for (const Bad& b : cases) {
     CAPTURE(b.text);
@@ -108,6 +112,14 @@ TEST_CASE("the verifier names the node and what is wrong") {
   test::check_error<VerifyError>([&] { ir::verify(*ir::parse(noncanonical)); }, {"canonical"});
   auto arity = "graph @g(%x: f32[2]) -> (f32[2]) {\n  %0: f32[2] = add(%x)\n  return %0\n}\n";
   test::check_error<VerifyError>([&] { ir::verify(*ir::parse(arity)); }, {"line 2:3", "add takes 2 operands, got 1"});
+  // A graph built in code with attributes its op does not read (the text form cannot even say it).
+  ir::Graph g("g");
+  ir::Value* x = g.add_input("x", Type{DType::kF32, {2, 3}});
+  ir::OpAttrs perm;
+  perm.dims = {1, 0};
+  perm.step = 2;
+  g.add_output(g.add_op(ir::OpKind::Neg, perm, {x}, Type{DType::kF32, {2, 3}}, {}));
+  test::check_error<VerifyError>([&] { ir::verify(g); }, {"neg", "sets attributes neg does not read: axes/perm/shape, step"});
 }
 
 TEST_CASE("DOT export: clusters per block path, parameters and constants drawn apart, typed edges") {

@@ -186,7 +186,7 @@ TEST_CASE("the seed MLP has two contraction regions and each FixedHiddenMLP halv
   codegen::optimize(*mlp.graph, quiet());
   std::vector<std::vector<std::string>> regions;
   for (const auto& n : mlp.graph->nodes())
-    if (n->kind == ir::NodeKind::kRegion && n->region == "contraction") {
+    if (n->kind == ir::NodeKind::kRegion && n->region == ir::RegionKind::kContraction) {
       regions.emplace_back();
       for (const auto& b : n->body) regions.back().push_back(std::string(ir::op_name(b->op)));
     }
@@ -201,7 +201,7 @@ TEST_CASE("the seed MLP has two contraction regions and each FixedHiddenMLP halv
   codegen::optimize(*t.graph, quiet());
   int fused_halvings = 0;
   for (const auto& n : t.graph->nodes()) {
-    if (n->kind != ir::NodeKind::kRegion || n->region != "reduction") continue;
+    if (n->kind != ir::NodeKind::kRegion || n->region != ir::RegionKind::kReduction) continue;
     // mul(x, 0.5) (the halving, x / 2 simplified), mul(h, h) and sum: one pass over memory.
     std::vector<std::string> ops;
     for (const auto& b : n->body) ops.push_back(std::string(ir::op_name(b->op)));
