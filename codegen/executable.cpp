@@ -19,18 +19,9 @@
 #include "codegen/optimize.h"
 #include "ir/env.h"
 #include "ir/error.h"
+#include "ir/hash.h"
 
 namespace bj::codegen {
-
-namespace {
-
-uint64_t fnv1a(std::string_view s) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-  return h;
-}
-
-}  // namespace
 
 std::shared_ptr<Executable> compile(const ir::Graph& g, const CompileOptions& options) {
   if (env::fault("compile"))

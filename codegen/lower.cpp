@@ -44,41 +44,7 @@ namespace {
 using llvm::IRBuilder;
 using LV = llvm::Value;
 
-/// A loop nest's iteration space after collapsing, with every operand's element strides.
-struct Space {
-  Shape dims;
-  std::vector<Shape> strides;  // per operand, one entry per dim
-};
-
-/// Drops size-1 dims and merges neighbours where every operand is contiguous across them.
-Space collapse(const Shape& shape, const std::vector<Shape>& strides) {
-  Space s;
-  s.strides.resize(strides.size());
-  for (int d = 0; d < shape.size(); ++d) {
-    if (shape[d] == 1) continue;
-    bool merge = !s.dims.empty();
-    for (size_t k = 0; merge && k < strides.size(); ++k) merge = s.strides[k].back() == strides[k][d] * shape[d];
-    if (merge) {
-      s.dims[s.dims.size() - 1] *= shape[d];
-      for (size_t k = 0; k < strides.size(); ++k) s.strides[k][s.strides[k].size() - 1] = strides[k][d];
-    } else {
-      s.dims.push_back(shape[d]);
-      for (size_t k = 0; k < strides.size(); ++k) s.strides[k].push_back(strides[k][d]);
-    }
-  }
-  if (s.dims.empty()) {
-    s.dims.push_back(1);
-    for (auto& st : s.strides) st.push_back(0);
-  }
-  return s;
-}
-
-Shape broadcast_strides(const Shape& in, const Shape& out) {
-  Shape st = out, cs = contiguous_strides(in);
-  int off = out.size() - in.size();
-  for (int i = 0; i < out.size(); ++i) st[i] = (i < off || in[i - off] == 1) ? 0 : cs[i - off];
-  return st;
-}
+using Space = StridedSpace;  // a loop nest's iteration space and its operands' strides (ir/shape.h)
 
 class Lowerer {
  public:
@@ -420,7 +386,7 @@ class Lowerer {
     for (const ir::Value* v : ext) add_operand(ops, v, broadcast_strides(v->type.shape, shape));
     for (const ir::Value* v : stores) add_operand(ops, v, contiguous_strides(shape));
     Space space = collapse(shape, ops.strides);
-    bool parallel = shape.numel() >= 2 * rt::kJitParallelGrain && space.dims[0] > 1;
+    bool parallel = shape.numel() >= 2 * rt::kParallelGrain && space.dims[0] > 1;
     emit_loop_function(space, ops.addrs, parallel, [&](const std::vector<LV*>& ivs, const std::vector<LV*>& ptrs) {
       std::unordered_map<const ir::Value*, LV*> val;
       load_externals(ext, ptrs, ivs, space, val);

@@ -119,7 +119,7 @@ bool inline_matmul(const ir::Node& n) {
   const Shape &a = n.inputs[0]->type.shape, &c = n.result->type.shape;
   if (a.size() != 2 || n.inputs[1]->type.shape.size() != 2) return false;
   const int64_t k = n.attrs.transpose_a ? a[0] : a[1];
-  return c[0] * c[1] * k < kInlineMatmulMaxMacs;
+  return c[0] * c[1] * k < rt::kDnnlMinMacs;
 }
 
 

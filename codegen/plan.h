@@ -15,8 +15,6 @@
 
 namespace bj::codegen {
 
-/// Products with at least this many multiply-adds go to oneDNN.
-inline constexpr int64_t kInlineMatmulMaxMacs = int64_t{1} << 18;
 
 /// A weight matrix kept in another layout, repacked by the executable only
 /// when the parameter changes: the transposed right operand of a small

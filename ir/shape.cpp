@@ -70,6 +70,35 @@ Shape contiguous_strides(const Shape& s) {
   return st;
 }
 
+Shape broadcast_strides(const Shape& in, const Shape& out) {
+  Shape st = out, cs = contiguous_strides(in);
+  const int off = out.size() - in.size();
+  for (int i = 0; i < out.size(); ++i) st[i] = (i < off || in[i - off] == 1) ? 0 : cs[i - off];
+  return st;
+}
+
+StridedSpace collapse(const Shape& shape, std::span<const Shape> strides) {
+  StridedSpace s;
+  s.strides.resize(strides.size());
+  for (int d = 0; d < shape.size(); ++d) {
+    if (shape[d] == 1) continue;
+    bool merge = !s.dims.empty();
+    for (size_t k = 0; merge && k < strides.size(); ++k) merge = s.strides[k].back() == strides[k][d] * shape[d];
+    if (merge) {
+      s.dims[s.dims.size() - 1] *= shape[d];
+      for (size_t k = 0; k < strides.size(); ++k) s.strides[k][s.strides[k].size() - 1] = strides[k][d];
+    } else {
+      s.dims.push_back(shape[d]);
+      for (size_t k = 0; k < strides.size(); ++k) s.strides[k].push_back(strides[k][d]);
+    }
+  }
+  if (s.dims.empty()) {
+    s.dims.push_back(1);
+    for (Shape& st : s.strides) st.push_back(0);
+  }
+  return s;
+}
+
 std::string Type::str() const {
   std::string s(dtype_name(dtype));
   s += "[";

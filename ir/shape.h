@@ -9,6 +9,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "ir/dtype.h"
 
@@ -64,6 +65,19 @@ void check_shape(std::string_view op, const Shape& s);
 
 /// Row-major element strides of a contiguous tensor of this shape.
 Shape contiguous_strides(const Shape& s);
+/// Element strides of a contiguous value of shape `in` broadcast (NumPy-style) to `out`: 0 on
+/// the dimensions it is broadcast along.
+Shape broadcast_strides(const Shape& in, const Shape& out);
+
+/// An iteration space with the element strides of each operand over it (one Shape per operand).
+struct StridedSpace {
+  Shape dims;
+  std::vector<Shape> strides;
+};
+/// `shape` with operands at `strides`, collapsed for loops: size-1 dims dropped, each dim merged
+/// into the one before it where every operand is contiguous across the two. Never empty: a
+/// scalar space is one dim of size 1. Eager kernels and codegen walk the same collapsed space.
+StridedSpace collapse(const Shape& shape, std::span<const Shape> strides);
 
 /// A value's type: element type plus static shape.
 struct Type {

@@ -29,9 +29,6 @@ struct JitContext {
   std::vector<JitNode> nodes;
 };
 
-/// Elements below which a compiled loop runs on the calling thread.
-inline constexpr int64_t kJitParallelGrain = int64_t{1} << 16;
-
 }  // namespace bj::rt
 
 extern "C" {

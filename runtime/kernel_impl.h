@@ -15,8 +15,6 @@ using Inputs = std::span<const ConstView>;
 #define OP(Name, ...) void kernel_##Name(Inputs in, const ir::OpAttrs& attrs, const View& out);
 #include "ir/ops.def"
 
-/// Elements below which a kernel stays on the calling thread.
-inline constexpr int64_t kParallelGrain = int64_t{1} << 16;
 
 /// Calls body(begin, end) over [0, n), split among threads when n is large.
 template <class Body>
@@ -55,15 +53,6 @@ inline float canonical_sum(const float* x, const float* y, int64_t n) {
   return h2[0] + h2[1];                                 // l += l + 1
 }
 
-/// Element strides of an input of shape `in` broadcast to `out` (0 on broadcast dims).
-inline Shape broadcast_strides(const Shape& in, const Shape& out) {
-  Shape st = out;
-  Shape cs = contiguous_strides(in);
-  int off = out.size() - in.size();
-  for (int i = 0; i < out.size(); ++i) st[i] = (i < off || in[i - off] == 1) ? 0 : cs[i - off];
-  return st;
-}
-
 /// Walks elements [begin, end) of a contiguous output of shape `shape` row by
 /// row (rows along the collapsed last dimension). For each row calls
 /// row(out_offset, in_offsets, in_inner_strides, length), where the N inputs
@@ -72,25 +61,9 @@ inline Shape broadcast_strides(const Shape& in, const Shape& out) {
 template <int N, class Row>
 void for_each_row(const Shape& shape, std::array<Shape, N> strides, int64_t begin, int64_t end, Row&& row) {
   if (begin >= end) return;
-  // Collapse: drop size-1 dims, merge a dim into the next where every input is contiguous across them.
-  Shape dims;
-  std::array<Shape, N> st;
-  for (int i = 0; i < shape.size(); ++i) {
-    if (shape[i] == 1) continue;
-    bool merge = !dims.empty();
-    for (int k = 0; merge && k < N; ++k) merge = st[k].back() == strides[k][i] * shape[i];
-    if (merge) {
-      dims[dims.size() - 1] *= shape[i];
-      for (int k = 0; k < N; ++k) st[k][st[k].size() - 1] = strides[k][i];
-    } else {
-      dims.push_back(shape[i]);
-      for (int k = 0; k < N; ++k) st[k].push_back(strides[k][i]);
-    }
-  }
-  if (dims.empty()) {
-    dims.push_back(1);
-    for (int k = 0; k < N; ++k) st[k].push_back(0);
-  }
+  const StridedSpace space = collapse(shape, strides);
+  const Shape& dims = space.dims;
+  const std::vector<Shape>& st = space.strides;
   const int r = dims.size();
   const int64_t inner = dims[r - 1];
   // Multi-index of `begin`.

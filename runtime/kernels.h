@@ -35,6 +35,13 @@ void run_kernel(ir::OpKind op, std::span<const ConstView> in, const ir::OpAttrs&
 inline constexpr int kSumLanes = 16;
 inline constexpr int64_t kSumBlock = 4096;
 
+/// Elements below which a loop (an eager kernel's or a compiled one's) stays on the calling thread.
+inline constexpr int64_t kParallelGrain = int64_t{1} << 16;
+
+/// Matrix products with at least this many multiply-adds run through oneDNN, in eager mode and in
+/// compiled code alike; smaller ones are loops.
+inline constexpr int64_t kDnnlMinMacs = int64_t{1} << 18;  // 64^3
+
 /// A large 2-D product run by oneDNN with its bias add fused into the
 /// primitive: C[m,n] = A·B + bias, A stored [m,k] ([k,m] if ta), B
 /// stored [k,n] ([n,k] if tb), bias [n]. (No activation post-op: oneDNN's

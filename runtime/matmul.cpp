@@ -16,7 +16,6 @@ namespace bj::rt {
 
 namespace {
 
-constexpr int64_t kDnnlMinMacs = int64_t{1} << 18;  // 64^3
 
 /// C[m,n] = A·B with A stored [m,k] ([k,m] if ta) and B stored [k,n] ([n,k] if tb), each element
 /// summed in an order codegen reproduces for guard cones: the canonical order (kernels.h) for

@@ -11,6 +11,7 @@
 
 #include "frontend/nn/hybrid_state.h"
 #include "frontend/trace.h"
+#include "ir/hash.h"
 
 namespace bj::nn {
 
@@ -187,13 +188,13 @@ void Block::hybridize(bool on) {
 HybridStats Block::stats() const { return hybrid_ ? hybrid_->stats() : HybridStats{}; }
 
 uint64_t Block::structure_fingerprint() const {
-  uint64_t h = 1469598103934665603ull;
+  uint64_t h = kFnvOffset;
   fingerprint_into(h, training_);
   return h;
 }
 
 void Block::fingerprint_into(uint64_t& h, bool root_training) const {
-  auto mix = [&h](uint64_t v) { h = (h ^ v) * 1099511628211ull; };
+  auto mix = [&h](uint64_t v) { h = fnv1a_word(h, v); };
   auto mix_str = [&](const std::string& s) { mix(std::hash<std::string>{}(s)); };
   mix(reinterpret_cast<uintptr_t>(this));
   mix(training_ != root_training);
