@@ -42,8 +42,8 @@ std::shared_ptr<Executable> compile(const ir::Graph& g, const CompileOptions& op
   const std::optional<std::string> dir = use_cache ? cache_dir() : std::nullopt;
   std::optional<std::string> object = dir ? cache_read(*dir, exe->key_, key) : std::nullopt;
   exe->packed_.resize(exe->plan_.packings.size());
-  for (const auto& [node, product] : exe->plan_.dnnl)  // primitives are made now, not in the first run
-    rt::matmul_prepare(*exe->plan_.context.nodes[static_cast<size_t>(product.callback)].fused);
+  for (const auto& [node, np] : exe->plan_.nodes)  // primitives are made now, not in the first run
+    if (np.dnnl) rt::matmul_prepare(*exe->plan_.context.nodes[static_cast<size_t>(np.dnnl->callback)].fused);
   if (object) {
     try {
       exe->code_ = load_object(*object, kEntrySymbol);

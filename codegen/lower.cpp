@@ -71,8 +71,8 @@ class Lowerer {
       switch (n->kind) {
         case ir::NodeKind::kLiteral: break;  // globals, made on first use
         case ir::NodeKind::kGuard: emit_guard(*n, guard++); break;
-        case ir::NodeKind::kOp: emit_top_op(*n); break;
-        case ir::NodeKind::kRegion: emit_region(*n); break;
+        case ir::NodeKind::kOp:
+        case ir::NodeKind::kRegion: emit_planned(*n); break;
       }
     }
     emit_output_copies();
@@ -161,8 +161,7 @@ class Lowerer {
 
   /// A product (with its bias) run by one oneDNN primitive, B reordered when it is a parameter;
   /// the rest of its region as a loop over the primitive's result.
-  void emit_dnnl_product(const ir::Node& n) {
-    const DnnlProduct& d = plan_.dnnl.at(&n);
+  void emit_dnnl_product(const ir::Node& n, const DnnlProduct& d) {
     const ir::Node& mm = n.kind == ir::NodeKind::kRegion ? *n.body.front() : n;
     std::vector<LV*> inputs{address(mm.inputs[0]),
                             d.packing >= 0 ? packed_[static_cast<size_t>(d.packing)] : address(mm.inputs[1])};
@@ -194,28 +193,48 @@ class Lowerer {
   }
 
   // ---- top-level nodes --------------------------------------------------------
-  void emit_top_op(const ir::Node& n) {
-    if (plan_.dnnl.count(&n)) return emit_dnnl_product(n);
-    if (plan_.callback.count(&n)) return emit_callback(n);
-    if (ir::has_trait(n.op, ir::kElementwise)) return emit_elementwise({&n}, {n.result}, n.result->type.shape);
-    const bool exact = plan_.guard_cone.count(&n) > 0;
-    if (ir::has_trait(n.op, ir::kReduction)) return exact ? emit_exact_row_sum({&n}, {n.result}) : emit_reduction({&n}, {n.result});
-    emit_contraction({&n}, {n.result}, exact);
+  /// A top-level op (a region of one) or region, as its plan says.
+  void emit_planned(const ir::Node& n) {
+    const NodePlan& np = plan_.at(n);
+    std::vector<const ir::Node*> body;
+    std::vector<const ir::Value*> stores;
+    if (n.kind == ir::NodeKind::kRegion) {
+      for (const auto& b : n.body) body.push_back(b.get());
+      stores.assign(n.yields.begin(), n.yields.end());
+    } else {
+      body = {&n};
+      stores = {n.result};
+    }
+    const bool exact = np.strategy == Strategy::kExactLoops;
+    switch (np.strategy) {
+      case Strategy::kRuntime:
+        for (const ir::Node* b : body) emit_callback(*b);
+        return;
+      case Strategy::kDnnl: return emit_dnnl_product(n, *np.dnnl);
+      case Strategy::kRuntimeProduct: {  // the runtime computes the product into memory; the epilogue is a loop over it
+        emit_callback(*body.front());
+        const std::vector<const ir::Node*> epilogue(body.begin() + 1, body.end());
+        if (!epilogue.empty()) emit_elementwise(epilogue, stores, body.front()->result->type.shape);
+        return;
+      }
+      case Strategy::kPacked: return emit_packed_contraction(*body.front(), {body.begin() + 1, body.end()}, stores, np);
+      case Strategy::kLoops:
+      case Strategy::kExactLoops: break;
+    }
+    switch (nest_kind(n)) {
+      case ir::RegionKind::kElementwise: return emit_elementwise(body, stores, body.front()->result->type.shape);
+      case ir::RegionKind::kReduction: return exact ? emit_exact_row_sum(body, stores) : emit_reduction(body, stores);
+      case ir::RegionKind::kContraction: return emit_contraction(body, stores, exact);
+    }
   }
 
-  void emit_region(const ir::Node& r) {
-    if (plan_.dnnl.count(&r)) return emit_dnnl_product(r);
-    std::vector<const ir::Node*> body;
-    for (const auto& b : r.body) body.push_back(b.get());
-    if (plan_.callback.count(body.front()) && (r.region != ir::RegionKind::kContraction || plan_.callback.count(body.back()))) {
-      for (const ir::Node* b : body) emit_callback(*b);  // the whole region runs in the runtime
-      return;
-    }
-    std::vector<const ir::Value*> stores(r.yields.begin(), r.yields.end());
-    if (r.region == ir::RegionKind::kElementwise) return emit_elementwise(body, stores, body.front()->result->type.shape);
-    const bool exact = plan_.guard_cone.count(&r) > 0;
-    if (r.region == ir::RegionKind::kReduction) return exact ? emit_exact_row_sum(body, stores) : emit_reduction(body, stores);
-    emit_contraction(body, stores, exact);
+  /// The loop nest a top-level node needs: its region's kind, or for an op alone the kind of
+  /// region it would anchor.
+  static ir::RegionKind nest_kind(const ir::Node& n) {
+    if (n.kind == ir::NodeKind::kRegion) return n.region;
+    if (ir::has_trait(n.op, ir::kReduction)) return ir::RegionKind::kReduction;
+    if (ir::has_trait(n.op, ir::kContraction)) return ir::RegionKind::kContraction;
+    return ir::RegionKind::kElementwise;
   }
 
   // ---- loop functions -----------------------------------------------------------
@@ -624,6 +643,17 @@ class Lowerer {
   }
 
   // ---- contractions ---------------------------------------------------------------
+  /// C[m,n] = A·B: its sizes and the element strides of A(i,k) and B(k,j) as stored.
+  struct ProductShape {
+    int64_t m, n, k, a_i, a_k, b_k, b_j;
+  };
+  static ProductShape product_shape(const ir::Node& mm) {
+    const Shape &cs = mm.result->type.shape, &as = mm.inputs[0]->type.shape;
+    const bool ta = mm.attrs.transpose_a, tb = mm.attrs.transpose_b;
+    const int64_t m = cs[0], n = cs[1], k = ta ? as[0] : as[1];
+    return {m, n, k, ta ? 1 : k, ta ? m : 1, tb ? 1 : n, tb ? k : 1};
+  }
+
   /// `exact`: in a guard's input cone, each element summed as eager mode's small-product kernel
   /// sums it (the canonical order for dot products, increasing k otherwise; no fused multiply-adds).
   void emit_contraction(const std::vector<const ir::Node*>& body, const std::vector<const ir::Value*>& stores,
@@ -631,19 +661,8 @@ class Lowerer {
     const ir::Node& mm = *body.front();
     std::vector<const ir::Node*> epilogue(body.begin() + 1, body.end());
     const Shape& cs = mm.result->type.shape;
-    if (plan_.callback.count(&mm)) {  // oneDNN computes the product into memory; the epilogue is a loop over it
-      emit_callback(mm);
-      if (!epilogue.empty()) emit_elementwise(epilogue, stores, cs);
-      return;
-    }
-    const int64_t M_ = cs[0], N_ = cs[1];
-    const Shape& as = mm.inputs[0]->type.shape;
-    const int64_t K_ = mm.attrs.transpose_a ? as[0] : as[1];
-    // Element strides of A(i,k) and B(k,j) as stored.
-    const int64_t a_i = mm.attrs.transpose_a ? 1 : K_, a_k = mm.attrs.transpose_a ? M_ : 1;
-    const int64_t b_k = mm.attrs.transpose_b ? 1 : N_, b_j = mm.attrs.transpose_b ? K_ : 1;
-    if (auto it = plan_.packed.find(&mm); it != plan_.packed.end())
-      return emit_packed_contraction(mm, epilogue, stores, packed_[static_cast<size_t>(it->second)], M_, N_, K_, a_i, a_k);
+    const ProductShape ps = product_shape(mm);
+    const int64_t K_ = ps.k, a_i = ps.a_i, a_k = ps.a_k, b_k = ps.b_k, b_j = ps.b_j;
     std::vector<const ir::Value*> ext = externals(epilogue);
     std::erase(ext, mm.result);
     Operands ops;
@@ -711,17 +730,17 @@ class Lowerer {
   /// epilogue then runs over the tile's rows, reading their first N columns
   /// (vectorized by LLVM).
   void emit_packed_contraction(const ir::Node& mm, const std::vector<const ir::Node*>& epilogue,
-                               const std::vector<const ir::Value*>& stores, LV* packed, int64_t M_, int64_t N_,
-                               int64_t K_, int64_t a_i, int64_t a_k) {
+                               const std::vector<const ir::Value*>& stores, const NodePlan& np) {
     const Shape& cs = mm.result->type.shape;
+    const ProductShape ps = product_shape(mm);
+    const int64_t M_ = ps.m, N_ = ps.n, K_ = ps.k, a_i = ps.a_i, a_k = ps.a_k;
+    LV* packed = packed_[static_cast<size_t>(np.packing)];
     std::vector<const ir::Value*> ext = externals(epilogue);
     std::erase(ext, mm.result);
     // The product's rows: the result itself, or padded rows in scratch when N is not a multiple of 16.
     const int64_t NP = (N_ + 15) / 16 * 16;
-    auto padded = plan_.padded_product.find(&mm);
-    LV* product = padded == plan_.padded_product.end()
-                      ? address(mm.result)
-                      : B.CreateConstInBoundsGEP1_64(i8_, arena_, static_cast<uint64_t>(padded->second));
+    LV* product = np.padded_offset < 0 ? address(mm.result)
+                                       : B.CreateConstInBoundsGEP1_64(i8_, arena_, static_cast<uint64_t>(np.padded_offset));
     Operands ops;
     add_operand(ops, mm.inputs[0], {});
     for (LV* p : {packed, product}) {

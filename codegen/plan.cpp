@@ -1,6 +1,7 @@
 // Lowering decisions (see plan.h).
 #include "codegen/plan.h"
 
+#include "ir/error.h"
 #include "runtime/kernels.h"
 
 #include <algorithm>
@@ -85,8 +86,6 @@ bool exact_lowering(const ir::Node& n) {
   return std::all_of(n.body.begin(), n.body.end(), exact);
 }
 
-namespace {
-/// The top-level nodes whose results reach a guard's predicate (a region counts whole).
 std::unordered_set<const ir::Node*> guard_cone(const ir::Graph& g) {
   std::unordered_map<const ir::Node*, const ir::Node*> top;  // body node -> its region
   for (const auto& n : g.nodes()) {
@@ -108,7 +107,6 @@ std::unordered_set<const ir::Node*> guard_cone(const ir::Graph& g) {
   }
   return cone;
 }
-}  // namespace
 
 bool inline_reduction(const ir::Node& n) {
   return n.kind == ir::NodeKind::kOp && ir::has_trait(n.op, ir::kReduction) && n.result->type.dtype == DType::kF32;
@@ -123,141 +121,206 @@ bool inline_matmul(const ir::Node& n) {
 }
 
 
-Plan make_plan(const ir::Graph& g) {
-  Plan p;
-  p.arena_bytes = std::max<int64_t>(g.arena_bytes, 0);
-  std::unordered_map<const ir::Value*, bool> has_memory;
-  for (const ir::Value* v : g.outputs()) has_memory[v] = true;
-  auto needs_memory = [&](const ir::Value* v) {
-    if (v->offset >= 0 || has_memory.count(v) || p.scratch.count(v)) return;
-    p.scratch[v] = p.arena_bytes;
-    p.arena_bytes += (static_cast<int64_t>(v->type.bytes()) + 63) / 64 * 64;
-  };
-  auto call = [&](const ir::Node& n) {
-    rt::JitNode jn{n.op, n.attrs, {}, n.result->type, std::nullopt};
-    for (const ir::Value* v : n.inputs) {
-      jn.inputs.push_back(v->type);
-      if (v->def && v->def->kind == ir::NodeKind::kOp) needs_memory(v);
+std::string_view strategy_name(Strategy s) {
+  switch (s) {
+    case Strategy::kLoops: return "loops";
+    case Strategy::kExactLoops: return "exact loops";
+    case Strategy::kPacked: return "packed";
+    case Strategy::kDnnl: return "oneDNN";
+    case Strategy::kRuntimeProduct: return "runtime product";
+    case Strategy::kRuntime: return "runtime";
+  }
+  return "?";
+}
+
+const NodePlan& Plan::at(const ir::Node& n) const {
+  auto it = nodes.find(&n);
+  if (it == nodes.end()) throw Error("codegen", "a node without a plan (internal error in the plan)");
+  return it->second;
+}
+
+std::vector<const NodePlan*> Plan::with(Strategy s) const {
+  std::vector<const NodePlan*> out;
+  for (const auto& [node, np] : nodes)
+    if (np.strategy == s) out.push_back(&np);
+  return out;
+}
+
+namespace {
+
+/// The body of a top-level op (itself) or region.
+std::vector<const ir::Node*> body_of(const ir::Node& n) {
+  if (n.kind != ir::NodeKind::kRegion) return {&n};
+  std::vector<const ir::Node*> body;
+  for (const auto& b : n.body) body.push_back(b.get());
+  return body;
+}
+
+/// make_plan's state: the plan so far and the graph's parameters by value.
+class Planner {
+ public:
+  explicit Planner(const ir::Graph& g) : g_(g) {
+    p_.arena_bytes = std::max<int64_t>(g.arena_bytes, 0);
+    for (const ir::Value* v : g.outputs()) has_memory_.insert(v);
+    for (size_t i = 0; i < g.params().size(); ++i) param_index_[g.params()[i]] = static_cast<int>(i);
+  }
+
+  Plan run() {
+    // In graph order within each sweep: callback indices and packing slots are part of the code.
+    const auto cone = guard_cone(g_);
+    for (const auto& n : g_.nodes())
+      if (plannable(*n) && cone.count(n.get())) plan_in_cone(*n);
+    for (const auto& n : g_.nodes())
+      if (plannable(*n) && !planned(*n)) plan_dnnl(*n);
+    for (const auto& n : g_.nodes())
+      if (plannable(*n) && !planned(*n)) plan_packed(*n);
+    for (const auto& n : g_.nodes())
+      if (plannable(*n) && !planned(*n)) plan_rest(*n);
+    return std::move(p_);
+  }
+
+ private:
+  static bool plannable(const ir::Node& n) { return n.kind == ir::NodeKind::kOp || n.kind == ir::NodeKind::kRegion; }
+  bool planned(const ir::Node& n) const { return p_.nodes.count(&n) > 0; }
+
+  /// Sweep 1. A guard's input cone runs as eager does: no oneDNN fusion, no packing, eager's
+  /// kernels where inline code could differ (see guard_cone()).
+  void plan_in_cone(const ir::Node& n) {
+    if (exact_lowering(n)) {
+      p_.nodes[&n].strategy = Strategy::kExactLoops;
+      return;
     }
-    needs_memory(n.result);
-    p.callback[&n] = static_cast<int32_t>(p.context.nodes.size());
-    p.context.nodes.push_back(std::move(jn));
-  };
-  // A small product whose transposed right operand is a parameter reads it packed [K, N] (N padded
-  // with zero columns to whole 16-float vectors) and accumulates its rows in registers.
-  std::unordered_map<const ir::Value*, int> param_index;
-  for (size_t i = 0; i < g.params().size(); ++i) param_index[g.params()[i]] = static_cast<int>(i);
-  auto pack = [&](const ir::Node& mm) {
-    const ir::Value* b = mm.inputs[1];
-    if (!mm.attrs.transpose_b || !param_index.count(b)) return;
-    const int64_t m = mm.result->type.shape[0], n = mm.result->type.shape[1], n_pad = (n + 15) / 16 * 16;
-    // Padding costs K/16 * (n_pad/n - 1) extra multiply-adds per output; a dot product along k instead
-    // costs about 8 operations of horizontal sum. Long k and few columns (mlp's 256 -> 10) stay dots.
-    if (b->type.shape[1] * (n_pad - n) > 8 * 16 * n) return;
-    int slot = -1;
-    for (size_t i = 0; i < p.packings.size(); ++i)
-      if (p.packings[i].param == param_index[b] && !p.packings[i].dnnl) slot = static_cast<int>(i);
-    if (slot < 0) {
-      slot = static_cast<int>(p.packings.size());
-      p.packings.push_back({param_index[b], b->type.shape[0], b->type.shape[1], std::nullopt});
-    }
-    p.packed[&mm] = slot;
-    if (n_pad == n) {
-      needs_memory(mm.result);
-    } else {  // the product's rows, n_pad apart, before the epilogue reads their first n columns
-      p.padded_product[&mm] = p.arena_bytes;
-      p.arena_bytes += (m * n_pad * 4 + 63) / 64 * 64;
-    }
-  };
-  // A large 2-D product, alone or followed only by a bias add ([n] or [1, n]), is one oneDNN
-  // primitive (a relu after it is a loop over its result); a parameter as its right operand is
-  // read reordered.
-  auto dnnl_product = [&](const ir::Node& key, std::span<const ir::Node* const> body) {
+    p_.nodes[&n].strategy = Strategy::kRuntime;
+    for (const ir::Node* b : body_of(n)) call(*b);
+  }
+
+  /// Sweep 2. A large 2-D product, alone or followed only by a bias add ([n] or [1, n]), is one
+  /// oneDNN primitive (a relu after it is a loop over its result); a parameter as its right operand
+  /// is read reordered.
+  void plan_dnnl(const ir::Node& n) {
+    if (n.kind == ir::NodeKind::kRegion && (n.region != ir::RegionKind::kContraction || n.yields.size() != 1 ||
+                                            n.yields[0] != n.body.back()->result))
+      return;
+    const std::vector<const ir::Node*> body = body_of(n);
     const ir::Node& mm = *body.front();
     if (mm.op != ir::OpKind::Matmul || inline_matmul(mm) || mm.inputs[0]->type.shape.size() != 2 ||
         mm.inputs[1]->type.shape.size() != 2 || mm.result->type.dtype != DType::kF32)
-      return false;
+      return;
     const Shape& as = mm.inputs[0]->type.shape;
     rt::FusedMatmul f{mm.result->type.shape[0], mm.result->type.shape[1], mm.attrs.transpose_a ? as[0] : as[1],
                       mm.attrs.transpose_a, mm.attrs.transpose_b};
-    if (f.m * f.n * f.k == 0) return false;
+    if (f.m * f.n * f.k == 0) return;
     const ir::Value *cur = mm.result, *bias = nullptr;
     size_t i = 1;
     if (i < body.size() && body[i]->op == ir::OpKind::Add) {
-      const ir::Node& add = *body[i];
-      bias = add.inputs[0] == cur ? add.inputs[1] : add.inputs[1] == cur ? add.inputs[0] : nullptr;
-      const Shape& bs = bias ? bias->type.shape : Shape{};
-      if (!bias || bias == cur || bias->type.dtype != DType::kF32 || add.result->type.shape != mm.result->type.shape ||
-          !((bs.size() == 1 && bs[0] == f.n) || (bs.size() == 2 && bs[0] == 1 && bs[1] == f.n)))
-        return false;
+      bias = bias_of(*body[i], cur, f.n);
+      if (!bias) return;
       f.bias = true;
-      cur = add.result;
-      ++i;
+      cur = body[i++]->result;
     }
     const size_t fused = i;
     if (i < body.size() && body[i]->op == ir::OpKind::Relu && body[i]->inputs[0] == cur) ++i;  // an epilogue loop
-    if (i != body.size()) return false;
-    DnnlProduct d{static_cast<int32_t>(p.context.nodes.size()), -1, bias, cur, fused};
-    if (param_index.count(mm.inputs[1])) {
+    if (i != body.size()) return;
+    DnnlProduct d{static_cast<int32_t>(p_.context.nodes.size()), -1, bias, cur, fused};
+    if (param_index_.count(mm.inputs[1])) {
       f.packed_b = true;
-      d.packing = static_cast<int>(p.packings.size());
-      p.packings.push_back({param_index[mm.inputs[1]], 0, 0, f});
+      d.packing = static_cast<int>(p_.packings.size());
+      p_.packings.push_back({param_index_.at(mm.inputs[1]), 0, 0, f});
     }
     rt::JitNode jn{mm.op, mm.attrs, {mm.inputs[0]->type, mm.inputs[1]->type}, cur->type, f};
     if (bias) jn.inputs.push_back(bias->type);
     for (const ir::Value* v : {static_cast<const ir::Value*>(mm.inputs[0]), static_cast<const ir::Value*>(mm.inputs[1]), bias})
-      if (v && v->def && v->def->kind == ir::NodeKind::kOp) needs_memory(v);
+      if (v) operand_needs_memory(v);
     needs_memory(cur);
-    p.context.nodes.push_back(std::move(jn));
-    p.dnnl.emplace(&key, d);
-    return true;
-  };
-  p.guard_cone = guard_cone(g);
-  // A guard's input cone runs as eager does: no oneDNN fusion, no packing, kernels where inline
-  // code could differ (see Plan::guard_cone).
-  for (const auto& n : g.nodes()) {  // in graph order: callback indices are part of the compiled code
-    if (!p.guard_cone.count(n.get()) || exact_lowering(*n)) continue;
-    if (n->kind == ir::NodeKind::kOp) call(*n);
-    if (n->kind == ir::NodeKind::kRegion)
-      for (const auto& b : n->body) call(*b);
+    p_.context.nodes.push_back(std::move(jn));
+    p_.nodes[&n] = NodePlan{Strategy::kDnnl, -1, -1, d};
   }
-  for (const auto& n : g.nodes()) {
-    if (p.guard_cone.count(n.get())) continue;
-    if (n->kind == ir::NodeKind::kOp && n->op == ir::OpKind::Matmul) {
-      const ir::Node* body[] = {n.get()};
-      dnnl_product(*n, body);
+
+  /// The bias `add` adds to the product `product` ([n] or [1, n], f32, not the product itself).
+  static const ir::Value* bias_of(const ir::Node& add, const ir::Value* product, int64_t n) {
+    const ir::Value* bias = add.inputs[0] == product ? add.inputs[1] : add.inputs[1] == product ? add.inputs[0] : nullptr;
+    if (!bias || bias == product || bias->type.dtype != DType::kF32 || add.result->type.shape != product->type.shape)
+      return nullptr;
+    const Shape& bs = bias->type.shape;
+    return (bs.size() == 1 && bs[0] == n) || (bs.size() == 2 && bs[0] == 1 && bs[1] == n) ? bias : nullptr;
+  }
+
+  /// Sweep 3. A small product whose transposed right operand is a parameter reads it packed [K, N]
+  /// (N padded with zero columns to whole 16-float vectors) and accumulates its rows in registers.
+  void plan_packed(const ir::Node& n) {
+    const bool candidate = n.kind == ir::NodeKind::kOp ? inline_matmul(n)
+                                                       : n.region == ir::RegionKind::kContraction &&
+                                                             region_inline(n) && inline_matmul(*n.body.front());
+    if (!candidate) return;
+    const ir::Node& mm = n.kind == ir::NodeKind::kOp ? n : *n.body.front();
+    const ir::Value* b = mm.inputs[1];
+    if (!mm.attrs.transpose_b || !param_index_.count(b)) return;
+    const int64_t m = mm.result->type.shape[0], cols = mm.result->type.shape[1], n_pad = (cols + 15) / 16 * 16;
+    // Padding costs K/16 * (n_pad/n - 1) extra multiply-adds per output; a dot product along k instead
+    // costs about 8 operations of horizontal sum. Long k and few columns (mlp's 256 -> 10) stay dots.
+    if (b->type.shape[1] * (n_pad - cols) > 8 * 16 * cols) return;
+    NodePlan np{Strategy::kPacked, -1, -1, std::nullopt};
+    for (size_t i = 0; i < p_.packings.size(); ++i)
+      if (p_.packings[i].param == param_index_.at(b) && !p_.packings[i].dnnl) np.packing = static_cast<int>(i);
+    if (np.packing < 0) {
+      np.packing = static_cast<int>(p_.packings.size());
+      p_.packings.push_back({param_index_.at(b), b->type.shape[0], b->type.shape[1], std::nullopt});
     }
-    if (n->kind == ir::NodeKind::kRegion && n->region == ir::RegionKind::kContraction && n->yields.size() == 1) {
-      std::vector<const ir::Node*> body;
-      for (const auto& b : n->body) body.push_back(b.get());
-      if (n->yields[0] == body.back()->result) dnnl_product(*n, body);
+    if (n_pad == cols) {
+      needs_memory(mm.result);
+    } else {  // the product's rows, n_pad apart, before the epilogue reads their first n columns
+      np.padded_offset = p_.arena_bytes;
+      p_.arena_bytes += (m * n_pad * 4 + 63) / 64 * 64;
+    }
+    p_.nodes[&n] = np;
+  }
+
+  /// Sweep 4. Everything else: loops where codegen has them, the runtime's kernels otherwise.
+  void plan_rest(const ir::Node& n) {
+    NodePlan& np = p_.nodes[&n];
+    if (n.kind == ir::NodeKind::kOp) {
+      np.strategy = inline_elementwise(n) || inline_reduction(n) || inline_matmul(n) ? Strategy::kLoops : Strategy::kRuntime;
+      if (np.strategy == Strategy::kRuntime) call(n);
+    } else if (!region_inline(n)) {
+      np.strategy = Strategy::kRuntime;
+      for (const auto& b : n.body) call(*b);
+    } else if (n.region == ir::RegionKind::kContraction && !inline_matmul(*n.body.front())) {
+      np.strategy = Strategy::kRuntimeProduct;  // the runtime computes the product; the epilogue stays a loop
+      call(*n.body.front());
     }
   }
-  for (const auto& n : g.nodes()) {
-    if (p.dnnl.count(n.get()) || p.guard_cone.count(n.get())) continue;
-    if (n->kind == ir::NodeKind::kOp && inline_matmul(*n)) pack(*n);
-    if (n->kind == ir::NodeKind::kRegion && n->region == ir::RegionKind::kContraction && region_inline(*n) &&
-        inline_matmul(*n->body.front()))
-      pack(*n->body.front());
+
+  /// Gives `v` arena memory if memory planning left it in registers (the runtime writes memory).
+  void needs_memory(const ir::Value* v) {
+    if (v->offset >= 0 || has_memory_.count(v) || p_.scratch.count(v)) return;
+    p_.scratch[v] = p_.arena_bytes;
+    p_.arena_bytes += (static_cast<int64_t>(v->type.bytes()) + 63) / 64 * 64;
   }
-  for (const auto& n : g.nodes()) {
-    if (p.dnnl.count(n.get()) || p.guard_cone.count(n.get())) continue;
-    switch (n->kind) {
-      case ir::NodeKind::kLiteral:
-      case ir::NodeKind::kGuard: break;
-      case ir::NodeKind::kOp:
-        if (!inline_elementwise(*n) && !inline_reduction(*n) && !inline_matmul(*n)) call(*n);
-        break;
-      case ir::NodeKind::kRegion:
-        if (!region_inline(*n)) {
-          for (const auto& b : n->body) call(*b);
-        } else if (n->region == ir::RegionKind::kContraction && !inline_matmul(*n->body.front())) {
-          call(*n->body.front());  // oneDNN computes the product; the epilogue stays a loop
-        }
-        break;
+  /// An operand the runtime reads: computed values need memory (inputs, params, literals have it).
+  void operand_needs_memory(const ir::Value* v) {
+    if (v->def && v->def->kind == ir::NodeKind::kOp) needs_memory(v);
+  }
+
+  /// Node `n` runs through bj_rt_call_node.
+  void call(const ir::Node& n) {
+    rt::JitNode jn{n.op, n.attrs, {}, n.result->type, std::nullopt};
+    for (const ir::Value* v : n.inputs) {
+      jn.inputs.push_back(v->type);
+      operand_needs_memory(v);
     }
+    needs_memory(n.result);
+    p_.callback[&n] = static_cast<int32_t>(p_.context.nodes.size());
+    p_.context.nodes.push_back(std::move(jn));
   }
-  return p;
-}
+
+  const ir::Graph& g_;
+  Plan p_;
+  std::unordered_set<const ir::Value*> has_memory_;
+  std::unordered_map<const ir::Value*, int> param_index_;
+};
+
+}  // namespace
+
+Plan make_plan(const ir::Graph& g) { return Planner(g).run(); }
 
 }  // namespace bj::codegen

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <optional>
+#include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -38,21 +39,33 @@ struct DnnlProduct {
   size_t fused = 1;         ///< region body nodes the primitive covers; the rest are the epilogue loop
 };
 
+/// How one top-level op or region runs in compiled code.
+enum class Strategy : uint8_t {
+  kLoops,           ///< one loop nest in the generated code (elementwise, reduction, small product)
+  kExactLoops,      ///< loops computing eager's values bit for bit (in a guard's input cone): sums
+                    ///< and small products in the canonical order, exact elementwise ops
+  kPacked,          ///< a small product over a packed weight, register-blocked; its epilogue per tile
+  kDnnl,            ///< one oneDNN primitive (the product with its bias), then an epilogue loop
+  kRuntimeProduct,  ///< the product through the runtime's kernel, then an epilogue loop
+  kRuntime,         ///< every node through bj_rt_call_node (eager mode's kernels)
+};
+std::string_view strategy_name(Strategy s);
+
+struct NodePlan {
+  Strategy strategy = Strategy::kLoops;
+  int packing = -1;             ///< kPacked: index into Plan::packings
+  int64_t padded_offset = -1;   ///< kPacked with N not a multiple of 16: arena offset of the padded rows
+  std::optional<DnnlProduct> dnnl;  ///< kDnnl
+};
+
 struct Plan {
-  /// Small products that read a packed weight: node -> index into `packings`.
-  std::unordered_map<const ir::Node*, int> packed;
+  /// Every top-level op and region node (literals and guards need no plan).
+  std::unordered_map<const ir::Node*, NodePlan> nodes;
+  const NodePlan& at(const ir::Node& n) const;
+  /// The nodes planned with strategy `s`.
+  std::vector<const NodePlan*> with(Strategy s) const;
   std::vector<Packing> packings;
-  /// Packed products whose N is not a multiple of 16: arena offset of their padded [M, N16] rows.
-  std::unordered_map<const ir::Node*, int64_t> padded_product;
-  /// Large products (a lone matmul node or a contraction region) oneDNN runs whole.
-  std::unordered_map<const ir::Node*, DnnlProduct> dnnl;
-  /// Top-level nodes whose values feed a guard (its input cone): they compute exactly what eager
-  /// mode computes, bit for bit, so a compiled call takes the path eager would take: inline
-  /// where exact_lowering() holds (IEEE-exact elementwise ops, sums and small products in the
-  /// canonical summation order), else through the runtime's kernels, which are eager mode's
-  /// (max/min reductions, large or batched products, exp, log, tanh, sigmoid, pow).
-  std::unordered_set<const ir::Node*> guard_cone;
-  /// Nodes run through bj_rt_call_node, with their index in `context`.
+  /// Nodes (top-level, or in a region's body) run through bj_rt_call_node: their index in `context`.
   std::unordered_map<const ir::Node*, int32_t> callback;
   /// Extra arena space (after memory planning's) for values that need memory.
   std::unordered_map<const ir::Value*, int64_t> scratch;
@@ -80,6 +93,12 @@ bool inline_reduction(const ir::Node& n);
 /// True if codegen emits loops for this matrix product (2-D f32, small).
 bool inline_matmul(const ir::Node& n);
 
+/// The top-level nodes whose values feed a guard (its input cone; a region counts whole). They
+/// compute exactly what eager mode computes, bit for bit, so a compiled call takes the path eager
+/// would take: kExactLoops where exact_lowering() holds, else kRuntime (eager's own kernels).
+std::unordered_set<const ir::Node*> guard_cone(const ir::Graph& g);
+
+/// The plan of every node of an optimized graph, in four sweeps (plan.cpp).
 Plan make_plan(const ir::Graph& g);
 
 }  // namespace bj::codegen

@@ -332,8 +332,8 @@ TEST_CASE("a large dense layer is one oneDNN primitive (bias fused, relu a loop 
   dense(x);
   CompiledTrace c = compile(trace(dense, x));
   const codegen::Plan& plan = c.executable().plan();
-  REQUIRE(plan.dnnl.size() == 1);
-  const codegen::DnnlProduct& d = plan.dnnl.begin()->second;
+  REQUIRE(plan.with(codegen::Strategy::kDnnl).size() == 1);
+  const codegen::DnnlProduct& d = *plan.with(codegen::Strategy::kDnnl).front()->dnnl;
   REQUIRE(d.packing >= 0);
   const rt::FusedMatmul& f = *plan.packings.at(static_cast<size_t>(d.packing)).dnnl;
   CHECK((f.bias && f.packed_b && f.tb));
@@ -359,7 +359,7 @@ TEST_CASE("small products with a packed parameter: every tile shape equals eager
       Tensor x = uniform(-1, 1, {batch, 24});
       dense(x);
       CompiledTrace c = compile(trace(dense, x));
-      REQUIRE(c.executable().plan().packed.size() == 1);
+      REQUIRE(c.executable().plan().with(codegen::Strategy::kPacked).size() == 1);
       check_near(c.run({x}).outputs.at(0), dense(x), Tol{1e-5, 1e-6});
     }
   }
