@@ -1,0 +1,194 @@
+// Contraction regions (and products alone) that run as loops: small products
+// as i/j loops with a dot product along k (summed as eager does in a guard's
+// input cone), and products over a packed weight as a register-blocked
+// kernel; the epilogue applied per element.
+#include <llvm/IR/Intrinsics.h>
+
+#include "codegen/lowerer.h"
+
+namespace bj::codegen {
+
+Lowerer::ProductShape Lowerer::product_shape(const ir::Node& mm) {
+  const Shape &cs = mm.result->type.shape, &as = mm.inputs[0]->type.shape;
+  const bool ta = mm.attrs.transpose_a, tb = mm.attrs.transpose_b;
+  const int64_t m = cs[0], n = cs[1], k = ta ? as[0] : as[1];
+  return {m, n, k, ta ? 1 : k, ta ? m : 1, tb ? 1 : n, tb ? k : 1};
+}
+
+void Lowerer::emit_contraction(const std::vector<const ir::Node*>& body, const std::vector<const ir::Value*>& stores,
+                               bool exact) {
+  const ir::Node& mm = *body.front();
+  std::vector<const ir::Node*> epilogue(body.begin() + 1, body.end());
+  const Shape& cs = mm.result->type.shape;
+  const ProductShape ps = product_shape(mm);
+  const int64_t K_ = ps.k, a_i = ps.a_i, a_k = ps.a_k, b_k = ps.b_k, b_j = ps.b_j;
+  std::vector<const ir::Value*> ext = externals(epilogue);
+  std::erase(ext, mm.result);
+  Operands ops;
+  add_operand(ops, mm.inputs[0], {});
+  add_operand(ops, mm.inputs[1], {});
+  for (const ir::Value* v : ext) add_operand(ops, v, broadcast_strides(v->type.shape, cs));
+  for (const ir::Value* v : stores) add_operand(ops, v, contiguous_strides(cs));
+  Space space{cs, ops.strides};
+  emit_loop_function(space, ops.addrs, false, [&](const std::vector<LV*>& ivs, const std::vector<LV*>& ptrs) {
+    LV *i = ivs[0], *j = ivs[1];
+    LV* a_row = b_.CreateInBoundsGEP(f32_, ptrs[0], b_.CreateMul(i, b_.getInt64(static_cast<uint64_t>(a_i))));
+    LV* b_col = b_.CreateInBoundsGEP(f32_, ptrs[1], b_.CreateMul(j, b_.getInt64(static_cast<uint64_t>(b_j))));
+    auto a_at = [&](LV* k) {
+      return b_.CreateLoad(f32_, b_.CreateInBoundsGEP(f32_, a_row, b_.CreateMul(k, b_.getInt64(static_cast<uint64_t>(a_k)))));
+    };
+    auto b_at = [&](LV* k) {
+      return b_.CreateLoad(f32_, b_.CreateInBoundsGEP(f32_, b_col, b_.CreateMul(k, b_.getInt64(static_cast<uint64_t>(b_k)))));
+    };
+    // acc = sum_k A(i,k) * B(k,j): as eager sums it when exact, else reassociable so it vectorizes over k.
+    LV* sum = llvm::ConstantFP::get(f32_, exact && K_ == 0 ? 0.0 : -0.0);
+    if (exact && K_ > 0 && mm.attrs.transpose_b && a_k == 1 && b_k == 1) {
+      sum = canonical_dot(K_, a_row, b_col);
+    } else if (exact && K_ > 0 && mm.attrs.transpose_b) {
+      sum = canonical_sum(K_, [&](LV* k) { return b_.CreateFMul(a_at(k), b_at(k)); });
+    } else if (K_ > 0) {  // exact: in increasing k, one rounding per multiply and per add
+      auto* pre = b_.GetInsertBlock();
+      llvm::Function* f = pre->getParent();
+      auto* head = llvm::BasicBlock::Create(llvm_, "dot", f);
+      auto* exit = llvm::BasicBlock::Create(llvm_, "dot_end", f);
+      b_.CreateBr(head);
+      b_.SetInsertPoint(head);
+      auto* k = b_.CreatePHI(i64_, 2);
+      auto* acc = b_.CreatePHI(f32_, 2);
+      k->addIncoming(b_.getInt64(0), pre);
+      acc->addIncoming(sum, pre);
+      LV* a = a_at(k);
+      LV* b = b_at(k);
+      llvm::IRBuilderBase::FastMathFlagGuard guard(b_);
+      llvm::FastMathFlags fmf;
+      if (!exact) {
+        fmf.setAllowReassoc();
+        fmf.setAllowContract();
+      }
+      b_.setFastMathFlags(fmf);
+      LV* next_acc = b_.CreateFAdd(acc, b_.CreateFMul(a, b));
+      LV* next = b_.CreateAdd(k, b_.getInt64(1), "", true, true);
+      k->addIncoming(next, b_.GetInsertBlock());
+      acc->addIncoming(next_acc, b_.GetInsertBlock());
+      b_.CreateCondBr(b_.CreateICmpSLT(next, b_.getInt64(static_cast<uint64_t>(K_))), head, exit);
+      b_.SetInsertPoint(exit);
+      sum = next_acc;
+    }
+    std::unordered_map<const ir::Value*, LV*> val{{mm.result, sum}};
+    for (size_t e = 0; e < ext.size(); ++e)  // operands 0 and 1 are the matrices
+      val[ext[e]] = load_element(ext[e]->type, ptrs[2 + e], offset(ivs, space.strides[2 + e]));
+    for (const ir::Node* n : epilogue) val[n->result] = scalar(*n, val);
+    store_values(stores, 2 + ext.size(), ptrs, ivs, space, val);
+  });
+}
+
+void Lowerer::emit_packed_contraction(const ir::Node& mm, const std::vector<const ir::Node*>& epilogue,
+                                      const std::vector<const ir::Value*>& stores, const NodePlan& np) {
+  const Shape& cs = mm.result->type.shape;
+  const ProductShape ps = product_shape(mm);
+  const int64_t M_ = ps.m, N_ = ps.n, K_ = ps.k, a_i = ps.a_i, a_k = ps.a_k;
+  LV* packed = packed_[static_cast<size_t>(np.packing)];
+  std::vector<const ir::Value*> ext = externals(epilogue);
+  std::erase(ext, mm.result);
+  // The product's rows: the result itself, or padded rows in scratch when N is not a multiple of 16.
+  const int64_t NP = (N_ + 15) / 16 * 16;
+  LV* product = np.padded_offset < 0 ? address(mm.result)
+                                     : b_.CreateConstInBoundsGEP1_64(i8_, arena_, static_cast<uint64_t>(np.padded_offset));
+  Operands ops;
+  add_operand(ops, mm.inputs[0], {});
+  for (LV* p : {packed, product}) {
+    ops.addrs.push_back(p);
+    ops.strides.push_back({});
+  }
+  for (const ir::Value* v : ext) add_operand(ops, v, broadcast_strides(v->type.shape, cs));
+  for (const ir::Value* v : stores) add_operand(ops, v, contiguous_strides(cs));
+  const bool direct = epilogue.empty() && stores.size() == 1 && stores[0] == mm.result && NP == N_;
+  // Tile: NR vectors (a divisor of N/16, at most 8) by MR rows (a divisor of M, at most 24/NR accumulators).
+  const int64_t V = NP / 16;
+  int64_t NR = std::min<int64_t>(V, 8), MR = 1;
+  while (V % NR) --NR;
+  for (int64_t r = std::min<int64_t>(4, 24 / NR); r > 1; --r)
+    if (M_ % r == 0) {
+      MR = r;
+      break;
+    }
+  // Few accumulators would wait on each other's multiply-add latency: with U (a divisor of K) sets
+  // of partial sums over interleaved k, about 12 independent chains are in flight.
+  int64_t U = 1;
+  for (int64_t u = std::min<int64_t>(8, (12 + MR * NR - 1) / (MR * NR)); u > 1; --u)
+    if (K_ % u == 0) {
+      U = u;
+      break;
+    }
+  auto i64c = [&](int64_t v) { return b_.getInt64(static_cast<uint64_t>(v)); };
+  auto* vty = llvm::FixedVectorType::get(f32_, 16);
+  llvm::Function* fma = llvm::Intrinsic::getDeclaration(&module_, llvm::Intrinsic::fmuladd, {vty});
+  emit_loop_function(Space{{M_ / MR}, {}}, ops.addrs, false, [&](const std::vector<LV*>& ivs, const std::vector<LV*>& ptrs) {
+    LV* i0 = b_.CreateMul(ivs[0], i64c(MR));
+    loop(i64c(0), i64c(V / NR), [&](LV* jt) {
+      LV* col = b_.CreateMul(jt, i64c(NR * 16));  // first column of the tile
+      // k loop with the accumulators as phis
+      auto* pre = b_.GetInsertBlock();
+      llvm::Function* f = pre->getParent();
+      auto* head = llvm::BasicBlock::Create(llvm_, "kloop", f);
+      auto* exit = llvm::BasicBlock::Create(llvm_, "kloop_end", f);
+      b_.CreateBr(head);
+      b_.SetInsertPoint(head);
+      auto* k = b_.CreatePHI(i64_, 2);  // steps of U
+      k->addIncoming(i64c(0), pre);
+      const int64_t T = MR * NR;  // accumulators per k
+      std::vector<llvm::PHINode*> acc;
+      for (int64_t t = 0; t < U * T; ++t) {
+        acc.push_back(b_.CreatePHI(vty, 2));
+        acc.back()->addIncoming(llvm::ConstantAggregateZero::get(vty), pre);
+      }
+      std::vector<LV*> next(acc.begin(), acc.end());
+      for (int64_t u = 0; u < U; ++u) {
+        LV* kk = b_.CreateAdd(k, i64c(u));
+        LV* brow = b_.CreateInBoundsGEP(f32_, ptrs[1], b_.CreateAdd(b_.CreateMul(kk, i64c(NP)), col));
+        std::vector<LV*> b;
+        for (int64_t c = 0; c < NR; ++c)
+          b.push_back(b_.CreateAlignedLoad(vty, b_.CreateConstInBoundsGEP1_64(f32_, brow, static_cast<uint64_t>(c * 16)),
+                                          llvm::Align(4)));
+        for (int64_t r = 0; r < MR; ++r) {
+          LV* ai = b_.CreateAdd(b_.CreateMul(b_.CreateAdd(i0, i64c(r)), i64c(a_i)), b_.CreateMul(kk, i64c(a_k)));
+          LV* a = b_.CreateVectorSplat(16, b_.CreateLoad(f32_, b_.CreateInBoundsGEP(f32_, ptrs[0], ai)));
+          for (int64_t c = 0; c < NR; ++c) {
+            LV*& sum = next[u * T + r * NR + c];
+            sum = b_.CreateCall(fma, {a, b[c], sum});
+          }
+        }
+      }
+      LV* k1 = b_.CreateAdd(k, i64c(U), "", true, true);
+      k->addIncoming(k1, b_.GetInsertBlock());
+      for (int64_t t = 0; t < U * T; ++t) acc[t]->addIncoming(next[t], b_.GetInsertBlock());
+      // The body is already U*MR*NR multiply-adds: unrolled by 2 at most.
+      limit_unroll(b_.CreateCondBr(b_.CreateICmpSLT(k1, i64c(K_)), head, exit), 2);
+      b_.SetInsertPoint(exit);
+      for (int64_t t = 0; t < T; ++t)  // the U partial sums of each accumulator
+        for (int64_t u = 1; u < U; ++u) next[t] = b_.CreateFAdd(next[t], next[u * T + t]);
+      for (int64_t r = 0; r < MR; ++r) {
+        LV* row = b_.CreateInBoundsGEP(f32_, ptrs[2], b_.CreateAdd(b_.CreateMul(b_.CreateAdd(i0, i64c(r)), i64c(NP)), col));
+        for (int64_t c = 0; c < NR; ++c)
+          b_.CreateAlignedStore(next[r * NR + c], b_.CreateConstInBoundsGEP1_64(f32_, row, static_cast<uint64_t>(c * 16)),
+                               llvm::Align(4));
+      }
+    });
+    if (direct) return;
+    loop(i64c(0), i64c(MR), [&](LV* r) {
+      LV* i = b_.CreateAdd(i0, r);
+      LV* row = b_.CreateInBoundsGEP(f32_, ptrs[2], b_.CreateMul(i, i64c(NP)));
+      loop(i64c(0), i64c(N_), [&](LV* j) {
+        std::vector<LV*> at{i, j};
+        std::unordered_map<const ir::Value*, LV*> val{{mm.result, b_.CreateLoad(f32_, b_.CreateInBoundsGEP(f32_, row, j))}};
+        for (size_t e = 0; e < ext.size(); ++e)
+          val[ext[e]] = load_element(ext[e]->type, ptrs[3 + e], offset(at, ops.strides[3 + e]));
+        for (const ir::Node* n : epilogue) val[n->result] = scalar(*n, val);
+        for (size_t s = 0; s < stores.size(); ++s)
+          store_element(stores[s]->type, val.at(stores[s]), ptrs[3 + ext.size() + s], offset(at, ops.strides[3 + ext.size() + s]));
+      });
+    });
+  });
+}
+
+}  // namespace bj::codegen

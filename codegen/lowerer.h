@@ -1,0 +1,179 @@
+// Internal to codegen/: the Lowerer, which turns an optimized, planned graph
+// into one LLVM function (lower.h is the interface). It is defined in parts:
+//   lower.cpp              the entry function: buffers, guards, callbacks into
+//                          the runtime, oneDNN products, output copies, and the
+//                          dispatch of each node on its plan's Strategy
+//   lower_loops.cpp        loop functions (a noinline wrapper around an
+//                          always-inlined body with noalias operands, run
+//                          directly or on the thread pool), counted loops,
+//                          accumulator loops, the canonical summation order
+//   lower_elements.cpp     the element semantics: each elementwise op's scalar
+//                          expression, comparisons, reduction combines
+//   lower_elementwise.cpp  elementwise regions: one loop nest
+//   lower_reduction.cpp    reduction regions: accumulations (and exact row sums)
+//   lower_contraction.cpp  contraction regions: dot-product loops, the
+//                          register-blocked kernel over packed weights
+#pragma once
+
+#include <llvm/IR/IRBuilder.h>
+#include <llvm/IR/LLVMContext.h>
+#include <llvm/IR/Module.h>
+
+#include <functional>
+#include <unordered_map>
+#include <vector>
+
+#include "codegen/plan.h"
+#include "ir/graph.h"
+#include "ir/semantics.h"
+
+namespace bj::codegen {
+
+using LV = llvm::Value;
+/// The scalars of the current iteration: graph value -> its LLVM value.
+using Scalars = std::unordered_map<const ir::Value*, LV*>;
+/// A loop nest's iteration space and its operands' element strides (ir/shape.h).
+using Space = StridedSpace;
+
+class Lowerer {
+ public:
+  Lowerer(const ir::Graph& g, const Plan& plan, llvm::LLVMContext& ctx, llvm::Module& m);
+  /// Emits the entry function (lower.h) and everything it calls into the module.
+  void run();
+
+ private:
+  // ---- setup, buffers, guards, callbacks, copies (lower.cpp) ----
+  // ---- function setup -------------------------------------------------------
+  void attributes(llvm::Function& f);
+  /// Buffer addresses: inputs, params, consts, outputs, arena (see lower.h).
+  void bind_buffers();
+  /// The address of a value that lives in memory.
+  LV* address(const ir::Value* v);
+  // ---- guards, callbacks, copies ---------------------------------------------
+  void emit_guard(const ir::Node& n, int index);
+  void emit_callback(const ir::Node& n);
+  /// bj_rt_call_node(ctx, id, {inputs...}, out)
+  void emit_call_node(int32_t id, const std::vector<LV*>& inputs, LV* out);
+  /// A product (with its bias) run by one oneDNN primitive, B reordered when it is a parameter;
+  /// the rest of its region as a loop over the primitive's result.
+  void emit_dnnl_product(const ir::Node& n, const DnnlProduct& d);
+  void emit_output_copies();
+  llvm::AllocaInst* entry_alloca(llvm::Type* t);
+  // ---- top-level nodes --------------------------------------------------------
+  /// A top-level op (a region of one) or region, as its plan says.
+  void emit_planned(const ir::Node& n);
+  /// The loop nest a top-level node needs: its region's kind, or for an op alone the kind of
+  /// region it would anchor.
+  static ir::RegionKind nest_kind(const ir::Node& n);
+
+  // ---- loop functions, loops, operands (lower_loops.cpp) ----
+  // ---- loop functions -----------------------------------------------------------
+  /// A loop function: `void name(i64 begin, i64 end, ptr bufs)` loads its
+  /// `n` operand pointers and calls `name.body(begin, end, ptr noalias...)`
+  /// (always inlined, so the noalias facts reach the loops and the
+  /// vectorizer needs no runtime overlap checks: memory planning keeps
+  /// every value a loop writes apart from what it reads). Returns the
+  /// wrapper, with the builder at the start of the body function.
+  struct LoopFunction {
+    llvm::Function* wrapper;
+    llvm::Function* body;
+  };
+  LoopFunction begin_loop_function(const char* name, size_t n, std::vector<LV*>& ptrs);
+  /// In main: fn(0, outer, addresses of `operands`), through the thread pool when `parallel`.
+  void call_loop_function(llvm::Function* fn, const std::vector<LV*>& operands, int64_t outer, bool parallel);
+  /// A loop function over `space` (its outermost dim split by begin/end);
+  /// `body(ivs, ptrs)` emits one innermost iteration. Called from main with
+  /// the addresses of `operands`, in parallel when `parallel`.
+  void emit_loop_function(const Space& space, const std::vector<LV*>& operands, bool parallel,
+                          const std::function<void(const std::vector<LV*>& ivs, const std::vector<LV*>& ptrs)>& body);
+  /// Loop metadata on `latch`: LLVM unrolls that loop at most `count` times.
+  void limit_unroll(llvm::Instruction* latch, int count);
+  /// for (iv = lo; iv < hi; ++iv) body(iv)
+  void loop(LV* lo, LV* hi, const std::function<void(LV*)>& body);
+  /// Element offset sum(iv[d] * stride[d]).
+  LV* offset(const std::vector<LV*>& ivs, const Shape& strides);
+  LV* load_element(const Type& t, LV* base, LV* off);
+  void store_element(const Type& t, LV* v, LV* base, LV* off);
+  /// The memory operands of a loop nest: addresses and element strides over its iteration space.
+  struct Operands {
+    std::vector<LV*> addrs;
+    std::vector<Shape> strides;
+  };
+  void add_operand(Operands& o, const ir::Value* v, const Shape& strides);
+  /// Loads the external values (operands [0, ext.size())) at the current iteration.
+  void load_externals(const std::vector<const ir::Value*>& ext, const std::vector<LV*>& ptrs,
+                      const std::vector<LV*>& ivs, const Space& space, std::unordered_map<const ir::Value*, LV*>& val);
+  /// Stores `stores` (operands from `first` on) at the current iteration.
+  void store_values(const std::vector<const ir::Value*>& stores, size_t first, const std::vector<LV*>& ptrs,
+                    const std::vector<LV*>& ivs, const Space& space, const std::unordered_map<const ir::Value*, LV*>& val);
+  // ---- elementwise --------------------------------------------------------------
+  /// External operands of `body` (values computed elsewhere), in first-use order.
+  static std::vector<const ir::Value*> externals(const std::vector<const ir::Node*>& body);
+  /// The canonical sum (rt::kSumLanes, runtime/kernels.h) of n terms: 16 lanes from -0, lane l
+  /// adding the terms k = l (mod 16) in order, then folded in halves. `chunk(k0)` gives the 16
+  /// terms k0..k0+15 as a vector, `term(k)` one term (for the tail, which fills lanes 0..n%16;
+  /// the other lanes add -0, which changes nothing). Eager mode's kernels sum in this order and
+  /// no fast-math flag lets LLVM change it, so the result is theirs bit for bit.
+  LV* canonical_sum(int64_t n, const std::function<LV*(LV* k0)>& chunk, const std::function<LV*(LV* k)>& term);
+  /// canonical_sum with scalar terms only (assembled into vectors a chunk at a time).
+  LV* canonical_sum(int64_t n, const std::function<LV*(LV* k)>& term);
+  /// canonical_sum of a[k] * b[k] over two contiguous rows, loading 16 floats at a time.
+  LV* canonical_dot(int64_t n, LV* a, LV* b);
+
+  // ---- element semantics (lower_elements.cpp) ----
+  // ---- scalar semantics of elementwise ops ------------------------------------------
+  LV* scalar(const ir::Node& n, const std::unordered_map<const ir::Value*, LV*>& val);
+  /// ir::holds(c, a, b): ordered float predicates (false with NaN), unsigned ones for bools.
+  LV* compare(ir::Cmp c, LV* a, LV* b, bool boolean);
+  /// ir::maximum(a, b) (or ir::minimum when !max): a if a is NaN or beyond b, else b.
+  LV* maximum(LV* a, LV* b, bool max);
+  /// Where reduction `c` starts (ir::identity), or, over an empty axis, its result.
+  LV* identity(ir::Combine c, bool empty);
+  /// ir::combine(c, acc, v). Sums and products outside guard cones may be reassociated (so the
+  /// loop vectorizes); max and min propagate NaN as ir::maximum and ir::minimum do.
+  LV* combine(ir::Combine c, LV* acc, LV* v);
+
+  // ---- one emitter per region kind (lower_elementwise.cpp, lower_reduction.cpp, lower_contraction.cpp) ----
+  /// One loop nest over `shape` computing `body`'s scalars per element and storing `stores`.
+  void emit_elementwise(const std::vector<const ir::Node*>& body, const std::vector<const ir::Value*>& stores,
+                        const Shape& shape);
+  // ---- reductions ---------------------------------------------------------------
+  /// The elementwise members (producers) and the final reduction, as one accumulation.
+  void emit_reduction(const std::vector<const ir::Node*>& body, const std::vector<const ir::Value*>& stores);
+  /// A sum over trailing axes (at most rt::kSumBlock elements per row) with its producers, in a
+  /// guard's input cone: each row summed in the canonical order, as eager mode's kernel does.
+  void emit_exact_row_sum(const std::vector<const ir::Node*>& body, const std::vector<const ir::Value*>& stores);
+  // ---- contractions ---------------------------------------------------------------
+  /// C[m,n] = A·B: its sizes and the element strides of A(i,k) and B(k,j) as stored.
+  struct ProductShape {
+    int64_t m, n, k, a_i, a_k, b_k, b_j;
+  };
+  static ProductShape product_shape(const ir::Node& mm);
+  /// `exact`: in a guard's input cone, each element summed as eager mode's small-product kernel
+  /// sums it (the canonical order for dot products, increasing k otherwise; no fused multiply-adds).
+  void emit_contraction(const std::vector<const ir::Node*>& body, const std::vector<const ir::Value*>& stores,
+                        bool exact = false);
+  /// C = A * B with B packed as [K, N16] (N padded to a multiple of 16): a register-blocked
+  /// kernel. Each tile of MR rows x NR 16-float vectors keeps its MR*NR
+  /// accumulators in registers over the k loop (one broadcast of A and one
+  /// fused multiply-add per accumulator and k), then stores them to C; the
+  /// epilogue then runs over the tile's rows, reading their first N columns
+  /// (vectorized by LLVM).
+  void emit_packed_contraction(const ir::Node& mm, const std::vector<const ir::Node*>& epilogue,
+                               const std::vector<const ir::Value*>& stores, const NodePlan& np);
+
+  const ir::Graph& g_;
+  const Plan& plan_;
+  llvm::LLVMContext& llvm_;
+  llvm::Module& module_;
+  llvm::IRBuilder<> b_;
+  llvm::Type *f32_, *i8_, *i32_, *i64_;
+  llvm::PointerType* ptr_;
+  llvm::Function* main_ = nullptr;
+  LV *bufs_ = nullptr, *ctx_ = nullptr, *arena_ = nullptr;
+  std::unordered_map<const ir::Value*, LV*> addr_;
+  std::vector<LV*> output_addr_;
+  std::vector<LV*> packed_;  // packed weights, one per plan_.packings entry
+};
+
+}  // namespace bj::codegen
