@@ -40,25 +40,17 @@ void Lowerer::emit_contraction(const std::vector<const ir::Node*>& body, const s
     auto b_at = [&](LV* k) {
       return b_.CreateLoad(f32_, b_.CreateInBoundsGEP(f32_, b_col, b_.CreateMul(k, b_.getInt64(static_cast<uint64_t>(b_k)))));
     };
-    // acc = sum_k A(i,k) * B(k,j): as eager sums it when exact, else reassociable so it vectorizes over k.
-    LV* sum = llvm::ConstantFP::get(f32_, exact && K_ == 0 ? 0.0 : -0.0);
+    // acc = sum_k A(i,k) * B(k,j): as eager sums it when exact, else reassociable so it vectorizes
+    // over k. An empty sum is +0, as eager's; otherwise sums start from -0 (-0 + x is x).
+    LV* sum = llvm::ConstantFP::get(f32_, K_ == 0 ? 0.0 : -0.0);
     if (exact && K_ > 0 && mm.attrs.transpose_b && a_k == 1 && b_k == 1) {
       sum = canonical_dot(K_, a_row, b_col);
     } else if (exact && K_ > 0 && mm.attrs.transpose_b) {
-      sum = canonical_sum(K_, [&](LV* k) { return b_.CreateFMul(a_at(k), b_at(k)); });
-    } else if (K_ > 0) {  // exact: in increasing k, one rounding per multiply and per add
-      auto* pre = b_.GetInsertBlock();
-      llvm::Function* f = pre->getParent();
-      auto* head = llvm::BasicBlock::Create(llvm_, "dot", f);
-      auto* exit = llvm::BasicBlock::Create(llvm_, "dot_end", f);
-      b_.CreateBr(head);
-      b_.SetInsertPoint(head);
-      auto* k = b_.CreatePHI(i64_, 2);
-      auto* acc = b_.CreatePHI(f32_, 2);
-      k->addIncoming(b_.getInt64(0), pre);
-      acc->addIncoming(sum, pre);
-      LV* a = a_at(k);
-      LV* b = b_at(k);
+      sum = canonical_sum(K_, [&](LV* k) {
+        LV* a = a_at(k);
+        return b_.CreateFMul(a, b_at(k));
+      });
+    } else {  // exact: in increasing k, one rounding per multiply and per add
       llvm::IRBuilderBase::FastMathFlagGuard guard(b_);
       llvm::FastMathFlags fmf;
       if (!exact) {
@@ -66,13 +58,11 @@ void Lowerer::emit_contraction(const std::vector<const ir::Node*>& body, const s
         fmf.setAllowContract();
       }
       b_.setFastMathFlags(fmf);
-      LV* next_acc = b_.CreateFAdd(acc, b_.CreateFMul(a, b));
-      LV* next = b_.CreateAdd(k, b_.getInt64(1), "", true, true);
-      k->addIncoming(next, b_.GetInsertBlock());
-      acc->addIncoming(next_acc, b_.GetInsertBlock());
-      b_.CreateCondBr(b_.CreateICmpSLT(next, b_.getInt64(static_cast<uint64_t>(K_))), head, exit);
-      b_.SetInsertPoint(exit);
-      sum = next_acc;
+      sum = accumulate(K_, 1, {sum}, [&](LV* k, const Accumulators& acc) {
+        LV* a = a_at(k);  // A's load first (C++ leaves the order of arguments open)
+        LV* b = b_at(k);
+        return Accumulators{b_.CreateFAdd(acc[0], b_.CreateFMul(a, b))};
+      })[0];
     }
     std::unordered_map<const ir::Value*, LV*> val{{mm.result, sum}};
     for (size_t e = 0; e < ext.size(); ++e)  // operands 0 and 1 are the matrices
@@ -127,44 +117,30 @@ void Lowerer::emit_packed_contraction(const ir::Node& mm, const std::vector<cons
     LV* i0 = b_.CreateMul(ivs[0], i64c(MR));
     loop(i64c(0), i64c(V / NR), [&](LV* jt) {
       LV* col = b_.CreateMul(jt, i64c(NR * 16));  // first column of the tile
-      // k loop with the accumulators as phis
-      auto* pre = b_.GetInsertBlock();
-      llvm::Function* f = pre->getParent();
-      auto* head = llvm::BasicBlock::Create(llvm_, "kloop", f);
-      auto* exit = llvm::BasicBlock::Create(llvm_, "kloop_end", f);
-      b_.CreateBr(head);
-      b_.SetInsertPoint(head);
-      auto* k = b_.CreatePHI(i64_, 2);  // steps of U
-      k->addIncoming(i64c(0), pre);
+      // The k loop, U steps at a time, with the U*T accumulators in registers (all 0 when K is 0).
       const int64_t T = MR * NR;  // accumulators per k
-      std::vector<llvm::PHINode*> acc;
-      for (int64_t t = 0; t < U * T; ++t) {
-        acc.push_back(b_.CreatePHI(vty, 2));
-        acc.back()->addIncoming(llvm::ConstantAggregateZero::get(vty), pre);
-      }
-      std::vector<LV*> next(acc.begin(), acc.end());
-      for (int64_t u = 0; u < U; ++u) {
-        LV* kk = b_.CreateAdd(k, i64c(u));
-        LV* brow = b_.CreateInBoundsGEP(f32_, ptrs[1], b_.CreateAdd(b_.CreateMul(kk, i64c(NP)), col));
-        std::vector<LV*> b;
-        for (int64_t c = 0; c < NR; ++c)
-          b.push_back(b_.CreateAlignedLoad(vty, b_.CreateConstInBoundsGEP1_64(f32_, brow, static_cast<uint64_t>(c * 16)),
-                                          llvm::Align(4)));
-        for (int64_t r = 0; r < MR; ++r) {
-          LV* ai = b_.CreateAdd(b_.CreateMul(b_.CreateAdd(i0, i64c(r)), i64c(a_i)), b_.CreateMul(kk, i64c(a_k)));
-          LV* a = b_.CreateVectorSplat(16, b_.CreateLoad(f32_, b_.CreateInBoundsGEP(f32_, ptrs[0], ai)));
-          for (int64_t c = 0; c < NR; ++c) {
-            LV*& sum = next[u * T + r * NR + c];
-            sum = b_.CreateCall(fma, {a, b[c], sum});
+      llvm::BranchInst* latch = nullptr;
+      Accumulators next = accumulate(K_, U, Accumulators(U * T, llvm::ConstantAggregateZero::get(vty)),
+                                     [&](LV* k, Accumulators acc) {
+        for (int64_t u = 0; u < U; ++u) {
+          LV* kk = b_.CreateAdd(k, i64c(u));
+          LV* brow = b_.CreateInBoundsGEP(f32_, ptrs[1], b_.CreateAdd(b_.CreateMul(kk, i64c(NP)), col));
+          std::vector<LV*> b;
+          for (int64_t c = 0; c < NR; ++c)
+            b.push_back(b_.CreateAlignedLoad(vty, b_.CreateConstInBoundsGEP1_64(f32_, brow, static_cast<uint64_t>(c * 16)),
+                                             llvm::Align(4)));
+          for (int64_t r = 0; r < MR; ++r) {
+            LV* ai = b_.CreateAdd(b_.CreateMul(b_.CreateAdd(i0, i64c(r)), i64c(a_i)), b_.CreateMul(kk, i64c(a_k)));
+            LV* a = b_.CreateVectorSplat(16, b_.CreateLoad(f32_, b_.CreateInBoundsGEP(f32_, ptrs[0], ai)));
+            for (int64_t c = 0; c < NR; ++c) {
+              LV*& sum = acc[u * T + r * NR + c];
+              sum = b_.CreateCall(fma, {a, b[c], sum});
+            }
           }
         }
-      }
-      LV* k1 = b_.CreateAdd(k, i64c(U), "", true, true);
-      k->addIncoming(k1, b_.GetInsertBlock());
-      for (int64_t t = 0; t < U * T; ++t) acc[t]->addIncoming(next[t], b_.GetInsertBlock());
-      // The body is already U*MR*NR multiply-adds: unrolled by 2 at most.
-      limit_unroll(b_.CreateCondBr(b_.CreateICmpSLT(k1, i64c(K_)), head, exit), 2);
-      b_.SetInsertPoint(exit);
+        return acc;
+      }, &latch);
+      if (latch) limit_unroll(latch, 2);  // the body is already U*MR*NR multiply-adds: unrolled by 2 at most
       for (int64_t t = 0; t < T; ++t)  // the U partial sums of each accumulator
         for (int64_t u = 1; u < U; ++u) next[t] = b_.CreateFAdd(next[t], next[u * T + t]);
       for (int64_t r = 0; r < MR; ++r) {

@@ -90,6 +90,33 @@ void Lowerer::loop(LV* lo, LV* hi, const std::function<void(LV*)>& body) {
   b_.SetInsertPoint(exit);
 }
 
+Lowerer::Accumulators Lowerer::accumulate(int64_t n, int64_t step, const Accumulators& init,
+                                          const std::function<Accumulators(LV* k, const Accumulators& acc)>& next,
+                                          llvm::BranchInst** latch) {
+  if (n <= 0) return init;
+  llvm::BasicBlock* pre = b_.GetInsertBlock();
+  auto* head = llvm::BasicBlock::Create(llvm_, "acc", pre->getParent());
+  auto* exit = llvm::BasicBlock::Create(llvm_, "acc_end", pre->getParent());
+  b_.CreateBr(head);
+  b_.SetInsertPoint(head);
+  auto* k = b_.CreatePHI(i64_, 2);
+  k->addIncoming(b_.getInt64(0), pre);
+  std::vector<llvm::PHINode*> phis;
+  for (LV* v : init) {
+    phis.push_back(b_.CreatePHI(v->getType(), 2));
+    phis.back()->addIncoming(v, pre);
+  }
+  Accumulators acc(phis.begin(), phis.end());
+  acc = next(k, acc);
+  LV* k_next = b_.CreateAdd(k, b_.getInt64(static_cast<uint64_t>(step)), "", true, true);
+  k->addIncoming(k_next, b_.GetInsertBlock());
+  for (size_t i = 0; i < phis.size(); ++i) phis[i]->addIncoming(acc[i], b_.GetInsertBlock());
+  llvm::BranchInst* back = b_.CreateCondBr(b_.CreateICmpSLT(k_next, b_.getInt64(static_cast<uint64_t>(n))), head, exit);
+  if (latch) *latch = back;
+  b_.SetInsertPoint(exit);
+  return acc;
+}
+
 LV* Lowerer::offset(const std::vector<LV*>& ivs, const Shape& strides) {
   LV* off = b_.getInt64(0);
   for (size_t d = 0; d < ivs.size(); ++d)
@@ -147,23 +174,9 @@ LV* Lowerer::canonical_sum(int64_t n, const std::function<LV*(LV* k0)>& chunk, c
   auto* vt = llvm::FixedVectorType::get(f32_, kLanes);
   LV* acc = llvm::ConstantFP::get(vt, -0.0);
   const int64_t chunks = n / kLanes;
-  if (chunks > 0) {
-    auto* pre = b_.GetInsertBlock();
-    auto* head = llvm::BasicBlock::Create(llvm_, "csum", pre->getParent());
-    auto* exit = llvm::BasicBlock::Create(llvm_, "csum_end", pre->getParent());
-    b_.CreateBr(head);
-    b_.SetInsertPoint(head);
-    auto* iv = b_.CreatePHI(i64_, 2);
-    auto* phi = b_.CreatePHI(vt, 2);
-    iv->addIncoming(b_.getInt64(0), pre);
-    phi->addIncoming(acc, pre);
-    acc = b_.CreateFAdd(phi, chunk(b_.CreateMul(iv, b_.getInt64(kLanes))));
-    LV* next = b_.CreateAdd(iv, b_.getInt64(1), "", true, true);
-    iv->addIncoming(next, b_.GetInsertBlock());
-    phi->addIncoming(acc, b_.GetInsertBlock());
-    b_.CreateCondBr(b_.CreateICmpSLT(next, b_.getInt64(static_cast<uint64_t>(chunks))), head, exit);
-    b_.SetInsertPoint(exit);
-  }
+  acc = accumulate(chunks, 1, {acc}, [&](LV* c, const Accumulators& a) {
+    return Accumulators{b_.CreateFAdd(a[0], chunk(b_.CreateMul(c, b_.getInt64(kLanes))))};
+  })[0];
   if (const int64_t tail = n % kLanes) {
     LV* t = llvm::ConstantFP::get(vt, -0.0);
     for (int64_t l = 0; l < tail; ++l)

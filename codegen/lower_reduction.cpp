@@ -37,7 +37,6 @@ void Lowerer::emit_reduction(const std::vector<const ir::Node*>& body, const std
   auto saved = b_.saveIP();
   std::vector<LV*> ptrs;
   LoopFunction lf = begin_loop_function("reduce", ops.addrs.size(), ptrs);
-  llvm::Function* fn = lf.body;
   LV* out = ptrs[out_k];
   const ir::Combine how = *ir::reduction(red.op);
   LV* start = identity(how, in.numel() == 0);
@@ -54,27 +53,16 @@ void Lowerer::emit_reduction(const std::vector<const ir::Node*>& body, const std
   std::function<void(int)> nest = [&](int d) {
     LV* hi = b_.getInt64(static_cast<uint64_t>(space.dims[d]));
     if (d == last && inner_reduced) {
-      auto* pre = b_.GetInsertBlock();
-      auto* head = llvm::BasicBlock::Create(llvm_, "acc", fn);
-      auto* exit = llvm::BasicBlock::Create(llvm_, "acc_end", fn);
-      b_.CreateBr(head);
-      b_.SetInsertPoint(head);
-      auto* iv = b_.CreatePHI(i64_, 2);
-      auto* acc = b_.CreatePHI(f32_, 2);
-      iv->addIncoming(b_.getInt64(0), pre);
-      acc->addIncoming(identity(how, false), pre);
-      ivs.push_back(iv);
-      LV* next_acc = combine(how, acc, element(ivs));
-      ivs.pop_back();
-      LV* next = b_.CreateAdd(iv, b_.getInt64(1), "", true, true);
-      iv->addIncoming(next, b_.GetInsertBlock());
-      acc->addIncoming(next_acc, b_.GetInsertBlock());
-      b_.CreateCondBr(b_.CreateICmpSLT(next, hi), head, exit);
-      b_.SetInsertPoint(exit);
+      LV* total = accumulate(space.dims[d], 1, {identity(how, false)}, [&](LV* iv, const Accumulators& acc) {
+        ivs.push_back(iv);
+        LV* next = combine(how, acc[0], element(ivs));
+        ivs.pop_back();
+        return Accumulators{next};
+      })[0];
       ivs.push_back(b_.getInt64(0));
       LV* p = b_.CreateInBoundsGEP(f32_, out, offset(ivs, space.strides[out_k]));
       ivs.pop_back();
-      b_.CreateStore(combine(how, b_.CreateLoad(f32_, p), next_acc), p);
+      b_.CreateStore(combine(how, b_.CreateLoad(f32_, p), total), p);
       return;
     }
     loop(b_.getInt64(0), hi, [&](LV* iv) {

@@ -90,6 +90,13 @@ class Lowerer {
   void limit_unroll(llvm::Instruction* latch, int count);
   /// for (iv = lo; iv < hi; ++iv) body(iv)
   void loop(LV* lo, LV* hi, const std::function<void(LV*)>& body);
+  /// An accumulator loop: for (k = 0; k < n; k += step) acc = next(k, acc), the accumulators
+  /// (phis) kept in registers; returns their final values, `init` itself when n is 0 (no loop, no
+  /// read). `latch`, if given, receives the loop's back branch (for loop metadata).
+  using Accumulators = std::vector<LV*>;
+  Accumulators accumulate(int64_t n, int64_t step, const Accumulators& init,
+                          const std::function<Accumulators(LV* k, const Accumulators& acc)>& next,
+                          llvm::BranchInst** latch = nullptr);
   /// Element offset sum(iv[d] * stride[d]).
   LV* offset(const std::vector<LV*>& ivs, const Shape& strides);
   LV* load_element(const Type& t, LV* base, LV* off);

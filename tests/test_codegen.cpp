@@ -377,3 +377,27 @@ TEST_CASE("reductions over an empty axis compiled: +0 for sum (not the accumulat
     CHECK(compiled.outputs[1].data<float>()[i] == 1.0f);
   }
 }
+
+TEST_CASE("products with an empty inner dimension are +0 in every strategy (loops, packed, runtime), as eager") {
+  // A parameter with a 0 dimension cannot come from a Block (0 means "not known yet"), but a graph
+  // in text can hold one: x[4,0] times w[units,0] transposed.
+  for (int64_t units : {16, 20, 300}) {  // packed whole vectors, packed padded rows, too large to inline
+    CAPTURE(units);
+    const std::string text = fmt::format(
+        "graph @g(%x: f32[4,0]) -> (f32[4,{0}]) {{\n  param %w: f32[{0},0]\n"
+        "  %0: f32[4,{0}] = matmul(%x, %w) {{transpose_b}}\n  return %0\n}}\n", units);
+    auto g = ir::parse(text);
+    auto exe = codegen::compile(*g);
+    Tensor x = zeros({4, 0}), w = zeros({units, 0});
+    const rt::ConstView in[] = {{x.raw_data(), x.type()}}, params[] = {{w.raw_data(), w.type()}};
+    codegen::Executable::Result r = exe->run(in, params, {});
+    REQUIRE(r.failed_guard == -1);
+    Tensor eager = matmul(x, w, false, true);
+    for (int64_t i = 0; i < 4 * units; ++i) {
+      CAPTURE(i);
+      const float got = static_cast<const float*>(r.outputs.at(0)->data())[i];
+      CHECK(got == 0.0f);
+      CHECK(std::signbit(got) == std::signbit(eager.data<float>()[i]));
+    }
+  }
+}
