@@ -72,6 +72,34 @@ void Lowerer::emit_contraction(const std::vector<const ir::Node*>& body, const s
   });
 }
 
+namespace {
+
+/// The packed kernel's register tile: MR rows by NR 16-float vectors, and U interleaved sets of
+/// partial sums over k.
+struct Tiling {
+  int64_t mr, nr, u;
+};
+/// NR a divisor of the V vectors per row (at most 8), MR a divisor of M (at most 24/NR
+/// accumulators); few accumulators would wait on each other's multiply-add latency, so U (a
+/// divisor of K) sets of partial sums keep about 12 independent chains in flight.
+Tiling packed_tiling(int64_t m, int64_t v, int64_t k) {
+  Tiling t{1, std::min<int64_t>(v, 8), 1};
+  while (v % t.nr) --t.nr;
+  for (int64_t r = std::min<int64_t>(4, 24 / t.nr); r > 1; --r)
+    if (m % r == 0) {
+      t.mr = r;
+      break;
+    }
+  for (int64_t u = std::min<int64_t>(8, (12 + t.mr * t.nr - 1) / (t.mr * t.nr)); u > 1; --u)
+    if (k % u == 0) {
+      t.u = u;
+      break;
+    }
+  return t;
+}
+
+}  // namespace
+
 void Lowerer::emit_packed_contraction(const ir::Node& mm, const std::vector<const ir::Node*>& epilogue,
                                       const std::vector<const ir::Value*>& stores, const NodePlan& np) {
   const Shape& cs = mm.result->type.shape;
@@ -93,23 +121,8 @@ void Lowerer::emit_packed_contraction(const ir::Node& mm, const std::vector<cons
   for (const ir::Value* v : ext) add_operand(ops, v, broadcast_strides(v->type.shape, cs));
   for (const ir::Value* v : stores) add_operand(ops, v, contiguous_strides(cs));
   const bool direct = epilogue.empty() && stores.size() == 1 && stores[0] == mm.result && NP == N_;
-  // Tile: NR vectors (a divisor of N/16, at most 8) by MR rows (a divisor of M, at most 24/NR accumulators).
   const int64_t V = NP / 16;
-  int64_t NR = std::min<int64_t>(V, 8), MR = 1;
-  while (V % NR) --NR;
-  for (int64_t r = std::min<int64_t>(4, 24 / NR); r > 1; --r)
-    if (M_ % r == 0) {
-      MR = r;
-      break;
-    }
-  // Few accumulators would wait on each other's multiply-add latency: with U (a divisor of K) sets
-  // of partial sums over interleaved k, about 12 independent chains are in flight.
-  int64_t U = 1;
-  for (int64_t u = std::min<int64_t>(8, (12 + MR * NR - 1) / (MR * NR)); u > 1; --u)
-    if (K_ % u == 0) {
-      U = u;
-      break;
-    }
+  const auto [MR, NR, U] = packed_tiling(M_, V, K_);
   auto i64c = [&](int64_t v) { return b_.getInt64(static_cast<uint64_t>(v)); };
   auto* vty = llvm::FixedVectorType::get(f32_, 16);
   llvm::Function* fma = llvm::Intrinsic::getDeclaration(&module_, llvm::Intrinsic::fmuladd, {vty});
