@@ -40,7 +40,7 @@ std::string key(const ir::Node& n) {
 
 }  // namespace
 
-bool common_subexpression_elimination(ir::Graph& g, const PassContext&) {
+bool cse(ir::Graph& g, const PassContext&) {
   std::map<std::string, ir::Value*> seen;
   std::unordered_map<const ir::Node*, bool> dead;
   for (auto& n : g.mutable_nodes()) {

@@ -11,7 +11,7 @@
 
 namespace bj::passes {
 
-bool dead_code_elimination(ir::Graph& g, const PassContext&) {
+bool dce(ir::Graph& g, const PassContext&) {
   std::unordered_set<const ir::Value*> live(g.outputs().begin(), g.outputs().end());
   std::unordered_map<const ir::Node*, bool> dead;
   bool changed = false;

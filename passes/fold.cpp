@@ -13,7 +13,7 @@ namespace {
 constexpr int64_t kMaxElements = 1 << 16;
 }
 
-bool constant_folding(ir::Graph& g, const PassContext& ctx) {
+bool fold(ir::Graph& g, const PassContext& ctx) {
   if (!ctx.evaluate) return false;
   bool changed = false;
   for (auto& n : g.mutable_nodes()) {

@@ -13,7 +13,7 @@
 
 namespace bj::passes {
 
-bool contraction_epilogue_fusion(ir::Graph& g, const PassContext&) {
+bool fuse_contraction(ir::Graph& g, const PassContext&) {
   Uses uses = compute_uses(g);
   std::unordered_set<const ir::Node*> taken;  // an epilogue node two chains reach joins the first
   std::vector<std::vector<ir::Node*>> groups;

@@ -120,7 +120,7 @@ class Grouping {
 
 }  // namespace
 
-bool elementwise_fusion(ir::Graph& g, const PassContext&) {
+bool fuse_elementwise(ir::Graph& g, const PassContext&) {
   Uses uses = compute_uses(g);
   Grouping grouping;
   for (auto& np : g.mutable_nodes()) {

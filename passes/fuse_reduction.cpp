@@ -13,7 +13,7 @@
 
 namespace bj::passes {
 
-bool reduction_fusion(ir::Graph& g, const PassContext&) {
+bool fuse_reduction(ir::Graph& g, const PassContext&) {
   Uses uses = compute_uses(g);
   auto& nodes = g.mutable_nodes();
   std::unordered_map<const ir::Node*, size_t> pos;

@@ -21,15 +21,15 @@ struct PassContext {
   ConstEvaluator evaluate;  ///< for constant folding; folding is skipped without it
 };
 
-bool dead_code_elimination(ir::Graph& g, const PassContext& ctx);
-bool common_subexpression_elimination(ir::Graph& g, const PassContext& ctx);
-bool constant_folding(ir::Graph& g, const PassContext& ctx);
-bool algebraic_simplification(ir::Graph& g, const PassContext& ctx);
-bool guard_scheduling(ir::Graph& g, const PassContext& ctx);
-bool contraction_epilogue_fusion(ir::Graph& g, const PassContext& ctx);
-bool reduction_fusion(ir::Graph& g, const PassContext& ctx);
-bool elementwise_fusion(ir::Graph& g, const PassContext& ctx);
-bool memory_planning(ir::Graph& g, const PassContext& ctx);
+bool dce(ir::Graph& g, const PassContext& ctx);
+bool cse(ir::Graph& g, const PassContext& ctx);
+bool fold(ir::Graph& g, const PassContext& ctx);
+bool simplify(ir::Graph& g, const PassContext& ctx);
+bool schedule_guards(ir::Graph& g, const PassContext& ctx);
+bool fuse_contraction(ir::Graph& g, const PassContext& ctx);
+bool fuse_reduction(ir::Graph& g, const PassContext& ctx);
+bool fuse_elementwise(ir::Graph& g, const PassContext& ctx);
+bool plan_memory(ir::Graph& g, const PassContext& ctx);
 
 /// Bytes of all intermediates memory planning places (before sharing).
 int64_t intermediate_bytes(const ir::Graph& g);

@@ -11,15 +11,15 @@ namespace bj::passes {
 
 const std::vector<Pass>& all_passes() {
   static const std::vector<Pass> passes = {
-      {"simplify", algebraic_simplification},
-      {"fold", constant_folding},
-      {"cse", common_subexpression_elimination},
-      {"dce", dead_code_elimination},
-      {"schedule-guards", guard_scheduling},
-      {"fuse-contraction", contraction_epilogue_fusion},
-      {"fuse-reduction", reduction_fusion},
-      {"fuse-elementwise", elementwise_fusion},
-      {"plan-memory", memory_planning},
+      {"simplify", simplify},
+      {"fold", fold},
+      {"cse", cse},
+      {"dce", dce},
+      {"schedule-guards", schedule_guards},
+      {"fuse-contraction", fuse_contraction},
+      {"fuse-reduction", fuse_reduction},
+      {"fuse-elementwise", fuse_elementwise},
+      {"plan-memory", plan_memory},
   };
   return passes;
 }

@@ -55,8 +55,12 @@ int64_t intermediate_bytes(const ir::Graph& g) {
   return total;
 }
 
-bool memory_planning(ir::Graph& g, const PassContext&) {
+bool plan_memory(ir::Graph& g, const PassContext&) {
   std::vector<Interval> ivs = intervals(g);
+  // The plan before, to report whether this one differs (a planned graph planned again does not).
+  std::vector<int64_t> before;
+  for (const Interval& iv : ivs) before.push_back(iv.value->offset);
+  const int64_t arena_before = g.arena_bytes;
   std::map<int64_t, int64_t> free_blocks;  // offset -> size
   std::multimap<size_t, const Interval*> ending;  // end position -> interval, for release
   int64_t arena = 0;
@@ -101,7 +105,9 @@ bool memory_planning(ir::Graph& g, const PassContext&) {
     ending.emplace(iv.end, &iv);
   }
   g.arena_bytes = arena;
-  return true;
+  bool changed = arena != arena_before;
+  for (size_t i = 0; i < ivs.size(); ++i) changed |= ivs[i].value->offset != before[i];
+  return changed;
 }
 
 }  // namespace bj::passes

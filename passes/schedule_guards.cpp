@@ -12,7 +12,7 @@
 
 namespace bj::passes {
 
-bool guard_scheduling(ir::Graph& g, const PassContext&) {
+bool schedule_guards(ir::Graph& g, const PassContext&) {
   auto& nodes = g.mutable_nodes();
   std::unordered_map<const ir::Value*, size_t> def_at;
   for (size_t i = 0; i < nodes.size(); ++i) {

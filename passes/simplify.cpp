@@ -55,7 +55,7 @@ bool is_op(const ir::Value* v, ir::OpKind k) { return v->def && v->def->kind == 
 
 }  // namespace
 
-bool algebraic_simplification(ir::Graph& g, const PassContext&) {
+bool simplify(ir::Graph& g, const PassContext&) {
   using K = ir::OpKind;
   bool changed = false;
   auto& nodes = g.mutable_nodes();

@@ -8,6 +8,7 @@
 #include "codegen/optimize.h"
 #include "examples/seed_models.h"
 #include "examples/zoo.h"
+#include "tests/filecheck.h"
 #include "tests/random_graph.h"
 
 using namespace bj;
@@ -66,30 +67,83 @@ ZooTrace trace_zoo(const examples::ZooModel& m) {
   return {net, x, t};
 }
 
+
+/// One case of a pass test file (tests/passes/NAME.ir): the passes its RUN line names, its
+/// CHECK directives and its graph. Other `//` lines are comments.
+struct PassCase {
+  std::vector<std::string> passes, checks;
+  std::string ir;
+  int line = 0;  ///< of its RUN line
+};
+std::vector<PassCase> pass_cases(const std::string& path) {
+  std::vector<PassCase> cases;
+  std::istringstream in(read_file(path));
+  int n = 0;
+  for (std::string l; std::getline(in, l);) {
+    ++n;
+    const std::string t = test::trim(l);
+    if (t.rfind("// RUN:", 0) == 0) {
+      cases.push_back({{}, {}, "", n});
+      std::istringstream names(t.substr(7));
+      for (std::string name; std::getline(names, name, ',');) cases.back().passes.push_back(test::trim(name));
+    } else if (t.rfind("// CHECK", 0) == 0 && !cases.empty()) {
+      cases.back().checks.push_back(t.substr(3));
+    } else if (t.rfind("//", 0) != 0 && !cases.empty()) {
+      cases.back().ir += l + "\n";
+    }
+  }
+  return cases;
+}
+
 }  // namespace
 
-TEST_CASE("each pass alone on its hand-written input gives the golden output and the same results") {
+TEST_CASE("pass tests in FileCheck style: every case's checks hold, the change report is true, results are bit for bit the same") {
   for (const passes::Pass& p : passes::all_passes()) {
-    std::string name = p.name;
+    const std::string name = p.name;
     CAPTURE(name);
-    std::string in = read_file(source(std::string("tests/passes/") + p.name + ".ir"));
-    REQUIRE_MESSAGE(!in.empty(), "no test input for pass " << p.name);
-    auto g = ir::parse(in);
-    ir::verify(*g);
-    auto before = copy(*g);
-    bool changed = passes::run_pipeline(*g, {{{p}}}, codegen::pass_context(), quiet()).runs.at(0).changed;
-    CHECK(changed);
-    std::string out = ir::print(*g);
-    check_golden(std::string("tests/passes/") + p.name + ".expected.ir", out);
-    CHECK(ir::print(*ir::parse(out)) == out);  // regions and offsets round-trip too
-    auto b = test::Bindings::random_for(*before, 7);
-    test::make_guards_hold(*before, b);
-    test::make_guards_hold(*g, b);
-    auto r0 = test::interpret(*before, b), r1 = test::interpret(*g, b);
-    REQUIRE(r0.failed_guard == nullptr);
-    REQUIRE(r1.failed_guard == nullptr);
-    CHECK(test::output_bytes(*before, r0) == test::output_bytes(*g, r1));
+    std::string file_name = name;
+    std::replace(file_name.begin(), file_name.end(), '-', '_');
+    // One spelling: passes/NAME.cpp holds `bool NAME(...)`, `--print-after=NAME` (with '-') runs it.
+    CHECK(std::ifstream(source("passes/" + file_name + ".cpp")).good());
+    const std::vector<PassCase> cases = pass_cases(source("tests/passes/" + name + ".ir"));
+    CHECK(cases.size() >= 3);
+    int unchanged = 0;
+    for (const PassCase& c : cases) {
+      CAPTURE(c.line);
+      auto g = ir::parse(c.ir);
+      ir::verify(*g);
+      auto before = copy(*g);
+      std::vector<passes::Pass> run;
+      for (const std::string& n : c.passes) run.push_back(passes::pass_named(n));
+      passes::PipelineReport report = passes::run_pipeline(*g, {{run}}, codegen::pass_context(), quiet());
+      const std::string out = ir::print(*g);
+      INFO("output:\n" << out);
+      CHECK(test::filecheck(out, c.checks) == "");
+      bool changed = false;
+      for (const auto& r : report.runs) changed |= r.changed;
+      CHECK(changed == (out != ir::print(*before)));  // a pass says whether it changed the graph, truly
+      unchanged += !changed;
+      CHECK(ir::print(*ir::parse(out)) == out);  // regions and offsets round-trip too
+      auto b = test::Bindings::random_for(*before, 7);
+      test::make_guards_hold(*before, b);
+      test::make_guards_hold(*g, b);
+      auto r0 = test::interpret(*before, b), r1 = test::interpret(*g, b);
+      REQUIRE(r0.failed_guard == nullptr);
+      REQUIRE(r1.failed_guard == nullptr);
+      CHECK(test::output_bytes(*before, r0) == test::output_bytes(*g, r1));
+    }
+    CHECK_MESSAGE(unchanged >= 1, "no case where " << name << " must not fire");
   }
+}
+
+TEST_CASE("the FileCheck matcher: CHECK, CHECK-NEXT, CHECK-LABEL, CHECK-NOT") {
+  const std::string out = "graph @g() {\n  %0 = a\n  %1 = b\n  return %1\n}\n";
+  CHECK(test::filecheck(out, {"CHECK-LABEL: graph @g", "CHECK: = a", "CHECK-NEXT: = b", "CHECK-NOT: = c", "CHECK: return"}) == "");
+  CHECK(test::filecheck(out, {"CHECK: = b", "CHECK: = a"}).find("not found") != std::string::npos);  // in order
+  CHECK(test::filecheck(out, {"CHECK: graph", "CHECK-NEXT: = b"}).find("CHECK-NEXT") != std::string::npos);
+  CHECK(test::filecheck(out, {"CHECK: graph", "CHECK-NOT: = a", "CHECK: return"}).find("line 2") != std::string::npos);
+  CHECK(test::filecheck(out, {"CHECK: return", "CHECK-NOT: }"}).find("CHECK-NOT") != std::string::npos);  // to the end
+  CHECK(test::filecheck(out, {"CHECK-SAME: x"}).find("unknown directive") != std::string::npos);
 }
 
 TEST_CASE("golden optimized graphs of every zoo model, which also round-trip and run exactly as traced") {
@@ -211,7 +265,7 @@ TEST_CASE("the seed MLP has two contraction regions and each FixedHiddenMLP halv
 }
 
 TEST_CASE("the pass manager prints after passes, says (unchanged), and knows its passes") {
-  auto g = ir::parse(read_file(source("tests/passes/dce.ir")));
+  auto g = ir::parse(pass_cases(source("tests/passes/dce.ir")).at(0).ir);
   std::ostringstream out;
   passes::PipelineOptions o;
   o.out = &out;
