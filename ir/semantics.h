@@ -74,6 +74,32 @@ constexpr bool holds(Cmp c, T a, T b) {
   return false;
 }
 
+// ---- arithmetic ----------------------------------------------------------------------------
+
+/// Integers wrap around (two's complement, as NumPy's int64 does) instead of overflowing, which
+/// C++ leaves undefined; floats are IEEE. Every kernel's +, -, * and negation go through these.
+template <class T>
+using Wrapping = typename std::conditional_t<std::is_integral_v<T>, std::make_unsigned<T>, std::type_identity<T>>::type;
+template <class T>
+constexpr T plus(T a, T b) {
+  return T(Wrapping<T>(a) + Wrapping<T>(b));
+}
+template <class T>
+constexpr T minus(T a, T b) {
+  return T(Wrapping<T>(a) - Wrapping<T>(b));
+}
+template <class T>
+constexpr T times(T a, T b) {
+  return T(Wrapping<T>(a) * Wrapping<T>(b));
+}
+template <class T>
+constexpr T negated(T a) {
+  if constexpr (std::is_integral_v<T>)
+    return T(Wrapping<T>(0) - Wrapping<T>(a));
+  else
+    return -a;
+}
+
 // ---- maximum and minimum ---------------------------------------------------------------------
 
 /// NaN-propagating maximum (the op `maximum`; the reduction `max` combines with it): a NaN `a`
@@ -142,13 +168,11 @@ constexpr T empty_reduction(Combine c) {
 }
 
 /// The accumulator after value v: v is the newer operand, so a NaN v propagates through max/min.
-/// Integers wrap around (two's complement) instead of overflowing.
 template <class T>
 constexpr T combine(Combine c, T acc, T v) {
-  using W = typename std::conditional_t<std::is_integral_v<T>, std::make_unsigned<T>, std::type_identity<T>>::type;
   switch (c) {
-    case Combine::kAdd: return T(W(acc) + W(v));
-    case Combine::kMul: return T(W(acc) * W(v));
+    case Combine::kAdd: return plus(acc, v);
+    case Combine::kMul: return times(acc, v);
     case Combine::kMax: return maximum(v, acc);
     case Combine::kMin: return minimum(v, acc);
   }

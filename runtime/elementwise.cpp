@@ -75,13 +75,14 @@ void any_dtype(DType t, Body&& body) {
   }
 }
 
-/// IEEE abs: clears the sign, so abs(-0) is +0 (as fabs and codegen's llvm.fabs give).
+/// IEEE abs: clears the sign, so abs(-0) is +0 (as fabs and codegen's llvm.fabs give); for
+/// integers abs(INT64_MIN) wraps to itself (as NumPy's).
 template <class T>
 T abs_value(T x) {
   if constexpr (std::is_floating_point_v<T>)
     return std::fabs(x);
   else
-    return x < 0 ? T(-x) : x;
+    return x < 0 ? ir::negated(x) : x;
 }
 
 template <class From, class To>
@@ -112,7 +113,7 @@ To convert(From v) {
     unary<float>(in, out, [=](float x) { return expr; });             \
   }
 
-NUMERIC_UNARY(Neg, T(-x))
+NUMERIC_UNARY(Neg, ir::negated(x))
 NUMERIC_UNARY(Abs, abs_value(x))
 NUMERIC_UNARY(Relu, T(x < 0 ? T(0) : x))
 FLOAT_UNARY(Exp, std::exp(x))
@@ -141,9 +142,9 @@ void kernel_Cast(Inputs in, const ir::OpAttrs&, const View& out) {
   void kernel_##Name(Inputs in, const ir::OpAttrs&, const View& out) { \
     numeric(out.type.dtype, [&]<class T>() { binary<T, T>(in, out, [](T a, T b) { return expr; }); }); \
   }
-NUMERIC_BINARY(Add, T(a + b))
-NUMERIC_BINARY(Sub, T(a - b))
-NUMERIC_BINARY(Mul, T(a * b))
+NUMERIC_BINARY(Add, ir::plus(a, b))
+NUMERIC_BINARY(Sub, ir::minus(a, b))
+NUMERIC_BINARY(Mul, ir::times(a, b))
 NUMERIC_BINARY(Maximum, ir::maximum(a, b))
 NUMERIC_BINARY(Minimum, ir::minimum(a, b))
 #undef NUMERIC_BINARY

@@ -21,7 +21,7 @@ template <class T>
 T block_sum(const T* x, int64_t n) {
   if constexpr (std::is_integral_v<T>) {
     T acc = 0;
-    for (int64_t i = 0; i < n; ++i) acc += x[i];
+    for (int64_t i = 0; i < n; ++i) acc = ir::plus(acc, x[i]);
     return acc;
   } else {
     return canonical_sum(x, nullptr, n);

@@ -177,6 +177,19 @@ TEST_CASE("reductions over all elements and over axes") {
   }
 }
 
+TEST_CASE("i64 arithmetic wraps around (two's complement, as NumPy) instead of overflowing") {
+  const int64_t kMax = INT64_MAX, kMin = INT64_MIN;
+  auto i64 = [](std::vector<int64_t> v) { const int64_t n = static_cast<int64_t>(v.size()); return tensor(v, {n}); };
+  auto first = [](const Tensor& t) { return t.data<int64_t>()[0]; };
+  CHECK(first(i64({kMax}) + i64({1})) == kMin);
+  CHECK(first(i64({kMin}) - i64({1})) == kMax);
+  CHECK(first(i64({kMax}) * i64({2})) == -2);
+  CHECK(first(-i64({kMin})) == kMin);
+  CHECK(first(abs(i64({kMin}))) == kMin);
+  CHECK(first(i64({kMax, 1}).sum()) == kMin);
+  CHECK(first(i64({-3, 4}).sum()) == 1);
+}
+
 TEST_CASE("prod: empty axes give 1, NaN and infinities propagate, i64 wraps instead of overflowing") {
   Tensor x = tensor({{1, 2, 3}, {4, 5, 6}});
   check_close(prod(x), {720});
