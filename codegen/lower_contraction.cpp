@@ -64,7 +64,7 @@ void Lowerer::emit_contraction(const std::vector<const ir::Node*>& body, const s
         return Accumulators{b_.CreateFAdd(acc[0], b_.CreateFMul(a, b))};
       })[0];
     }
-    std::unordered_map<const ir::Value*, LV*> val{{mm.result, sum}};
+    Scalars val{{mm.result, sum}};
     for (size_t e = 0; e < ext.size(); ++e)  // operands 0 and 1 are the matrices
       val[ext[e]] = load_element(ext[e]->type, ptrs[2 + e], offset(ivs, space.strides[2 + e]));
     for (const ir::Node* n : epilogue) val[n->result] = scalar(*n, val);
@@ -169,7 +169,7 @@ void Lowerer::emit_packed_contraction(const ir::Node& mm, const std::vector<cons
       LV* row = b_.CreateInBoundsGEP(f32_, ptrs[2], b_.CreateMul(i, i64c(NP)));
       loop(i64c(0), i64c(N_), [&](LV* j) {
         std::vector<LV*> at{i, j};
-        std::unordered_map<const ir::Value*, LV*> val{{mm.result, b_.CreateLoad(f32_, b_.CreateInBoundsGEP(f32_, row, j))}};
+        Scalars val{{mm.result, b_.CreateLoad(f32_, b_.CreateInBoundsGEP(f32_, row, j))}};
         for (size_t e = 0; e < ext.size(); ++e)
           val[ext[e]] = load_element(ext[e]->type, ptrs[3 + e], offset(at, ops.strides[3 + e]));
         for (const ir::Node* n : epilogue) val[n->result] = scalar(*n, val);

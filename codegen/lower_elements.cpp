@@ -11,7 +11,7 @@
 
 namespace bj::codegen {
 
-LV* Lowerer::scalar(const ir::Node& n, const std::unordered_map<const ir::Value*, LV*>& val) {
+LV* Lowerer::scalar(const ir::Node& n, const Scalars& val) {
   auto in = [&](int i) { return val.at(n.inputs[static_cast<size_t>(i)]); };
   auto fp = [&](double v) { return llvm::ConstantFP::get(f32_, v); };
   using K = ir::OpKind;

@@ -16,7 +16,7 @@ void Lowerer::emit_elementwise(const std::vector<const ir::Node*>& body, const s
   Space space = collapse(shape, ops.strides);
   bool parallel = shape.numel() >= 2 * rt::kParallelGrain && space.dims[0] > 1;
   emit_loop_function(space, ops.addrs, parallel, [&](const std::vector<LV*>& ivs, const std::vector<LV*>& ptrs) {
-    std::unordered_map<const ir::Value*, LV*> val;
+    Scalars val;
     load_externals(ext, ptrs, ivs, space, val);
     // No contraction across ops: a multiply feeding an add rounds as eager's two kernels do, so
     // overflow, infinities and NaN come out as eager's (`a*b + a` with a*b = -inf stays -inf).

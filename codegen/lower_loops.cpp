@@ -144,12 +144,12 @@ void Lowerer::add_operand(Operands& o, const ir::Value* v, const Shape& strides)
 }
 
 void Lowerer::load_externals(const std::vector<const ir::Value*>& ext, const std::vector<LV*>& ptrs,
-                             const std::vector<LV*>& ivs, const Space& space, std::unordered_map<const ir::Value*, LV*>& val) {
+                             const std::vector<LV*>& ivs, const Space& space, Scalars& val) {
   for (size_t i = 0; i < ext.size(); ++i) val[ext[i]] = load_element(ext[i]->type, ptrs[i], offset(ivs, space.strides[i]));
 }
 
 void Lowerer::store_values(const std::vector<const ir::Value*>& stores, size_t first, const std::vector<LV*>& ptrs,
-                           const std::vector<LV*>& ivs, const Space& space, const std::unordered_map<const ir::Value*, LV*>& val) {
+                           const std::vector<LV*>& ivs, const Space& space, const Scalars& val) {
   for (size_t j = 0; j < stores.size(); ++j)
     store_element(stores[j]->type, val.at(stores[j]), ptrs[first + j], offset(ivs, space.strides[first + j]));
 }

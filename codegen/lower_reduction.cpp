@@ -44,7 +44,7 @@ void Lowerer::emit_reduction(const std::vector<const ir::Node*>& body, const std
        [&](LV* i) { b_.CreateStore(start, b_.CreateInBoundsGEP(f32_, out, i)); });
   std::vector<LV*> ivs;
   auto element = [&](const std::vector<LV*>& at) {  // the reduced operand's value at `at`, storing yields
-    std::unordered_map<const ir::Value*, LV*> val;
+    Scalars val;
     load_externals(ext, ptrs, at, space, val);
     for (const ir::Node* n : producers) val[n->result] = scalar(*n, val);
     store_values(elem_stores, ext.size(), ptrs, at, space, val);
@@ -112,7 +112,7 @@ void Lowerer::emit_exact_row_sum(const std::vector<const ir::Node*>& body, const
     split(o, 0, first);
     LV* sum = canonical_sum(R, [&](LV* r) {
       split(r, first, rank);
-      std::unordered_map<const ir::Value*, LV*> val;
+      Scalars val;
       load_externals(ext, ptrs, ivs, space, val);
       for (const ir::Node* n : producers) val[n->result] = scalar(*n, val);
       store_values(elem_stores, ext.size(), ptrs, ivs, space, val);

@@ -42,14 +42,13 @@ class Lowerer {
   void run();
 
  private:
-  // ---- setup, buffers, guards, callbacks, copies (lower.cpp) ----
-  // ---- function setup -------------------------------------------------------
+  // ---- the entry function: setup, buffers, guards, callbacks, copies (lower.cpp) ----
+  /// The target CPU and features, vector width and nounwind on a generated function.
   void attributes(llvm::Function& f);
   /// Buffer addresses: inputs, params, consts, outputs, arena (see lower.h).
   void bind_buffers();
   /// The address of a value that lives in memory.
   LV* address(const ir::Value* v);
-  // ---- guards, callbacks, copies ---------------------------------------------
   void emit_guard(const ir::Node& n, int index);
   void emit_callback(const ir::Node& n);
   /// bj_rt_call_node(ctx, id, {inputs...}, out)
@@ -59,15 +58,13 @@ class Lowerer {
   void emit_dnnl_product(const ir::Node& n, const DnnlProduct& d);
   void emit_output_copies();
   llvm::AllocaInst* entry_alloca(llvm::Type* t);
-  // ---- top-level nodes --------------------------------------------------------
   /// A top-level op (a region of one) or region, as its plan says.
   void emit_planned(const ir::Node& n);
   /// The loop nest a top-level node needs: its region's kind, or for an op alone the kind of
   /// region it would anchor.
   static ir::RegionKind nest_kind(const ir::Node& n);
 
-  // ---- loop functions, loops, operands (lower_loops.cpp) ----
-  // ---- loop functions -----------------------------------------------------------
+  // ---- loop functions, loops, operands, the canonical sum (lower_loops.cpp) ----
   /// A loop function: `void name(i64 begin, i64 end, ptr bufs)` loads its
   /// `n` operand pointers and calls `name.body(begin, end, ptr noalias...)`
   /// (always inlined, so the noalias facts reach the loops and the
@@ -109,11 +106,10 @@ class Lowerer {
   void add_operand(Operands& o, const ir::Value* v, const Shape& strides);
   /// Loads the external values (operands [0, ext.size())) at the current iteration.
   void load_externals(const std::vector<const ir::Value*>& ext, const std::vector<LV*>& ptrs,
-                      const std::vector<LV*>& ivs, const Space& space, std::unordered_map<const ir::Value*, LV*>& val);
+                      const std::vector<LV*>& ivs, const Space& space, Scalars& val);
   /// Stores `stores` (operands from `first` on) at the current iteration.
   void store_values(const std::vector<const ir::Value*>& stores, size_t first, const std::vector<LV*>& ptrs,
-                    const std::vector<LV*>& ivs, const Space& space, const std::unordered_map<const ir::Value*, LV*>& val);
-  // ---- elementwise --------------------------------------------------------------
+                    const std::vector<LV*>& ivs, const Space& space, const Scalars& val);
   /// External operands of `body` (values computed elsewhere), in first-use order.
   static std::vector<const ir::Value*> externals(const std::vector<const ir::Node*>& body);
   /// The canonical sum (rt::kSumLanes, runtime/kernels.h) of n terms: 16 lanes from -0, lane l
@@ -128,8 +124,8 @@ class Lowerer {
   LV* canonical_dot(int64_t n, LV* a, LV* b);
 
   // ---- element semantics (lower_elements.cpp) ----
-  // ---- scalar semantics of elementwise ops ------------------------------------------
-  LV* scalar(const ir::Node& n, const std::unordered_map<const ir::Value*, LV*>& val);
+  /// The scalar expression of elementwise op `n` on its operands' scalars `val`.
+  LV* scalar(const ir::Node& n, const Scalars& val);
   /// ir::holds(c, a, b): ordered float predicates (false with NaN), unsigned ones for bools.
   LV* compare(ir::Cmp c, LV* a, LV* b, bool boolean);
   /// ir::maximum(a, b) (or ir::minimum when !max): a if a is NaN or beyond b, else b.
@@ -144,13 +140,11 @@ class Lowerer {
   /// One loop nest over `shape` computing `body`'s scalars per element and storing `stores`.
   void emit_elementwise(const std::vector<const ir::Node*>& body, const std::vector<const ir::Value*>& stores,
                         const Shape& shape);
-  // ---- reductions ---------------------------------------------------------------
   /// The elementwise members (producers) and the final reduction, as one accumulation.
   void emit_reduction(const std::vector<const ir::Node*>& body, const std::vector<const ir::Value*>& stores);
   /// A sum over trailing axes (at most rt::kSumBlock elements per row) with its producers, in a
   /// guard's input cone: each row summed in the canonical order, as eager mode's kernel does.
   void emit_exact_row_sum(const std::vector<const ir::Node*>& body, const std::vector<const ir::Value*>& stores);
-  // ---- contractions ---------------------------------------------------------------
   /// C[m,n] = A·B: its sizes and the element strides of A(i,k) and B(k,j) as stored.
   struct ProductShape {
     int64_t m, n, k, a_i, a_k, b_k, b_j;
