@@ -194,9 +194,9 @@ class Planner {
     for (const ir::Node* b : body_of(n)) call(*b);
   }
 
-  /// Sweep 2. A large 2-D product, alone or followed only by a bias add ([n] or [1, n]), is one
-  /// oneDNN primitive (a relu after it is a loop over its result); a parameter as its right operand
-  /// is read reordered.
+  /// Sweep 2. A large 2-D product and the bias add ([n] or [1, n]) right after it, if any, are one
+  /// oneDNN primitive (what rt::FusedMatmul can fuse); the rest of its region, whatever elementwise
+  /// ops, is a loop over the primitive's result. A parameter as its right operand is read reordered.
   void plan_dnnl(const ir::Node& n) {
     if (n.kind == ir::NodeKind::kRegion && (n.region != ir::RegionKind::kContraction || n.yields.size() != 1 ||
                                             n.yields[0] != n.body.back()->result))
@@ -219,8 +219,6 @@ class Planner {
       cur = body[i++]->result;
     }
     const size_t fused = i;
-    if (i < body.size() && body[i]->op == ir::OpKind::Relu && body[i]->inputs[0] == cur) ++i;  // an epilogue loop
-    if (i != body.size()) return;
     DnnlProduct d{static_cast<int32_t>(p_.context.nodes.size()), -1, bias, cur, fused};
     if (param_index_.count(mm.inputs[1])) {
       f.packed_b = true;

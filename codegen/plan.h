@@ -30,7 +30,7 @@ struct Packing {
 };
 
 /// A large product with its bias add run by one oneDNN primitive; what follows it in its region
-/// (relu) is an elementwise loop over the primitive's result.
+/// (relu, tanh, ...) is an elementwise loop over the primitive's result.
 struct DnnlProduct {
   int32_t callback;   ///< index in Plan::context
   int packing = -1;   ///< slot of its reordered weights, -1: B as stored

@@ -347,6 +347,24 @@ TEST_CASE("a large dense layer is one oneDNN primitive (bias fused, relu a loop 
 }
 
 
+TEST_CASE("a large dense layer with any activation: bias fused into oneDNN, the activation a loop after it") {
+  manual_seed(4);
+  NoGradGuard no_grad;
+  for (const char* act : {"tanh", "sigmoid", "none"}) {
+    CAPTURE(act);
+    nn::Dense dense(128, act);
+    dense.initialize();
+    Tensor x = uniform(-1, 1, {128, 96});
+    dense(x);
+    CompiledTrace c = compile(trace(dense, x));
+    const auto products = c.executable().plan().with(codegen::Strategy::kDnnl);
+    REQUIRE(products.size() == 1);
+    CHECK(products.front()->dnnl->bias);
+    CHECK(products.front()->dnnl->fused == 2);  // matmul and add; the activation is the loop after
+    check_near(c.run({x}).outputs.at(0), dense(x), Tol{1e-5, 1e-6});
+  }
+}
+
 TEST_CASE("small products with a packed parameter: every tile shape equals eager") {
   manual_seed(13);
   NoGradGuard no_grad;
