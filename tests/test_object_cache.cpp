@@ -12,6 +12,7 @@
 
 #include <csignal>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <sstream>
 
@@ -80,6 +81,21 @@ struct Compiled {
     return c.executable().from_cache();
   }
 };
+
+/// Runs f in a child process that has become `nobody` (uid 65534), with `dir` handed to nobody
+/// meanwhile: how a test running as root sees what permissions do to other users (root reads
+/// and writes anything). True if f returned true.
+bool as_nobody(const fs::path& dir, const std::function<bool()>& f) {
+  const uid_t nobody = 65534;
+  REQUIRE(::chown(dir.c_str(), nobody, nobody) == 0);
+  const pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) _exit(setresgid(nobody, nobody, nobody) == 0 && setresuid(nobody, nobody, nobody) == 0 && f() ? 0 : 1);
+  int status = 0;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  CHECK(::chown(dir.c_str(), 0, 0) == 0);
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
 
 }  // namespace
 
@@ -156,25 +172,29 @@ TEST_CASE("object cache: FIFOs, symlinks, sparse giants and unreadable entries a
   fs::create_directory(path);  // a directory under an entry's name
   CHECK(!codegen::cache_read(cache.str(), "e", kKey));
   fs::remove(path);
-  // An unreadable entry (mode 000) is not read and is removed. Root reads anything, so as root
-  // this runs in a child process that has become `nobody` (in a directory nobody owns).
+  // An unreadable entry (mode 000) is not read and is removed (as root: as nobody, who cannot read it).
   auto unreadable = [&] {
     codegen::cache_write(cache.str(), "e", kKey, "object");
     fs::permissions(path, fs::perms::none, fs::perm_options::replace);
     return !codegen::cache_read(cache.str(), "e", kKey) && !fs::exists(path);
   };
+  CHECK((geteuid() != 0 ? unreadable() : as_nobody(cache.dir, unreadable)));
+}
+
+TEST_CASE("object cache: a read-only cache directory is only a slower cache (nothing written, nothing left behind)") {
+  TempCache cache("readonly");
+  auto readonly = [&] {
+    codegen::cache_write(cache.str(), "e", kKey, "object");  // fails: silent
+    return !codegen::cache_read(cache.str(), "e", kKey) && cache.entries().empty();
+  };
+  fs::permissions(cache.dir, fs::perms::owner_read | fs::perms::owner_exec, fs::perm_options::replace);
   if (geteuid() != 0) {
-    CHECK(unreadable());
-  } else {
-    const uid_t nobody = 65534;
-    REQUIRE(::chown(cache.dir.c_str(), nobody, nobody) == 0);
-    const pid_t pid = fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) _exit(setresgid(nobody, nobody, nobody) == 0 && setresuid(nobody, nobody, nobody) == 0 && unreadable() ? 0 : 1);
-    int status = 0;
-    REQUIRE(waitpid(pid, &status, 0) == pid);
-    CHECK((WIFEXITED(status) && WEXITSTATUS(status) == 0));
-    CHECK(::chown(cache.dir.c_str(), 0, 0) == 0);
+    CHECK(readonly());
+    Compiled m(2);
+    CHECK(!m.compile_and_check());  // right, only not cached
+    CHECK(!m.compile_and_check());
+  } else {  // root writes anywhere
+    CHECK(as_nobody(cache.dir, readonly));
   }
 }
 
