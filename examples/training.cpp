@@ -1,6 +1,9 @@
 // Synthetic task and training loop (see training.h).
 #include "examples/training.h"
 
+#include <fmt/format.h>
+
+#include <cmath>
 #include <memory>
 
 namespace bj::examples {
@@ -50,9 +53,13 @@ TrainResult train_classifier(nn::Block& net, const ClassificationTask& task, con
   for (int step = 1; step <= o.steps; ++step) {
     opt->zero_grad();
     Tensor loss = nn::cross_entropy(net(task.x), task.y);
+    const double l = loss.item();
+    if (!std::isfinite(l))  // checked before this step's update
+      throw ValueError("train", fmt::format("the loss is {} at step {} ({}, lr {}): training diverged; try a smaller "
+                                            "learning rate", std::isnan(l) ? "nan" : fmt::format("{}", l), step,
+                                            o.optimizer, o.lr));
     loss.backward();
     opt->step();
-    double l = loss.item();
     if (step == 1) r.first_loss = l;
     r.final_loss = l;
     if (on_log && (step % o.log_every == 0 || step == o.steps || step == 1)) on_log(step, l);

@@ -31,7 +31,9 @@ struct TrainResult {
 };
 
 /// Trains `net` with cross-entropy on `task`. ValueError if the optimizer is
-/// unknown; ShapeError if the net's output is not [n, classes].
+/// unknown or the loss stops being finite (naming the step and the value,
+/// checked before that step's update); ShapeError if the net's output
+/// is not [n, classes].
 TrainResult train_classifier(nn::Block& net, const ClassificationTask& task, const TrainOptions& options,
                              const std::function<void(int step, double loss)>& on_log = {});
 

@@ -11,6 +11,12 @@ namespace bj::optim {
 
 Optimizer::Optimizer(std::vector<nn::Parameter> params, const char* name) : params_(std::move(params)) {
   if (params_.empty()) throw ValueError(name, "was given no parameters to optimize");
+  // A parameter given twice would be updated twice per step (and its state kept twice).
+  for (size_t i = 0; i < params_.size(); ++i)
+    for (size_t j = 0; j < i; ++j)
+      if (params_[i].same(params_[j]))
+        throw ValueError(name, "was given parameter '" + params_[i].name() + "' twice (at " + std::to_string(j) + " and " +
+                                   std::to_string(i) + "); pass each parameter once, e.g. net.parameters()");
 }
 
 void Optimizer::zero_grad() {

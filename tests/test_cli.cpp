@@ -103,6 +103,14 @@ TEST_CASE("blockjit parses numbers strictly: whole string, in range, the option 
   }
 }
 
+TEST_CASE("blockjit train reports a diverging loss (step and value) and exits 1 instead of training on") {
+  Result r = blockjit({"train", "mlp", "--lr", "1000", "--steps", "100"});
+  CHECK(r.status == 1);
+  CHECK(contains(r.out, "blockjit: train: the loss is "));
+  CHECK(contains(r.out, "training diverged"));
+  CHECK(!contains(r.out, "final loss"));
+}
+
 TEST_CASE("blockjit dump never hands a file name to a shell, and reports a failed write") {
   auto dir = std::filesystem::temp_directory_path() / ("bj_cli_" + std::to_string(getpid()));
   std::filesystem::create_directories(dir);

@@ -173,6 +173,30 @@ TEST_CASE("optimizers: SGD with momentum and weight decay, Adam, against hand co
   test::check_close(q.data().detach(), {0.9}, 1e-5);
   CHECK_THROWS_AS(optim::SGD({}, {}), ValueError);
   CHECK_THROWS_AS(optim::Adam({}, {}), ValueError);
+  // The same parameter twice would be updated twice per step.
+  nn::Parameter r({1}, init::ones());
+  test::check_error<ValueError>([&] { optim::SGD({p, r, p}, {}); }, {"SGD", "twice", "at 0 and 2"});
+  test::check_error<ValueError>([&] { optim::Adam({q, q}, {}); }, {"Adam", "twice"});
+}
+
+TEST_CASE("training that diverges stops with a typed error naming the step and the loss") {
+  manual_seed(1);
+  examples::MLP net;
+  net.initialize();
+  auto task = examples::make_classification_task(64, 20, 10, 1);
+  examples::TrainOptions o;
+  o.steps = 200;
+  o.lr = 1e3;  // the CLI's largest: SGD with momentum diverges within a few steps
+  std::string what;
+  try {
+    examples::train_classifier(net, task, o);
+  } catch (const ValueError& e) {
+    what = e.what();
+  }
+  CAPTURE(what);
+  CHECK(what.find("train: the loss is") != std::string::npos);
+  CHECK(what.find("at step") != std::string::npos);
+  CHECK(what.find("training diverged") != std::string::npos);
 }
 
 TEST_CASE("losses: values and errors") {
