@@ -166,45 +166,49 @@ Tensor Hybrid::call(Block& b, const Tensor& x, const std::source_location& where
   if (grad && (x.requires_grad() || has_params_.load(std::memory_order_relaxed)))
     return eager(b, x, where, "grad mode");  // gradients need the eager graph (compiled training: later)
   const Key key{x.type(), b.is_training(), grad};
-  // The variants to try, copied under the lock: the call holds references, so a key dropped
-  // meanwhile (make_room) frees its code only when the last call using it returns.
-  constexpr size_t kSmall = 4;
-  std::shared_ptr<const Variant> small[kSmall];
-  std::vector<std::shared_ptr<const Variant>> large;
-  size_t n = 0;
-  {
-    std::lock_guard lock(mu_);
-    if (Entry* e = find(key)) {
-      n = e->variants.size();
-      if (n > kSmall) large.resize(n);
-      for (size_t i = 0; i < n; ++i) (n > kSmall ? large.data() : small)[i] = e->variants[i];
-    }
-  }
-  const std::shared_ptr<const Variant>* variants = n > kSmall ? large.data() : small;
-  const Variant* failed_variant = nullptr;
-  int failed_guard = -1;
-  for (size_t i = 0; i < n; ++i) {
-    Tensor out;
-    const int failed = variants[i]->code.try_run(x, out);
-    if (failed < 0) {
-      hits_.fetch_add(1, std::memory_order_relaxed);
-      if (i > 0) {  // move a variant that hits ahead of one that did not
-        std::lock_guard lock(mu_);
-        if (Entry* e = find(key))
-          for (size_t j = 1; j < e->variants.size(); ++j)
-            if (e->variants[j] == variants[i]) std::swap(e->variants[j], e->variants[j - 1]);
+  for (;;) {  // again only when a variant arrived between the lookup and the miss
+    // The variants to try, copied under the lock: the call holds references, so a key dropped
+    // meanwhile (make_room) frees its code only when the last call using it returns.
+    constexpr size_t kSmall = 4;
+    std::shared_ptr<const Variant> small[kSmall];
+    std::vector<std::shared_ptr<const Variant>> large;
+    size_t n = 0;
+    int compiled_seen = 0;
+    {
+      std::lock_guard lock(mu_);
+      if (Entry* e = find(key)) {
+        n = e->variants.size();
+        compiled_seen = e->compiled;
+        if (n > kSmall) large.resize(n);
+        for (size_t i = 0; i < n; ++i) (n > kSmall ? large.data() : small)[i] = e->variants[i];
       }
-      return out;
     }
-    variants[i]->guard_failures[failed].fetch_add(1, std::memory_order_relaxed);
-    failed_variant = variants[i].get();
-    failed_guard = failed;
+    const std::shared_ptr<const Variant>* variants = n > kSmall ? large.data() : small;
+    const Variant* failed_variant = nullptr;
+    int failed_guard = -1;
+    for (size_t i = 0; i < n; ++i) {
+      Tensor out;
+      const int failed = variants[i]->code.try_run(x, out);
+      if (failed < 0) {
+        hits_.fetch_add(1, std::memory_order_relaxed);
+        if (i > 0) {  // move a variant that hits ahead of one that did not
+          std::lock_guard lock(mu_);
+          if (Entry* e = find(key))
+            for (size_t j = 1; j < e->variants.size(); ++j)
+              if (e->variants[j] == variants[i]) std::swap(e->variants[j], e->variants[j - 1]);
+        }
+        return out;
+      }
+      variants[i]->guard_failures[failed].fetch_add(1, std::memory_order_relaxed);
+      failed_variant = variants[i].get();
+      failed_guard = failed;
+    }
+    if (std::optional<Tensor> out = miss(b, x, where, key, compiled_seen, failed_variant, failed_guard)) return *out;
   }
-  return miss(b, x, where, key, failed_variant, failed_guard);
 }
 
-Tensor Hybrid::miss(Block& b, const Tensor& x, const std::source_location& where, const Key& key,
-                    const Variant* failed_variant, int failed_guard) {
+std::optional<Tensor> Hybrid::miss(Block& b, const Tensor& x, const std::source_location& where, const Key& key,
+                                   int compiled_seen, const Variant* failed_variant, int failed_guard) {
   Entry* e = nullptr;
   std::string why, eager_reason, notice;  // notices are logged after the lock is released
   {
@@ -218,6 +222,7 @@ Tensor Hybrid::miss(Block& b, const Tensor& x, const std::source_location& where
       e = entries_.back().get();
       e->last_used = ++clock_;
     }
+    if (e->compiled > compiled_seen) return std::nullopt;  // a background compile finished meanwhile: try it
     if (!e->failed.empty()) {
       eager_reason = "not compilable";
     } else if (e->pending > 0) {

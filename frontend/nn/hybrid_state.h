@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <source_location>
 #include <string>
 #include <thread>
@@ -63,8 +64,10 @@ class Hybrid {
   /// "guard %12 == true of variant 2 (f32[2,20], inference, no grad), recorded at ...".
   static std::string describe(const Key& key, const Variant& v, int guard);
   Tensor eager(Block& b, const Tensor& x, const std::source_location& where, const std::string& reason);
-  Tensor miss(Block& b, const Tensor& x, const std::source_location& where, const Key& key,
-              const Variant* failed_variant, int failed_guard);
+  /// A call no variant took: trace it (or run it eagerly). Nothing (the caller looks again) when
+  /// `key` compiled a variant since the caller's lookup saw `compiled_seen` of them.
+  std::optional<Tensor> miss(Block& b, const Tensor& x, const std::source_location& where, const Key& key,
+                             int compiled_seen, const Variant* failed_variant, int failed_guard);
   void compile_variant(Entry* e, Trace t);
   /// A trace of `e`'s key that will not compile: the key runs eagerly from now on (one warning per block).
   void give_up(Entry* e, const std::string& why);
