@@ -63,6 +63,7 @@ class AccumulateGrad final : public Node {
     leaf_->grad = leaf_->grad.defined() ? leaf_->grad + grad : grad.clone();
   }
   std::string name() const override { return "accumulate_grad"; }
+  const AutogradMeta* leaf() const override { return leaf_.get(); }
 
  private:
   std::shared_ptr<AutogradMeta> leaf_;
@@ -300,23 +301,32 @@ void finish_inplace(InplaceRecord& rec, Tensor& self) {
   attach(self, std::move(rec.node));
 }
 
-void backward(const Tensor& root, const Tensor& grad_in) {
+namespace {
+
+/// The initial gradient for backward from `root`, checked.
+Tensor root_gradient(const Tensor& root, const Tensor& grad) {
   if (!root.defined()) throw AutogradError("backward", "the tensor is undefined");
   if (!wants_grad(root))
     throw AutogradError("backward", "the tensor " + root.type().str() +
                                         " does not require grad (no input of its computation requires grad)");
-  Tensor grad = grad_in;
   if (!grad.defined()) {
     if (root.numel() != 1)
       throw AutogradError("backward", "needs an output gradient for a non-scalar tensor " + root.type().str() +
                                           " (call backward(grad) with a tensor of its shape)");
-    grad = ones(root.shape());
-  } else if (!(grad.shape() == root.shape()) || grad.dtype() != DType::kF32) {
+    return ones(root.shape());
+  }
+  if (!(grad.shape() == root.shape()) || grad.dtype() != DType::kF32)
     throw AutogradError("backward", "the output gradient " + grad.type().str() + " does not match the tensor " +
                                         root.type().str());
-  }
+  return grad;
+}
+
+/// Runs the recorded graph from `start`. With `captured`, the nodes it maps (where the gradients
+/// of the tensors asked for arrive) hand their gradient to it instead of running; reaching any
+/// other leaf is then an error.
+void run_backward(const std::shared_ptr<Node>& start, const Tensor& grad,
+                  std::unordered_map<const Node*, Tensor>* captured) {
   NoGradGuard no_grad;
-  std::shared_ptr<Node> start = edge(root);
 
   // Dependencies: how many edges of the reachable graph point at each node.
   std::unordered_map<Node*, int> deps;
@@ -325,6 +335,7 @@ void backward(const Tensor& root, const Tensor& grad_in) {
   while (!stack.empty()) {
     Node* n = stack.back();
     stack.pop_back();
+    if (captured && captured->count(n)) continue;  // the walk stops at a tensor asked for
     for (const auto& nx : n->next) {
       if (!nx) continue;
       auto [it, fresh] = deps.try_emplace(nx.get(), 0);
@@ -341,6 +352,15 @@ void backward(const Tensor& root, const Tensor& grad_in) {
     Node* n = ready.back();
     ready.pop_back();
     auto git = grads.find(n);
+    if (captured) {
+      if (auto it = captured->find(n); it != captured->end()) {
+        if (git != grads.end()) it->second = std::move(git->second);
+        continue;
+      }
+      if (n->leaf())
+        throw AutogradError("grad", "a leaf tensor that requires grad but is not one of the tensors asked for "
+                                    "would get a gradient");
+    }
     input_grads.assign(n->next.size(), Tensor());
     if (git != grads.end()) {
       Tensor g = std::move(git->second);
@@ -358,6 +378,34 @@ void backward(const Tensor& root, const Tensor& grad_in) {
     }
   }
 }
+
+}  // namespace
+
+void backward(const Tensor& root, const Tensor& grad_in) {
+  Tensor grad = root_gradient(root, grad_in);
+  run_backward(edge(root), grad, nullptr);
+}
+
+std::vector<Tensor> grad(const Tensor& root, const Tensor& grad_in, const std::vector<Tensor>& wrt) {
+  Tensor grad = root_gradient(root, grad_in);
+  std::vector<std::shared_ptr<Node>> nodes;  // where each tensor's gradient arrives (kept alive)
+  std::unordered_map<const Node*, Tensor> captured;
+  for (const Tensor& t : wrt) {
+    if (!wants_grad(t))
+      throw AutogradError("grad", "a tensor " + (t.defined() ? t.type().str() : std::string("(undefined)")) +
+                                      " asked for does not require grad");
+    nodes.push_back(edge(t));
+    captured.emplace(nodes.back().get(), Tensor());
+  }
+  run_backward(edge(root), grad, &captured);
+  std::vector<Tensor> out;
+  for (const auto& n : nodes) out.push_back(captured.at(n.get()));
+  return out;
+}
+
+std::shared_ptr<Node> gradient_edge(const Tensor& t) { return edge(t); }
+
+void set_grad_fn(Tensor& t, std::shared_ptr<Node> node) { attach(t, std::move(node)); }
 
 }  // namespace autograd
 }  // namespace bj

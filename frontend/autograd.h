@@ -35,6 +35,8 @@ class NoGradGuard {
 namespace autograd {
 
 /// A step of the recorded graph: gets its output's gradient, gives each input's.
+struct AutogradMeta;
+
 struct Node {
   virtual ~Node() = default;
   /// Per input, the node that receives that input's gradient (null: none needed).
@@ -43,6 +45,8 @@ struct Node {
   virtual void apply(const Tensor& grad, std::vector<Tensor>& input_grads) = 0;
   /// "mul", "accumulate_grad".
   virtual std::string name() const = 0;
+  /// The leaf whose grad() this node accumulates into (null for other nodes).
+  virtual const AutogradMeta* leaf() const { return nullptr; }
 };
 
 /// Autograd state of a tensor (absent for tensors that never required grad).
@@ -72,6 +76,18 @@ void finish_inplace(InplaceRecord& rec, Tensor& self);
 
 /// Runs backward from `root` with initial gradient `grad` (ones for a one-element root if undefined).
 void backward(const Tensor& root, const Tensor& grad);
+
+/// The gradients of `root` (with output gradient `grad`, as for backward) with respect to the
+/// tensors `wrt` (leaves or not; each must require grad), returned instead of accumulated
+/// (undefined where none arrives); the walk stops at them. No grad() changes; AutogradError if
+/// a leaf not in `wrt` would get a gradient (its accumulation could not be returned).
+std::vector<Tensor> grad(const Tensor& root, const Tensor& grad, const std::vector<Tensor>& wrt);
+
+/// Where the gradient of `t` goes (its grad_fn or its leaf's accumulator); null if t needs none.
+std::shared_ptr<Node> gradient_edge(const Tensor& t);
+/// Makes `t` require grad with `node` as its grad_fn (for nodes made outside the op table,
+/// such as a compiled backward).
+void set_grad_fn(Tensor& t, std::shared_ptr<Node> node);
 
 }  // namespace autograd
 }  // namespace bj

@@ -11,6 +11,7 @@
 
 #include "codegen/source_site.h"
 #include "frontend/autograd.h"
+#include "frontend/creation.h"
 #include "ir/infer.h"
 #include "runtime/allocator.h"
 #include "runtime/interpreter.h"
@@ -37,7 +38,8 @@ class Tracer {
   ir::Value* value(const Tensor& t) {
     auto it = values_.find(t.impl().get());
     if (it != values_.end()) return it->second.second;
-    ir::Value* v = bind_new(t);
+    ir::Value* v = same_storage(t);  // another handle on traced data (autograd's saved tensors, detach())
+    if (!v) v = bind_new(t);
     map(t, v);
     return v;
   }
@@ -142,7 +144,19 @@ class Tracer {
     return "the value";
   }
 
-  void map(const Tensor& t, ir::Value* v) { values_[t.impl().get()] = {t.impl(), v}; }
+  void map(const Tensor& t, ir::Value* v) {
+    values_[t.impl().get()] = {t.impl(), v};
+    if (t.impl()->storage) by_storage_[t.impl()->storage.get()].push_back(v);
+  }
+
+  /// The latest value of t's type mapped to t's storage (a view of another type is another value).
+  ir::Value* same_storage(const Tensor& t) const {
+    auto it = t.impl()->storage ? by_storage_.find(t.impl()->storage.get()) : by_storage_.end();
+    if (it == by_storage_.end()) return nullptr;
+    for (auto v = it->second.rbegin(); v != it->second.rend(); ++v)
+      if ((*v)->type == t.type()) return *v;
+    return nullptr;
+  }
 
   ir::Value* bind_new(const Tensor& t) {
     const TensorImpl* impl = t.impl().get();
@@ -229,6 +243,7 @@ class Tracer {
   uint64_t epoch_;
   // Every tensor seen, kept alive so that its address is not reused during the trace.
   std::unordered_map<const TensorImpl*, std::pair<std::shared_ptr<TensorImpl>, ir::Value*>> values_;
+  std::unordered_map<const rt::Storage*, std::vector<ir::Value*>> by_storage_;
   std::unordered_set<const TensorImpl*> created_, random_;
   std::vector<std::shared_ptr<TensorImpl>> keep_;
 };
@@ -268,6 +283,49 @@ Trace trace(nn::Block& block, const Tensor& input, std::source_location where) {
   tr.bind_input(input, g->add_input("x", input.type()));
   Tensor out = block(input, where);
   return finish(tr, std::move(g), {out});
+}
+
+TrainingTrace trace_training(nn::Block& block, const Tensor& input, std::source_location where) {
+  if (!input.defined()) throw ValueError("trace", "the input is undefined");
+  if (!is_grad_enabled()) throw ValueError("trace", "a training trace needs grad mode");
+  auto g = std::make_shared<ir::Graph>(block.name());
+  Tracer tr(*g, &block);
+  TracerScope scope(&tr);
+  tr.bind_input(input, g->add_input("x", input.type()));
+  Tensor out = block(input, where);
+  if (!out.defined()) throw TraceError("trace", "the traced code returned an undefined tensor");
+  TrainingTrace tt;
+  std::vector<Tensor> outputs{out};
+  for (const Tensor& c : tr.consts)
+    if (c.requires_grad())  // its gradient would have to leave the graph
+      throw TraceError("trace", "forward reads a tensor " + c.type().str() +
+                                    " from outside the block that requires grad; its gradient cannot be compiled");
+  if (out.requires_grad()) {
+    // The backward, recorded like any other code: autograd's formulas are Tensor ops.
+    const int guards = g->num_guards();
+    Tensor grad = ones(out.shape());
+    tr.bind_input(grad, g->add_input("grad", out.type()));
+    std::vector<Tensor> wrt;
+    for (const nn::Parameter& p : tr.params) wrt.push_back(p.data());
+    if (input.requires_grad()) wrt.push_back(input);
+    std::vector<Tensor> grads;
+    try {
+      grads = autograd::grad(out, grad, wrt);
+    } catch (const AutogradError& e) {  // e.g. a captured tensor that requires grad
+      throw TraceError("backward", e.what());
+    }
+    if (g->num_guards() != guards)
+      throw TraceError("backward", "the backward read tensor data on the host (a guard), which compiled code cannot "
+                                   "repeat");
+    for (size_t i = 0; i < grads.size(); ++i)
+      if (grads[i].defined()) {
+        tt.gradients.push_back(i < tr.params.size() ? static_cast<int>(i) : -1);
+        outputs.push_back(grads[i]);
+      }
+  }
+  tt.trace = finish(tr, std::move(g), std::move(outputs));
+  tt.trace.outputs.resize(1);
+  return tt;
 }
 
 Trace trace(const std::string& name, const std::function<std::vector<Tensor>(const std::vector<Tensor>&)>& fn,
@@ -363,8 +421,7 @@ GraphRun CompiledTrace::run(const std::vector<Tensor>& inputs) const {
   return out;
 }
 
-int CompiledTrace::try_run(const Tensor& x, Tensor& out) const {
-  const ir::Graph& g = exe_->graph();
+int CompiledTrace::try_run(const Tensor& x, std::vector<std::shared_ptr<rt::Storage>>& outputs) const {
   const size_t n = 1 + trace_.params.size() + trace_.consts.size();
   const void* small[32];
   uint64_t versions[32];
@@ -380,9 +437,14 @@ int CompiledTrace::try_run(const Tensor& x, Tensor& out) const {
     ver[i] = p.impl()->storage->version();
   }
   for (const Tensor& c : trace_.consts) data[k++] = c.raw_data();
+  return exe_->run({data, n}, {ver, trace_.params.size()}, outputs);
+}
+
+int CompiledTrace::try_run(const Tensor& x, Tensor& out) const {
   thread_local std::vector<std::shared_ptr<rt::Storage>> outputs;
-  int failed = exe_->run({data, n}, {ver, trace_.params.size()}, outputs);
-  if (failed < 0) out = Tensor(std::make_shared<TensorImpl>(TensorImpl{std::move(outputs[0]), g.outputs()[0]->type, nullptr}));
+  int failed = try_run(x, outputs);
+  if (failed < 0)
+    out = Tensor(std::make_shared<TensorImpl>(TensorImpl{std::move(outputs[0]), exe_->graph().outputs()[0]->type, nullptr}));
   return failed;
 }
 

@@ -33,6 +33,24 @@ struct Trace {
 /// `where` is the block call's site (for origins when `block` is a child
 /// called from a parent's forward).
 Trace trace(nn::Block& block, const Tensor& input, std::source_location where = std::source_location::current());
+/// A training call traced: forward and backward as one joint graph.
+struct TrainingTrace {
+  /// The joint graph's inputs are x and (if the output requires grad) the output gradient
+  /// "grad"; its outputs are forward's output, then one gradient per entry of `gradients`.
+  /// `outputs` holds the eager output (with its eager autograd graph).
+  Trace trace;
+  /// Per gradient output: the index in trace.params of its parameter, or -1 for the input x.
+  std::vector<int> gradients;
+  bool has_backward() const { return trace.graph->inputs().size() == 2; }
+};
+
+/// Traces `block` called on `input` in grad mode, and then the backward of its output from a
+/// gradient input with respect to the parameters it used (and the input if that requires grad),
+/// recorded from autograd's formulas. No grad() changes. TraceError if the backward cannot be
+/// recorded (it reads data on the host, or reaches a tensor that requires grad and is neither).
+TrainingTrace trace_training(nn::Block& block, const Tensor& input,
+                             std::source_location where = std::source_location::current());
+
 /// Traces a function of several tensors (the graph is named `name`).
 Trace trace(const std::string& name, const std::function<std::vector<Tensor>(const std::vector<Tensor>&)>& fn,
             const std::vector<Tensor>& inputs);
@@ -60,6 +78,8 @@ class CompiledTrace {
   /// has matched with the trace's, one output. Returns -1 and sets `out`, or
   /// the index of the failed guard (and leaves `out` alone).
   int try_run(const Tensor& x, Tensor& out) const;
+  /// The same, giving every output's storage (in the graph's order).
+  int try_run(const Tensor& x, std::vector<std::shared_ptr<rt::Storage>>& outputs) const;
   /// Guard `index` as printed ("guard %12 == true") and where it was recorded.
   std::string describe_guard(int index, ir::Origin* origin = nullptr) const;
   /// True if guard `index` compares an exact value the host read as a plain number (an item()

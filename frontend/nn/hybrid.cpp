@@ -68,17 +68,18 @@ std::string HybridStats::str() const {
 namespace detail {
 
 std::string Hybrid::Key::str() const {
-  return fmt::format("{}, {}, {}", input.str(), training ? "training" : "inference", grad ? "grad" : "no grad");
+  return fmt::format("{}, {}, {}{}", input.str(), training ? "training" : "inference", grad ? "grad" : "no grad",
+                     input_grad ? ", input requires grad" : "");
 }
 
 std::string Hybrid::describe(const Key& key, const Variant& v, int guard) {
   ir::Origin origin;
-  std::string text = v.code.describe_guard(guard, &origin);
+  std::string text = v.code.forward.describe_guard(guard, &origin);
   return fmt::format("{} of variant {} ({}), recorded at {}", text, v.number, key.str(), origin.str());
 }
 
-Hybrid::Variant::Variant(CompiledTrace c)
-    : code(std::move(c)), guard_failures(std::make_unique<std::atomic<int64_t>[]>(code.guard_count() + 1)) {}
+Hybrid::Variant::Variant(CompiledTraining c)
+    : code(std::move(c)), guard_failures(std::make_unique<std::atomic<int64_t>[]>(code.forward.guard_count() + 1)) {}
 
 Hybrid::Hybrid(Block& b, HybridizeOptions options)
     : options_(options),
@@ -163,9 +164,9 @@ Tensor Hybrid::call(Block& b, const Tensor& x, const std::source_location& where
   if (!x.defined()) return eager(b, x, where, "undefined input");  // forward says what is wrong
   refresh_structure(b);
   const bool grad = is_grad_enabled();
-  if (grad && (x.requires_grad() || has_params_.load(std::memory_order_relaxed)))
-    return eager(b, x, where, "grad mode");  // gradients need the eager graph (compiled training: later)
-  const Key key{x.type(), b.is_training(), grad};
+  const bool with_backward = grad && (x.requires_grad() || has_params_.load(std::memory_order_relaxed));
+  if (with_backward && !options_.compile_training) return eager(b, x, where, "grad mode");
+  const Key key{x.type(), b.is_training(), grad, grad && x.requires_grad()};
   for (;;) {  // again only when a variant arrived between the lookup and the miss
     // The variants to try, copied under the lock: the call holds references, so a key dropped
     // meanwhile (make_room) frees its code only when the last call using it returns.
@@ -236,7 +237,7 @@ std::optional<Tensor> Hybrid::miss(Block& b, const Tensor& x, const std::source_
                              name_, e->variants.size(), key.str());
         if (failed_variant) {
           notice += fmt::format(". The call that found the cap full failed {}", describe(key, *failed_variant, failed_guard));
-          if (failed_variant->code.guard_reads_exact_value(failed_guard))
+          if (failed_variant->code.forward.guard_reads_exact_value(failed_guard))
             notice += ". That guard compares an exact value that forward read from a tensor as a plain number "
                       "(an item() used in C++ arithmetic, such as (int)x.max().item(), or a data<T>() read): each "
                       "distinct value is another path, so no cap helps; compare with tensors instead (x.max() > 3) "
@@ -259,9 +260,12 @@ std::optional<Tensor> Hybrid::miss(Block& b, const Tensor& x, const std::source_
     std::lock_guard lock(mu_);
     ++eager_reasons_[failed_variant ? "new path" : "new key"];
   }
-  Trace t;
+  TrainingTrace t;
   try {
-    t = trace(b, x, where);
+    if (key.grad && (key.input_grad || has_params_.load(std::memory_order_relaxed)))
+      t = trace_training(b, x, where);
+    else
+      t.trace = trace(b, x, where);
   } catch (const TraceError& err) {  // this forward cannot be traced: run it eagerly, now and from now on
     give_up(e, err.what());
     return b.call_forward(x, where);
@@ -271,12 +275,12 @@ std::optional<Tensor> Hybrid::miss(Block& b, const Tensor& x, const std::source_
     drop_if_empty(e);  // a bad input leaves no empty key behind
     throw;
   }
-  Tensor out = t.outputs.at(0);
-  if (t.random_frozen) {
+  Tensor out = t.trace.outputs.at(0);
+  if (t.trace.random_frozen) {
     give_up(e, "forward draws random numbers (e.g. Dropout in training mode), which compiled code would repeat");
     return out;
   }
-  t.outputs.clear();
+  t.trace.outputs.clear();
   if (options_.background) {
     std::lock_guard lock(mu_);
     workers_.emplace_back([this, e, t = std::move(t)]() mutable { compile_variant(e, std::move(t)); });
@@ -285,14 +289,17 @@ std::optional<Tensor> Hybrid::miss(Block& b, const Tensor& x, const std::source_
   return out;
 }
 
-void Hybrid::compile_variant(Entry* e, Trace t) {
+void Hybrid::compile_variant(Entry* e, TrainingTrace t) {
   try {
     codegen::CompileOptions co;
     co.use_cache = options_.use_cache;
-    auto v = std::make_shared<Variant>(compile(t, co));
+    auto v = std::make_shared<Variant>(compile_training(t, co));
     std::lock_guard lock(mu_);
-    compile_ms_ += v->code.executable().compile_ms();
-    if (v->code.executable().from_cache()) cache_hits_.fetch_add(1, std::memory_order_relaxed);
+    for (const codegen::Executable* exe : {&v->code.forward.executable(), v->code.backward ? &v->code.backward->executable() : nullptr}) {
+      if (!exe) continue;
+      compile_ms_ += exe->compile_ms();
+      if (exe->from_cache()) cache_hits_.fetch_add(1, std::memory_order_relaxed);
+    }
     if (e->variants.empty()) make_room();  // a key that compiled makes room (e is pending: kept)
     --e->pending;
     v->number = ++e->compiled;
@@ -330,13 +337,13 @@ HybridStats Hybrid::stats() const {
   for (const auto& e : entries_) {
     s.variants += static_cast<int64_t>(e->variants.size());
     for (const auto& v : e->variants)
-      for (int g = 0; g < v->code.guard_count(); ++g)
+      for (int g = 0; g < v->code.forward.guard_count(); ++g)
         if (int64_t count = v->guard_failures[g].load()) {
           HybridStats::GuardFailure f;
-          f.guard = v->code.describe_guard(g, &f.origin);
+          f.guard = v->code.forward.describe_guard(g, &f.origin);
           f.key = e->key.str();
           f.variant = v->number;
-          f.exact_value = v->code.guard_reads_exact_value(g);
+          f.exact_value = v->code.forward.guard_reads_exact_value(g);
           f.count = count;
           s.guard_failures.push_back(std::move(f));
         }

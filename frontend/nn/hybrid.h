@@ -27,6 +27,8 @@ struct HybridizeOptions {
   bool background = false;
   /// Use the on-disk object cache (BJ_CACHE=0 also turns it off).
   bool use_cache = true;
+  /// Compile calls in grad mode too (forward and backward); false runs them eagerly.
+  bool compile_training = true;
 };
 
 /// What a hybridized block did, since hybridize().

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "frontend/nn/hybrid.h"
+#include "frontend/compiled_training.h"
 #include "frontend/trace.h"
 
 namespace bj::nn {
@@ -40,13 +41,14 @@ class Hybrid {
     Type input;
     bool training;
     bool grad;
+    bool input_grad;  // the input requires grad (its gradient is compiled too)
     bool operator==(const Key&) const = default;
     std::string str() const;
   };
   /// One traced path, compiled.
   struct Variant {
-    explicit Variant(CompiledTrace c);
-    CompiledTrace code;
+    explicit Variant(CompiledTraining c);
+    CompiledTraining code;  // the forward, and in grad mode the backward
     int number = 0;  // 1, 2, ... per key, in the order compiled
     std::unique_ptr<std::atomic<int64_t>[]> guard_failures;  // per guard of the compiled graph
   };
@@ -68,7 +70,7 @@ class Hybrid {
   /// `key` compiled a variant since the caller's lookup saw `compiled_seen` of them.
   std::optional<Tensor> miss(Block& b, const Tensor& x, const std::source_location& where, const Key& key,
                              int compiled_seen, const Variant* failed_variant, int failed_guard);
-  void compile_variant(Entry* e, Trace t);
+  void compile_variant(Entry* e, TrainingTrace t);
   /// A trace of `e`'s key that will not compile: the key runs eagerly from now on (one warning per block).
   void give_up(Entry* e, const std::string& why);
   Entry* find(const Key& key);                     // call with mu_ held

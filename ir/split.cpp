@@ -1,0 +1,146 @@
+// The forward/backward split of a joint training graph (see split.h).
+//
+// 1. Mark the forward: walking the nodes backwards from the forward outputs
+//    and every guard, a node belongs to the forward if the forward needs its
+//    result. A gradient input reached this way is an error.
+// 2. Mark the backward: walking backwards from the gradient outputs through
+//    the nodes the forward does not own.
+// 3. Copy the forward's nodes, in order, into the forward graph.
+// 4. Copy the backward's nodes, in order, into the backward graph. An operand
+//    the forward owns becomes a backward input (a saved value; a literal is
+//    copied instead), and a saved result becomes one more forward output.
+#include "ir/split.h"
+
+#include <functional>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "ir/error.h"
+
+namespace bj::ir {
+
+namespace {
+
+/// Values of the nodes reachable backwards from `roots` through nodes `take` accepts.
+std::unordered_set<const Value*> reach(const Graph& g, std::vector<const Value*> roots,
+                                       const std::function<bool(const Node&)>& take) {
+  std::unordered_set<const Value*> needed(roots.begin(), roots.end());
+  const auto& nodes = g.nodes();
+  for (auto it = nodes.rbegin(); it != nodes.rend(); ++it) {
+    const Node& n = **it;
+    const bool wanted = n.kind == NodeKind::kGuard ? take(n) : needed.count(n.result) && take(n);
+    if (wanted)
+      for (const Value* v : n.inputs) needed.insert(v);
+  }
+  return needed;
+}
+
+}  // namespace
+
+BackwardSplit split_backward(const Graph& joint, int forward_outputs, int gradient_inputs) {
+  const int n_inputs = static_cast<int>(joint.inputs().size()), n_outputs = static_cast<int>(joint.outputs().size());
+  if (forward_outputs < 0 || forward_outputs > n_outputs || gradient_inputs < 0 || gradient_inputs > n_inputs)
+    throw Error("split_backward", "bad output or input counts");
+  for (const auto& n : joint.nodes())
+    if (n->kind == NodeKind::kRegion) throw Error("split_backward", "the joint graph must not have fused regions");
+  std::unordered_set<const Value*> gradient(joint.inputs().end() - gradient_inputs, joint.inputs().end());
+
+  // 1. The forward: its outputs and guards.
+  std::vector<const Value*> roots(joint.outputs().begin(), joint.outputs().begin() + forward_outputs);
+  auto forward = reach(joint, roots, [](const Node&) { return true; });
+  for (const Value* v : gradient)
+    if (forward.count(v))
+      throw Error("split_backward", "a forward output or a guard depends on the output gradient %" + v->name);
+  auto in_forward = [&](const Node& n) { return n.kind == NodeKind::kGuard || forward.count(n.result); };
+
+  // 2. The backward: its outputs, through nodes the forward does not own.
+  std::vector<const Value*> grads(joint.outputs().begin() + forward_outputs, joint.outputs().end());
+  auto backward = reach(joint, grads, [&](const Node& n) { return !in_forward(n); });
+
+  BackwardSplit s;
+  s.forward = std::make_unique<Graph>(joint.name());
+  s.backward = std::make_unique<Graph>(joint.name() + ".backward");
+  Graph& f = *s.forward;
+  Graph& b = *s.backward;
+
+  // 3. The forward graph.
+  std::unordered_map<const Value*, Value*> fmap;
+  for (const Value* v : joint.inputs())
+    if (!gradient.count(v)) fmap[v] = f.add_input(v->name, v->type);
+  for (const Value* v : joint.params()) fmap[v] = f.add_param(v->name, v->type);
+  for (const Value* v : joint.consts()) fmap[v] = f.add_const(v->name, v->type);
+  auto copy = [](Graph& to, const Node& n, const std::vector<Value*>& ins) -> Value* {
+    switch (n.kind) {
+      case NodeKind::kOp: return to.add_op(n.op, n.attrs, ins, n.result->type, n.origin);
+      case NodeKind::kLiteral: return to.add_literal(n.result->type, n.data, n.origin);
+      case NodeKind::kGuard: to.add_guard(ins.at(0), n.expect, n.origin); return nullptr;
+      case NodeKind::kRegion: break;
+    }
+    throw Error("split_backward", "unexpected region");
+  };
+  for (const auto& n : joint.nodes()) {
+    if (!in_forward(*n)) continue;
+    std::vector<Value*> ins;
+    for (const Value* v : n->inputs) ins.push_back(fmap.at(v));
+    if (Value* r = copy(f, *n, ins)) fmap[n->result] = r;
+  }
+  for (int i = 0; i < forward_outputs; ++i) f.add_output(fmap.at(joint.outputs()[i]));
+
+  // 4. The backward graph; forward values it reads become saved values.
+  std::unordered_map<const Value*, Value*> bmap;
+  for (const Value* v : joint.inputs())
+    if (gradient.count(v)) bmap[v] = b.add_input(v->name, v->type);
+  std::function<Value*(const Value*)> operand = [&](const Value* v) -> Value* {
+    if (auto it = bmap.find(v); it != bmap.end()) return it->second;
+    Value* mapped = nullptr;
+    switch (v->kind) {
+      case ValueKind::kParam:
+        for (size_t i = 0; i < joint.params().size(); ++i)
+          if (joint.params()[i] == v) s.backward_params.push_back(static_cast<int>(i));
+        mapped = b.add_param(v->name, v->type);
+        break;
+      case ValueKind::kConst:
+        for (size_t i = 0; i < joint.consts().size(); ++i)
+          if (joint.consts()[i] == v) s.backward_consts.push_back(static_cast<int>(i));
+        mapped = b.add_const(v->name, v->type);
+        break;
+      case ValueKind::kInput: {
+        int index = 0;
+        for (const Value* in : joint.inputs()) {
+          if (in == v) break;
+          index += !gradient.count(in);
+        }
+        s.saved.push_back({BackwardSplit::Saved::From::kForwardInput, index});
+        mapped = b.add_input("saved" + std::to_string(s.saved.size() - 1), v->type);
+        break;
+      }
+      case ValueKind::kResult:
+        if (v->def->kind == NodeKind::kLiteral) {
+          mapped = copy(b, *v->def, {});
+        } else {
+          const Value* fv = fmap.at(v);
+          int index = -1;
+          for (size_t i = 0; i < f.outputs().size(); ++i)
+            if (f.outputs()[i] == fv) index = static_cast<int>(i);
+          if (index < 0) {
+            index = static_cast<int>(f.outputs().size());
+            f.add_output(fmap.at(v));
+          }
+          s.saved.push_back({BackwardSplit::Saved::From::kForwardOutput, index});
+          mapped = b.add_input("saved" + std::to_string(s.saved.size() - 1), v->type);
+        }
+        break;
+    }
+    return bmap[v] = mapped;
+  };
+  for (const auto& n : joint.nodes()) {
+    if (in_forward(*n) || !backward.count(n->result)) continue;
+    std::vector<Value*> ins;
+    for (const Value* v : n->inputs) ins.push_back(operand(v));
+    bmap[n->result] = copy(b, *n, ins);
+  }
+  for (const Value* v : grads) b.add_output(operand(v));
+  return s;
+}
+
+}  // namespace bj::ir

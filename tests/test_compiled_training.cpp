@@ -1,0 +1,205 @@
+// Compiled training: hybridized calls in grad mode run a compiled forward
+// whose output carries one autograd node running the compiled backward.
+// Every gradient is checked against eager mode (the oracle).
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "examples/seed_models.h"
+#include "examples/training.h"
+#include "examples/zoo.h"
+#include "tests/helpers.h"
+
+using namespace bj;
+
+namespace {
+
+/// ||got - want|| <= rtol ||want|| + atol (L2 over the tensor), both defined or both not.
+void check_l2(const Tensor& got, const Tensor& want, const std::string& what, double rtol = 1e-5, double atol = 1e-7) {
+  INFO(what);
+  REQUIRE(got.defined() == want.defined());
+  if (!want.defined()) return;
+  REQUIRE(got.type() == want.type());
+  auto g = test::values(got), w = test::values(want);
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < g.size(); ++i) {
+    diff += (g[i] - w[i]) * (g[i] - w[i]);
+    norm += w[i] * w[i];
+  }
+  INFO("|got - want| = " << std::sqrt(diff) << ", |want| = " << std::sqrt(norm));
+  CHECK(std::sqrt(diff) <= rtol * std::sqrt(norm) + atol);
+}
+
+struct Grads {
+  Tensor out, input;
+  std::vector<Tensor> params;
+};
+
+/// One training call: zero_grad, out = net(x), (out * weight).sum().backward(), the gradients.
+Grads step(nn::Block& net, const Tensor& x, const Tensor& weight, bool eager) {
+  net.zero_grad();
+  if (x.requires_grad()) x.zero_grad();
+  Grads g;
+  g.out = eager ? net.call_eager(x) : net(x);
+  (g.out * weight).sum().backward();
+  for (const nn::Parameter& p : net.parameters()) g.params.push_back(p.grad().defined() ? p.grad().clone() : Tensor());
+  if (x.requires_grad()) g.input = x.grad().clone();
+  return g;
+}
+
+void check_same(const Grads& got, const Grads& want) {
+  check_l2(got.out, want.out, "output");
+  check_l2(got.input, want.input, "input gradient");
+  REQUIRE(got.params.size() == want.params.size());
+  for (size_t i = 0; i < got.params.size(); ++i) check_l2(got.params[i], want.params[i], "parameter " + std::to_string(i));
+}
+
+}  // namespace
+
+TEST_CASE("compiled training: every zoo model's parameter and input gradients equal eager's") {
+  for (const auto& m : examples::zoo()) {
+    for (bool input_grad : {false, true}) {
+      CAPTURE(m.name);
+      CAPTURE(input_grad);
+      manual_seed(21);
+      auto net = m.make();
+      Tensor x0 = uniform(-1, 1, m.input);
+      net->call_eager(x0);  // completes deferred shapes
+      Tensor weight = uniform(-1, 1, net->call_eager(x0).shape());
+      net->hybridize();
+      for (int call = 0; call < 4; ++call) {  // the first is traced, the rest run compiled
+        Tensor x = uniform(-1, 1, m.input);
+        if (input_grad) x.set_requires_grad();
+        Grads want = step(*net, x, weight, true);
+        Grads got = step(*net, x, weight, false);
+        check_same(got, want);
+      }
+      nn::HybridStats s = net->stats();
+      CHECK(s.compiled_hits >= 1);
+      CHECK(s.compile_failures == 0);
+    }
+  }
+}
+
+TEST_CASE("compiled training: a Dense used three times sums its gradient, calls accumulate until zero_grad") {
+  struct Thrice : nn::Block {
+    nn::Dense* d = &add("d", nn::Dense(6, "tanh"));
+    Tensor forward(const Tensor& x) override { return (*d)((*d)((*d)(x))); }
+  };
+  manual_seed(22);
+  Thrice net;
+  net.initialize();
+  Tensor x = uniform(-1, 1, {3, 6});
+  net.call_eager(x);
+  net.hybridize();
+  net(x).sum().backward();  // traced
+  net.zero_grad();
+  net(x).sum().backward();  // compiled
+  net(x).sum().backward();  // compiled again: accumulates
+  CHECK(net.stats().compiled_hits == 2);
+  std::vector<Tensor> compiled;
+  for (const auto& p : net.parameters()) compiled.push_back(p.grad().clone());
+  net.zero_grad();
+  net.call_eager(x).sum().backward();
+  net.call_eager(x).sum().backward();
+  auto ps = net.parameters();
+  for (size_t i = 0; i < ps.size(); ++i) check_l2(compiled[i], ps[i].grad(), "parameter " + std::to_string(i));
+}
+
+TEST_CASE("compiled training: FixedHiddenMLP on inputs taking different paths, each variant's backward") {
+  manual_seed(23);
+  examples::FixedHiddenMLP net;
+  net.initialize();
+  Tensor w = uniform(-1, 1, {});
+  net.hybridize();
+  for (int round = 0; round < 3; ++round)
+    for (float scale : {0.01f, 1.0f, 10.0f, 100.0f, 1000.0f}) {
+      CAPTURE(scale);
+      Tensor x = uniform(-1, 1, {2, 20}) * scale;
+      Grads want = step(net, x, w, true);
+      Grads got = step(net, x, w, false);
+      check_same(got, want);
+    }
+  nn::HybridStats s = net.stats();
+  CHECK(s.variants >= 3);
+  CHECK(s.compiled_hits >= 5);
+}
+
+TEST_CASE("compiled training: a saved tensor changed in place before backward is eager's AutogradError") {
+  manual_seed(24);
+  nn::Sequential net(nn::Dense(8, "relu"), nn::Dense(4));
+  net.initialize();
+  Tensor x = uniform(-1, 1, {2, 5});
+  net.call_eager(x);
+  net.hybridize();
+  net(x).sum().backward();  // traced
+  SUBCASE("the input") {
+    x.set_requires_grad();
+    net(x);  // a new key (the input requires grad): traced
+    Tensor y = net(x);
+    CHECK(net.stats().compiled_hits == 1);
+    {
+      NoGradGuard no_grad;
+      x += 1.0;
+    }
+    CHECK_THROWS_AS(y.sum().backward(), AutogradError);
+  }
+  SUBCASE("a parameter, by an optimizer step") {
+    optim::SGD opt(net.parameters(), {.lr = 0.1f});
+    Tensor y = net(x);
+    CHECK(net.stats().compiled_hits == 1);
+    opt.step();
+    CHECK_THROWS_AS(y.sum().backward(), AutogradError);
+    Tensor y2 = net(x);  // the next call sees the new values
+    y2.sum().backward();
+  }
+}
+
+TEST_CASE("compiled training: backward twice through one compiled call accumulates twice, as eager") {
+  manual_seed(25);
+  examples::MLP net;
+  net.initialize();
+  Tensor x = uniform(-1, 1, {2, 20});
+  net.hybridize();
+  net(x);
+  net.zero_grad();
+  Tensor y = net(x);
+  CHECK(net.stats().compiled_hits == 1);
+  y.sum().backward();
+  y.sum().backward();
+  std::vector<Tensor> compiled;
+  for (const auto& p : net.parameters()) compiled.push_back(p.grad().clone());
+  net.zero_grad();
+  Tensor e = net.call_eager(x);
+  e.sum().backward();
+  e.sum().backward();
+  auto ps = net.parameters();
+  for (size_t i = 0; i < ps.size(); ++i) check_l2(compiled[i], ps[i].grad(), "parameter " + std::to_string(i));
+}
+
+TEST_CASE("compiled training: 200 steps of SGD with momentum and of Adam, hybridized losses equal eager's") {
+  for (const char* optimizer : {"sgd", "adam"}) {
+    CAPTURE(optimizer);
+    auto task = examples::make_classification_task(64, 20, 10, 3);
+    examples::TrainOptions o{.steps = 200, .optimizer = optimizer, .lr = std::string(optimizer) == "sgd" ? 0.1 : 0.01,
+                             .log_every = 1};
+    std::vector<double> losses[2];
+    std::vector<int64_t> hits(2);
+    for (int hybrid = 0; hybrid < 2; ++hybrid) {
+      manual_seed(26);
+      examples::MLP net;
+      net.initialize(init::xavier());
+      if (hybrid) net.hybridize();
+      examples::train_classifier(net, task, o, [&](int, double l) { losses[hybrid].push_back(l); });
+      hits[static_cast<size_t>(hybrid)] = net.stats().compiled_hits;
+    }
+    REQUIRE(losses[0].size() == 200);
+    REQUIRE(losses[1].size() == 200);
+    for (size_t i = 0; i < losses[0].size(); ++i) {
+      CAPTURE(i);
+      CHECK(std::fabs(losses[1][i] - losses[0][i]) <= 1e-4 * std::fabs(losses[0][i]));
+    }
+    CHECK(losses[0].back() < 0.5 * losses[0].front());  // it learned
+    CHECK(hits[1] >= 199);                              // and the hybridized run was compiled
+  }
+}
