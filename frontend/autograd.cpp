@@ -56,11 +56,21 @@ struct Saved {
   static Saved of(const Tensor& t) { return {detached(t), t.impl()->storage->version()}; }
 };
 
+/// True if `t` is the only handle on its storage (a gradient no one else holds).
+bool sole_handle(const Tensor& t) {
+  return t.impl().use_count() == 1 && t.impl()->storage.use_count() == 1 && !t.impl()->autograd;
+}
+
 class AccumulateGrad final : public Node {
  public:
   explicit AccumulateGrad(std::shared_ptr<AutogradMeta> leaf) : leaf_(std::move(leaf)) {}
   void apply(const Tensor& grad, std::vector<Tensor>&) override {
-    leaf_->grad = leaf_->grad.defined() ? leaf_->grad + grad : grad.clone();
+    if (leaf_->grad.defined())
+      leaf_->grad = leaf_->grad + grad;
+    else if (sole_handle(grad))  // nothing else can see it: keep it rather than copy it (as PyTorch does)
+      leaf_->grad = grad;
+    else
+      leaf_->grad = grad.clone();
   }
   std::string name() const override { return "accumulate_grad"; }
   const AutogradMeta* leaf() const override { return leaf_.get(); }
@@ -371,7 +381,7 @@ void run_backward(const std::shared_ptr<Node>& start, const Tensor& grad,
       Node* nx = n->next[i].get();
       if (!nx) continue;
       if (input_grads[i].defined()) {
-        auto [it, fresh] = grads.try_emplace(nx, input_grads[i]);
+        auto [it, fresh] = grads.try_emplace(nx, std::move(input_grads[i]));
         if (!fresh) it->second = it->second + input_grads[i];
       }
       if (--deps[nx] == 0) ready.push_back(nx);

@@ -1,4 +1,9 @@
-// SGD and Adam: updates written with in-place Tensor ops under no-grad.
+// SGD and Adam. Each step is one multi-tensor loop over every parameter with
+// a gradient (runtime/optimizer.h), in place; its rounding is that of these
+// formulas written as Tensor ops (tests/test_training.cpp checks bit for bit):
+//   SGD:  d = g + wd * w;  v = momentum * v + d (v = d at first);  w -= lr * v
+//   Adam: d = g + wd * w;  m = m * b1 + d * (1 - b1);  v = v * b2 + d * d * (1 - b2);
+//         w -= (m / c1) * lr / (sqrt(v / c2) + eps),  c = 1 - b^t (bias corrections)
 #include "frontend/optim.h"
 
 #include <cmath>
@@ -6,8 +11,15 @@
 #include "frontend/autograd.h"
 #include "frontend/creation.h"
 #include "frontend/ops.h"
+#include "runtime/allocator.h"
+#include "runtime/optimizer.h"
 
 namespace bj::optim {
+
+namespace {
+/// The storage of an f32 tensor (no host read: nothing is traced or guarded).
+float* f32(const Tensor& t) { return static_cast<float*>(t.raw_data()); }
+}  // namespace
 
 Optimizer::Optimizer(std::vector<nn::Parameter> params, const char* name) : params_(std::move(params)) {
   if (params_.empty()) throw ValueError(name, "was given no parameters to optimize");
@@ -30,18 +42,20 @@ SGD::SGD(std::vector<nn::Parameter> params, SGDOptions options)
 }
 
 void SGD::step() {
-  NoGradGuard no_grad;
+  std::vector<rt::SgdSlot> slots;
+  std::vector<Tensor> written;  // weights and velocities, whose versions move
   for (size_t i = 0; i < params_.size(); ++i) {
     if (!params_[i].initialized()) continue;
-    Tensor w = params_[i].data(), g = w.grad();
+    const Tensor& w = params_[i].data();
+    Tensor g = w.grad();
     if (!g.defined()) continue;
-    if (o_.weight_decay != 0) g = g + o_.weight_decay * w;
-    if (o_.momentum != 0) {
-      velocity_[i] = velocity_[i].defined() ? velocity_[i] * o_.momentum + g : g.clone();
-      g = velocity_[i];
-    }
-    w -= o_.lr * g;
+    const bool first = o_.momentum != 0 && !velocity_[i].defined();
+    if (first) velocity_[i] = zeros_like(w);
+    slots.push_back({f32(w), f32(g), o_.momentum != 0 ? f32(velocity_[i]) : nullptr, first, w.numel()});
+    written.push_back(w);
   }
+  rt::sgd_step(slots, {static_cast<float>(o_.lr), static_cast<float>(o_.momentum), static_cast<float>(o_.weight_decay)});
+  for (const Tensor& w : written) w.impl()->storage->bump_version();
 }
 
 Adam::Adam(std::vector<nn::Parameter> params, AdamOptions options)
@@ -50,22 +64,26 @@ Adam::Adam(std::vector<nn::Parameter> params, AdamOptions options)
 }
 
 void Adam::step() {
-  NoGradGuard no_grad;
   ++t_;
-  const double c1 = 1 - std::pow(o_.beta1, double(t_)), c2 = 1 - std::pow(o_.beta2, double(t_));
+  std::vector<rt::AdamSlot> slots;
+  std::vector<Tensor> written;
   for (size_t i = 0; i < params_.size(); ++i) {
     if (!params_[i].initialized()) continue;
-    Tensor w = params_[i].data(), g = w.grad();
+    const Tensor& w = params_[i].data();
+    Tensor g = w.grad();
     if (!g.defined()) continue;
-    if (o_.weight_decay != 0) g = g + o_.weight_decay * w;
     if (!m_[i].defined()) {
       m_[i] = zeros_like(w);
       v_[i] = zeros_like(w);
     }
-    m_[i] = m_[i] * o_.beta1 + g * (1 - o_.beta1);
-    v_[i] = v_[i] * o_.beta2 + g * g * (1 - o_.beta2);
-    w -= (m_[i] / c1) * o_.lr / (sqrt(v_[i] / c2) + o_.eps);
+    slots.push_back({f32(w), f32(g), f32(m_[i]), f32(v_[i]), w.numel()});
+    written.push_back(w);
   }
+  const double c1 = 1 - std::pow(o_.beta1, double(t_)), c2 = 1 - std::pow(o_.beta2, double(t_));
+  auto f = [](double v) { return static_cast<float>(v); };
+  rt::adam_step(slots, {f(o_.lr), f(o_.beta1), f(1 - o_.beta1), f(o_.beta2), f(1 - o_.beta2), f(c1), f(c2), f(o_.eps),
+                        f(o_.weight_decay)});
+  for (const Tensor& w : written) w.impl()->storage->bump_version();
 }
 
 }  // namespace bj::optim

@@ -213,3 +213,70 @@ TEST_CASE("losses: values and errors") {
   test::check_error<DTypeError>([&] { nn::cross_entropy(logits, tensor({0, 1})); }, {"i64"});
   test::check_error<ShapeError>([&] { nn::cross_entropy(logits, tensor({0}, kI64)); }, {"[N, C]"});
 }
+
+TEST_CASE("multi-tensor optimizer steps equal the Tensor-op formulas bit for bit, over many steps") {
+  // The reference: the update written as Tensor ops (what optim.cpp's comment states).
+  struct Reference {
+    std::vector<Tensor> w, v, m;
+    void sgd(const std::vector<Tensor>& g, double lr, double mom, double wd, bool first) {
+      for (size_t i = 0; i < w.size(); ++i) {
+        Tensor d = wd != 0 ? g[i] + wd * w[i] : g[i];
+        if (mom != 0) {
+          v[i] = first ? d.clone() : v[i] * mom + d;
+          d = v[i];
+        }
+        w[i] = w[i] - lr * d;
+      }
+    }
+    void adam(const std::vector<Tensor>& g, const optim::AdamOptions& o, int t) {
+      const double c1 = 1 - std::pow(o.beta1, t), c2 = 1 - std::pow(o.beta2, t);
+      for (size_t i = 0; i < w.size(); ++i) {
+        Tensor d = o.weight_decay != 0 ? g[i] + o.weight_decay * w[i] : g[i];
+        m[i] = m[i] * o.beta1 + d * (1 - o.beta1);
+        v[i] = v[i] * o.beta2 + d * d * (1 - o.beta2);
+        w[i] = w[i] - (m[i] / c1) * o.lr / (sqrt(v[i] / c2) + o.eps);
+      }
+    }
+  };
+  NoGradGuard no_grad;
+  for (int which = 0; which < 4; ++which) {
+    CAPTURE(which);
+    manual_seed(40 + static_cast<uint64_t>(which));
+    std::vector<nn::Parameter> ps;
+    Reference ref;
+    for (Shape s : {Shape{300, 7}, Shape{1}, Shape{200000}}) {  // the last one runs on several threads
+      nn::Parameter p(s);
+      p.initialize(init::uniform(1));
+      ps.push_back(p);
+      ref.w.push_back(p.data().clone());
+      ref.v.push_back(zeros(s));
+      ref.m.push_back(zeros(s));
+    }
+    optim::SGDOptions so{.lr = 0.05, .momentum = which == 1 ? 0.0 : 0.9, .weight_decay = which == 2 ? 0.01 : 0.0};
+    optim::AdamOptions ao{.lr = 0.01, .weight_decay = which == 3 ? 0.02 : 0.0};
+    std::unique_ptr<optim::Optimizer> opt;
+    if (which < 3)
+      opt = std::make_unique<optim::SGD>(ps, so);
+    else
+      opt = std::make_unique<optim::Adam>(ps, ao);
+    for (int step = 1; step <= 5; ++step) {
+      std::vector<Tensor> grads;
+      for (auto& p : ps) {
+        Tensor g = normal(0, 1, p.shape());
+        p.data().zero_grad();
+        grads.push_back(g);
+        {
+          bj::set_grad_enabled(true);
+          (p.data() * g).sum().backward();  // grad() = g
+          bj::set_grad_enabled(false);
+        }
+      }
+      opt->step();
+      if (which < 3)
+        ref.sgd(grads, so.lr, so.momentum, so.weight_decay, step == 1);
+      else
+        ref.adam(grads, ao, step);
+      for (size_t i = 0; i < ps.size(); ++i) CHECK(test::values(ps[i].data()) == test::values(ref.w[i]));
+    }
+  }
+}

@@ -23,6 +23,7 @@
 #include "examples/seed_models.h"
 #include "examples/training.h"
 #include "examples/zoo.h"
+#include "ir/split.h"
 #include "runtime/kernels.h"
 #include "tools/cli.h"
 
@@ -214,25 +215,46 @@ int dump(const bj::cli::Command& c) {
   const std::string &format = c.format, &stage = c.stage;
   bj::manual_seed(0);
   auto net = m.make();
-  bj::Trace t = bj::trace(*net, bj::rand(m.input));
-  for (const std::string& n : t.notes) std::cerr << "note: " << n << "\n";
-  if (stage != "traced" || pipeline.print_after_all || !pipeline.print_after.empty()) {
-    pipeline.out = &std::cerr;
-    auto report = bj::codegen::optimize(*t.graph, pipeline);
-    std::string line = "passes:";
-    for (const auto& r : report.runs) line += fmt::format(" {} {:.3f} ms{},", r.name, r.ms, r.changed ? "" : " (unchanged)");
-    line.back() = '\n';
-    std::cerr << line
-              << fmt::format("arena: {} bytes for {} bytes of intermediates\n", report.arena_bytes,
-                             report.intermediate_bytes);
+  // The graphs to show: the inference trace, or with --train the forward and backward of a
+  // training call (the split of the joint trace, as hybridize compiles them).
+  std::vector<std::pair<std::string, std::shared_ptr<bj::ir::Graph>>> graphs;
+  if (c.train_graphs) {
+    bj::Tensor x = bj::rand(m.input);
+    net->call_eager(x);  // deferred shapes
+    bj::TrainingTrace t = bj::trace_training(*net, x);
+    for (const std::string& n : t.trace.notes) std::cerr << "note: " << n << "\n";
+    if (!t.has_backward()) throw bj::ValueError("dump", m.name + "'s output does not require grad: no backward");
+    bj::ir::BackwardSplit split = bj::ir::split_backward(*t.trace.graph, 1, 1);
+    std::cerr << fmt::format("training trace of {}: the forward saves {} value(s) for the backward\n", m.name,
+                             split.saved.size());
+    graphs = {{"forward", std::move(split.forward)}, {"backward", std::move(split.backward)}};
+  } else {
+    bj::Trace t = bj::trace(*net, bj::rand(m.input));
+    for (const std::string& n : t.notes) std::cerr << "note: " << n << "\n";
+    graphs = {{"", t.graph}};
   }
-  std::string text = format == "text" ? bj::ir::print(*t.graph) : bj::ir::to_dot(*t.graph);
-  if (stage == "llvm" || stage == "asm") {
-    bj::codegen::CompileOptions co;
-    co.keep_ir = stage == "llvm";
-    co.keep_asm = stage == "asm";
-    auto exe = bj::codegen::compile(*t.graph, co);
-    text = stage == "llvm" ? exe->llvm_ir() : exe->assembly();
+  std::string text;
+  for (auto& [label, g] : graphs) {
+    if (stage != "traced" || pipeline.print_after_all || !pipeline.print_after.empty()) {
+      pipeline.out = &std::cerr;
+      auto report = bj::codegen::optimize(*g, pipeline);
+      std::string line = label.empty() ? "passes:" : label + " passes:";
+      for (const auto& r : report.runs) line += fmt::format(" {} {:.3f} ms{},", r.name, r.ms, r.changed ? "" : " (unchanged)");
+      line.back() = '\n';
+      std::cerr << line
+                << fmt::format("arena: {} bytes for {} bytes of intermediates\n", report.arena_bytes,
+                               report.intermediate_bytes);
+    }
+    std::string part = format == "text" ? bj::ir::print(*g) : bj::ir::to_dot(*g);
+    if (stage == "llvm" || stage == "asm") {
+      bj::codegen::CompileOptions co;
+      co.keep_ir = stage == "llvm";
+      co.keep_asm = stage == "asm";
+      auto exe = bj::codegen::compile(*g, co);
+      part = stage == "llvm" ? exe->llvm_ir() : exe->assembly();
+    }
+    if (!text.empty()) text += "\n";
+    text += part;
   }
   if (!c.out) {
     std::cout << text;
@@ -243,6 +265,7 @@ int dump(const bj::cli::Command& c) {
   if (format == "dot" && (ext == ".svg" || ext == ".png" || ext == ".pdf")) {
     std::string dot_file = out + ".dot";
     write_file(dot_file, text);
+    // One picture per graph (a forward and a backward are laid out side by side).
     int rc = run_program({"dot", "-T" + ext.substr(1), "-o", out, "--", dot_file});  // no shell
     std::remove(dot_file.c_str());
     if (rc < 0)
@@ -332,6 +355,78 @@ int guard_cost(bool json) {
   return 0;
 }
 
+/// `bench MODEL --train`: training steps (forward, cross-entropy on random labels, backward,
+/// SGD update), eager against hybridized (compiled forward and backward), interleaved.
+int bench_train(const bj::cli::Command& cmd, const bj::examples::ZooModel& m, bj::Shape input, int threads) {
+  bj::manual_seed(0);
+  auto net = m.make();
+  bj::Tensor x = bj::rand(input);
+  bj::Tensor probe = net->call_eager(x);  // deferred shapes
+  if (probe.dim() != 2)
+    throw bj::ShapeError("bench", m.name + " returns " + probe.type().str() + ", not [batch, classes] logits");
+  std::vector<int64_t> labels_data(static_cast<size_t>(input[0]));
+  for (size_t i = 0; i < labels_data.size(); ++i) labels_data[i] = static_cast<int64_t>(i) % probe.shape()[1];
+  bj::Tensor labels = bj::tensor(labels_data, {input[0]});
+  bj::optim::SGD opt(net->parameters(), {.lr = 1e-4});
+  net->hybridize();
+  auto step = [&](bool compiled) {
+    opt.zero_grad();
+    bj::Tensor loss = bj::nn::cross_entropy(compiled ? (*net)(x) : net->call_eager(x), labels);
+    loss.backward();
+    opt.step();
+  };
+  // Agreement first: the gradients of one step, eager against compiled (after the traced call).
+  step(true);
+  auto grads = [&](bool compiled) {
+    opt.zero_grad();
+    bj::nn::cross_entropy(compiled ? (*net)(x) : net->call_eager(x), labels).backward();
+    std::vector<bj::Tensor> g;
+    for (const auto& p : net->parameters()) g.push_back(p.grad().clone());
+    return g;
+  };
+  auto ge = grads(false), gc = grads(true);
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < ge.size(); ++i) {
+    diff = std::max<double>(diff, bj::max(bj::abs(gc[i] - ge[i])).item());
+    norm = std::max<double>(norm, bj::max(bj::abs(ge[i])).item());
+  }
+  if (net->stats().compiled_hits != 1) throw bj::Error("bench", "the hybridized step did not run compiled code");
+  auto eager = [&] { step(false); };
+  auto compiled = [&] { step(true); };
+  for (int i = 0; i < 3; ++i) eager(), compiled();
+  const int ce = Timer::calls_for(eager), cc = Timer::calls_for(compiled);
+  std::vector<double> te, tc;
+  for (int round = 0; round < 15; ++round) {
+    te.push_back(Timer::once(eager, ce));
+    tc.push_back(Timer::once(compiled, cc));
+  }
+  const double eager_us = median(te), compiled_us = median(tc);
+  const bj::nn::HybridStats stats = net->stats();
+  double flops = 0;
+  {
+    bj::NoGradGuard no_grad;
+    flops = 3 * graph_flops(bj::compile(bj::trace(*net, x)).executable().graph());  // forward + two products back
+  }
+  if (cmd.json) {
+    fmt::print("{{\"model\": \"{}\", \"batch\": {}, \"threads\": {}, \"eager_step_us\": {:.3f}, "
+               "\"compiled_step_us\": {:.3f}, \"speedup\": {:.2f}, \"gflops\": {:.1f}, \"max_abs_grad_diff\": {:.3g}, "
+               "\"variants\": {}, \"fallbacks\": {}, \"compiled_hits\": {}, \"compile_ms\": {:.1f}}}\n",
+               m.name, input[0], threads, eager_us, compiled_us, eager_us / compiled_us, flops / compiled_us / 1e3,
+               diff, stats.variants, stats.eager_fallbacks, stats.compiled_hits, stats.compile_ms);
+    return 0;
+  }
+  fmt::print("{} training step (batch {}, {} thread{}; forward, cross-entropy, backward, SGD): eager {}, "
+             "compiled {}, speedup {:.2f}x\n",
+             m.name, input[0], threads, threads == 1 ? "" : "s", fmt_us(eager_us), fmt_us(compiled_us),
+             eager_us / compiled_us);
+  if (flops > 0)
+    fmt::print("  {:.1f} GFLOP/s compiled ({:.1f} eager), counting 3x the forward's FLOPs\n",
+               flops / compiled_us / 1e3, flops / eager_us / 1e3);
+  fmt::print("  gradients compiled vs eager: max |diff| {:.3g} (max |eager| {:.3g})\n", diff, norm);
+  fmt::print("  hybridized: {}\n", stats.str());
+  return 0;
+}
+
 int bench(const bj::cli::Command& cmd) {
   if (cmd.models[0] == "guard-cost") return guard_cost(cmd.json);
   const auto& m = bj::examples::zoo_model(cmd.models[0]);
@@ -339,6 +434,7 @@ int bench(const bj::cli::Command& cmd) {
   if (cmd.batch) input[0] = *cmd.batch;
   const int threads = cmd.threads ? *cmd.threads : bj::rt::num_threads();
   bj::rt::set_num_threads(threads);
+  if (cmd.train_step) return bench_train(cmd, m, input, threads);
   bj::manual_seed(0);
   auto net = m.make();
   bj::Tensor x = bj::rand(input);

@@ -31,17 +31,20 @@ commands:
   train MODEL [--steps N] [--optimizer sgd|adam] [--lr X]
                     train a zoo model that returns [batch, classes] logits
                     on a synthetic separable task; prints the loss
-  bench MODEL [--batch N] [--threads T] [--json]
+  bench MODEL [--batch N] [--threads T] [--json] [--train]
                     eager vs hybridized (compiled) calls, interleaved in one
                     process after warm-up: medians, speedup, GFLOP/s or
-                    GB/s, variants and fallbacks
+                    GB/s, variants and fallbacks; --train times training
+                    steps (forward, cross-entropy, backward, SGD update)
   bench guard-cost [--json]
                     what checking one guard costs in compiled code
   dump MODEL [--stage traced|opt|llvm|asm] [--format text|dot] [--out FILE]
-            [--print-after-all] [--print-after=NAME[,NAME]]
+            [--train] [--print-after-all] [--print-after=NAME[,NAME]]
                     trace a zoo model on its default input and print (or
                     write) the graph as traced or after the optimization
                     pipeline; FILE.svg/.png renders through Graphviz;
+                    --train shows the forward and backward graphs of a
+                    training call instead;
                     --print-after* (or BJ_PRINT_AFTER) print the IR after passes
   ir FILE [--run]   parse a text IR file, verify it, print it back; with
                     --run, interpret it on seeded random inputs (exit
@@ -126,7 +129,8 @@ void parse_bench(Command& c, std::span<const std::string> args) {
   }
   const examples::ZooModel& m = model_argument(args, "bench");
   c.models = {m.name};
-  auto o = options(args.subspan(1), {"--batch", "--threads"}, {"--json"}, "bench");
+  auto o = options(args.subspan(1), {"--batch", "--threads"}, {"--json", "--train"}, "bench");
+  c.train_step = o.count("--train") > 0;
   if (o.count("--batch")) c.batch = int_option("bench", "--batch", o["--batch"], 1, max_batch(m.input));
   if (o.count("--threads"))
     c.threads = static_cast<int>(int_option("bench", "--threads", o["--threads"], 1, max_threads()));
@@ -139,7 +143,8 @@ void parse_dump(Command& c, std::span<const std::string> args) {
   std::vector<std::string> rest;
   for (const std::string& a : args.subspan(1))
     if (!c.pipeline.parse_flag(a)) rest.push_back(a);
-  auto o = options(rest, {"--format", "--out", "--stage"}, {}, "dump");
+  auto o = options(rest, {"--format", "--out", "--stage"}, {"--train"}, "dump");
+  c.train_graphs = o.count("--train") > 0;
   if (o.count("--format")) c.format = o["--format"];
   if (c.format != "text" && c.format != "dot") throw ValueError("dump", "--format is text or dot, got '" + c.format + "'");
   if (o.count("--stage")) c.stage = o["--stage"];

@@ -27,9 +27,11 @@ struct Command {
   std::optional<int64_t> batch;     ///< bench --batch
   std::optional<int> threads;       ///< bench --threads
   bool json = false;                ///< bench --json
+  bool train_step = false;          ///< bench --train: training steps instead of inference calls
   std::string format = "text";      ///< dump --format text|dot
   std::string stage = "traced";     ///< dump --stage traced|opt|llvm|asm
   std::optional<std::string> out;   ///< dump --out
+  bool train_graphs = false;        ///< dump --train: the forward and backward of a training call
   passes::PipelineOptions pipeline; ///< dump --print-after-all / --print-after=...
   std::string file;                 ///< ir FILE
   bool run = false;                 ///< ir --run

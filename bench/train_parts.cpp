@@ -1,0 +1,66 @@
+// Where a training step's time goes, for the seed MLP at batch 2 (one
+// thread): the eager step, the hybridized step, and the parts of the
+// hybridized one. Medians of interleaved rounds; run on a quiet machine.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <functional>
+#include <vector>
+
+#include "examples/seed_models.h"
+#include "frontend/blockjit.h"
+#include "runtime/kernels.h"
+
+using namespace bj;
+
+namespace {
+
+double once(const std::function<void()>& f, int calls) {
+  auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < calls; ++i) f();
+  return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / calls;
+}
+
+}  // namespace
+
+int main() {
+  rt::set_num_threads(1);
+  manual_seed(0);
+  examples::MLP net;
+  net.initialize();
+  Tensor x = uniform(-1, 1, {2, 20});
+  Tensor labels = tensor(std::vector<int64_t>{1, 2}, {2});
+  optim::SGD opt(net.parameters(), {.lr = 1e-4, .momentum = 0.9});
+  net.hybridize();
+  nn::cross_entropy(net(x), labels).backward();  // traced
+  std::vector<std::pair<const char*, std::function<void()>>> parts = {
+      {"eager step (zero_grad, forward, cross-entropy, backward, SGD)",
+       [&] {
+         opt.zero_grad();
+         nn::cross_entropy(net.call_eager(x), labels).backward();
+         opt.step();
+       }},
+      {"hybridized step", [&] {
+         opt.zero_grad();
+         nn::cross_entropy(net(x), labels).backward();
+         opt.step();
+       }},
+      {"  zero_grad", [&] { opt.zero_grad(); }},
+      {"  compiled forward (grad mode)", [&] { net(x); }},
+      {"  compiled forward + cross-entropy", [&] { nn::cross_entropy(net(x), labels); }},
+      {"  compiled forward + cross-entropy + backward", [&] {
+         opt.zero_grad();
+         nn::cross_entropy(net(x), labels).backward();
+       }},
+      {"  SGD step (multi-tensor)", [&] { opt.step(); }},
+  };
+  std::vector<std::vector<double>> times(parts.size());
+  for (int round = 0; round < 15; ++round)
+    for (size_t i = 0; i < parts.size(); ++i) times[i].push_back(once(parts[i].second, 2000));
+  for (size_t i = 0; i < parts.size(); ++i) {
+    std::sort(times[i].begin(), times[i].end());
+    fmt::print("{:<50} {:8.2f} us\n", parts[i].first, times[i][times[i].size() / 2]);
+  }
+  fmt::print("{}\n", net.stats().str());
+}
