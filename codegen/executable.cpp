@@ -32,11 +32,12 @@ std::shared_ptr<Executable> compile(const ir::Graph& g, const CompileOptions& op
   passes::PipelineOptions quiet;  // compile() prints nothing; `blockjit dump` shows the passes
   quiet.verify = env::verify();
   optimize(*exe->graph_, quiet);
-  exe->plan_ = make_plan(*exe->graph_);
+  exe->plan_ = make_plan(*exe->graph_, {.params_change = options.training});
   const HostInfo& host = host_info();
   // Everything that determines the code; the whole key is stored in (and checked against) the entry.
   const std::string key = ir::print(*exe->graph_) + "|llvm " + host.llvm_version + "|" + host.cpu + "|" +
-                          host.features + "|codegen " + codegen_source_hash();
+                          host.features + "|codegen " + codegen_source_hash() +
+                          (options.training ? "|training" : "");
   exe->key_ = fmt::format("{:016x}", fnv1a(key));
   const bool use_cache = options.use_cache && cache_enabled() && !options.keep_ir && !options.keep_asm;
   const std::optional<std::string> dir = use_cache ? cache_dir() : std::nullopt;
@@ -81,9 +82,13 @@ std::shared_ptr<const Executable::Packed> Executable::packed(size_t slot, const 
     const int64_t np = pk.n_pad();
     data = rt::make_storage(static_cast<size_t>(np * pk.k) * sizeof(float));
     float* dst = static_cast<float*>(data->data());
-    std::fill(dst, dst + np * pk.k, 0.0f);
-    for (int64_t j = 0; j < pk.n; ++j)
-      for (int64_t k = 0; k < pk.k; ++k) dst[k * np + j] = src[j * pk.k + k];
+    // Tiles of 16 x 16, so that both the reads and the writes stay within a few cache lines.
+    constexpr int64_t kTile = 16;
+    for (int64_t j0 = 0; j0 < pk.n; j0 += kTile)
+      for (int64_t k0 = 0; k0 < pk.k; k0 += kTile)
+        for (int64_t k = k0; k < std::min(k0 + kTile, pk.k); ++k)
+          for (int64_t j = j0; j < std::min(j0 + kTile, pk.n); ++j) dst[k * np + j] = src[j * pk.k + k];
+    for (int64_t k = 0; k < pk.k; ++k) std::fill(dst + k * np + pk.n, dst + (k + 1) * np, 0.0f);
   }
   auto fresh = std::make_shared<const Packed>(Packed{param.data, version ? *version : 0, std::move(data)});
   if (version) {

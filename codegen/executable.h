@@ -24,6 +24,7 @@ struct CompileOptions {
   bool use_cache = true;   ///< the on-disk object cache (also off with BJ_CACHE=0)
   bool keep_ir = false;    ///< keep the optimized LLVM IR text (compiles, never from the cache)
   bool keep_asm = false;   ///< keep the assembly text (likewise)
+  bool training = false;   ///< parameters change between calls (see PlanOptions::params_change)
 };
 
 class Executable {

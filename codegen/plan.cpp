@@ -156,10 +156,13 @@ std::vector<const ir::Node*> body_of(const ir::Node& n) {
   return body;
 }
 
+/// Rows from which a product repacks a weight that changes every call (PlanOptions::params_change).
+constexpr int64_t kPackRowsWhenParamsChange = 16;
+
 /// make_plan's state: the plan so far and the graph's parameters by value.
 class Planner {
  public:
-  explicit Planner(const ir::Graph& g) : g_(g) {
+  Planner(const ir::Graph& g, const PlanOptions& options) : g_(g), options_(options) {
     p_.arena_bytes = std::max<int64_t>(g.arena_bytes, 0);
     for (const ir::Value* v : g.outputs()) has_memory_.insert(v);
     for (size_t i = 0; i < g.params().size(); ++i) param_index_[g.params()[i]] = static_cast<int>(i);
@@ -257,6 +260,8 @@ class Planner {
     // Padding costs K/16 * (n_pad/n - 1) extra multiply-adds per output; a dot product along k instead
     // costs about 8 operations of horizontal sum. Long k and few columns (mlp's 256 -> 10) stay dots.
     if (b->type.shape[1] * (n_pad - cols) > 8 * 16 * cols) return;
+    // Packing moves the whole weight; when it changes every call, that pays off only for enough rows.
+    if (options_.params_change && m < kPackRowsWhenParamsChange) return;
     NodePlan np{Strategy::kPacked, -1, -1, std::nullopt};
     for (size_t i = 0; i < p_.packings.size(); ++i)
       if (p_.packings[i].param == param_index_.at(b) && !p_.packings[i].dnnl) np.packing = static_cast<int>(i);
@@ -312,6 +317,7 @@ class Planner {
   }
 
   const ir::Graph& g_;
+  const PlanOptions options_;
   Plan p_;
   std::unordered_set<const ir::Value*> has_memory_;
   std::unordered_map<const ir::Value*, int> param_index_;
@@ -319,6 +325,6 @@ class Planner {
 
 }  // namespace
 
-Plan make_plan(const ir::Graph& g) { return Planner(g).run(); }
+Plan make_plan(const ir::Graph& g, const PlanOptions& options) { return Planner(g, options).run(); }
 
 }  // namespace bj::codegen

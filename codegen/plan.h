@@ -98,7 +98,14 @@ bool inline_matmul(const ir::Node& n);
 /// would take: kExactLoops where exact_lowering() holds, else kRuntime (eager's own kernels).
 std::unordered_set<const ir::Node*> guard_cone(const ir::Graph& g);
 
+/// What the planner may assume about how the code is called.
+struct PlanOptions {
+  /// The parameters change between calls (training): packing a weight costs its size on every
+  /// call, so small products whose rows are few read it as stored.
+  bool params_change = false;
+};
+
 /// The plan of every node of an optimized graph, in four sweeps (plan.cpp).
-Plan make_plan(const ir::Graph& g);
+Plan make_plan(const ir::Graph& g, const PlanOptions& options = {});
 
 }  // namespace bj::codegen

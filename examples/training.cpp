@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include <chrono>
 #include <cmath>
 #include <memory>
 
@@ -49,21 +50,36 @@ TrainResult train_classifier(nn::Block& net, const ClassificationTask& task, con
     opt = std::make_unique<optim::Adam>(net.parameters(), optim::AdamOptions{.lr = o.lr});
   else
     throw ValueError("train", "unknown optimizer '" + o.optimizer + "' (expected sgd or adam)");
+  if (o.mode != "eager" && o.mode != "hybridize" && o.mode != "step")
+    throw ValueError("train", "unknown mode '" + o.mode + "' (expected eager, hybridize or step)");
+  if (o.mode == "hybridize") net.hybridize();
+  nn::TrainStep whole(net, nn::cross_entropy, *opt);
   TrainResult r;
+  const auto t0 = std::chrono::steady_clock::now();
   for (int step = 1; step <= o.steps; ++step) {
-    opt->zero_grad();
-    Tensor loss = nn::cross_entropy(net(task.x), task.y);
+    Tensor loss;
+    if (o.mode == "step") {
+      loss = whole(task.x, task.y);
+    } else {
+      opt->zero_grad();
+      loss = nn::cross_entropy(net(task.x), task.y);
+    }
     const double l = loss.item();
-    if (!std::isfinite(l))  // checked before this step's update
+    if (!std::isfinite(l))  // checked before this step's update (a whole step has made it: reported all the same)
       throw ValueError("train", fmt::format("the loss is {} at step {} ({}, lr {}): training diverged; try a smaller "
                                             "learning rate", std::isnan(l) ? "nan" : fmt::format("{}", l), step,
                                             o.optimizer, o.lr));
-    loss.backward();
-    opt->step();
+    if (o.mode != "step") {
+      loss.backward();
+      opt->step();
+    }
     if (step == 1) r.first_loss = l;
     r.final_loss = l;
     if (on_log && (step % o.log_every == 0 || step == o.steps || step == 1)) on_log(step, l);
   }
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  r.compiled_steps = o.mode == "step" ? whole.stats().compiled_hits : o.mode == "hybridize" ? net.stats().compiled_hits : 0;
+  if (o.mode == "hybridize") net.hybridize(false);
   NoGradGuard no_grad;
   Tensor logits = net(task.x);
   r.final_loss = nn::cross_entropy(logits, task.y).item();

@@ -23,11 +23,16 @@ struct TrainOptions {
   std::string optimizer = "sgd";  ///< "sgd" (momentum 0.9) or "adam"
   double lr = 0.1;
   int log_every = 10;  ///< calls on_log every this many steps (and at the last)
+  /// How steps run: "eager", "hybridize" (the net hybridized: compiled forward and backward,
+  /// eager loss and optimizer) or "step" (nn::TrainStep: the whole step compiled).
+  std::string mode = "eager";
 };
 
 struct TrainResult {
   double first_loss = 0, final_loss = 0;
   double accuracy = 0;  ///< on the training set, after the last step
+  double seconds = 0;   ///< in the steps (compiling included)
+  int64_t compiled_steps = 0;  ///< steps whose forward and backward ran compiled code
 };
 
 /// Trains `net` with cross-entropy on `task`. ValueError if the optimizer is

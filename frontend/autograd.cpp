@@ -417,5 +417,11 @@ std::shared_ptr<Node> gradient_edge(const Tensor& t) { return edge(t); }
 
 void set_grad_fn(Tensor& t, std::shared_ptr<Node> node) { attach(t, std::move(node)); }
 
+void set_grad(const Tensor& leaf, Tensor grad) {
+  AutogradMeta* m = meta(leaf);
+  if (!m || !m->requires_grad) throw AutogradError("set_grad", "the tensor does not require grad");
+  m->grad = std::move(grad);
+}
+
 }  // namespace autograd
 }  // namespace bj

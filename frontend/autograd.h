@@ -85,6 +85,9 @@ std::vector<Tensor> grad(const Tensor& root, const Tensor& grad, const std::vect
 
 /// Where the gradient of `t` goes (its grad_fn or its leaf's accumulator); null if t needs none.
 std::shared_ptr<Node> gradient_edge(const Tensor& t);
+/// Sets the grad() of `leaf` (a tensor that requires grad) to `grad`: what backward leaves after
+/// zero_grad, for a compiled step that computed the gradient itself.
+void set_grad(const Tensor& leaf, Tensor grad);
 /// Makes `t` require grad with `node` as its grad_fn (for nodes made outside the op table,
 /// such as a compiled backward).
 void set_grad_fn(Tensor& t, std::shared_ptr<Node> node);

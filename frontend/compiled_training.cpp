@@ -92,7 +92,7 @@ void CompiledBackward::attach(Tensor& out, const Tensor& x, const Trace& forward
   }
   for (int p : params_) node->params.push_back(keep(forward.params[static_cast<size_t>(p)].data()));
   for (int c : consts_) node->consts.push_back(forward.consts[static_cast<size_t>(c)]);
-  for (int g : gradients_)
+  for (int g : gradients_)  // -1: the only input
     node->next.push_back(autograd::gradient_edge(g < 0 ? x : forward.params[static_cast<size_t>(g)].data()));
   autograd::set_grad_fn(out, std::move(node));
 }
@@ -107,8 +107,10 @@ int CompiledTraining::try_run(const Tensor& x, Tensor& out) const {
   return -1;
 }
 
-CompiledTraining compile_training(const TrainingTrace& t, const codegen::CompileOptions& options) {
-  if (!t.has_backward()) return {compile(t.trace, options), nullptr};
+CompiledTraining compile_training(const TrainingTrace& t, const codegen::CompileOptions& given) {
+  if (!t.backward) return {compile(t.trace, given), nullptr};
+  codegen::CompileOptions options = given;
+  options.training = true;  // an optimizer changes the parameters between calls
   ir::BackwardSplit split = ir::split_backward(*t.trace.graph, 1, 1);
   Trace forward = t.trace;
   forward.graph = std::move(split.forward);

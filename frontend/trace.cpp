@@ -285,21 +285,24 @@ Trace trace(nn::Block& block, const Tensor& input, std::source_location where) {
   return finish(tr, std::move(g), {out});
 }
 
-TrainingTrace trace_training(nn::Block& block, const Tensor& input, std::source_location where) {
-  if (!input.defined()) throw ValueError("trace", "the input is undefined");
+TrainingTrace trace_training(nn::Block& block, const std::vector<Tensor>& inputs,
+                             const std::function<Tensor(const std::vector<Tensor>&)>& fn) {
   if (!is_grad_enabled()) throw ValueError("trace", "a training trace needs grad mode");
   auto g = std::make_shared<ir::Graph>(block.name());
   Tracer tr(*g, &block);
   TracerScope scope(&tr);
-  tr.bind_input(input, g->add_input("x", input.type()));
-  Tensor out = block(input, where);
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (!inputs[i].defined()) throw ValueError("trace", "input " + std::to_string(i) + " is undefined");
+    tr.bind_input(inputs[i], g->add_input(inputs.size() == 1 ? "x" : "x" + std::to_string(i), inputs[i].type()));
+  }
+  Tensor out = fn(inputs);
   if (!out.defined()) throw TraceError("trace", "the traced code returned an undefined tensor");
-  TrainingTrace tt;
-  std::vector<Tensor> outputs{out};
   for (const Tensor& c : tr.consts)
     if (c.requires_grad())  // its gradient would have to leave the graph
       throw TraceError("trace", "forward reads a tensor " + c.type().str() +
                                     " from outside the block that requires grad; its gradient cannot be compiled");
+  TrainingTrace tt;
+  std::vector<Tensor> outputs{out};
   if (out.requires_grad()) {
     // The backward, recorded like any other code: autograd's formulas are Tensor ops.
     const int guards = g->num_guards();
@@ -307,11 +310,12 @@ TrainingTrace trace_training(nn::Block& block, const Tensor& input, std::source_
     tr.bind_input(grad, g->add_input("grad", out.type()));
     std::vector<Tensor> wrt;
     for (const nn::Parameter& p : tr.params) wrt.push_back(p.data());
-    if (input.requires_grad()) wrt.push_back(input);
+    for (const Tensor& in : inputs)
+      if (in.requires_grad()) wrt.push_back(in);
     std::vector<Tensor> grads;
     try {
       grads = autograd::grad(out, grad, wrt);
-    } catch (const AutogradError& e) {  // e.g. a captured tensor that requires grad
+    } catch (const AutogradError& e) {
       throw TraceError("backward", e.what());
     }
     if (g->num_guards() != guards)
@@ -319,13 +323,17 @@ TrainingTrace trace_training(nn::Block& block, const Tensor& input, std::source_
                                    "repeat");
     for (size_t i = 0; i < grads.size(); ++i)
       if (grads[i].defined()) {
-        tt.gradients.push_back(i < tr.params.size() ? static_cast<int>(i) : -1);
+        tt.gradients.push_back(i < tr.params.size() ? static_cast<int>(i) : -1 - static_cast<int>(i - tr.params.size()));
         outputs.push_back(grads[i]);
       }
+    tt.backward = true;
   }
   tt.trace = finish(tr, std::move(g), std::move(outputs));
-  tt.trace.outputs.resize(1);
   return tt;
+}
+
+TrainingTrace trace_training(nn::Block& block, const Tensor& input, std::source_location where) {
+  return trace_training(block, {input}, [&](const std::vector<Tensor>& in) { return block(in[0], where); });
 }
 
 Trace trace(const std::string& name, const std::function<std::vector<Tensor>(const std::vector<Tensor>&)>& fn,

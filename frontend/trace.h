@@ -35,19 +35,24 @@ struct Trace {
 Trace trace(nn::Block& block, const Tensor& input, std::source_location where = std::source_location::current());
 /// A training call traced: forward and backward as one joint graph.
 struct TrainingTrace {
-  /// The joint graph's inputs are x and (if the output requires grad) the output gradient
-  /// "grad"; its outputs are forward's output, then one gradient per entry of `gradients`.
-  /// `outputs` holds the eager output (with its eager autograd graph).
+  /// The joint graph's inputs are the traced inputs and (if the output requires grad) the
+  /// output gradient "grad"; its outputs are the forward's output, then one gradient per entry
+  /// of `gradients`. `outputs` holds the eager values of the same (the output with its eager
+  /// autograd graph, and the gradients autograd computed while recording).
   Trace trace;
-  /// Per gradient output: the index in trace.params of its parameter, or -1 for the input x.
+  /// Per gradient output: the index in trace.params of its parameter, or -1 - i for input i.
   std::vector<int> gradients;
-  bool has_backward() const { return trace.graph->inputs().size() == 2; }
+  bool backward = false;  ///< the output requires grad, so the graph has a backward
 };
 
-/// Traces `block` called on `input` in grad mode, and then the backward of its output from a
-/// gradient input with respect to the parameters it used (and the input if that requires grad),
-/// recorded from autograd's formulas. No grad() changes. TraceError if the backward cannot be
-/// recorded (it reads data on the host, or reaches a tensor that requires grad and is neither).
+/// Traces `fn(inputs)` (which calls `block`; its parameters become graph parameters) in grad
+/// mode, and then the backward of its output from a gradient input with respect to the
+/// parameters it used and the inputs that require grad, recorded from autograd's formulas. No
+/// grad() changes. TraceError if the backward cannot be recorded (it reads data on the host, or
+/// reaches a tensor that requires grad and is neither).
+TrainingTrace trace_training(nn::Block& block, const std::vector<Tensor>& inputs,
+                             const std::function<Tensor(const std::vector<Tensor>&)>& fn);
+/// The same for one call of `block` on `input`.
 TrainingTrace trace_training(nn::Block& block, const Tensor& input,
                              std::source_location where = std::source_location::current());
 

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <memory>
 
 #include "examples/seed_models.h"
 #include "examples/training.h"
@@ -177,29 +178,110 @@ TEST_CASE("compiled training: backward twice through one compiled call accumulat
   for (size_t i = 0; i < ps.size(); ++i) check_l2(compiled[i], ps[i].grad(), "parameter " + std::to_string(i));
 }
 
-TEST_CASE("compiled training: 200 steps of SGD with momentum and of Adam, hybridized losses equal eager's") {
+TEST_CASE("compiled training: 200 steps of SGD with momentum and of Adam, eager, hybridized and whole-step losses agree") {
   for (const char* optimizer : {"sgd", "adam"}) {
     CAPTURE(optimizer);
     auto task = examples::make_classification_task(64, 20, 10, 3);
-    examples::TrainOptions o{.steps = 200, .optimizer = optimizer, .lr = std::string(optimizer) == "sgd" ? 0.1 : 0.01,
-                             .log_every = 1};
-    std::vector<double> losses[2];
-    std::vector<int64_t> hits(2);
-    for (int hybrid = 0; hybrid < 2; ++hybrid) {
+    const double lr = std::string(optimizer) == "sgd" ? 0.1 : 0.01;
+    std::vector<double> losses[3];
+    std::vector<int64_t> hits(3);
+    for (int mode = 0; mode < 3; ++mode) {  // eager, hybridized, TrainStep
       manual_seed(26);
       examples::MLP net;
       net.initialize(init::xavier());
-      if (hybrid) net.hybridize();
-      examples::train_classifier(net, task, o, [&](int, double l) { losses[hybrid].push_back(l); });
-      hits[static_cast<size_t>(hybrid)] = net.stats().compiled_hits;
+      net(task.x);
+      std::unique_ptr<optim::Optimizer> opt;
+      if (std::string(optimizer) == "sgd")
+        opt = std::make_unique<optim::SGD>(net.parameters(), optim::SGDOptions{.lr = lr, .momentum = 0.9});
+      else
+        opt = std::make_unique<optim::Adam>(net.parameters(), optim::AdamOptions{.lr = lr});
+      if (mode == 1) net.hybridize();
+      nn::TrainStep step(net, nn::cross_entropy, *opt);
+      for (int i = 0; i < 200; ++i) {
+        if (mode == 2) {
+          losses[mode].push_back(step(task.x, task.y).item());
+        } else {
+          opt->zero_grad();
+          Tensor loss = nn::cross_entropy(net(task.x), task.y);
+          losses[mode].push_back(loss.item());
+          loss.backward();
+          opt->step();
+        }
+      }
+      hits[static_cast<size_t>(mode)] = mode == 2 ? step.stats().compiled_hits : net.stats().compiled_hits;
     }
-    REQUIRE(losses[0].size() == 200);
-    REQUIRE(losses[1].size() == 200);
-    for (size_t i = 0; i < losses[0].size(); ++i) {
-      CAPTURE(i);
-      CHECK(std::fabs(losses[1][i] - losses[0][i]) <= 1e-4 * std::fabs(losses[0][i]));
-    }
+    for (int mode = 1; mode < 3; ++mode)
+      for (size_t i = 0; i < losses[0].size(); ++i) {
+        CAPTURE(mode);
+        CAPTURE(i);
+        CHECK(std::fabs(losses[mode][i] - losses[0][i]) <= 1e-4 * std::fabs(losses[0][i]));
+      }
     CHECK(losses[0].back() < 0.5 * losses[0].front());  // it learned
-    CHECK(hits[1] >= 199);                              // and the hybridized run was compiled
+    CHECK(hits[1] >= 199);                              // and the other runs were compiled
+    CHECK(hits[2] == 199);
+  }
+}
+
+TEST_CASE("whole-step training: FixedHiddenMLP's paths, parameters replaced between steps, bad losses") {
+  manual_seed(27);
+  SUBCASE("each path a variant, the parameters after every step equal an eager twin's") {
+    examples::FixedHiddenMLP a, b;
+    a.initialize();
+    b.initialize();
+    a.call_eager(zeros({2, 20}));  // deferred shapes
+    b.call_eager(zeros({2, 20}));
+    b.rand_weight = a.rand_weight.clone();
+    auto pa = a.parameters(), pb = b.parameters();
+    for (size_t i = 0; i < pa.size(); ++i) pb[i].set_data(pa[i].data().clone());
+    optim::SGD oa(pa, {.lr = 0.01, .momentum = 0.9}), ob(pb, {.lr = 0.01, .momentum = 0.9});
+    auto loss = [](const Tensor& out, const Tensor& t) { return (out - t) * (out - t); };
+    nn::TrainStep step(a, loss, oa);
+    for (int round = 0; round < 3; ++round)
+      for (float scale : {0.01f, 1.0f, 100.0f, 1000.0f}) {
+        Tensor x = uniform(-1, 1, {2, 20}) * scale, t = uniform(-1, 1, {});
+        Tensor la = step(x, t);
+        ob.zero_grad();
+        Tensor lb = loss(b(x), t);
+        lb.backward();
+        ob.step();
+        check_l2(la, lb.detach(), "loss", 1e-4, 1e-5);  // (out - t)^2 cancels: the parameters are the test
+        for (size_t i = 0; i < pa.size(); ++i) check_l2(pa[i].data(), pb[i].data(), "parameter " + std::to_string(i));
+      }
+    CHECK(step.stats().variants >= 3);
+    CHECK(step.stats().compiled_hits >= 2);
+  }
+  SUBCASE("set_data and initialize(force_reinit) between steps are seen by the next compiled step") {
+    examples::MLP net;
+    net.initialize();
+    Tensor x = uniform(-1, 1, {4, 20}), y = tensor(std::vector<int64_t>{0, 1, 2, 3}, {4});
+    optim::SGD opt(net.parameters(), {.lr = 0.1});
+    nn::TrainStep step(net, nn::cross_entropy, opt);
+    step(x, y);
+    step(x, y);
+    for (int change = 0; change < 2; ++change) {
+      if (change == 0)
+        net.parameters()[0].set_data(uniform(-1, 1, net.parameters()[0].shape()));
+      else
+        net.initialize(init::xavier(), true);
+      std::vector<Tensor> before;
+      for (const auto& p : net.parameters()) before.push_back(p.data().clone());
+      double want = 0;
+      {
+        NoGradGuard no_grad;
+        want = nn::cross_entropy(net.call_eager(x), y).item();
+      }
+      CHECK(step(x, y).item() == doctest::Approx(want).epsilon(1e-5));
+    }
+    CHECK(step.stats().traces == 1);
+  }
+  SUBCASE("a loss of several elements is eager's AutogradError, on the first step and on compiled ones") {
+    examples::MLP net;
+    net.initialize();
+    optim::SGD opt(net.parameters(), {.lr = 0.1});
+    nn::TrainStep step(net, [](const Tensor& out, const Tensor&) { return out; }, opt);
+    CHECK_THROWS_AS(step(uniform(-1, 1, {2, 20}), zeros({})), AutogradError);
+    CHECK_THROWS_AS(step(uniform(-1, 1, {2, 20}), zeros({})), AutogradError);
+    nn::TrainStep labels(net, nn::cross_entropy, opt);
+    CHECK_THROWS_AS(labels(uniform(-1, 1, {2, 20}), tensor(std::vector<int64_t>{0, 10}, {2})), Error);
   }
 }

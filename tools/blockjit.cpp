@@ -193,19 +193,36 @@ int demo(const bj::cli::Command& c) {
 int train(const bj::cli::Command& c) {
   const auto& m = bj::examples::zoo_model(c.models[0]);
   const bj::examples::TrainOptions& o = c.train;
-  bj::manual_seed(0);
-  auto net = m.make();
-  bj::Tensor probe = (*net)(bj::rand(m.input));
-  if (probe.dim() != 2)
-    throw bj::ShapeError("train", m.name + " returns " + probe.type().str() +
-                                      ", not [batch, classes] logits; it cannot be trained as a classifier");
-  auto task = bj::examples::make_classification_task(512, m.input.back(), probe.shape()[1], 1);
-  fmt::print("training {} on {} points, {} classes: {} steps of {} (lr {})\n", m.name, task.x.shape()[0],
-             task.classes, o.steps, o.optimizer, o.lr);
+  auto fresh = [&] {
+    bj::manual_seed(0);
+    auto net = m.make();
+    bj::Tensor probe = net->call_eager(bj::rand(m.input));
+    if (probe.dim() != 2)
+      throw bj::ShapeError("train", m.name + " returns " + probe.type().str() +
+                                        ", not [batch, classes] logits; it cannot be trained as a classifier");
+    return std::make_pair(net, probe.shape()[1]);
+  };
+  auto [net, classes] = fresh();
+  auto task = bj::examples::make_classification_task(512, m.input.back(), classes, 1);
+  const char* how = o.mode == "step" ? "the whole step compiled (TrainStep)"
+                    : o.mode == "hybridize" ? "hybridized (compiled forward and backward)"
+                                            : "eagerly";
+  fmt::print("training {} on {} points, {} classes: {} steps of {} (lr {}), {}\n", m.name, task.x.shape()[0],
+             task.classes, o.steps, o.optimizer, o.lr, how);
   auto r = bj::examples::train_classifier(*net, task, o, [](int step, double loss) {
     fmt::print("step {:5d}  loss {:.4f}\n", step, loss);
   });
   fmt::print("final loss {:.4f}, training accuracy {:.1f}%\n", r.final_loss, 100 * r.accuracy);
+  fmt::print("{:.1f} steps/s ({:.1f} ms in all{})\n", o.steps / r.seconds, 1e3 * r.seconds,
+             o.mode == "eager" ? "" : fmt::format(", {} of {} steps compiled", r.compiled_steps, o.steps));
+  if (o.mode != "eager") {  // the same training eagerly, for the ratio (and the losses' agreement)
+    auto [twin, unused] = fresh();
+    bj::examples::TrainOptions eager = o;
+    eager.mode = "eager";
+    auto e = bj::examples::train_classifier(*twin, task, eager);
+    fmt::print("eager: {:.1f} steps/s, final loss {:.4f}; compiled/eager speed: {:.2f}x\n", o.steps / e.seconds,
+               e.final_loss, e.seconds / r.seconds);
+  }
   return 0;
 }
 
@@ -223,11 +240,22 @@ int dump(const bj::cli::Command& c) {
     net->call_eager(x);  // deferred shapes
     bj::TrainingTrace t = bj::trace_training(*net, x);
     for (const std::string& n : t.trace.notes) std::cerr << "note: " << n << "\n";
-    if (!t.has_backward()) throw bj::ValueError("dump", m.name + "'s output does not require grad: no backward");
+    if (!t.backward) throw bj::ValueError("dump", m.name + "'s output does not require grad: no backward");
     bj::ir::BackwardSplit split = bj::ir::split_backward(*t.trace.graph, 1, 1);
     std::cerr << fmt::format("training trace of {}: the forward saves {} value(s) for the backward\n", m.name,
                              split.saved.size());
     graphs = {{"forward", std::move(split.forward)}, {"backward", std::move(split.backward)}};
+    // The whole step as TrainStep compiles it: forward, cross-entropy on labels, backward.
+    bj::Tensor probe = net->call_eager(x);
+    if (probe.dim() == 2) {
+      std::vector<int64_t> labels(static_cast<size_t>(probe.shape()[0]));
+      for (size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<int64_t>(i) % probe.shape()[1];
+      bj::TrainingTrace whole = bj::trace_training(
+          *net, {x, bj::tensor(labels, {probe.shape()[0]})},
+          [&](const std::vector<bj::Tensor>& in) { return bj::nn::cross_entropy((*net)(in[0]), in[1]); });
+      whole.trace.graph->set_name(m.name + ".step");
+      graphs.emplace_back("whole step", whole.trace.graph);
+    }
   } else {
     bj::Trace t = bj::trace(*net, bj::rand(m.input));
     for (const std::string& n : t.notes) std::cerr << "note: " << n << "\n";
@@ -391,17 +419,27 @@ int bench_train(const bj::cli::Command& cmd, const bj::examples::ZooModel& m, bj
     norm = std::max<double>(norm, bj::max(bj::abs(ge[i])).item());
   }
   if (net->stats().compiled_hits != 1) throw bj::Error("bench", "the hybridized step did not run compiled code");
+  // The whole step compiled (TrainStep) on a twin with the same parameters and its own optimizer.
+  bj::manual_seed(0);
+  auto twin = m.make();
+  twin->call_eager(x);
+  bj::optim::SGD twin_opt(twin->parameters(), {.lr = 1e-4});
+  bj::nn::TrainStep whole_step(*twin, bj::nn::cross_entropy, twin_opt);
+  whole_step(x, labels);  // traced
   auto eager = [&] { step(false); };
   auto compiled = [&] { step(true); };
-  for (int i = 0; i < 3; ++i) eager(), compiled();
-  const int ce = Timer::calls_for(eager), cc = Timer::calls_for(compiled);
-  std::vector<double> te, tc;
+  auto whole = [&] { whole_step(x, labels); };
+  for (int i = 0; i < 3; ++i) eager(), compiled(), whole();
+  const int ce = Timer::calls_for(eager), cc = Timer::calls_for(compiled), cw = Timer::calls_for(whole);
+  std::vector<double> te, tc, tw;
   for (int round = 0; round < 15; ++round) {
     te.push_back(Timer::once(eager, ce));
     tc.push_back(Timer::once(compiled, cc));
+    tw.push_back(Timer::once(whole, cw));
   }
-  const double eager_us = median(te), compiled_us = median(tc);
-  const bj::nn::HybridStats stats = net->stats();
+  const double eager_us = median(te), compiled_us = median(tc), whole_us = median(tw);
+  const bj::nn::HybridStats stats = net->stats(), wstats = whole_step.stats();
+  if (wstats.compiled_hits < 1) throw bj::Error("bench", "the whole step did not run compiled code");
   double flops = 0;
   {
     bj::NoGradGuard no_grad;
@@ -409,21 +447,24 @@ int bench_train(const bj::cli::Command& cmd, const bj::examples::ZooModel& m, bj
   }
   if (cmd.json) {
     fmt::print("{{\"model\": \"{}\", \"batch\": {}, \"threads\": {}, \"eager_step_us\": {:.3f}, "
-               "\"compiled_step_us\": {:.3f}, \"speedup\": {:.2f}, \"gflops\": {:.1f}, \"max_abs_grad_diff\": {:.3g}, "
+               "\"compiled_step_us\": {:.3f}, \"speedup\": {:.2f}, \"gflops\": {:.1f}, \"whole_step_us\": {:.3f}, "
+               "\"whole_step_speedup\": {:.2f}, \"whole_step_gflops\": {:.1f}, \"max_abs_grad_diff\": {:.3g}, "
                "\"variants\": {}, \"fallbacks\": {}, \"compiled_hits\": {}, \"compile_ms\": {:.1f}}}\n",
                m.name, input[0], threads, eager_us, compiled_us, eager_us / compiled_us, flops / compiled_us / 1e3,
-               diff, stats.variants, stats.eager_fallbacks, stats.compiled_hits, stats.compile_ms);
+               whole_us, eager_us / whole_us, flops / whole_us / 1e3, diff, stats.variants + wstats.variants,
+               stats.eager_fallbacks + wstats.eager_fallbacks, stats.compiled_hits + wstats.compiled_hits,
+               stats.compile_ms + wstats.compile_ms);
     return 0;
   }
-  fmt::print("{} training step (batch {}, {} thread{}; forward, cross-entropy, backward, SGD): eager {}, "
-             "compiled {}, speedup {:.2f}x\n",
-             m.name, input[0], threads, threads == 1 ? "" : "s", fmt_us(eager_us), fmt_us(compiled_us),
-             eager_us / compiled_us);
+  fmt::print("{} training step (batch {}, {} thread{}; forward, cross-entropy, backward, SGD):\n", m.name, input[0],
+             threads, threads == 1 ? "" : "s");
+  fmt::print("  eager {}, hybridized {} ({:.2f}x), whole step {} ({:.2f}x)\n", fmt_us(eager_us), fmt_us(compiled_us),
+             eager_us / compiled_us, fmt_us(whole_us), eager_us / whole_us);
   if (flops > 0)
-    fmt::print("  {:.1f} GFLOP/s compiled ({:.1f} eager), counting 3x the forward's FLOPs\n",
-               flops / compiled_us / 1e3, flops / eager_us / 1e3);
-  fmt::print("  gradients compiled vs eager: max |diff| {:.3g} (max |eager| {:.3g})\n", diff, norm);
-  fmt::print("  hybridized: {}\n", stats.str());
+    fmt::print("  GFLOP/s (3x the forward's FLOPs): eager {:.1f}, hybridized {:.1f}, whole step {:.1f}\n",
+               flops / eager_us / 1e3, flops / compiled_us / 1e3, flops / whole_us / 1e3);
+  fmt::print("  gradients hybridized vs eager: max |diff| {:.3g} (max |eager| {:.3g})\n", diff, norm);
+  fmt::print("  hybridized: {}\n  whole step: {}\n", stats.str(), wstats.str());
   return 0;
 }
 

@@ -28,9 +28,12 @@ commands:
                     then FixedHiddenMLP on inputs taking different paths.
                     --dump-dir writes traced/optimized IR, DOT and LLVM IR
   models            list the zoo models
-  train MODEL [--steps N] [--optimizer sgd|adam] [--lr X]
+  train MODEL [--steps N] [--optimizer sgd|adam] [--lr X] [--hybridize|--step]
                     train a zoo model that returns [batch, classes] logits
-                    on a synthetic separable task; prints the loss
+                    on a synthetic separable task; prints the loss and the
+                    steps per second; --hybridize compiles forward and
+                    backward, --step the whole step (loss and update too),
+                    and the same training is then timed eagerly for the ratio
   bench MODEL [--batch N] [--threads T] [--json] [--train]
                     eager vs hybridized (compiled) calls, interleaved in one
                     process after warm-up: medians, speedup, GFLOP/s or
@@ -109,7 +112,9 @@ const examples::ZooModel& model_argument(std::span<const std::string> args, cons
 
 void parse_train(Command& c, std::span<const std::string> args) {
   c.models = {model_argument(args, "train").name};
-  auto o = options(args.subspan(1), {"--steps", "--optimizer", "--lr"}, {}, "train");
+  auto o = options(args.subspan(1), {"--steps", "--optimizer", "--lr"}, {"--hybridize", "--step"}, "train");
+  if (o.count("--hybridize") && o.count("--step")) throw ValueError("train", "--hybridize and --step exclude each other");
+  c.train.mode = o.count("--step") ? "step" : o.count("--hybridize") ? "hybridize" : "eager";
   if (o.count("--steps")) c.train.steps = static_cast<int>(int_option("train", "--steps", o["--steps"], 1, 10'000'000));
   if (o.count("--optimizer")) c.train.optimizer = o["--optimizer"];
   if (c.train.optimizer != "sgd" && c.train.optimizer != "adam")

@@ -280,7 +280,7 @@ std::optional<Tensor> Hybrid::miss(Block& b, const Tensor& x, const std::source_
     give_up(e, "forward draws random numbers (e.g. Dropout in training mode), which compiled code would repeat");
     return out;
   }
-  t.trace.outputs.clear();
+  t.trace.outputs.clear();  // the eager values (and gradients) are not needed to compile
   if (options_.background) {
     std::lock_guard lock(mu_);
     workers_.emplace_back([this, e, t = std::move(t)]() mutable { compile_variant(e, std::move(t)); });

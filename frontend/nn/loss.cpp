@@ -33,11 +33,12 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets) {
   if (targets.dtype() != kI64)
     throw DTypeError("cross_entropy", "targets must be i64 class indices, got " + targets.type().str());
   const int64_t n = logits.shape()[0], classes = logits.shape()[1];
-  if (n > 0) {
+  // Compared as tensors: traced, these are guards that every valid batch passes (reading the
+  // exact minimum and maximum would make each distinct pair another compiled path).
+  if (n > 0 && (min(targets).item() < 0 || max(targets).item() >= static_cast<double>(classes))) {
     const int64_t lo = min(targets).item().to<int64_t>(), hi = max(targets).item().to<int64_t>();
-    if (lo < 0 || hi >= classes)
-      throw IndexError("cross_entropy", "target class " + std::to_string(lo < 0 ? lo : hi) + " is outside [0, " +
-                                            std::to_string(classes) + ") for logits " + logits.type().str());
+    throw IndexError("cross_entropy", "target class " + std::to_string(lo < 0 ? lo : hi) + " is outside [0, " +
+                                          std::to_string(classes) + ") for logits " + logits.type().str());
   }
   // -log softmax(logits)[i, target_i], picked with a one-hot mask.
   Tensor one_hot = cast(eq(reshape(targets, {n, 1}), arange(classes, kI64)), kF32);

@@ -1,0 +1,174 @@
+// The whole-step compiler (see train_step.h).
+#include "frontend/nn/train_step.h"
+
+#include <fmt/format.h>
+
+#include <map>
+
+#include "frontend/autograd.h"
+#include "frontend/creation.h"
+#include "frontend/trace.h"
+
+namespace bj::nn {
+
+namespace {
+
+/// One traced path of a step, compiled: inputs x, target and the loss's gradient (1);
+/// outputs the loss, then the gradients.
+struct StepVariant {
+  CompiledTrace code;
+  std::vector<int> gradients;  // per gradient output: index in code.trace().params
+};
+
+struct StepKey {
+  Type x, target;
+  bool training;
+  bool operator==(const StepKey&) const = default;
+};
+
+Tensor scalar_check(const Tensor& loss) {
+  if (!loss.defined() || loss.numel() != 1 || loss.dtype() != DType::kF32)
+    throw AutogradError("TrainStep", "the loss must be one f32 element to run backward from, got " +
+                                         (loss.defined() ? loss.type().str() : std::string("an undefined tensor")));
+  return loss;
+}
+
+}  // namespace
+
+struct TrainStep::State {
+  Block& net;
+  Loss loss;
+  optim::Optimizer& opt;
+  HybridizeOptions options;
+  struct Entry {
+    StepKey key;
+    std::vector<std::shared_ptr<const StepVariant>> variants;
+    std::string failed;  // why this key runs eagerly for good
+  };
+  std::vector<Entry> entries;
+  HybridStats stats;
+  std::map<std::string, int64_t> eager_reasons;
+
+  Entry& entry(const StepKey& k) {
+    for (Entry& e : entries)
+      if (e.key == k) return e;
+    if (static_cast<int>(entries.size()) >= std::max(1, options.max_keys)) entries.erase(entries.begin());
+    entries.push_back({k, {}, {}});
+    return entries.back();
+  }
+
+  /// The eager step: zero_grad, loss, backward, update.
+  Tensor eager(const Tensor& x, const Tensor& target, const std::string& why) {
+    ++stats.eager_fallbacks;
+    ++eager_reasons[why];
+    opt.zero_grad();
+    Tensor l = scalar_check(loss(net(x), target));
+    l.backward();
+    opt.step();
+    return l.detach();
+  }
+
+  /// Hands the gradients to the parameters' grad() (as backward after zero_grad leaves them) and updates.
+  void update(const Trace& t, const std::vector<int>& gradients, std::vector<Tensor>& grads) {
+    opt.zero_grad();
+    for (size_t i = 0; i < gradients.size(); ++i) {
+      const Tensor& w = t.params[static_cast<size_t>(gradients[i])].data();
+      autograd::set_grad(w, std::move(grads[i]));
+    }
+    opt.step();
+  }
+};
+
+TrainStep::TrainStep(Block& net, Loss loss, optim::Optimizer& optimizer, HybridizeOptions options)
+    : s_(std::make_unique<State>(State{net, std::move(loss), optimizer, options, {}, {}, {}})) {
+  if (!s_->loss) throw ValueError("TrainStep", "needs a loss function");
+}
+
+TrainStep::~TrainStep() = default;
+
+Tensor TrainStep::operator()(const Tensor& x, const Tensor& target) {
+  State& s = *s_;
+  if (!x.defined() || !target.defined()) throw ValueError("TrainStep", "the input and the target must be defined");
+  ++s.stats.calls;
+  if (!is_grad_enabled()) return s.eager(x, target, "no grad mode");  // backward() will say what is wrong
+  const StepKey key{x.type(), target.type(), s.net.is_training()};
+  State::Entry& e = s.entry(key);
+  if (!e.failed.empty()) return s.eager(x, target, "not compilable");
+  static const Tensor one = ones({});
+  for (size_t i = 0; i < e.variants.size(); ++i) {
+    const StepVariant& v = *e.variants[i];
+    GraphRun r = v.code.run({x, target, one});
+    if (!r.guards_hold) continue;
+    ++s.stats.compiled_hits;
+    std::vector<Tensor> grads(r.outputs.begin() + 1, r.outputs.end());
+    s.update(v.code.trace(), v.gradients, grads);
+    if (i > 0) std::swap(e.variants[i], e.variants[i - 1]);  // the path taken moves ahead
+    return r.outputs[0];
+  }
+  if (static_cast<int>(e.variants.size()) >= s.options.max_variants) return s.eager(x, target, "variant cap");
+  // A new path: run the step eagerly while recording forward, loss and backward.
+  ++s.stats.traces;
+  ++s.stats.eager_fallbacks;
+  ++s.eager_reasons[e.variants.empty() ? "new key" : "new path"];
+  TrainingTrace t;
+  try {
+    t = trace_training(s.net, {x, target}, [&](const std::vector<Tensor>& in) {
+      return scalar_check(s.loss(s.net(in[0]), in[1]));
+    });
+  } catch (const TraceError& err) {
+    e.failed = err.what();
+    --s.stats.eager_fallbacks;
+    return s.eager(x, target, "not compilable");
+  }
+  Tensor loss = t.trace.outputs[0];
+  if (!t.backward) throw AutogradError("TrainStep", "the loss does not require grad (no parameter reaches it)");
+  std::vector<Tensor> grads(t.trace.outputs.begin() + 1, t.trace.outputs.end());
+  std::vector<int> gradients;
+  for (int g : t.gradients)
+    if (g >= 0) gradients.push_back(g);
+  if (gradients.size() != t.gradients.size()) {
+    e.failed = "the input or the target requires grad";
+    --s.stats.eager_fallbacks;
+    return s.eager(x, target, "not compilable");
+  }
+  if (t.trace.random_frozen) {
+    e.failed = "the step draws random numbers (e.g. Dropout in training mode), which compiled code would repeat";
+  } else {
+    try {
+      codegen::CompileOptions co;
+      co.use_cache = s.options.use_cache;
+      co.training = true;
+      t.trace.outputs.clear();
+      auto v = std::make_shared<StepVariant>(StepVariant{compile(t.trace, co), gradients});
+      s.stats.compile_ms += v->code.executable().compile_ms();
+      s.stats.cache_hits += v->code.executable().from_cache();
+      e.variants.push_back(std::move(v));
+    } catch (const std::exception& err) {
+      ++s.stats.compile_failures;
+      e.failed = err.what();
+    }
+  }
+  // The traced step's own update, from the gradients autograd computed while recording.
+  Trace bound;
+  bound.params = t.trace.params;
+  s.update(bound, gradients, grads);
+  return loss.detach();
+}
+
+HybridStats TrainStep::stats() const {
+  HybridStats out = s_->stats;
+  out.keys = static_cast<int64_t>(s_->entries.size());
+  out.variants = 0;
+  for (const auto& e : s_->entries) out.variants += static_cast<int64_t>(e.variants.size());
+  out.eager_reasons.assign(s_->eager_reasons.begin(), s_->eager_reasons.end());
+  return out;
+}
+
+std::string TrainStep::graphs() const {
+  std::string text;
+  for (const auto& e : s_->entries)
+    for (const auto& v : e.variants) text += (text.empty() ? "" : "\n") + ir::print(v->code.executable().graph());
+  return text;
+}
+
+}  // namespace bj::nn
