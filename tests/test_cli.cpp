@@ -70,6 +70,34 @@ TEST_CASE("the command line is parsed and checked before anything runs") {
   CHECK_THROWS_WITH_AS(parse({"dump", "mlp", "--print-after=nosuchpass"}), doctest::Contains("nosuchpass"), bj::Error);
   CHECK_THROWS_WITH_AS(parse({"info", "extra"}), doctest::Contains("unknown option 'extra'"), bj::ValueError);
   CHECK_THROWS_WITH_AS(parse({"ir"}), doctest::Contains("needs a file"), bj::ValueError);
+  CHECK(parse({"train", "mlp", "--hybridize"}).train.mode == "hybridize");
+  CHECK(parse({"train", "mlp", "--step"}).train.mode == "step");
+  CHECK(parse({"train", "mlp"}).train.mode == "eager");
+  CHECK_THROWS_WITH_AS(parse({"train", "mlp", "--step", "--hybridize"}), doctest::Contains("exclude each other"),
+                       bj::ValueError);
+  CHECK(parse({"bench", "mlp", "--train"}).train_step);
+  CHECK(parse({"dump", "mlp", "--train"}).train_graphs);
+}
+
+TEST_CASE("blockjit train --hybridize and --step train through compiled code, and dump --train shows the graphs") {
+  for (const char* mode : {"--hybridize", "--step"}) {
+    CAPTURE(mode);
+    Result r = blockjit({"train", "mlp", "--steps", "20", mode});
+    CHECK(r.status == 0);
+    CHECK(contains(r.out, "19 of 20 steps compiled"));
+    CHECK(contains(r.out, "compiled/eager speed"));
+    CHECK(contains(r.out, "final loss"));
+  }
+  Result d = blockjit({"dump", "mlp", "--train"});
+  CHECK(d.status == 0);
+  CHECK(contains(d.out, "graph @mlp("));
+  CHECK(contains(d.out, "graph @mlp.backward(%grad: f32[2,10], %saved0: f32[2,256]"));
+  CHECK(contains(d.out, "graph @mlp.step("));
+  Result b = blockjit({"bench", "mlp", "--train", "--json", "--threads", "1"});
+  CHECK(b.status == 0);
+  for (const char* key : {"\"eager_step_us\"", "\"compiled_step_us\"", "\"speedup\"", "\"gflops\"", "\"variants\"",
+                          "\"fallbacks\"", "\"whole_step_us\""})
+    CHECK(contains(b.out, key));
 }
 
 TEST_CASE("blockjit parses numbers strictly: whole string, in range, the option named in the error") {
