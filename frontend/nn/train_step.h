@@ -12,7 +12,8 @@
 // graph; later steps run it compiled and, once every guard held, hand the
 // gradients to the optimizer's multi-tensor update. A step whose data takes a
 // path no variant recorded runs eagerly and is traced as one more variant, as
-// hybridize() does for calls.
+// hybridize() does for calls. One TrainStep runs one step at a time (call it
+// from one thread, as an optimizer's step() is).
 #pragma once
 
 #include <functional>
