@@ -1,6 +1,6 @@
 // bj::Scalar: a number read from a tensor by host code (`t.item()`).
 // Reading tensor data steers the host's control flow, so every such read is
-// a guard point for the tracer (DESIGN.md section 5): a Scalar read during a
+// a guard point for the tracer (README, "Tracing and the IR"): a Scalar read during a
 // trace remembers its value in the graph, and each comparison or escape to
 // plain C++ arithmetic records a guard.
 #pragma once

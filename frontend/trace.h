@@ -1,6 +1,6 @@
 // Tracing: run a block's forward eagerly with a recorder switched on and get
 // the graph of what it computed, with a guard for every read of tensor data
-// by host code (DESIGN.md section 5). The trace's outputs are the eager
+// by host code (README, "Tracing and the IR"). The trace's outputs are the eager
 // outputs. A traced graph runs on new inputs through the reference
 // interpreter, which also tells whether the new inputs take the traced path.
 #pragma once

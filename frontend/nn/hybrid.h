@@ -1,7 +1,8 @@
-// Hybridization (DESIGN.md section 5): a hybridized block's calls are looked
-// up by a key (input type, training mode, grad mode); the first call of a
-// key runs eagerly while the tracer records it, and the trace is optimized,
-// compiled and kept as a variant. Later calls run the variants' compiled
+// Hybridization: a hybridized block's calls are looked up by a key (input
+// type, training mode, grad mode, whether the input requires grad); the
+// first call of a key runs eagerly while the tracer records it, and the trace
+// is optimized, compiled and kept as a variant (in grad mode, a forward and a
+// backward: frontend/compiled_training.h). Later calls run the variants' compiled
 // code; a call whose data takes a path no variant recorded (a failed guard)
 // runs eagerly, so its result is always the eager one, and that path is
 // traced and compiled as one more variant, up to a cap.
