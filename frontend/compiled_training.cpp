@@ -112,6 +112,10 @@ CompiledTraining compile_training(const TrainingTrace& t, const codegen::Compile
   codegen::CompileOptions options = given;
   options.training = true;  // an optimizer changes the parameters between calls
   ir::BackwardSplit split = ir::split_backward(*t.trace.graph, 1, 1);
+  for (const auto& s : split.saved)  // x is input 0; the generator's state is never differentiated through
+    if (s.from == ir::BackwardSplit::Saved::From::kForwardInput && s.index != 0)
+      throw Error("compile_training", "the backward reads forward input " + std::to_string(s.index) +
+                                          " (only the block's input is kept for it)");
   Trace forward = t.trace;
   forward.graph = std::move(split.forward);
   auto backward = std::make_shared<const CompiledBackward>(t, std::move(split), options);

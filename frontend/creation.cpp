@@ -42,30 +42,19 @@ struct Generator {
   std::mutex mu;
   uint64_t seed = 0;
   uint64_t counter = 0;
-  /// Reserves `blocks` consecutive counters and returns the first.
-  uint64_t reserve(uint64_t blocks) {
-    std::lock_guard lock(mu);
-    uint64_t c = counter;
-    counter += blocks;
-    return c;
-  }
 };
 Generator& generator() {
   static Generator g;
   return g;
 }
 
-/// Fills f32 storage with 4 uniform floats per Philox block.
-Tensor uniform01(const Shape& shape) {
+/// Uniform floats in [0, 1), 4 per Philox block, from the next counters of the generator.
+Tensor uniform01(const Shape& shape, detail::RandomDraw* draw = nullptr) {
   Tensor t = empty_checked(shape, DType::kF32, "rand");
-  if (is_tracing()) detail::trace_created(t, /*random=*/true);
   const int64_t n = t.numel();
-  const uint64_t base = generator().reserve((n + 3) / 4), key = generator().seed;
-  float* p = static_cast<float*>(t.raw_data());
-  for (int64_t b = 0; b * 4 < n; ++b) {
-    auto r = rt::philox4x32(base + b, key);
-    for (int j = 0; j < 4 && b * 4 + j < n; ++j) p[b * 4 + j] = rt::uniform01(r[j]);
-  }
+  const detail::RandomDraw d = detail::reserve_random(rt::philox_blocks(n));
+  rt::philox_uniform(static_cast<float*>(t.raw_data()), n, d.seed, d.base);
+  if (draw) *draw = d;
   return t;
 }
 
@@ -135,10 +124,34 @@ void manual_seed(uint64_t seed) {
   generator().counter = 0;
 }
 
-Tensor rand(const Shape& shape) { return uniform01(shape); }
+Tensor rand(const Shape& shape) {
+  detail::RandomDraw d;
+  Tensor t = uniform01(shape, &d);
+  if (is_tracing()) detail::trace_random(t, d);  // an op of the generator's state: compiled code draws anew
+  return t;
+}
+
+namespace detail {
+
+RandomDraw reserve_random(uint64_t blocks) {
+  Generator& g = generator();
+  std::lock_guard lock(g.mu);
+  RandomDraw d{g.seed, g.counter, blocks};
+  g.counter += blocks;
+  return d;
+}
+
+void return_random(const RandomDraw& d) {
+  Generator& g = generator();
+  std::lock_guard lock(g.mu);
+  if (g.seed == d.seed && g.counter == d.base + d.blocks) g.counter = d.base;
+}
+
+}  // namespace detail
 
 Tensor uniform(double lo, double hi, const Shape& shape) {
   Tensor t = uniform01(shape);
+  if (is_tracing()) detail::trace_created(t, /*random=*/true);  // changed on the host below: frozen
   float* p = static_cast<float*>(t.raw_data());
   const float a = static_cast<float>(lo), w = static_cast<float>(hi - lo);
   for (int64_t i = 0; i < t.numel(); ++i) p[i] = a + w * p[i];
@@ -147,6 +160,7 @@ Tensor uniform(double lo, double hi, const Shape& shape) {
 
 Tensor normal(double mean, double stddev, const Shape& shape) {
   Tensor t = uniform01(shape);  // consumes the same counters a rand() of this shape would
+  if (is_tracing()) detail::trace_created(t, /*random=*/true);  // changed on the host below: frozen
   float* p = static_cast<float*>(t.raw_data());
   const int64_t n = t.numel();
   // Box-Muller on pairs of uniforms; u1 in (0, 1] keeps the log finite.

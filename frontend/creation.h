@@ -49,4 +49,16 @@ Tensor randn(const Shape& shape);
 /// Normal with the given mean and standard deviation.
 Tensor normal(double mean, double stddev, const Shape& shape);
 
+namespace detail {
+/// Counter blocks of the global generator, reserved for one draw or one compiled call.
+struct RandomDraw {
+  uint64_t seed = 0, base = 0, blocks = 0;
+};
+/// Reserves `blocks` consecutive counters (atomically).
+RandomDraw reserve_random(uint64_t blocks);
+/// Gives a reservation back if nothing was drawn after it (a compiled call whose guard failed:
+/// the eager call that replaces it then draws the same numbers).
+void return_random(const RandomDraw& d);
+}  // namespace detail
+
 }  // namespace bj

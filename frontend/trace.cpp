@@ -78,6 +78,27 @@ class Tracer {
     map(self, g_.add_op(op, canonical, std::move(ins), t, origin()));
   }
 
+  /// rand() inside the trace: rand_uniform of the generator state, `start` blocks after the
+  /// trace's first draw. Draws must be contiguous (another thread drawing in between, or
+  /// manual_seed inside forward, breaks that: then the numbers are frozen like other randoms).
+  void random(const Tensor& t, const detail::RandomDraw& d) {
+    if (!rng_) {
+      rng_ = g_.add_input("rng", {DType::kI64, {2}});
+      first_draw_ = d;
+      first_draw_.blocks = 0;
+    }
+    if (d.seed != first_draw_.seed || d.base != first_draw_.base + blocks_) return created(t, true);
+    ir::OpAttrs a;
+    a.dims = t.shape();
+    a.start = static_cast<int64_t>(blocks_);
+    blocks_ += d.blocks;
+    map(t, g_.add_op(ir::OpKind::RandUniform, a, {rng_}, t.type(), origin()));
+  }
+
+  /// The state input (null if forward drew nothing) and the counter blocks a run reserves for it.
+  ir::Value* rng() const { return rng_; }
+  uint64_t random_blocks() const { return blocks_; }
+
   void created(const Tensor& t, bool random) {
     created_.insert(t.impl().get());
     keep_.push_back(t.impl());
@@ -244,6 +265,9 @@ class Tracer {
   // Every tensor seen, kept alive so that its address is not reused during the trace.
   std::unordered_map<const TensorImpl*, std::pair<std::shared_ptr<TensorImpl>, ir::Value*>> values_;
   std::unordered_map<const rt::Storage*, std::vector<ir::Value*>> by_storage_;
+  ir::Value* rng_ = nullptr;
+  detail::RandomDraw first_draw_;
+  uint64_t blocks_ = 0;
   std::unordered_set<const TensorImpl*> created_, random_;
   std::vector<std::shared_ptr<TensorImpl>> keep_;
 };
@@ -267,8 +291,14 @@ Trace finish(Tracer& tr, std::shared_ptr<ir::Graph> g, std::vector<Tensor> outpu
     if (!o.defined()) throw TraceError("trace", "the traced code returned an undefined tensor");
     g->add_output(tr.value(o));
   }
-  return Trace{std::move(g), std::move(outputs), std::move(tr.params), std::move(tr.consts), std::move(tr.notes),
-               tr.random_frozen};
+  Trace t{std::move(g), std::move(outputs), std::move(tr.params), std::move(tr.consts), std::move(tr.notes),
+          tr.random_frozen};
+  if (ir::Value* rng = tr.rng()) {
+    for (size_t i = 0; i < t.graph->inputs().size(); ++i)
+      if (t.graph->inputs()[i] == rng) t.rng_input = static_cast<int>(i);
+    t.random_blocks = tr.random_blocks();
+  }
+  return t;
 }
 
 }  // namespace
@@ -352,16 +382,27 @@ Trace trace(const std::string& name, const std::function<std::vector<Tensor>(con
 namespace {
 
 /// Views of a call's data in the graph's order; ShapeError if the inputs do not fit the trace.
+/// A trace that draws random numbers gets the generator's state as one more input, its counters
+/// reserved here (`draw`: give them back if a guard fails).
 struct Bound {
   std::vector<rt::ConstView> inputs, params, consts;
   std::vector<uint64_t> param_versions;  // each parameter's storage write count
+  Tensor state;                          // i64[2]: seed, first counter
+  detail::RandomDraw draw;
 };
-Bound bind(const Trace& t, const std::vector<Tensor>& inputs) {
+Bound bind(const Trace& t, const std::vector<Tensor>& given) {
   const ir::Graph& g = *t.graph;
-  if (inputs.size() != g.inputs().size())
-    throw ValueError("run", "the trace of " + g.name() + " takes " + std::to_string(g.inputs().size()) +
-                                " inputs, got " + std::to_string(inputs.size()));
+  const size_t expected = g.inputs().size() - (t.rng_input >= 0 ? 1 : 0);
+  if (given.size() != expected)
+    throw ValueError("run", "the trace of " + g.name() + " takes " + std::to_string(expected) + " inputs, got " +
+                                std::to_string(given.size()));
   Bound b;
+  std::vector<Tensor> inputs = given;
+  if (t.rng_input >= 0) {
+    b.draw = detail::reserve_random(t.random_blocks);
+    b.state = tensor(std::vector<int64_t>{static_cast<int64_t>(b.draw.seed), static_cast<int64_t>(b.draw.base)}, {2});
+    inputs.insert(inputs.begin() + t.rng_input, b.state);
+  }
   for (size_t i = 0; i < inputs.size(); ++i) {
     if (!inputs[i].defined() || !(inputs[i].type() == g.inputs()[i]->type))
       throw ShapeError("run", "input " + std::to_string(i) + " is " +
@@ -409,7 +450,10 @@ const ir::Node& guard_at(const ir::Graph& g, int index) {
 GraphRun run(const Trace& t, const std::vector<Tensor>& inputs) {
   Bound b = bind(t, inputs);
   rt::InterpretResult r = rt::interpret(*t.graph, b.inputs, b.params, b.consts);
-  if (r.failed_guard) return failed(*t.graph, *r.failed_guard, r.failed_guard_index);
+  if (r.failed_guard) {
+    if (t.rng_input >= 0) detail::return_random(b.draw);
+    return failed(*t.graph, *r.failed_guard, r.failed_guard_index);
+  }
   GraphRun out;
   out.outputs = wrap(std::move(r.outputs), *t.graph);
   return out;
@@ -423,14 +467,18 @@ GraphRun CompiledTrace::run(const std::vector<Tensor>& inputs) const {
   Bound b = bind(trace_, inputs);
   auto r = exe_->run(b.inputs, b.params, b.consts, b.param_versions);
   const ir::Graph& g = exe_->graph();
-  if (r.failed_guard >= 0) return failed(g, guard_at(g, r.failed_guard), r.failed_guard);
+  if (r.failed_guard >= 0) {
+    if (trace_.rng_input >= 0) detail::return_random(b.draw);
+    return failed(g, guard_at(g, r.failed_guard), r.failed_guard);
+  }
   GraphRun out;
   out.outputs = wrap(std::move(r.outputs), g);
   return out;
 }
 
 int CompiledTrace::try_run(const Tensor& x, std::vector<std::shared_ptr<rt::Storage>>& outputs) const {
-  const size_t n = 1 + trace_.params.size() + trace_.consts.size();
+  const bool random = trace_.rng_input >= 0;  // then inputs are x and the generator's state
+  const size_t n = 1 + random + trace_.params.size() + trace_.consts.size();
   const void* small[32];
   uint64_t versions[32];
   std::vector<const void*> large_data(n > 32 ? n : 0);
@@ -439,13 +487,23 @@ int CompiledTrace::try_run(const Tensor& x, std::vector<std::shared_ptr<rt::Stor
   uint64_t* ver = n > 32 ? large_versions.data() : versions;
   size_t k = 0;
   data[k++] = x.raw_data();
+  detail::RandomDraw draw;
+  int64_t state[2];
+  if (random) {
+    draw = detail::reserve_random(trace_.random_blocks);
+    state[0] = static_cast<int64_t>(draw.seed);
+    state[1] = static_cast<int64_t>(draw.base);
+    data[k++] = state;
+  }
   for (size_t i = 0; i < trace_.params.size(); ++i) {
     const Tensor& p = trace_.params[i].data();
     data[k++] = p.raw_data();
     ver[i] = p.impl()->storage->version();
   }
   for (const Tensor& c : trace_.consts) data[k++] = c.raw_data();
-  return exe_->run({data, n}, {ver, trace_.params.size()}, outputs);
+  const int failed = exe_->run({data, n}, {ver, trace_.params.size()}, outputs);
+  if (failed >= 0 && random) detail::return_random(draw);  // the eager call that follows draws these
+  return failed;
 }
 
 int CompiledTrace::try_run(const Tensor& x, Tensor& out) const {
@@ -493,6 +551,9 @@ void trace_inplace_end(ir::OpKind op, const ir::OpAttrs& attrs, const std::vecto
 }
 void trace_created(const Tensor& t, bool random) {
   if (t_tracer) t_tracer->created(t, random);
+}
+void trace_random(const Tensor& t, const RandomDraw& draw) {
+  if (t_tracer) t_tracer->random(t, draw);
 }
 void trace_truth(const Tensor& t, bool outcome, const void* return_address) {
   if (t_tracer) t_tracer->truth(t, outcome, return_address);

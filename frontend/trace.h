@@ -24,6 +24,10 @@ struct Trace {
   std::vector<Tensor> consts;          ///< bound to graph->consts(), in order (by reference)
   std::vector<std::string> notes;      ///< what the trace had to assume (captured or random tensors)
   bool random_frozen = false;          ///< a random tensor became a literal: the graph repeats its numbers
+  /// The graph input holding the generator's state (i64[2]: seed, first counter) if forward drew
+  /// random numbers with rand(), else -1; each run reserves `random_blocks` counters for it.
+  int rng_input = -1;
+  uint64_t random_blocks = 0;
 };
 
 /// Traces `block` called on `input`. Parameters become graph parameters
@@ -113,6 +117,9 @@ void trace_op(ir::OpKind op, const ir::OpAttrs& attrs, std::span<const Tensor> i
 std::vector<const void*> trace_inplace_begin(ir::OpKind op, std::span<const Tensor> inputs);
 void trace_inplace_end(ir::OpKind op, const ir::OpAttrs& attrs, const std::vector<const void*>& before, const Tensor& self);
 void trace_created(const Tensor& t, bool random);
+struct RandomDraw;
+/// rand() drew `t` from the generator's counters in `draw`: a rand_uniform op of the state input.
+void trace_random(const Tensor& t, const RandomDraw& draw);
 /// `if (t)`: `return_address` is in the user's code, for the guard's file:line.
 void trace_truth(const Tensor& t, bool outcome, const void* return_address);
 void trace_raw_read(const Tensor& t, const std::source_location& where);

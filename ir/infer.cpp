@@ -227,6 +227,15 @@ Type infer_Slice(OpRef op, Inputs in, OpAttrs& a) {
   return {in[0].dtype, out};
 }
 
+Type infer_RandUniform(OpRef op, Inputs in, OpAttrs& a) {
+  if (!(in[0] == Type{DType::kI64, {2}}))
+    throw DTypeError(std::string(op), "takes the generator state i64[2] (seed, counter), got " + in[0].str());
+  if (a.start < 0) throw ValueError(std::string(op), "start must be non-negative, got " + std::to_string(a.start));
+  for (int i = 0; i < a.dims.size(); ++i)
+    if (a.dims[i] < 0) throw ShapeError(std::string(op), "negative size in " + a.dims.str());
+  return {DType::kF32, a.dims};
+}
+
 }  // namespace
 
 Shape broadcast_shapes(std::string_view op, const Shape& a, const Shape& b) {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 
 namespace bj::rt {
@@ -27,5 +28,17 @@ inline std::array<uint32_t, 4> philox4x32(uint64_t ctr, uint64_t key) {
 
 /// A float in [0, 1) from 24 random bits.
 inline float uniform01(uint32_t bits) { return float(bits >> 8) * (1.0f / 16777216.0f); }
+
+/// n uniform floats in [0, 1): block `base + b` of stream `seed` gives elements 4b..4b+3. rand()
+/// and the rand_uniform op both fill this way.
+inline void philox_uniform(float* p, int64_t n, uint64_t seed, uint64_t base) {
+  for (int64_t b = 0; b * 4 < n; ++b) {
+    auto r = philox4x32(base + static_cast<uint64_t>(b), seed);
+    for (int j = 0; j < 4 && b * 4 + j < n; ++j) p[b * 4 + j] = uniform01(r[static_cast<size_t>(j)]);
+  }
+}
+
+/// Counter blocks a draw of n floats uses.
+inline uint64_t philox_blocks(int64_t n) { return (static_cast<uint64_t>(n) + 3) / 4; }
 
 }  // namespace bj::rt

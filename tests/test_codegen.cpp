@@ -103,6 +103,19 @@ TEST_CASE("every op of the table compiled equals the interpreter (vector tails, 
       CAPTURE(c.name);
       note(check_compiled(c.name, c.f, c.in, c.tol));
     }
+    {  // rand_uniform: compiled, interpreted and eager draws from the same generator state agree
+      Trace t = trace("rand", [](const V& v) { return V{v[0] + rand(v[0].shape())}; }, {x});
+      CompiledTrace c = compile(t);
+      note(&c.executable());
+      manual_seed(77);
+      GraphRun compiled = c.run({x});
+      manual_seed(77);
+      GraphRun interpreted = run(t, {x});
+      manual_seed(77);
+      Tensor eager = x + rand(x.shape());
+      check_near(compiled.outputs[0], eager, kExact);
+      check_near(interpreted.outputs[0], eager, kExact);
+    }
   }
   // Matrix products: inline loops (small) and oneDNN (large), transposes, epilogues.
   for (auto [mm, kk, nn] : {std::tuple{2, 20, 256}, std::tuple{3, 1, 5}, std::tuple{17, 33, 15}, std::tuple{128, 96, 80}}) {

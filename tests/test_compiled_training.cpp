@@ -334,3 +334,88 @@ TEST_CASE("compiled training: an input computed with grad (not a leaf) passes it
   }
   CHECK(net.stats().compiled_hits == 2);
 }
+
+TEST_CASE("Dropout compiles: a compiled call draws the masks eager draws from the same generator state") {
+  manual_seed(29);
+  nn::Sequential net(nn::Dense(16, "relu"), nn::Dropout(0.5), nn::Dense(4));
+  net.initialize();
+  Tensor x = uniform(-1, 1, {3, 10});
+  net.call_eager(x);
+  Tensor weight = uniform(-1, 1, {3, 4});
+  net.hybridize();
+  SUBCASE("inference in training mode") {
+    NoGradGuard no_grad;
+    for (int call = 0; call < 4; ++call) {
+      manual_seed(1000 + call);
+      Tensor got = net(x);
+      manual_seed(1000 + call);
+      Tensor want = net.call_eager(x);
+      test::check_near(got, want, test::Tol{1e-6, 1e-6});
+    }
+    CHECK(net.stats().compiled_hits == 3);
+    CHECK(net.stats().variants == 1);
+    manual_seed(5);
+    Tensor a = net(x), b = net(x);  // the generator moves on: fresh masks each call
+    CHECK(test::values(a) != test::values(b));
+  }
+  SUBCASE("training: gradients with the same masks") {
+    for (int call = 0; call < 4; ++call) {
+      manual_seed(2000 + call);
+      Grads got = step(net, x, weight, false);
+      manual_seed(2000 + call);
+      Grads want = step(net, x, weight, true);
+      check_same(got, want);
+    }
+    CHECK(net.stats().compiled_hits == 3);
+  }
+  SUBCASE("the whole step, 50 steps against an eager twin") {
+    nn::Sequential twin(nn::Dense(16, "relu"), nn::Dropout(0.5), nn::Dense(4));
+    twin.initialize();
+    twin.call_eager(x);
+    auto pn = net.parameters(), pt = twin.parameters();
+    for (size_t i = 0; i < pn.size(); ++i) pt[i].set_data(pn[i].data().clone());
+    optim::SGD on(pn, {.lr = 0.05, .momentum = 0.9}), ot(pt, {.lr = 0.05, .momentum = 0.9});
+    Tensor y = tensor(std::vector<int64_t>{0, 1, 3}, {3});
+    nn::TrainStep whole(net, nn::cross_entropy, on);
+    for (int i = 0; i < 50; ++i) {
+      manual_seed(3000 + static_cast<uint64_t>(i));
+      const double got = whole(x, y).item();
+      manual_seed(3000 + static_cast<uint64_t>(i));
+      ot.zero_grad();
+      Tensor loss = nn::cross_entropy(twin(x), y);
+      loss.backward();
+      ot.step();
+      CHECK(got == doctest::Approx(loss.item()).epsilon(1e-5));
+    }
+    CHECK(whole.stats().compiled_hits == 49);
+    for (size_t i = 0; i < pn.size(); ++i) check_l2(pn[i].data(), pt[i].data(), "parameter " + std::to_string(i), 1e-4);
+  }
+}
+
+TEST_CASE("a compiled call whose guard fails gives its random counters back: the eager rerun draws eager's numbers") {
+  struct DropThenBranch : nn::Block {
+    nn::Dropout& drop = add("drop", nn::Dropout(0.3));
+    Tensor forward(const Tensor& x) override {
+      Tensor y = drop(x);
+      if (y.sum() > 0) return y * 2;
+      return y - 1;
+    }
+  };
+  DropThenBranch net;
+  NoGradGuard no_grad;
+  net.hybridize({.max_variants = 1});  // the second path stays eager: its calls fail the guard
+  Tensor pos = uniform(0.5, 1, {4, 8}), neg = uniform(-1, -0.5, {4, 8});
+  net(pos);  // traced: the positive path
+  for (int i = 0; i < 3; ++i)
+    for (const Tensor& x : {pos, neg}) {
+      manual_seed(4000 + static_cast<uint64_t>(i));
+      Tensor got = net(x);
+      Tensor after = rand({1});  // where the generator stands after the call
+      manual_seed(4000 + static_cast<uint64_t>(i));
+      Tensor want = net.call_eager(x);
+      Tensor after_eager = rand({1});
+      test::check_near(got, want, test::Tol{0, 0});
+      CHECK(test::values(after) == test::values(after_eager));
+    }
+  CHECK(net.stats().compiled_hits == 3);
+}

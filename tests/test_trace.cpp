@@ -212,10 +212,20 @@ TEST_CASE("literals, captured tensors, random tensors and what cannot be traced"
   outside += 1;  // bound by reference: the next run sees it
   test::check_close(run(t, {tensor({3, 4})}).outputs[0], {14, 29});
 
+  // rand() (Dropout's masks) is an op of the generator's state; uniform() changes its numbers on
+  // the host, so they are frozen with a note.
   nn::Sequential drop(nn::Dropout(0.5));
   Trace td = trace(drop, ones({4, 4}));
-  REQUIRE(td.notes.size() == 1);
-  CHECK(td.notes[0].find("random tensor f32[4,4]") != std::string::npos);
+  CHECK(td.notes.empty());
+  CHECK(!td.random_frozen);
+  CHECK(td.rng_input == 1);
+  CHECK(td.random_blocks == 4);
+  CHECK(ir::print(*td.graph).find("rand_uniform(%rng) {shape=[4,4], start=0}") != std::string::npos);
+  Trace tu = trace("noise", [](const std::vector<Tensor>& in) { return std::vector<Tensor>{in[0] + uniform(0, 1, {4})}; },
+                   {ones({4})});
+  REQUIRE(tu.notes.size() == 1);
+  CHECK(tu.notes[0].find("random tensor f32[4]") != std::string::npos);
+  CHECK(tu.random_frozen);
 
   auto mutate_input = [](const std::vector<Tensor>& in) {
     Tensor x = in[0];
