@@ -4,7 +4,9 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <atomic>
 #include <memory>
+#include <thread>
 
 #include "examples/seed_models.h"
 #include "examples/training.h"
@@ -418,4 +420,50 @@ TEST_CASE("a compiled call whose guard fails gives its random counters back: the
       CHECK(test::values(after) == test::values(after_eager));
     }
   CHECK(net.stats().compiled_hits == 3);
+}
+
+TEST_CASE("compiled training next to compiled inference from 4 threads: gradients and outputs equal eager's") {
+  manual_seed(30);
+  examples::MLP shared;  // inference from two threads
+  shared.initialize();
+  shared.eval();
+  Tensor x = uniform(-1, 1, {2, 20});
+  shared.call_eager(x);
+  shared.hybridize();
+  {
+    NoGradGuard no_grad;
+    shared(x);  // traced and compiled before the threads start
+  }
+  std::atomic<int> mismatches{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t)
+    threads.emplace_back([&] {
+      NoGradGuard no_grad;
+      for (int i = 0; i < 200; ++i)
+        if (!test::near(shared(x), shared.call_eager(x), test::Tol{1e-5, 1e-6})) ++mismatches;
+    });
+  std::vector<std::unique_ptr<examples::MLP>> trained;
+  for (int t = 0; t < 2; ++t) {  // training, each thread its own net and optimizer
+    trained.push_back(std::make_unique<examples::MLP>());
+    trained.back()->initialize();
+    trained.back()->call_eager(x);
+  }
+  for (int t = 0; t < 2; ++t)
+    threads.emplace_back([&, t] {
+      examples::MLP& net = *trained[static_cast<size_t>(t)];
+      optim::SGD opt(net.parameters(), {.lr = 0.05, .momentum = 0.9});
+      net.hybridize();
+      Tensor w = ones({2, 10});
+      for (int i = 0; i < 50; ++i) {
+        Grads want = step(net, x, w, true);
+        Grads got = step(net, x, w, false);
+        for (size_t k = 0; k < got.params.size(); ++k)
+          if (!test::near(got.params[k], want.params[k], test::Tol{1e-5, 1e-6})) ++mismatches;
+        opt.step();
+      }
+    });
+  for (auto& th : threads) th.join();
+  CHECK(mismatches == 0);
+  CHECK(shared.stats().compiled_hits == 400);
+  for (const auto& net : trained) CHECK(net->stats().compiled_hits >= 49);
 }
