@@ -223,7 +223,7 @@ class Planner {
     }
     const size_t fused = i;
     DnnlProduct d{static_cast<int32_t>(p_.context.nodes.size()), -1, bias, cur, fused};
-    if (param_index_.count(mm.inputs[1])) {
+    if (param_index_.count(mm.inputs[1]) && !options_.params_change) {  // a reorder per call would cost more
       f.packed_b = true;
       d.packing = static_cast<int>(p_.packings.size());
       p_.packings.push_back({param_index_.at(mm.inputs[1]), 0, 0, f});

@@ -101,7 +101,7 @@ std::unordered_set<const ir::Node*> guard_cone(const ir::Graph& g);
 /// What the planner may assume about how the code is called.
 struct PlanOptions {
   /// The parameters change between calls (training): packing a weight costs its size on every
-  /// call, so small products whose rows are few read it as stored.
+  /// call, so oneDNN products and small products whose rows are few read it as stored.
   bool params_change = false;
 };
 
