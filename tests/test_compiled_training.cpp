@@ -316,7 +316,18 @@ TEST_CASE("whole-step training: FixedHiddenMLP's paths, parameters replaced betw
     CHECK_THROWS_AS(step(uniform(-1, 1, {2, 20}), zeros({})), AutogradError);
     CHECK_THROWS_AS(step(uniform(-1, 1, {2, 20}), zeros({})), AutogradError);
     nn::TrainStep labels(net, nn::cross_entropy, opt);
-    CHECK_THROWS_AS(labels(uniform(-1, 1, {2, 20}), tensor(std::vector<int64_t>{0, 10}, {2})), Error);
+    Tensor x = uniform(-1, 1, {2, 20});
+    CHECK_THROWS_AS(labels(x, tensor(std::vector<int64_t>{0, 10}, {2})), IndexError);  // while tracing
+    labels(x, tensor(std::vector<int64_t>{0, 9}, {2}));
+    labels(x, tensor(std::vector<int64_t>{3, 1}, {2}));  // compiled: the label checks are guards
+    CHECK(labels.stats().compiled_hits == 1);
+    std::vector<Tensor> before;
+    for (const auto& p : net.parameters()) before.push_back(p.data().clone());
+    CHECK_THROWS_AS(labels(x, tensor(std::vector<int64_t>{-1, 1}, {2})), IndexError);  // a guard fails: eager's error
+    CHECK_THROWS_AS(labels(x, tensor(std::vector<int64_t>{0, 10}, {2})), IndexError);
+    CHECK_THROWS_AS(labels(x, tensor(std::vector<float>{0, 1}, {2})), DTypeError);
+    auto ps = net.parameters();
+    for (size_t i = 0; i < ps.size(); ++i) CHECK(test::values(ps[i].data()) == test::values(before[i]));  // no update
   }
 }
 
