@@ -4,18 +4,15 @@
 #include <fmt/format.h>
 
 #include "frontend/autograd.h"
+#include "frontend/dispatch.h"
 
 namespace bj {
 
 namespace {
 
-Tensor wrap(std::shared_ptr<rt::Storage> s, const Type& type) {
-  return Tensor(std::make_shared<detail::TensorImpl>(detail::TensorImpl{std::move(s), type, nullptr}));
-}
-
 /// A handle on t's storage without its autograd state, and the storage's version now.
 std::pair<Tensor, uint64_t> keep(const Tensor& t) {
-  return {wrap(t.impl()->storage, t.type()), t.impl()->storage->version()};
+  return {detail::tensor_over(t.impl()->storage, t.type()), t.impl()->storage->version()};
 }
 
 }  // namespace
@@ -56,7 +53,8 @@ class CompiledBackwardNode final : public autograd::Node {
     std::vector<std::shared_ptr<rt::Storage>> outputs;
     if (code->exe_->run(data, versions, outputs) >= 0)
       throw Error(name(), "the compiled backward has no guards, yet one failed (internal error)");
-    for (size_t i = 0; i < outputs.size(); ++i) input_grads[i] = wrap(std::move(outputs[i]), code->output_types_[i]);
+    for (size_t i = 0; i < outputs.size(); ++i)
+      input_grads[i] = detail::tensor_over(std::move(outputs[i]), code->output_types_[i]);
   }
 };
 
@@ -88,7 +86,7 @@ void CompiledBackward::attach(Tensor& out, const Tensor& x, const Trace& forward
     else if (s.index == 0)
       node->saved.push_back(keep(out));  // the caller's output: changes to it in place are seen
     else
-      node->saved.push_back(keep(wrap(outputs[static_cast<size_t>(s.index)], saved_types_[i])));
+      node->saved.push_back(keep(detail::tensor_over(outputs[static_cast<size_t>(s.index)], saved_types_[i])));
   }
   for (int p : params_) node->params.push_back(keep(forward.params[static_cast<size_t>(p)].data()));
   for (int c : consts_) node->consts.push_back(forward.consts[static_cast<size_t>(c)]);
@@ -101,7 +99,7 @@ int CompiledTraining::try_run(const Tensor& x, Tensor& out) const {
   thread_local std::vector<std::shared_ptr<rt::Storage>> outputs;
   const int failed = forward.try_run(x, outputs);
   if (failed >= 0) return failed;
-  out = wrap(outputs[0], forward.executable().graph().outputs()[0]->type);
+  out = detail::tensor_over(outputs[0], forward.executable().graph().outputs()[0]->type);
   if (backward) backward->attach(out, x, forward.trace(), outputs);
   outputs.clear();
   return -1;

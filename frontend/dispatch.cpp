@@ -45,6 +45,10 @@ struct InputSet {
 
 }  // namespace
 
+Tensor tensor_over(std::shared_ptr<rt::Storage> storage, const Type& type) {
+  return Tensor(std::make_shared<TensorImpl>(TensorImpl{std::move(storage), type, nullptr}));
+}
+
 Tensor empty(const Type& type) {
   Tensor t(std::make_shared<TensorImpl>(TensorImpl{rt::make_storage(type.bytes()), type, nullptr}));
   if (is_tracing()) trace_created(t, false);

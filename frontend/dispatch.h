@@ -24,4 +24,7 @@ void apply_inplace(ir::OpKind op, Tensor& self, std::initializer_list<Tensor> ot
 /// A new tensor of `type` with uninitialized storage.
 Tensor empty(const Type& type);
 
+/// A tensor of `type` over `storage` (compiled code's outputs), with no autograd state.
+Tensor tensor_over(std::shared_ptr<rt::Storage> storage, const Type& type);
+
 }  // namespace bj::detail

@@ -12,6 +12,7 @@
 #include "codegen/source_site.h"
 #include "frontend/autograd.h"
 #include "frontend/creation.h"
+#include "frontend/dispatch.h"
 #include "ir/infer.h"
 #include "runtime/allocator.h"
 #include "runtime/interpreter.h"
@@ -421,7 +422,7 @@ Bound bind(const Trace& t, const std::vector<Tensor>& given) {
 std::vector<Tensor> wrap(std::vector<std::shared_ptr<rt::Storage>> storages, const ir::Graph& g) {
   std::vector<Tensor> out;
   for (size_t i = 0; i < storages.size(); ++i)
-    out.push_back(Tensor(std::make_shared<TensorImpl>(TensorImpl{std::move(storages[i]), g.outputs()[i]->type, nullptr})));
+    out.push_back(detail::tensor_over(std::move(storages[i]), g.outputs()[i]->type));
   return out;
 }
 
@@ -476,9 +477,9 @@ GraphRun CompiledTrace::run(const std::vector<Tensor>& inputs) const {
   return out;
 }
 
-int CompiledTrace::try_run(const Tensor& x, std::vector<std::shared_ptr<rt::Storage>>& outputs) const {
-  const bool random = trace_.rng_input >= 0;  // then inputs are x and the generator's state
-  const size_t n = 1 + random + trace_.params.size() + trace_.consts.size();
+int CompiledTrace::try_run(std::span<const Tensor> inputs, std::vector<std::shared_ptr<rt::Storage>>& outputs) const {
+  const bool random = trace_.rng_input >= 0;  // then the generator's state is one more input
+  const size_t n = inputs.size() + random + trace_.params.size() + trace_.consts.size();
   const void* small[32];
   uint64_t versions[32];
   std::vector<const void*> large_data(n > 32 ? n : 0);
@@ -486,14 +487,16 @@ int CompiledTrace::try_run(const Tensor& x, std::vector<std::shared_ptr<rt::Stor
   const void** data = n > 32 ? large_data.data() : small;
   uint64_t* ver = n > 32 ? large_versions.data() : versions;
   size_t k = 0;
-  data[k++] = x.raw_data();
   detail::RandomDraw draw;
   int64_t state[2];
-  if (random) {
-    draw = detail::reserve_random(trace_.random_blocks);
-    state[0] = static_cast<int64_t>(draw.seed);
-    state[1] = static_cast<int64_t>(draw.base);
-    data[k++] = state;
+  for (size_t i = 0; i <= inputs.size(); ++i) {
+    if (random && static_cast<int>(i) == trace_.rng_input) {
+      draw = detail::reserve_random(trace_.random_blocks);
+      state[0] = static_cast<int64_t>(draw.seed);
+      state[1] = static_cast<int64_t>(draw.base);
+      data[k++] = state;
+    }
+    if (i < inputs.size()) data[k++] = inputs[i].raw_data();
   }
   for (size_t i = 0; i < trace_.params.size(); ++i) {
     const Tensor& p = trace_.params[i].data();
@@ -506,11 +509,15 @@ int CompiledTrace::try_run(const Tensor& x, std::vector<std::shared_ptr<rt::Stor
   return failed;
 }
 
+int CompiledTrace::try_run(const Tensor& x, std::vector<std::shared_ptr<rt::Storage>>& outputs) const {
+  return try_run(std::span<const Tensor>(&x, 1), outputs);
+}
+
 int CompiledTrace::try_run(const Tensor& x, Tensor& out) const {
   thread_local std::vector<std::shared_ptr<rt::Storage>> outputs;
   int failed = try_run(x, outputs);
   if (failed < 0)
-    out = Tensor(std::make_shared<TensorImpl>(TensorImpl{std::move(outputs[0]), exe_->graph().outputs()[0]->type, nullptr}));
+    out = detail::tensor_over(std::move(outputs[0]), exe_->graph().outputs()[0]->type);
   return failed;
 }
 

@@ -89,6 +89,9 @@ class CompiledTrace {
   int try_run(const Tensor& x, Tensor& out) const;
   /// The same, giving every output's storage (in the graph's order).
   int try_run(const Tensor& x, std::vector<std::shared_ptr<rt::Storage>>& outputs) const;
+  /// The same for a graph of several inputs (without the generator's state, which this adds),
+  /// whose types the caller has matched with the trace's.
+  int try_run(std::span<const Tensor> inputs, std::vector<std::shared_ptr<rt::Storage>>& outputs) const;
   /// Guard `index` as printed ("guard %12 == true") and where it was recorded.
   std::string describe_guard(int index, ir::Origin* origin = nullptr) const;
   /// True if guard `index` compares an exact value the host read as a plain number (an item()

@@ -6,6 +6,7 @@
 #include <map>
 
 #include "frontend/autograd.h"
+#include "frontend/dispatch.h"
 #include "frontend/creation.h"
 #include "frontend/trace.h"
 
@@ -95,15 +96,21 @@ Tensor TrainStep::operator()(const Tensor& x, const Tensor& target) {
   State::Entry& e = s.entry(key);
   if (!e.failed.empty()) return s.eager(x, target, "not compilable");
   static const Tensor one = ones({});
+  const Tensor inputs[] = {x, target, one};  // types match the key's (one is the loss's gradient)
+  thread_local std::vector<std::shared_ptr<rt::Storage>> outputs;
   for (size_t i = 0; i < e.variants.size(); ++i) {
     const StepVariant& v = *e.variants[i];
-    GraphRun r = v.code.run({x, target, one});
-    if (!r.guards_hold) continue;
+    if (v.code.try_run(inputs, outputs) >= 0) continue;
     ++s.stats.compiled_hits;
-    std::vector<Tensor> grads(r.outputs.begin() + 1, r.outputs.end());
+    const ir::Graph& g = v.code.executable().graph();
+    std::vector<Tensor> grads;
+    for (size_t k = 1; k < outputs.size(); ++k)
+      grads.push_back(bj::detail::tensor_over(std::move(outputs[k]), g.outputs()[k]->type));
+    Tensor loss = bj::detail::tensor_over(std::move(outputs[0]), g.outputs()[0]->type);
+    outputs.clear();
     s.update(v.code.trace(), v.gradients, grads);
     if (i > 0) std::swap(e.variants[i], e.variants[i - 1]);  // the path taken moves ahead
-    return r.outputs[0];
+    return loss;
   }
   if (static_cast<int>(e.variants.size()) >= s.options.max_variants) return s.eager(x, target, "variant cap");
   // A new path: run the step eagerly while recording forward, loss and backward.
