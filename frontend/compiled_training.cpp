@@ -66,11 +66,7 @@ CompiledBackward::CompiledBackward(const TrainingTrace& t, ir::BackwardSplit spl
       consts_(std::move(split.backward_consts)),
       gradients_(t.gradients) {
   const ir::Graph& b = *split.backward;
-  for (size_t i = 0; i < saved_.size(); ++i) {
-    saved_types_.push_back(b.inputs()[1 + i]->type);
-    if (saved_[i].from == ir::BackwardSplit::Saved::From::kForwardOutput && saved_[i].index > 0)
-      saved_bytes_ += static_cast<int64_t>(saved_types_.back().bytes());
-  }
+  for (size_t i = 0; i < saved_.size(); ++i) saved_types_.push_back(b.inputs()[1 + i]->type);
   for (const ir::Value* v : b.outputs()) output_types_.push_back(v->type);
   exe_ = codegen::compile(b, options);
 }

@@ -26,9 +26,6 @@ class CompiledBackward : public std::enable_shared_from_this<CompiledBackward> {
               std::vector<std::shared_ptr<rt::Storage>>& outputs) const;
 
   const codegen::Executable& executable() const { return *exe_; }
-  /// Bytes each call keeps for its backward (saved forward results, not counting the input and
-  /// parameters, which exist anyway).
-  int64_t saved_bytes() const { return saved_bytes_; }
 
  private:
   friend class CompiledBackwardNode;
@@ -38,7 +35,6 @@ class CompiledBackward : public std::enable_shared_from_this<CompiledBackward> {
   std::vector<int> gradients_;        // per backward output: a parameter's index in the trace, -1 for x
   std::vector<Type> saved_types_, output_types_;
   std::shared_ptr<codegen::Executable> exe_;
-  int64_t saved_bytes_ = 0;
 };
 
 /// A training trace, compiled: the forward (outputs: the block's output, then the saved

@@ -242,8 +242,13 @@ int dump(const bj::cli::Command& c) {
     for (const std::string& n : t.trace.notes) std::cerr << "note: " << n << "\n";
     if (!t.backward) throw bj::ValueError("dump", m.name + "'s output does not require grad: no backward");
     bj::ir::BackwardSplit split = bj::ir::split_backward(*t.trace.graph, 1, 1);
-    std::cerr << fmt::format("training trace of {}: the forward saves {} value(s) for the backward\n", m.name,
-                             split.saved.size());
+    size_t kept_bytes = 0;  // results kept only for the backward (the input, parameters and output exist anyway)
+    for (const auto& sv : split.saved)
+      if (sv.from == bj::ir::BackwardSplit::Saved::From::kForwardOutput && sv.index > 0)
+        kept_bytes += split.forward->outputs()[static_cast<size_t>(sv.index)]->type.bytes();
+    std::cerr << fmt::format("training trace of {}: the backward reads {} value(s) of the forward; {} bytes per call "
+                             "are kept only for it\n",
+                             m.name, split.saved.size(), kept_bytes);
     graphs = {{"forward", std::move(split.forward)}, {"backward", std::move(split.backward)}};
     // The whole step as TrainStep compiles it: forward, cross-entropy on labels, backward.
     bj::Tensor probe = net->call_eager(x);
