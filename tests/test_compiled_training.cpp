@@ -308,6 +308,18 @@ TEST_CASE("whole-step training: FixedHiddenMLP's paths, parameters replaced betw
     }
     CHECK(step.stats().traces == 1);
   }
+  SUBCASE("a one-element loss of shape [1] compiles as a scalar does") {
+    examples::MLP net;
+    net.initialize();
+    optim::SGD opt(net.parameters(), {.lr = 0.1});
+    Tensor x = uniform(-1, 1, {4, 20}), y = tensor(std::vector<int64_t>{0, 1, 2, 3}, {4});
+    nn::TrainStep step(net, [](const Tensor& out, const Tensor& t) { return nn::cross_entropy(out, t).reshape({1}); }, opt);
+    const double first = step(x, y).item();
+    double last = first;
+    for (int i = 0; i < 20; ++i) last = step(x, y).item();
+    CHECK(step.stats().compiled_hits == 20);
+    CHECK(last < first);
+  }
   SUBCASE("a loss of several elements is eager's AutogradError, on the first step and on compiled ones") {
     examples::MLP net;
     net.initialize();

@@ -19,6 +19,7 @@ namespace {
 struct StepVariant {
   CompiledTrace code;
   std::vector<int> gradients;  // per gradient output: index in code.trace().params
+  Tensor one;                  // the loss's gradient: ones of the loss's type (f32[], f32[1], ...)
 };
 
 struct StepKey {
@@ -95,11 +96,10 @@ Tensor TrainStep::operator()(const Tensor& x, const Tensor& target) {
   const StepKey key{x.type(), target.type(), s.net.is_training()};
   State::Entry& e = s.entry(key);
   if (!e.failed.empty()) return s.eager(x, target, "not compilable");
-  static const Tensor one = ones({});
-  const Tensor inputs[] = {x, target, one};  // types match the key's (one is the loss's gradient)
   thread_local std::vector<std::shared_ptr<rt::Storage>> outputs;
   for (size_t i = 0; i < e.variants.size(); ++i) {
     const StepVariant& v = *e.variants[i];
+    const Tensor inputs[] = {x, target, v.one};  // types match the key's
     if (v.code.try_run(inputs, outputs) >= 0) continue;
     ++s.stats.compiled_hits;
     const ir::Graph& g = v.code.executable().graph();
@@ -139,14 +139,15 @@ Tensor TrainStep::operator()(const Tensor& x, const Tensor& target) {
     return s.eager(x, target, "not compilable");
   }
   if (t.trace.random_frozen) {
-    e.failed = "the step draws random numbers (e.g. Dropout in training mode), which compiled code would repeat";
+    e.failed = "the step draws random numbers that host code changes (uniform, normal), which compiled code would "
+               "repeat";
   } else {
     try {
       codegen::CompileOptions co;
       co.use_cache = s.options.use_cache;
       co.training = true;
       t.trace.outputs.clear();
-      auto v = std::make_shared<StepVariant>(StepVariant{compile(t.trace, co), gradients});
+      auto v = std::make_shared<StepVariant>(StepVariant{compile(t.trace, co), gradients, ones(loss.shape())});
       s.stats.compile_ms += v->code.executable().compile_ms();
       s.stats.cache_hits += v->code.executable().from_cache();
       e.variants.push_back(std::move(v));
