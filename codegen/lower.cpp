@@ -5,7 +5,9 @@
 // small work or through bj_rt_parallel_for for large work; a large product as
 // one oneDNN primitive; anything else as calls to bj_rt_call_node (eager
 // mode's kernels). Guards compare their predicate and return the guard's
-// index. This file holds the entry function and the dispatch.
+// index; the graph's commits are written after the last node, once every
+// guard held (those computed in place were written by their loop, which no
+// guard follows). This file holds the entry function and the dispatch.
 #include "codegen/lower.h"
 
 #include <llvm/IR/MDBuilder.h>
@@ -46,6 +48,7 @@ void Lowerer::run() {
     }
   }
   emit_output_copies();
+  emit_commits();
   b_.CreateRet(llvm::ConstantInt::getSigned(i32_, -1));
 }
 
@@ -73,6 +76,8 @@ void Lowerer::bind_buffers() {
   }
   arena_ = load(k++);
   for (size_t i = 0; i < plan_.packings.size(); ++i) packed_.push_back(load(k++));
+  for (size_t i = 0; i < g_.commits().size(); ++i)  // state computed straight into its memory
+    if (plan_.commit_in_place[i]) addr_[g_.commits()[i].value] = addr_.at(g_.commits()[i].target);
 }
 
 LV* Lowerer::address(const ir::Value* v) {
@@ -146,6 +151,14 @@ void Lowerer::emit_output_copies() {
       continue;
     }
     b_.CreateMemCpy(dst, llvm::MaybeAlign(4), address(v), llvm::MaybeAlign(4), v->type.bytes());
+  }
+}
+
+void Lowerer::emit_commits() {
+  for (int i : plan_.commit_order) {
+    const ir::Commit& c = g_.commits()[static_cast<size_t>(i)];
+    if (c.value != c.target)
+      b_.CreateMemCpy(address(c.target), llvm::MaybeAlign(4), address(c.value), llvm::MaybeAlign(4), c.value->type.bytes());
   }
 }
 

@@ -57,6 +57,8 @@ class Lowerer {
   /// the rest of its region as a loop over the primitive's result.
   void emit_dnnl_product(const ir::Node& n, const DnnlProduct& d);
   void emit_output_copies();
+  /// The commits not computed in place, copied into their targets (after the output copies).
+  void emit_commits();
   llvm::AllocaInst* entry_alloca(llvm::Type* t);
   /// A top-level op (a region of one) or region, as its plan says.
   void emit_planned(const ir::Node& n);

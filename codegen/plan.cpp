@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <span>
 
 namespace bj::codegen {
@@ -179,6 +180,7 @@ class Planner {
       if (plannable(*n) && !planned(*n)) plan_packed(*n);
     for (const auto& n : g_.nodes())
       if (plannable(*n) && !planned(*n)) plan_rest(*n);
+    plan_commits();
     return std::move(p_);
   }
 
@@ -291,6 +293,75 @@ class Planner {
       np.strategy = Strategy::kRuntimeProduct;  // the runtime computes the product; the epilogue stays a loop
       call(*n.body.front());
     }
+  }
+
+  /// Sweep 5. State the graph writes: in place where that is safe, else copied at the end (from
+  /// memory of its own), ordered so that a commit reading a parameter or constant another commit
+  /// writes copies it first.
+  void plan_commits() {
+    const auto& commits = g_.commits();
+    const auto& nodes = g_.nodes();
+    std::unordered_map<const ir::Value*, size_t> made_at;  // top-level position of each value made there
+    size_t last_guard = 0;
+    bool any_guard = false;
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      if (nodes[i]->kind == ir::NodeKind::kGuard) last_guard = i, any_guard = true;
+      if (nodes[i]->result) made_at[nodes[i]->result] = i;
+      for (const ir::Value* y : nodes[i]->yields) made_at[y] = i;
+    }
+    // Where each value is last read: by a node, or at the end (outputs and committed values).
+    std::unordered_map<const ir::Value*, size_t> last_read;
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      for (const ir::Value* v : nodes[i]->inputs) last_read[v] = i;
+      for (const auto& b : nodes[i]->body)
+        for (const ir::Value* v : b->inputs) last_read[v] = i;
+    }
+    for (const ir::Value* v : g_.outputs()) last_read[v] = nodes.size();
+    for (const ir::Commit& c : commits) last_read[c.value] = nodes.size();
+    std::unordered_set<const ir::Value*> placed;
+    p_.commit_in_place.assign(commits.size(), false);
+    for (size_t i = 0; i < commits.size(); ++i) {
+      const ir::Commit& c = commits[i];
+      auto at = made_at.find(c.value);
+      bool ok = at != made_at.end() && has_memory_.count(c.value) == 0 && !placed.count(c.value) &&
+                (!any_guard || last_guard < at->second);
+      if (ok) {
+        const ir::Node& n = *nodes[at->second];
+        auto read = last_read.find(c.target);
+        ok = c.value->def->kind == ir::NodeKind::kOp && p_.at(n).strategy == Strategy::kLoops &&
+             (read == last_read.end() || read->second <= at->second) && same_index_loop(n, c.value->type.shape);
+      }
+      if (ok) {
+        p_.commit_in_place[i] = true;
+        placed.insert(c.value);
+        has_memory_.insert(c.value);
+      } else if (c.value->def && c.value->def->kind == ir::NodeKind::kOp) {
+        needs_memory(c.value);
+      }
+    }
+    // Copies: a commit whose value is another commit's target goes before that commit.
+    std::vector<int> state(commits.size(), 0);  // 0 unvisited, 1 in progress, 2 done
+    std::function<void(size_t)> visit = [&](size_t i) {
+      if (state[i] == 2) return;
+      if (state[i] == 1)
+        throw Error("codegen", "the graph's commits swap state in a cycle (%" + commits[i].target->name + ")");
+      state[i] = 1;
+      for (size_t j = 0; j < commits.size(); ++j)  // j writes what i reads: i first
+        if (j != i && commits[j].target == commits[i].value) visit(j);
+      state[i] = 2;
+      if (!p_.commit_in_place[i]) p_.commit_order.push_back(static_cast<int>(i));
+    };
+    for (size_t i = 0; i < commits.size(); ++i) visit(i);
+    std::reverse(p_.commit_order.begin(), p_.commit_order.end());
+  }
+
+  /// True if `n` is one elementwise loop over `shape` whose every node has that shape, so each
+  /// iteration reads its operands at the element it writes.
+  static bool same_index_loop(const ir::Node& n, const Shape& shape) {
+    if (n.kind == ir::NodeKind::kRegion && n.region != ir::RegionKind::kElementwise) return false;
+    for (const ir::Node* b : body_of(n))
+      if (!ir::has_trait(b->op, ir::kElementwise) || b->result->type.shape != shape) return false;
+    return true;
   }
 
   /// Gives `v` arena memory if memory planning left it in registers (the runtime writes memory).

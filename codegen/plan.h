@@ -71,6 +71,11 @@ struct Plan {
   std::unordered_map<const ir::Value*, int64_t> scratch;
   int64_t arena_bytes = 0;  ///< memory planning's arena plus scratch
   rt::JitContext context;
+  /// Per commit of the graph: its value is computed straight into the target's memory (the loop
+  /// that computes it reads the target only at the element it writes, no guard follows it and
+  /// nothing after it reads the target). Other commits are copied at the end, in `commit_order`.
+  std::vector<bool> commit_in_place;
+  std::vector<int> commit_order;
 };
 
 /// Exponents of pow that codegen computes inline: 1/2 and nonzero integers up to this magnitude

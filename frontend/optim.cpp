@@ -41,6 +41,56 @@ SGD::SGD(std::vector<nn::Parameter> params, SGDOptions options)
   if (o_.lr <= 0) throw ValueError("SGD", "lr must be positive");
 }
 
+namespace {
+/// For step_ops(): TraceError unless every parameter with a gradient has state.
+void check_state(const std::vector<nn::Parameter>& params, const std::vector<Tensor>& state, const char* name) {
+  for (size_t i = 0; i < params.size(); ++i)
+    if (params[i].initialized() && params[i].data().grad().defined() && !state[i].defined())
+      throw TraceError(name, "parameter '" + params[i].name() + "' has a gradient but no optimizer state yet; the "
+                             "first step() creates it");
+}
+bool has_state(const std::vector<nn::Parameter>& params, const std::vector<Tensor>& state) {
+  bool any = false;
+  for (size_t i = 0; i < params.size(); ++i) {
+    any |= state[i].defined();
+    if (params[i].initialized() && params[i].data().grad().defined() && !state[i].defined()) return false;
+  }
+  return any;
+}
+std::vector<std::pair<std::string, Tensor>> named(const char* what, const std::vector<Tensor>& state) {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (size_t i = 0; i < state.size(); ++i)
+    if (state[i].defined()) out.emplace_back(std::string(what) + "." + std::to_string(i), state[i]);
+  return out;
+}
+}  // namespace
+
+std::vector<float> SGD::hyperparameters() const {
+  return {static_cast<float>(o_.lr), static_cast<float>(o_.momentum), static_cast<float>(o_.weight_decay)};
+}
+
+bool SGD::ready() const { return o_.momentum == 0 || has_state(params_, velocity_); }
+
+std::vector<std::pair<std::string, Tensor>> SGD::state() const { return named("velocity", velocity_); }
+
+void SGD::step_ops(std::span<const Tensor> h) {  // lr, momentum, weight decay
+  if (o_.momentum != 0) check_state(params_, velocity_, "SGD");
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (!params_[i].initialized()) continue;
+    Tensor w = params_[i].data();
+    Tensor d = w.grad();
+    if (!d.defined()) continue;
+    if (o_.weight_decay != 0) d = d + h[2] * w;
+    if (o_.momentum != 0) {
+      Tensor& v = velocity_[i];
+      v *= h[1];
+      v += d;
+      d = v;
+    }
+    w -= h[0] * d;
+  }
+}
+
 void SGD::step() {
   std::vector<rt::SgdSlot> slots;
   std::vector<Tensor> written;  // weights and velocities, whose versions move
@@ -54,7 +104,8 @@ void SGD::step() {
     slots.push_back({f32(w), f32(g), o_.momentum != 0 ? f32(velocity_[i]) : nullptr, first, w.numel()});
     written.push_back(w);
   }
-  rt::sgd_step(slots, {static_cast<float>(o_.lr), static_cast<float>(o_.momentum), static_cast<float>(o_.weight_decay)});
+  const std::vector<float> h = hyperparameters();
+  rt::sgd_step(slots, {h[0], h[1], h[2]});
   for (const Tensor& w : written) w.impl()->storage->bump_version();
 }
 
@@ -63,8 +114,38 @@ Adam::Adam(std::vector<nn::Parameter> params, AdamOptions options)
   if (o_.lr <= 0) throw ValueError("Adam", "lr must be positive");
 }
 
+std::vector<float> Adam::hyperparameters() const {
+  const double t = static_cast<double>(t_ + 1);
+  const double c1 = 1 - std::pow(o_.beta1, t), c2 = 1 - std::pow(o_.beta2, t);
+  auto f = [](double v) { return static_cast<float>(v); };
+  return {f(o_.lr), f(o_.beta1), f(1 - o_.beta1), f(o_.beta2), f(1 - o_.beta2), f(c1), f(c2), f(o_.eps), f(o_.weight_decay)};
+}
+
+bool Adam::ready() const { return has_state(params_, m_); }
+
+std::vector<std::pair<std::string, Tensor>> Adam::state() const {
+  auto out = named("m", m_);
+  for (auto& v : named("v", v_)) out.push_back(std::move(v));
+  return out;
+}
+
+void Adam::step_ops(std::span<const Tensor> h) {  // lr, b1, 1 - b1, b2, 1 - b2, c1, c2, eps, weight decay
+  check_state(params_, m_, "Adam");
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (!params_[i].initialized()) continue;
+    Tensor w = params_[i].data();
+    Tensor d = w.grad();
+    if (!d.defined()) continue;
+    if (o_.weight_decay != 0) d = d + h[8] * w;
+    m_[i] *= h[1];
+    m_[i] += d * h[2];
+    v_[i] *= h[3];
+    v_[i] += d * d * h[4];
+    w -= m_[i] / h[5] * h[0] / ((v_[i] / h[6]).sqrt() + h[7]);
+  }
+}
+
 void Adam::step() {
-  ++t_;
   std::vector<rt::AdamSlot> slots;
   std::vector<Tensor> written;
   for (size_t i = 0; i < params_.size(); ++i) {
@@ -79,10 +160,9 @@ void Adam::step() {
     slots.push_back({f32(w), f32(g), f32(m_[i]), f32(v_[i]), w.numel()});
     written.push_back(w);
   }
-  const double c1 = 1 - std::pow(o_.beta1, double(t_)), c2 = 1 - std::pow(o_.beta2, double(t_));
-  auto f = [](double v) { return static_cast<float>(v); };
-  rt::adam_step(slots, {f(o_.lr), f(o_.beta1), f(1 - o_.beta1), f(o_.beta2), f(1 - o_.beta2), f(c1), f(c2), f(o_.eps),
-                        f(o_.weight_decay)});
+  const std::vector<float> h = hyperparameters();
+  rt::adam_step(slots, {h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8]});
+  stepped();
   for (const Tensor& w : written) w.impl()->storage->bump_version();
 }
 

@@ -5,6 +5,9 @@
 //   loss.backward(); opt.step(); opt.zero_grad();
 #pragma once
 
+#include <span>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "frontend/nn/parameter.h"
@@ -22,6 +25,22 @@ class Optimizer {
   void zero_grad();
   const std::vector<nn::Parameter>& parameters() const { return params_; }
 
+  // ---- For nn::TrainStep, which compiles the update into its step. ----
+  /// The constants the next step() would use (learning rate, ...), in f32 as step() rounds them.
+  virtual std::vector<float> hyperparameters() const = 0;
+  /// What step() computes, as Tensor ops writing the weights and the state in place (so a trace
+  /// records it), from `hyper` (hyperparameters() as one-element tensors) and the gradients in
+  /// grad(). Rounds as step() does. Does not count the step: stepped() does. TraceError if a
+  /// parameter with a gradient has no state yet (see ready()).
+  virtual void step_ops(std::span<const Tensor> hyper) = 0;
+  /// Counts a step that step_ops() (traced or compiled) did.
+  virtual void stepped() {}
+  /// True if every parameter with a gradient has its state (velocities, moments), which the
+  /// first step() creates: only then does step_ops() compute what step() would.
+  virtual bool ready() const { return true; }
+  /// The state tensors, named ("velocity.0"), for a trace to bind.
+  virtual std::vector<std::pair<std::string, Tensor>> state() const { return {}; }
+
  protected:
   std::vector<nn::Parameter> params_;
 };
@@ -37,6 +56,10 @@ class SGD : public Optimizer {
  public:
   SGD(std::vector<nn::Parameter> params, SGDOptions options = {});
   void step() override;
+  std::vector<float> hyperparameters() const override;
+  void step_ops(std::span<const Tensor> hyper) override;
+  bool ready() const override;
+  std::vector<std::pair<std::string, Tensor>> state() const override;
 
  private:
   SGDOptions o_;
@@ -56,6 +79,11 @@ class Adam : public Optimizer {
  public:
   Adam(std::vector<nn::Parameter> params, AdamOptions options = {});
   void step() override;
+  std::vector<float> hyperparameters() const override;
+  void step_ops(std::span<const Tensor> hyper) override;
+  void stepped() override { ++t_; }
+  bool ready() const override;
+  std::vector<std::pair<std::string, Tensor>> state() const override;
 
  private:
   AdamOptions o_;

@@ -54,18 +54,31 @@ class Tracer {
   std::vector<const void*> inplace_begin(ir::OpKind op, std::span<const Tensor> inputs) {
     std::vector<const void*> before;
     for (const Tensor& t : inputs) before.push_back(value(t));
-    auto* target = static_cast<const ir::Value*>(before[0]);
-    if (target->kind != ir::ValueKind::kResult)
+    auto* target = static_cast<ir::Value*>(const_cast<void*>(before[0]));
+    if (target->kind == ir::ValueKind::kInput)
       throw TraceError(std::string(ir::op_name(op)) + " (in place)",
                        "changing " + kind_name(target->kind) + " %" + target->name + " (" + target->type.str() +
-                           ") in place inside a traced forward is not supported; compute a new tensor instead");
-    for (const auto& [impl, entry] : values_)  // another live handle on the same storage would go stale
-      if (impl != inputs[0].impl().get() && entry.first.use_count() > 1 &&
-          entry.first->storage == inputs[0].impl()->storage)
-        throw TraceError(std::string(ir::op_name(op)) + " (in place)",
-                         "the tensor " + inputs[0].type().str() +
-                             " has a view (reshape/flatten) that is still in use; in-place changes through views "
-                             "cannot be traced");
+                           ") in place inside traced code is not supported; compute a new tensor instead");
+    if (target->kind != ir::ValueKind::kResult)  // state (a parameter, a constant): its last value is committed
+      state_.emplace(inputs[0].impl().get(), target);
+    // Other handles on the same storage: of the same type they see the new value (looked up by
+    // storage again); a view of another type (reshape, flatten) cannot be traced if read later.
+    const std::shared_ptr<rt::Storage>& storage = inputs[0].impl()->storage;
+    for (auto it = values_.begin(); it != values_.end();) {
+      if (it->first != inputs[0].impl().get() && it->second.first->storage == storage) {
+        keep_.push_back(it->second.first);  // its address stays taken
+        it = values_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (auto it = by_storage_.find(storage.get()); it != by_storage_.end()) {
+      std::vector<Type> views;
+      for (const auto& [type, v] : it->second)
+        if (!(type == inputs[0].type()) && std::find(views.begin(), views.end(), type) == views.end())
+          views.push_back(type);
+      for (Type& type : views) it->second.emplace_back(std::move(type), nullptr);  // stale from here on
+    }
     return before;
   }
 
@@ -76,7 +89,26 @@ class Tracer {
     std::vector<Type> types;
     for (ir::Value* v : ins) types.push_back(v->type);
     Type t = ir::infer(op, types, canonical);
-    map(self, g_.add_op(op, canonical, std::move(ins), t, origin()));
+    ir::Value* now = g_.add_op(op, canonical, std::move(ins), t, origin());
+    map(self, now);
+    if (auto s = state_.find(self.impl().get()); s != state_.end()) {
+      auto c = std::find_if(commits_.begin(), commits_.end(), [&](const auto& w) { return w.first == s->second; });
+      if (c == commits_.end())
+        commits_.emplace_back(s->second, now);
+      else
+        c->second = now;
+    }
+  }
+
+  /// State written in place, in order of first write: the parameter or constant, its last value.
+  const std::vector<std::pair<ir::Value*, ir::Value*>>& commits() const { return commits_; }
+
+  /// Binds `t` as the named constant `name` (state the traced code reads or writes, like an
+  /// optimizer's moments), unless it is bound already.
+  void bind_const(const std::string& name, const Tensor& t) {
+    if (values_.count(t.impl().get())) return;
+    consts.push_back(t);
+    map(t, g_.add_const(name, t.type()));
   }
 
   /// rand() inside the trace: rand_uniform of the generator state, `start` blocks after the
@@ -168,15 +200,21 @@ class Tracer {
 
   void map(const Tensor& t, ir::Value* v) {
     values_[t.impl().get()] = {t.impl(), v};
-    if (t.impl()->storage) by_storage_[t.impl()->storage.get()].push_back(v);
+    if (t.impl()->storage) by_storage_[t.impl()->storage.get()].emplace_back(v->type, v);
   }
 
   /// The latest value of t's type mapped to t's storage (a view of another type is another value).
   ir::Value* same_storage(const Tensor& t) const {
     auto it = t.impl()->storage ? by_storage_.find(t.impl()->storage.get()) : by_storage_.end();
     if (it == by_storage_.end()) return nullptr;
-    for (auto v = it->second.rbegin(); v != it->second.rend(); ++v)
-      if ((*v)->type == t.type()) return *v;
+    for (auto v = it->second.rbegin(); v != it->second.rend(); ++v) {
+      if (!(v->first == t.type())) continue;
+      if (!v->second)
+        throw TraceError("trace", "a view " + t.type().str() +
+                                      " (reshape/flatten) of a tensor changed in place is read after the change; "
+                                      "in-place changes through views cannot be traced");
+      return v->second;
+    }
     return nullptr;
   }
 
@@ -265,11 +303,15 @@ class Tracer {
   uint64_t epoch_;
   // Every tensor seen, kept alive so that its address is not reused during the trace.
   std::unordered_map<const TensorImpl*, std::pair<std::shared_ptr<TensorImpl>, ir::Value*>> values_;
-  std::unordered_map<const rt::Storage*, std::vector<ir::Value*>> by_storage_;
+  // Values mapped to each storage, with their types, in order; a null value marks a view made
+  // stale by an in-place change of the storage through a handle of another type.
+  std::unordered_map<const rt::Storage*, std::vector<std::pair<Type, ir::Value*>>> by_storage_;
   ir::Value* rng_ = nullptr;
   detail::RandomDraw first_draw_;
   uint64_t blocks_ = 0;
   std::unordered_set<const TensorImpl*> created_, random_;
+  std::unordered_map<const TensorImpl*, ir::Value*> state_;  // tensors written in place -> their parameter or constant
+  std::vector<std::pair<ir::Value*, ir::Value*>> commits_;
   std::vector<std::shared_ptr<TensorImpl>> keep_;
 };
 
@@ -292,6 +334,7 @@ Trace finish(Tracer& tr, std::shared_ptr<ir::Graph> g, std::vector<Tensor> outpu
     if (!o.defined()) throw TraceError("trace", "the traced code returned an undefined tensor");
     g->add_output(tr.value(o));
   }
+  for (const auto& [state, value] : tr.commits()) g->add_commit(state, value);
   Trace t{std::move(g), std::move(outputs), std::move(tr.params), std::move(tr.consts), std::move(tr.notes),
           tr.random_frozen};
   if (ir::Value* rng = tr.rng()) {
@@ -317,7 +360,7 @@ Trace trace(nn::Block& block, const Tensor& input, std::source_location where) {
 }
 
 TrainingTrace trace_training(nn::Block& block, const std::vector<Tensor>& inputs,
-                             const std::function<Tensor(const std::vector<Tensor>&)>& fn) {
+                             const std::function<Tensor(const std::vector<Tensor>&)>& fn, const AfterBackward& after) {
   if (!is_grad_enabled()) throw ValueError("trace", "a training trace needs grad mode");
   auto g = std::make_shared<ir::Graph>(block.name());
   Tracer tr(*g, &block);
@@ -326,12 +369,16 @@ TrainingTrace trace_training(nn::Block& block, const std::vector<Tensor>& inputs
     if (!inputs[i].defined()) throw ValueError("trace", "input " + std::to_string(i) + " is undefined");
     tr.bind_input(inputs[i], g->add_input(inputs.size() == 1 ? "x" : "x" + std::to_string(i), inputs[i].type()));
   }
+  for (const auto& [name, t] : after.state) tr.bind_const(name, t);
+  const size_t own_consts = tr.consts.size();
   Tensor out = fn(inputs);
   if (!out.defined()) throw TraceError("trace", "the traced code returned an undefined tensor");
-  for (const Tensor& c : tr.consts)
+  for (size_t i = own_consts; i < tr.consts.size(); ++i) {
+    const Tensor& c = tr.consts[i];
     if (c.requires_grad())  // its gradient would have to leave the graph
       throw TraceError("trace", "forward reads a tensor " + c.type().str() +
                                     " from outside the block that requires grad; its gradient cannot be compiled");
+  }
   TrainingTrace tt;
   std::vector<Tensor> outputs{out};
   if (out.requires_grad()) {
@@ -358,6 +405,11 @@ TrainingTrace trace_training(nn::Block& block, const std::vector<Tensor>& inputs
         outputs.push_back(grads[i]);
       }
     tt.backward = true;
+    if (after.run) {
+      outputs[0] = out.detach();  // frees the autograd graph and the handles it saved on the parameters
+      out = Tensor();
+      after.run(tr.params, tt.gradients, std::vector<Tensor>(outputs.begin() + 1, outputs.end()));
+    }
   }
   tt.trace = finish(tr, std::move(g), std::move(outputs));
   return tt;
@@ -446,6 +498,28 @@ const ir::Node& guard_at(const ir::Graph& g, int index) {
   return *found;
 }
 
+/// What `g` commits: parameter i as i, constant i as -1 - i.
+std::vector<int> commit_targets(const ir::Graph& g) {
+  std::vector<int> out;
+  for (const ir::Commit& c : g.commits()) {
+    const auto& ps = g.params();
+    const auto& cs = g.consts();
+    if (auto p = std::find(ps.begin(), ps.end(), c.target); p != ps.end())
+      out.push_back(static_cast<int>(p - ps.begin()));
+    else
+      out.push_back(-1 - static_cast<int>(std::find(cs.begin(), cs.end(), c.target) - cs.begin()));
+  }
+  return out;
+}
+
+/// After a run that committed: the written tensors' versions move (autograd's checks, packed weights).
+void bump_written(const Trace& t, const std::vector<int>& written) {
+  for (int w : written) {
+    const Tensor& x = w >= 0 ? t.params[static_cast<size_t>(w)].data() : t.consts[static_cast<size_t>(-1 - w)];
+    x.impl()->storage->bump_version();
+  }
+}
+
 }  // namespace
 
 GraphRun run(const Trace& t, const std::vector<Tensor>& inputs) {
@@ -455,10 +529,14 @@ GraphRun run(const Trace& t, const std::vector<Tensor>& inputs) {
     if (t.rng_input >= 0) detail::return_random(b.draw);
     return failed(*t.graph, *r.failed_guard, r.failed_guard_index);
   }
+  bump_written(t, commit_targets(*t.graph));
   GraphRun out;
   out.outputs = wrap(std::move(r.outputs), *t.graph);
   return out;
 }
+
+CompiledTrace::CompiledTrace(Trace t, std::shared_ptr<codegen::Executable> exe)
+    : trace_(std::move(t)), exe_(std::move(exe)), written_(commit_targets(exe_->graph())) {}
 
 CompiledTrace compile(const Trace& t, const codegen::CompileOptions& options) {
   return CompiledTrace(t, codegen::compile(*t.graph, options));
@@ -472,6 +550,7 @@ GraphRun CompiledTrace::run(const std::vector<Tensor>& inputs) const {
     if (trace_.rng_input >= 0) detail::return_random(b.draw);
     return failed(g, guard_at(g, r.failed_guard), r.failed_guard);
   }
+  bump_written(trace_, written_);
   GraphRun out;
   out.outputs = wrap(std::move(r.outputs), g);
   return out;
@@ -506,6 +585,7 @@ int CompiledTrace::try_run(std::span<const Tensor> inputs, std::vector<std::shar
   for (const Tensor& c : trace_.consts) data[k++] = c.raw_data();
   const int failed = exe_->run({data, n}, {ver, trace_.params.size()}, outputs);
   if (failed >= 0 && random) detail::return_random(draw);  // the eager call that follows draws these
+  if (failed < 0) bump_written(trace_, written_);
   return failed;
 }
 

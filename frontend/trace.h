@@ -54,8 +54,20 @@ struct TrainingTrace {
 /// parameters it used and the inputs that require grad, recorded from autograd's formulas. No
 /// grad() changes. TraceError if the backward cannot be recorded (it reads data on the host, or
 /// reaches a tensor that requires grad and is neither).
+/// What a whole-step trace (nn::TrainStep) records after the backward.
+struct AfterBackward {
+  /// Tensors bound as named constants before `fn` runs (an optimizer's moments).
+  std::vector<std::pair<std::string, Tensor>> state;
+  /// Runs traced once the gradients are computed (the loss's autograd graph is gone by then),
+  /// with the trace's parameters and, per gradient, its index there (or -1 - i for input i);
+  /// tensors it changes in place (parameters, `state`) become the graph's commits.
+  std::function<void(const std::vector<nn::Parameter>& params, const std::vector<int>& gradients,
+                     const std::vector<Tensor>& grads)>
+      run;
+};
 TrainingTrace trace_training(nn::Block& block, const std::vector<Tensor>& inputs,
-                             const std::function<Tensor(const std::vector<Tensor>&)>& fn);
+                             const std::function<Tensor(const std::vector<Tensor>&)>& fn,
+                             const AfterBackward& after = {});
 /// The same for one call of `block` on `input`.
 TrainingTrace trace_training(nn::Block& block, const Tensor& input,
                              std::source_location where = std::source_location::current());
@@ -74,13 +86,15 @@ struct GraphRun {
 };
 
 /// Interprets the trace's graph on `inputs` (same count, dtypes and shapes as
-/// traced; ShapeError otherwise), with the parameters' current values.
+/// traced; ShapeError otherwise), with the parameters' current values. If every
+/// guard held, the graph's commits write the parameters and constants (state the
+/// traced code changed in place), as compiled runs do.
 GraphRun run(const Trace& t, const std::vector<Tensor>& inputs);
 
 /// A trace compiled by LLVM: the same bindings, run as machine code.
 class CompiledTrace {
  public:
-  CompiledTrace(Trace t, std::shared_ptr<codegen::Executable> exe) : trace_(std::move(t)), exe_(std::move(exe)) {}
+  CompiledTrace(Trace t, std::shared_ptr<codegen::Executable> exe);
   /// Like bj::run, through the compiled code (reentrant).
   GraphRun run(const std::vector<Tensor>& inputs) const;
   /// The hot path of a hybridized call: one input whose type the caller
@@ -105,6 +119,7 @@ class CompiledTrace {
  private:
   Trace trace_;
   std::shared_ptr<codegen::Executable> exe_;
+  std::vector<int> written_;  ///< what the graph commits: param i as i, const i as -1 - i
 };
 
 /// Optimizes and JIT-compiles the trace's graph (bj::Error if LLVM fails).

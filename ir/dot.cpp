@@ -80,6 +80,12 @@ std::string to_dot(const Graph& g) {
                        quote("output " + std::to_string(i) + "\\n" + v->type.str()));
     out += fmt::format("  {} -> out{};\n", src[v], i);
   }
+  for (size_t i = 0; i < g.commits().size(); ++i) {  // state written at the end: an edge back to its target
+    const Commit& cm = g.commits()[i];
+    out += fmt::format("  commit{} [label={}, shape=invhouse, style=filled, fillcolor=khaki];\n", i,
+                       quote("commit %" + cm.target->name));
+    out += fmt::format("  {} -> commit{};\n  commit{} -> {} [style=dashed];\n", src[cm.value], i, i, src[cm.target]);
+  }
   return out + "}\n";
 }
 

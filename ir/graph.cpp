@@ -90,6 +90,8 @@ void Graph::replace_uses(Value* from, Value* to) {
   });
   for (Value*& v : outputs_)
     if (v == from) v = to;
+  for (Commit& c : commits_)
+    if (c.value == from) c.value = to;
 }
 
 void Graph::add_guard(Value* predicate, bool expect, Origin origin) {

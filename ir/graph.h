@@ -7,7 +7,11 @@
 // predicate and the outcome the trace saw) and fused regions (a group of op
 // nodes that codegen emits as one loop nest; the values it yields are the
 // only ones materialized in memory). Every node keeps its origin: the block
-// path and, where known, file:line.
+// path and, where known, file:line. A graph may also commit values to its
+// parameters and constants (state it updates in place: an optimizer's
+// weights and moments, BatchNorm's running statistics): a commit is written
+// once every node ran and every guard held, so a call whose guard fails
+// changes nothing.
 #pragma once
 
 #include <cstddef>
@@ -80,6 +84,12 @@ void for_each_node(const std::vector<std::unique_ptr<Node>>& nodes, F&& f) {
   }
 }
 
+/// State a graph writes: `target` (a parameter or a constant) takes `value` at the end of a call.
+struct Commit {
+  Value* target;
+  Value* value;
+};
+
 class Graph {
  public:
   /// Names are made of letters, digits and `_.-` (others become `_`), so they print as `@name`.
@@ -100,13 +110,15 @@ class Graph {
   /// Appends a guard on a one-element predicate.
   void add_guard(Value* predicate, bool expect, Origin origin);
   void add_output(Value* v) { outputs_.push_back(v); }
+  /// Writes `value` into the parameter or constant `target` once the call succeeded.
+  void add_commit(Value* target, Value* value) { commits_.push_back({target, value}); }
 
   // ---- For passes: detached nodes, to insert where they belong. ----
   std::unique_ptr<Node> make_op(OpKind op, OpAttrs attrs, std::vector<Value*> inputs, Type type, Origin origin);
   std::unique_ptr<Node> make_literal(Type type, std::vector<std::byte> data, Origin origin);
   /// The top-level node list, to reorder, erase from or insert into.
   std::vector<std::unique_ptr<Node>>& mutable_nodes() { return nodes_; }
-  /// Replaces every use of `from` (operands, region yields, graph outputs) by `to`.
+  /// Replaces every use of `from` (operands, region yields, graph outputs, committed values) by `to`.
   void replace_uses(Value* from, Value* to);
   /// Bytes of the arena memory planning laid out (-1: not planned).
   int64_t arena_bytes = -1;
@@ -115,6 +127,7 @@ class Graph {
   const std::vector<Value*>& params() const { return params_; }
   const std::vector<Value*>& consts() const { return consts_; }
   const std::vector<Value*>& outputs() const { return outputs_; }
+  const std::vector<Commit>& commits() const { return commits_; }
   const std::vector<std::unique_ptr<Node>>& nodes() const { return nodes_; }
   /// Number of guard nodes.
   int num_guards() const;
@@ -126,6 +139,7 @@ class Graph {
   std::vector<std::unique_ptr<Value>> values_;
   std::vector<std::unique_ptr<Node>> nodes_;
   std::vector<Value*> inputs_, params_, consts_, outputs_;
+  std::vector<Commit> commits_;
 };
 
 /// The text form (see ir/printer.cpp): deterministic, one node per line,

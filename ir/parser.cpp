@@ -51,10 +51,17 @@ class Parser {
     expect('{');
     end_of_line();
     target_ = &g->mutable_nodes();
+    bool commits = false;  // commits come last, after every node
     for (;;) {
       skip_blank_lines();
       if (at_end()) fail("a node, 'return' or '}'");
       if (word_ahead("return")) break;
+      if (word_ahead("commit")) {
+        commits = true;
+        commit();
+        continue;
+      }
+      if (commits) fail("'commit' or 'return' (commits follow every node)");
       statement();
     }
     keyword("return");
@@ -79,6 +86,16 @@ class Parser {
 
  private:
   // ---- statements ----
+  /// `commit %target = %value`
+  void commit() {
+    keyword("commit");
+    Value* target = use();
+    expect('=');
+    Value* value = use();
+    g_->add_commit(target, value);
+    end_of_line();
+  }
+
   void statement() {
     const Mark at = mark();
     const size_t before = target_->size();

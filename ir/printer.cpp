@@ -168,6 +168,7 @@ class Printer {
     for (Value* v : g_.params()) out += "  param " + name(v) + ": " + v->type.str() + "\n";
     for (Value* v : g_.consts()) out += "  const " + name(v) + ": " + v->type.str() + "\n";
     nodes(g_.nodes(), "  ", out);
+    for (const Commit& c : g_.commits()) out += "  commit " + name(c.target) + " = " + name(c.value) + "\n";
     out += "  return";
     for (size_t i = 0; i < g_.outputs().size(); ++i) out += (i ? ", " : " ") + name(g_.outputs()[i]);
     return out + "\n}\n";

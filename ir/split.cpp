@@ -1,7 +1,7 @@
 // The forward/backward split of a joint training graph (see split.h).
 //
-// 1. Mark the forward: walking the nodes backwards from the forward outputs
-//    and every guard, a node belongs to the forward if the forward needs its
+// 1. Mark the forward: walking the nodes backwards from the forward outputs,
+//    the committed values (state is written by the forward) and every guard, a node belongs to the forward if the forward needs its
 //    result. A gradient input reached this way is an error.
 // 2. Mark the backward: walking backwards from the gradient outputs through
 //    the nodes the forward does not own.
@@ -47,6 +47,7 @@ BackwardSplit split_backward(const Graph& joint, int forward_outputs, int gradie
 
   // 1. The forward: its outputs and guards.
   std::vector<const Value*> roots(joint.outputs().begin(), joint.outputs().begin() + forward_outputs);
+  for (const Commit& c : joint.commits()) roots.push_back(c.value);  // state the forward writes
   auto forward = reach(joint, roots, [](const Node&) { return true; });
   for (const Value* v : gradient)
     if (forward.count(v))
@@ -85,6 +86,7 @@ BackwardSplit split_backward(const Graph& joint, int forward_outputs, int gradie
     if (Value* r = copy(f, *n, ins)) fmap[n->result] = r;
   }
   for (int i = 0; i < forward_outputs; ++i) f.add_output(fmap.at(joint.outputs()[i]));
+  for (const Commit& c : joint.commits()) f.add_commit(fmap.at(c.target), fmap.at(c.value));
 
   // 4. The backward graph; forward values it reads become saved values.
   std::unordered_map<const Value*, Value*> bmap;

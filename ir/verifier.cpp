@@ -151,6 +151,7 @@ void check_offsets(const Graph& g) {
       for (const Value* v : b->inputs) use(v, i);
   }
   for (const Value* v : g.outputs()) use(v, nodes.size());
+  for (const Commit& c : g.commits()) use(c.value, nodes.size());
   std::sort(lives.begin(), lives.end(), [](const Live& a, const Live& b) { return a.begin < b.begin; });
   std::map<int64_t, const Live*> live;  // offset -> value, byte ranges pairwise disjoint
   std::multimap<size_t, int64_t> ends;  // end position -> offset
@@ -189,6 +190,17 @@ void verify(const Graph& g) {
   check_offsets(g);
   for (const Value* v : g.outputs())
     if (!defined.count(v)) throw VerifyError("verify", "a returned value is not defined");
+  std::unordered_set<const Value*> committed;
+  for (const Commit& c : g.commits()) {
+    const std::string what = "commit %" + c.target->name;
+    if (c.target->kind != ValueKind::kParam && c.target->kind != ValueKind::kConst)
+      throw VerifyError("verify", "a commit writes a parameter or a constant, not a computed value");
+    if (!defined.count(c.target) || !defined.count(c.value))
+      throw VerifyError("verify", what + ": the value is not defined");
+    if (!(c.value->type == c.target->type))
+      throw VerifyError("verify", what + ": the value is " + c.value->type.str() + ", the target " + c.target->type.str());
+    if (!committed.insert(c.target).second) throw VerifyError("verify", what + ": the target is committed twice");
+  }
 }
 
 }  // namespace bj::ir

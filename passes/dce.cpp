@@ -1,5 +1,6 @@
 // Dead-code elimination. A node is live if it is a guard (its check is the
-// point), or computes a graph output or a value a live node uses; all other
+// point), or computes a graph output, a committed value or a value a live
+// node uses; all other
 // op and literal nodes are removed. In a fused region, body nodes that feed
 // no live yield are removed and yields nobody uses any more are dropped;
 // a region with nothing left to yield is removed whole.
@@ -13,6 +14,7 @@ namespace bj::passes {
 
 bool dce(ir::Graph& g, const PassContext&) {
   std::unordered_set<const ir::Value*> live(g.outputs().begin(), g.outputs().end());
+  for (const ir::Commit& c : g.commits()) live.insert(c.value);
   std::unordered_map<const ir::Node*, bool> dead;
   bool changed = false;
   auto& nodes = g.mutable_nodes();

@@ -27,6 +27,7 @@ Uses compute_uses(ir::Graph& g) {
       for (const ir::Value* v : b->inputs) note(v);
   }
   for (const ir::Value* v : g.outputs()) u.output[v] = true;
+  for (const ir::Commit& c : g.commits()) u.output[c.value] = true;  // written at the end, like outputs
   return u;
 }
 

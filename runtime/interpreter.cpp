@@ -82,6 +82,14 @@ InterpretResult interpret(const ir::Graph& g, std::span<const ConstView> inputs,
     std::memcpy(s->data(), in.at(v).data, v->type.bytes());
     r.outputs.push_back(std::move(s));
   }
+  // Every guard held: the commits, staged first so that one commit's value may be another's target.
+  std::vector<std::vector<std::byte>> staged;
+  for (const ir::Commit& c : g.commits()) {
+    const auto* p = static_cast<const std::byte*>(in.at(c.value).data);
+    staged.emplace_back(p, p + c.value->type.bytes());
+  }
+  for (size_t i = 0; i < staged.size(); ++i)
+    if (!staged[i].empty()) std::memcpy(const_cast<void*>(in.at(g.commits()[i].target).data), staged[i].data(), staged[i].size());
   return r;
 }
 

@@ -24,7 +24,9 @@ struct InterpretResult {
 /// Runs `g` with data for its inputs, parameters and constants (in the
 /// graph's order; types must match, the caller checks). Stops at the first
 /// failed guard. A graph laid out by memory planning runs in one arena, at
-/// the planned offsets (so a wrong plan shows as wrong outputs).
+/// the planned offsets (so a wrong plan shows as wrong outputs). When every
+/// guard held, the graph's commits write the parameters' and constants'
+/// memory (the views' data, which the caller owns and lets be written).
 InterpretResult interpret(const ir::Graph& g, std::span<const ConstView> inputs, std::span<const ConstView> params,
                           std::span<const ConstView> consts);
 

@@ -252,7 +252,7 @@ TEST_CASE("compiled training: 200 steps of SGD with momentum and of Adam, eager,
       }
     CHECK(losses[0].back() < 0.5 * losses[0].front());  // it learned
     CHECK(hits[1] >= 199);                              // and the other runs were compiled
-    CHECK(hits[2] == 199);
+    CHECK(hits[2] == 198);  // the first step creates the optimizer's state, the second is traced
   }
 }
 
@@ -412,7 +412,7 @@ TEST_CASE("Dropout compiles: a compiled call draws the masks eager draws from th
       ot.step();
       CHECK(got == doctest::Approx(loss.item()).epsilon(1e-5));
     }
-    CHECK(whole.stats().compiled_hits == 49);
+    CHECK(whole.stats().compiled_hits == 48);  // after the optimizer's first step and the traced one
     for (size_t i = 0; i < pn.size(); ++i) check_l2(pn[i].data(), pt[i].data(), "parameter " + std::to_string(i), 1e-4);
   }
 }

@@ -250,16 +250,21 @@ int dump(const bj::cli::Command& c) {
                              "are kept only for it\n",
                              m.name, split.saved.size(), kept_bytes);
     graphs = {{"forward", std::move(split.forward)}, {"backward", std::move(split.backward)}};
-    // The whole step as TrainStep compiles it: forward, cross-entropy on labels, backward.
+    // The whole step as TrainStep traces it: forward, cross-entropy on labels, backward and the
+    // update of SGD with momentum (its first step creates the velocities, the second is traced).
     bj::Tensor probe = net->call_eager(x);
     if (probe.dim() == 2) {
       std::vector<int64_t> labels(static_cast<size_t>(probe.shape()[0]));
       for (size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<int64_t>(i) % probe.shape()[1];
-      bj::TrainingTrace whole = bj::trace_training(
-          *net, {x, bj::tensor(labels, {probe.shape()[0]})},
-          [&](const std::vector<bj::Tensor>& in) { return bj::nn::cross_entropy((*net)(in[0]), in[1]); });
-      whole.trace.graph->set_name(m.name + ".step");
-      graphs.emplace_back("whole step", whole.trace.graph);
+      const bj::Tensor y = bj::tensor(labels, {probe.shape()[0]});
+      bj::optim::SGD opt(net->parameters(), {.lr = 0.1, .momentum = 0.9});
+      bj::nn::TrainStep step(*net, bj::nn::cross_entropy, opt);
+      for (int i = 0; i < 2; ++i) step(x, y);
+      const auto traced = step.traced_graphs();
+      if (traced.empty()) throw bj::Error("dump", "the whole step of " + m.name + " did not compile: " + step.stats().str());
+      auto whole = bj::ir::parse(bj::ir::print(*traced.front()));
+      whole->set_name(m.name + ".step");
+      graphs.emplace_back("whole step", std::move(whole));
     }
   } else {
     bj::Trace t = bj::trace(*net, bj::rand(m.input));

@@ -1,4 +1,6 @@
-// The whole-step compiler (see train_step.h).
+// The whole-step compiler (see train_step.h): the step is traced with the
+// optimizer's update written as Tensor ops (Optimizer::step_ops), so the
+// compiled graph commits the new weights and optimizer state in place.
 #include "frontend/nn/train_step.h"
 
 #include <fmt/format.h>
@@ -14,8 +16,9 @@ namespace bj::nn {
 
 namespace {
 
-/// One traced path of a step, compiled: inputs x, target and the loss's gradient (1);
-/// outputs the loss, then the gradients.
+/// One traced path of a step, compiled: inputs x, target, the optimizer's hyperparameters and the
+/// loss's gradient (1); outputs the loss, then the gradients; commits the updated weights and
+/// optimizer state.
 struct StepVariant {
   CompiledTrace code;
   std::vector<int> gradients;  // per gradient output: index in code.trace().params
@@ -70,19 +73,31 @@ struct TrainStep::State {
     return l.detach();
   }
 
-  /// Hands the gradients to the parameters' grad() (as backward after zero_grad leaves them) and updates.
-  void update(const Trace& t, const std::vector<int>& gradients, std::vector<Tensor>& grads) {
+  /// The optimizer's hyperparameters for the next step as one-element tensors (reused: a step's
+  /// inputs are read during the call only).
+  std::vector<Tensor> hyper;
+  const std::vector<Tensor>& hyperparameters() {
+    const std::vector<float> h = opt.hyperparameters();
+    if (hyper.size() != h.size()) {
+      hyper.clear();
+      for (size_t i = 0; i < h.size(); ++i) hyper.push_back(zeros({}));
+    }
+    for (size_t i = 0; i < h.size(); ++i) *static_cast<float*>(hyper[i].raw_data()) = h[i];
+    return hyper;
+  }
+
+  /// Leaves the gradients in the parameters' grad(), as backward after zero_grad does.
+  void set_grads(const Trace& t, const std::vector<int>& gradients, std::vector<Tensor>& grads) {
     opt.zero_grad();
     for (size_t i = 0; i < gradients.size(); ++i) {
       const Tensor& w = t.params[static_cast<size_t>(gradients[i])].data();
       autograd::set_grad(w, std::move(grads[i]));
     }
-    opt.step();
   }
 };
 
 TrainStep::TrainStep(Block& net, Loss loss, optim::Optimizer& optimizer, HybridizeOptions options)
-    : s_(std::make_unique<State>(State{net, std::move(loss), optimizer, options, {}, {}, {}})) {
+    : s_(std::make_unique<State>(State{net, std::move(loss), optimizer, options, {}, {}, {}, {}})) {
   if (!s_->loss) throw ValueError("TrainStep", "needs a loss function");
 }
 
@@ -96,10 +111,17 @@ Tensor TrainStep::operator()(const Tensor& x, const Tensor& target) {
   const StepKey key{x.type(), target.type(), s.net.is_training()};
   State::Entry& e = s.entry(key);
   if (!e.failed.empty()) return s.eager(x, target, "not compilable");
+  // The first step creates the optimizer's state, which compiled steps then update in place.
+  if (!s.opt.ready()) return s.eager(x, target, "optimizer state");
+  const std::vector<Tensor>& hyper = s.hyperparameters();
   thread_local std::vector<std::shared_ptr<rt::Storage>> outputs;
+  thread_local std::vector<Tensor> inputs;
+  inputs.assign({x, target});
+  inputs.insert(inputs.end(), hyper.begin(), hyper.end());
+  inputs.emplace_back();
   for (size_t i = 0; i < e.variants.size(); ++i) {
     const StepVariant& v = *e.variants[i];
-    const Tensor inputs[] = {x, target, v.one};  // types match the key's
+    inputs.back() = v.one;  // the types match the key's
     if (v.code.try_run(inputs, outputs) >= 0) continue;
     ++s.stats.compiled_hits;
     const ir::Graph& g = v.code.executable().graph();
@@ -108,20 +130,38 @@ Tensor TrainStep::operator()(const Tensor& x, const Tensor& target) {
       grads.push_back(bj::detail::tensor_over(std::move(outputs[k]), g.outputs()[k]->type));
     Tensor loss = bj::detail::tensor_over(std::move(outputs[0]), g.outputs()[0]->type);
     outputs.clear();
-    s.update(v.code.trace(), v.gradients, grads);
+    inputs.clear();
+    s.set_grads(v.code.trace(), v.gradients, grads);
+    s.opt.stepped();  // the weights and the optimizer's state were committed by the compiled step
     if (i > 0) std::swap(e.variants[i], e.variants[i - 1]);  // the path taken moves ahead
     return loss;
   }
+  inputs.clear();
   if (static_cast<int>(e.variants.size()) >= s.options.max_variants) return s.eager(x, target, "variant cap");
-  // A new path: run the step eagerly while recording forward, loss and backward.
+  // A new path: run the step eagerly while recording forward, loss, backward and update.
   ++s.stats.traces;
   ++s.stats.eager_fallbacks;
   ++s.eager_reasons[e.variants.empty() ? "new key" : "new path"];
   TrainingTrace t;
+  std::vector<Tensor> traced_inputs{x, target};
+  traced_inputs.insert(traced_inputs.end(), hyper.begin(), hyper.end());
+  AfterBackward update;
+  update.state = s.opt.state();
+  update.run = [&](const std::vector<nn::Parameter>& params, const std::vector<int>& which,
+                   const std::vector<Tensor>& grads) {
+    for (int g : which)
+      if (g < 0) throw TraceError("TrainStep", "the input or the target requires grad");
+    Trace bound;
+    bound.params = params;
+    std::vector<Tensor> given = grads;
+    s.set_grads(bound, which, given);
+    NoGradGuard no_grad;
+    s.opt.step_ops(hyper);
+  };
   try {
-    t = trace_training(s.net, {x, target}, [&](const std::vector<Tensor>& in) {
-      return scalar_check(s.loss(s.net(in[0]), in[1]));
-    });
+    t = trace_training(
+        s.net, traced_inputs,
+        [&](const std::vector<Tensor>& in) { return scalar_check(s.loss(s.net(in[0]), in[1])); }, update);
   } catch (const TraceError& err) {
     e.failed = err.what();
     --s.stats.eager_fallbacks;
@@ -129,15 +169,8 @@ Tensor TrainStep::operator()(const Tensor& x, const Tensor& target) {
   }
   Tensor loss = t.trace.outputs[0];
   if (!t.backward) throw AutogradError("TrainStep", "the loss does not require grad (no parameter reaches it)");
-  std::vector<Tensor> grads(t.trace.outputs.begin() + 1, t.trace.outputs.end());
-  std::vector<int> gradients;
-  for (int g : t.gradients)
-    if (g >= 0) gradients.push_back(g);
-  if (gradients.size() != t.gradients.size()) {
-    e.failed = "the input or the target requires grad";
-    --s.stats.eager_fallbacks;
-    return s.eager(x, target, "not compilable");
-  }
+  s.opt.stepped();  // the traced update ran eagerly
+  const std::vector<int> gradients = t.gradients;  // parameters only (the update checked)
   if (t.trace.random_frozen) {
     e.failed = "the step draws random numbers that host code changes (uniform, normal), which compiled code would "
                "repeat";
@@ -156,10 +189,6 @@ Tensor TrainStep::operator()(const Tensor& x, const Tensor& target) {
       e.failed = err.what();
     }
   }
-  // The traced step's own update, from the gradients autograd computed while recording.
-  Trace bound;
-  bound.params = t.trace.params;
-  s.update(bound, gradients, grads);
   return loss.detach();
 }
 
@@ -177,6 +206,13 @@ std::string TrainStep::graphs() const {
   for (const auto& e : s_->entries)
     for (const auto& v : e.variants) text += (text.empty() ? "" : "\n") + ir::print(v->code.executable().graph());
   return text;
+}
+
+std::vector<std::shared_ptr<const ir::Graph>> TrainStep::traced_graphs() const {
+  std::vector<std::shared_ptr<const ir::Graph>> out;
+  for (const auto& e : s_->entries)
+    for (const auto& v : e.variants) out.push_back(v->code.trace().graph);
+  return out;
 }
 
 }  // namespace bj::nn

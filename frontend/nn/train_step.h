@@ -7,10 +7,14 @@
 //
 // A step is what `opt.zero_grad(); loss_fn(net(x), target).backward();
 // opt.step();` does eagerly, with the same results (gradients are left in
-// grad() as backward would leave them). The first step of an input type and
-// mode runs eagerly while the tracer records forward, loss and backward as one
-// graph; later steps run it compiled and, once every guard held, hand the
-// gradients to the optimizer's multi-tensor update. A step whose data takes a
+// grad() as backward would leave them). The optimizer's first step runs
+// eagerly (it creates the optimizer's state); the next step of an input type
+// and mode runs eagerly while the tracer records forward, loss, backward and
+// the optimizer's update (Optimizer::step_ops) as one graph; later steps run
+// it compiled, and the new weights and optimizer state (velocities, moments)
+// are written in place only once every guard held. The optimizer's
+// hyperparameters are inputs of the graph (Adam's bias corrections change
+// every step). A step whose data takes a
 // path no variant recorded runs eagerly and is traced as one more variant, as
 // hybridize() does for calls. One TrainStep runs one step at a time (call it
 // from one thread, as an optimizer's step() is).
@@ -40,6 +44,8 @@ class TrainStep {
   HybridStats stats() const;
   /// The compiled whole-step graphs (optimized), one per variant, as IR text.
   std::string graphs() const;
+  /// The traced whole-step graphs (before optimization), one per variant.
+  std::vector<std::shared_ptr<const ir::Graph>> traced_graphs() const;
 
  private:
   struct State;
