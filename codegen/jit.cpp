@@ -5,16 +5,23 @@
 #include <llvm/ExecutionEngine/Orc/LLJIT.h>
 #include <llvm/IR/LegacyPassManager.h>
 #include <llvm/MC/TargetRegistry.h>
+#include <llvm/Object/ELFObjectFile.h>
+#include <llvm/Object/ObjectFile.h>
 #include <llvm/Passes/PassBuilder.h>
 #include <llvm/Support/MemoryBuffer.h>
 #include <llvm/Support/TargetSelect.h>
 #include <llvm/Target/TargetMachine.h>
 
+#include <unistd.h>
+
 #include <atomic>
+#include <cstdio>
+#include <optional>
 #include <mutex>
 
 #include "codegen/host.h"
 #include "codegen/jit_internal.h"
+#include "ir/env.h"
 #include "ir/error.h"
 #include "runtime/jit_abi.h"
 
@@ -102,6 +109,43 @@ llvm::TargetMachine& machine() {
   return *tm;
 }
 
+/// Appends the object's functions to /tmp/perf-PID.map ("address size name", perf's format for
+/// JIT code). The code is one text section: each function's address is the entry's, moved by
+/// the difference of their offsets in the object.
+void write_perf_map(std::string_view object, const std::string& entry, const char* entry_addr, const std::string& dylib) {
+  auto obj = llvm::object::ObjectFile::createObjectFile(
+      llvm::MemoryBufferRef(llvm::StringRef(object.data(), object.size()), dylib));
+  if (!obj) return llvm::consumeError(obj.takeError());
+  struct Fn {
+    std::string name;
+    uint64_t offset, size;
+  };
+  std::vector<Fn> fns;
+  std::optional<uint64_t> entry_offset;
+  for (const llvm::object::SymbolRef& sym : (*obj)->symbols()) {
+    auto type = sym.getType();
+    auto name = sym.getName();
+    auto value = sym.getValue();
+    if (!type || !name || !value) {
+      llvm::consumeError(type.takeError());
+      llvm::consumeError(name.takeError());
+      llvm::consumeError(value.takeError());
+      continue;
+    }
+    if (*type != llvm::object::SymbolRef::ST_Function) continue;
+    const uint64_t size = llvm::object::ELFSymbolRef(sym).getSize();
+    if (*name == entry) entry_offset = *value;
+    fns.push_back({dylib + ":" + name->str(), *value, size});
+  }
+  if (!entry_offset) return;
+  std::FILE* f = std::fopen(("/tmp/perf-" + std::to_string(::getpid()) + ".map").c_str(), "a");
+  if (!f) return;
+  for (const Fn& fn : fns)
+    std::fprintf(f, "%lx %lx %s\n", reinterpret_cast<uintptr_t>(entry_addr) - *entry_offset + fn.offset,
+                 static_cast<unsigned long>(fn.size), fn.name.c_str());
+  std::fclose(f);
+}
+
 }  // namespace
 
 
@@ -160,6 +204,7 @@ std::unique_ptr<LoadedCode> load_object(std::string_view object, const std::stri
   if (auto err = lljit.addObjectFile(jd, std::move(buffer))) throw fail("linking compiled code: " + message(std::move(err)));
   auto addr = lljit.lookup(jd, symbol);
   if (!addr) throw fail("looking up " + symbol + ": " + message(addr.takeError()));
+  if (env::perf_map()) write_perf_map(object, symbol, addr->toPtr<char*>(), name);
   return std::make_unique<LoadedObject>(jd, addr->toPtr<void*>());
 }
 

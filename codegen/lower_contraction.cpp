@@ -8,6 +8,12 @@
 
 namespace bj::codegen {
 
+namespace {
+/// Products with at most this many terms per element (outer products of a training step's
+/// weight gradients at small batches) sum them in straight-line code.
+constexpr int64_t kUnrolledK = 8;
+}  // namespace
+
 Lowerer::ProductShape Lowerer::product_shape(const ir::Node& mm) {
   const Shape &cs = mm.result->type.shape, &as = mm.inputs[0]->type.shape;
   const bool ta = mm.attrs.transpose_a, tb = mm.attrs.transpose_b;
@@ -20,6 +26,11 @@ void Lowerer::emit_contraction(const std::vector<const ir::Node*>& body, const s
   const ir::Node& mm = *body.front();
   std::vector<const ir::Node*> epilogue(body.begin() + 1, body.end());
   const Shape& cs = mm.result->type.shape;
+  if (!exact && row_product(mm)) {
+    emit_row_product(mm, address(mm.result));
+    if (!epilogue.empty()) emit_elementwise(epilogue, stores, cs);
+    return;
+  }
   const ProductShape ps = product_shape(mm);
   const int64_t K_ = ps.k, a_i = ps.a_i, a_k = ps.a_k, b_k = ps.b_k, b_j = ps.b_j;
   std::vector<const ir::Value*> ext = externals(epilogue);
@@ -58,17 +69,69 @@ void Lowerer::emit_contraction(const std::vector<const ir::Node*>& body, const s
         fmf.setAllowContract();
       }
       b_.setFastMathFlags(fmf);
-      sum = accumulate(K_, 1, {sum}, [&](LV* k, const Accumulators& acc) {
+      auto term = [&](LV* k, LV* acc) {
         LV* a = a_at(k);  // A's load first (C++ leaves the order of arguments open)
         LV* b = b_at(k);
-        return Accumulators{b_.CreateFAdd(acc[0], b_.CreateFMul(a, b))};
-      })[0];
+        return b_.CreateFAdd(acc, b_.CreateFMul(a, b));
+      };
+      if (K_ <= kUnrolledK) {  // straight-line: no inner loop, so the loop over j vectorizes
+        for (int64_t k = 0; k < K_; ++k) sum = term(b_.getInt64(static_cast<uint64_t>(k)), sum);
+      } else {
+        sum = accumulate(K_, 1, {sum}, [&](LV* k, const Accumulators& acc) { return Accumulators{term(k, acc[0])}; })[0];
+      }
     }
     Scalars val{{mm.result, sum}};
     for (size_t e = 0; e < ext.size(); ++e)  // operands 0 and 1 are the matrices
       val[ext[e]] = load_element(ext[e]->type, ptrs[2 + e], offset(ivs, space.strides[2 + e]));
     for (const ir::Node* n : epilogue) val[n->result] = scalar(*n, val);
     store_values(stores, 2 + ext.size(), ptrs, ivs, space, val);
+  });
+}
+
+void Lowerer::emit_row_product(const ir::Node& mm, LV* out) {
+  const ProductShape ps = product_shape(mm);
+  const int64_t N_ = ps.n, K_ = ps.k, a_i = ps.a_i, a_k = ps.a_k;
+  auto i64c = [&](int64_t v) { return b_.getInt64(static_cast<uint64_t>(v)); };
+  auto* vty = llvm::FixedVectorType::get(f32_, 16);
+  llvm::Function* fma = llvm::Intrinsic::getDeclaration(&module_, llvm::Intrinsic::fmuladd, {vty});
+  const int64_t full = N_ / 16, tail = N_ % 16;
+  std::vector<llvm::Constant*> lanes;
+  for (int64_t l = 0; l < 16; ++l) lanes.push_back(b_.getInt1(l < tail));
+  llvm::Constant* mask = llvm::ConstantVector::get(lanes);
+  LV* zero = llvm::ConstantAggregateZero::get(vty);
+  Operands ops;
+  add_operand(ops, mm.inputs[0], {});
+  add_operand(ops, mm.inputs[1], {});
+  ops.addrs.push_back(out);
+  emit_loop_function(Space{{ps.m}, {}}, ops.addrs, false, [&](const std::vector<LV*>& ivs, const std::vector<LV*>& ptrs) {
+    LV* a_row = b_.CreateInBoundsGEP(f32_, ptrs[0], b_.CreateMul(ivs[0], i64c(a_i)));
+    LV* c_row = b_.CreateInBoundsGEP(f32_, ptrs[2], b_.CreateMul(ivs[0], i64c(N_)));
+    // One vector of 16 columns starting at `col` (masked: the last `tail` ones).
+    auto columns = [&](LV* col, bool masked) {
+      auto load_b = [&](LV* k) {
+        LV* p = b_.CreateInBoundsGEP(f32_, ptrs[1], b_.CreateAdd(b_.CreateMul(k, i64c(N_)), col));
+        return masked ? static_cast<LV*>(b_.CreateMaskedLoad(vty, p, llvm::Align(4), mask, zero))
+                      : static_cast<LV*>(b_.CreateAlignedLoad(vty, p, llvm::Align(4)));
+      };
+      auto term = [&](LV* k, LV* acc) -> LV* {
+        LV* a = b_.CreateLoad(f32_, b_.CreateInBoundsGEP(f32_, a_row, b_.CreateMul(k, i64c(a_k))));
+        LV* b = load_b(k);
+        return b_.CreateCall(fma, {b_.CreateVectorSplat(16, a), b, acc});
+      };
+      LV* acc = zero;
+      if (K_ <= kUnrolledK) {
+        for (int64_t k = 0; k < K_; ++k) acc = term(i64c(k), acc);
+      } else {
+        acc = accumulate(K_, 1, {acc}, [&](LV* k, const Accumulators& a) { return Accumulators{term(k, a[0])}; })[0];
+      }
+      LV* dst = b_.CreateInBoundsGEP(f32_, c_row, col);
+      if (masked)
+        b_.CreateMaskedStore(acc, dst, llvm::Align(4), mask);
+      else
+        b_.CreateAlignedStore(acc, dst, llvm::Align(4));
+    };
+    if (full > 0) loop(i64c(0), i64c(full), [&](LV* jv) { columns(b_.CreateMul(jv, i64c(16)), false); });
+    if (tail > 0) columns(i64c(full * 16), true);
   });
 }
 

@@ -156,6 +156,9 @@ class Lowerer {
   /// sums it (the canonical order for dot products, increasing k otherwise; no fused multiply-adds).
   void emit_contraction(const std::vector<const ir::Node*>& body, const std::vector<const ir::Value*>& stores,
                         bool exact = false);
+  /// C = A * B (row_product(): B as stored, [K, N]) into `out`: per row of C, vectors of 16
+  /// columns (the last one masked) accumulate broadcast A(i,k) times B's row k.
+  void emit_row_product(const ir::Node& mm, LV* out);
   /// C = A * B with B packed as [K, N16] (N padded to a multiple of 16): a register-blocked
   /// kernel. Each tile of MR rows x NR 16-float vectors keeps its MR*NR
   /// accumulators in registers over the k loop (one broadcast of A and one

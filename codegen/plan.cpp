@@ -121,6 +121,10 @@ bool inline_matmul(const ir::Node& n) {
   return c[0] * c[1] * k < rt::kDnnlMinMacs;
 }
 
+bool row_product(const ir::Node& mm) {
+  return inline_matmul(mm) && !mm.attrs.transpose_b && mm.result->type.dtype == DType::kF32 &&
+         mm.inputs[0]->type.dtype == DType::kF32 && mm.inputs[1]->type.dtype == DType::kF32;
+}
 
 std::string_view strategy_name(Strategy s) {
   switch (s) {
@@ -292,6 +296,8 @@ class Planner {
     } else if (n.region == ir::RegionKind::kContraction && !inline_matmul(*n.body.front())) {
       np.strategy = Strategy::kRuntimeProduct;  // the runtime computes the product; the epilogue stays a loop
       call(*n.body.front());
+    } else if (n.region == ir::RegionKind::kContraction && row_product(*n.body.front())) {
+      needs_memory(n.body.front()->result);  // the rows, before the epilogue loop reads them
     }
   }
 

@@ -97,6 +97,10 @@ bool exact_lowering(const ir::Node& n);
 bool inline_reduction(const ir::Node& n);
 /// True if codegen emits loops for this matrix product (2-D f32, small).
 bool inline_matmul(const ir::Node& n);
+/// True if an inline product (outside guard cones) runs as row updates: B is read as stored
+/// (not transposed), so each row of C is sum_k A(i,k) * B(k,:) over whole vectors of B's row
+/// (the product goes to memory first when its region has an epilogue).
+bool row_product(const ir::Node& mm);
 
 /// The top-level nodes whose values feed a guard (its input cone; a region counts whole). They
 /// compute exactly what eager mode computes, bit for bit, so a compiled call takes the path eager

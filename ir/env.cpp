@@ -93,6 +93,8 @@ LogFlags log() {
   return f;
 }
 
+bool perf_map() { return flag("BJ_PERF_MAP").value_or(false); }
+
 bool fault(std::string_view what) {
   auto v = get("BJ_FAULT");
   if (!v) return false;

@@ -32,6 +32,9 @@ struct LogFlags {
   bool stats = false, recompiles = false;
 };
 LogFlags log();
+/// BJ_PERF_MAP: 1 appends every compiled function to /tmp/perf-PID.map, so `perf report` names
+/// the code of each graph and region (default 0).
+bool perf_map();
 /// BJ_FAULT: test hooks (`compile` makes every compilation fail).
 bool fault(std::string_view what);
 

@@ -126,6 +126,19 @@ TEST_CASE("every op of the table compiled equals the interpreter (vector tails, 
                         {a, b}, kSum));
     note(check_compiled("batched", [](const V& v) { return matmul(stack({v[0], v[0]}), v[1], false, true); }, {a, b}, kSum));
   }
+  // Row products (B as stored): whole vectors of 16 columns and a masked tail, short k in
+  // straight-line code and long k in a loop, A read transposed or not, with and without an epilogue.
+  for (int64_t n : {1, 15, 16, 17, 40})
+    for (int64_t k : {0, 1, 2, 8, 9, 33})
+      for (int64_t m : {1, 3}) {
+        CAPTURE(n);
+        CAPTURE(k);
+        CAPTURE(m);
+        Tensor a = uniform(-1, 1, {m, k}), at = uniform(-1, 1, {k, m}), b = uniform(-1, 1, {k, n}), bias = uniform(-1, 1, {n});
+        check_compiled("row", [](const V& v) { return matmul(v[0], v[1]); }, {a, b}, sum_tol(k));
+        check_compiled("row ta", [](const V& v) { return matmul(v[0], v[1], true, false); }, {at, b}, sum_tol(k));
+        check_compiled("row epilogue", [](const V& v) { return relu(matmul(v[0], v[1]) + v[2]); }, {a, b, bias}, sum_tol(k));
+      }
   for (int k = 0; k < ir::kNumOps; ++k) {
     std::string name(ir::op_name(static_cast<ir::OpKind>(k)));
     INFO("no compiled test covers " << name);
