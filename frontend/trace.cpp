@@ -60,7 +60,7 @@ class Tracer {
                        "changing " + kind_name(target->kind) + " %" + target->name + " (" + target->type.str() +
                            ") in place inside traced code is not supported; compute a new tensor instead");
     if (target->kind != ir::ValueKind::kResult)  // state (a parameter, a constant): its last value is committed
-      state_.emplace(inputs[0].impl().get(), target);
+      state_.emplace(inputs[0].impl()->storage.get(), target);
     // Other handles on the same storage: of the same type they see the new value (looked up by
     // storage again); a view of another type (reshape, flatten) cannot be traced if read later.
     const std::shared_ptr<rt::Storage>& storage = inputs[0].impl()->storage;
@@ -91,7 +91,7 @@ class Tracer {
     Type t = ir::infer(op, types, canonical);
     ir::Value* now = g_.add_op(op, canonical, std::move(ins), t, origin());
     map(self, now);
-    if (auto s = state_.find(self.impl().get()); s != state_.end()) {
+    if (auto s = state_.find(self.impl()->storage.get()); s != state_.end()) {
       auto c = std::find_if(commits_.begin(), commits_.end(), [&](const auto& w) { return w.first == s->second; });
       if (c == commits_.end())
         commits_.emplace_back(s->second, now);
@@ -310,7 +310,7 @@ class Tracer {
   detail::RandomDraw first_draw_;
   uint64_t blocks_ = 0;
   std::unordered_set<const TensorImpl*> created_, random_;
-  std::unordered_map<const TensorImpl*, ir::Value*> state_;  // tensors written in place -> their parameter or constant
+  std::unordered_map<const rt::Storage*, ir::Value*> state_;  // storage written in place -> its parameter or constant
   std::vector<std::pair<ir::Value*, ir::Value*>> commits_;
   std::vector<std::shared_ptr<TensorImpl>> keep_;
 };

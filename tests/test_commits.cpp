@@ -242,6 +242,26 @@ TEST_CASE("tracing in place: graph inputs cannot be written, and a stale view re
                          return std::vector<Tensor>{view + 1.0};
                        }, {w}),
                        doctest::Contains("in-place changes through views cannot be traced"), TraceError);
+  // Two handles on one parameter's storage, each written in place: both writes are committed.
+  {
+    nn::Parameter p({3});
+    p.initialize(init::constant(1));
+    struct Twice : nn::Block {
+      nn::Parameter& w;
+      explicit Twice(nn::Parameter& p) : w(add_parameter("w", p)) {}
+      Tensor forward(const Tensor& x) override {
+        NoGradGuard no_grad;
+        Tensor a = w.data(), b = w.data().detach();
+        a += x;
+        b *= 2.0;
+        return x * 1.0;
+      }
+    } twice(p);
+    Trace t = trace(twice, full({3}, 0.5));
+    CHECK(ir::print(*t.graph).find("commit %w = %") != std::string::npos);
+    run(t, {full({3}, 0.25)});
+    test::check_close(p.data(), std::vector<double>(3, ((1 + 0.5) * 2 + 0.25) * 2), 0, 0);
+  }
   // A handle of the same type sees the new value.
   Trace t = trace("f", [](const std::vector<Tensor>& in) {
     Tensor y = in[0] * 2.0;
