@@ -26,8 +26,11 @@ void Lowerer::emit_contraction(const std::vector<const ir::Node*>& body, const s
   const ir::Node& mm = *body.front();
   std::vector<const ir::Node*> epilogue(body.begin() + 1, body.end());
   const Shape& cs = mm.result->type.shape;
-  if (!exact && row_product(mm)) {
-    emit_row_product(mm, address(mm.result));
+  if (!exact && (row_product(mm) || dot_product(mm))) {
+    if (row_product(mm))
+      emit_row_product(mm, address(mm.result));
+    else
+      emit_dot_product(mm, address(mm.result));
     if (!epilogue.empty()) emit_elementwise(epilogue, stores, cs);
     return;
   }
@@ -133,6 +136,79 @@ void Lowerer::emit_row_product(const ir::Node& mm, LV* out) {
     if (full > 0) loop(i64c(0), i64c(full), [&](LV* jv) { columns(b_.CreateMul(jv, i64c(16)), false); });
     if (tail > 0) columns(i64c(full * 16), true);
   });
+}
+
+void Lowerer::emit_dot_product(const ir::Node& mm, LV* out) {
+  const ProductShape ps = product_shape(mm);
+  const int64_t M_ = ps.m, N_ = ps.n, K_ = ps.k;
+  constexpr int W = 8;  // lanes along k, and columns of C per block
+  auto i64c = [&](int64_t v) { return b_.getInt64(static_cast<uint64_t>(v)); };
+  auto* vty = llvm::FixedVectorType::get(f32_, W);
+  llvm::Function* fma = llvm::Intrinsic::getDeclaration(&module_, llvm::Intrinsic::fmuladd, {vty});
+  LV* zero = llvm::ConstantAggregateZero::get(vty);
+  auto lanes_below = [&](int64_t count) {
+    std::vector<llvm::Constant*> lanes;
+    for (int64_t l = 0; l < W; ++l) lanes.push_back(b_.getInt1(l < count));
+    return llvm::ConstantVector::get(lanes);
+  };
+  const int64_t chunks = K_ / W, k_tail = K_ % W;
+  llvm::Constant* k_mask = lanes_below(k_tail);
+  auto load = [&](LV* p, bool masked, llvm::Constant* mask) -> LV* {
+    return masked ? static_cast<LV*>(b_.CreateMaskedLoad(vty, p, llvm::Align(4), mask, zero))
+                  : static_cast<LV*>(b_.CreateAlignedLoad(vty, p, llvm::Align(4)));
+  };
+  // The 8 sums of 8 vectors, in order: pairwise shuffles and adds halve the lanes three times.
+  auto reduce = [&](std::vector<LV*> v) {
+    auto pairs = [&](std::vector<LV*> in, const std::vector<int>& lo, const std::vector<int>& hi) {
+      std::vector<LV*> outv;
+      for (size_t p = 0; p + 1 < in.size(); p += 2)
+        outv.push_back(b_.CreateFAdd(b_.CreateShuffleVector(in[p], in[p + 1], lo),
+                                     b_.CreateShuffleVector(in[p], in[p + 1], hi)));
+      return outv;
+    };
+    v = pairs(v, {0, 1, 2, 3, 8, 9, 10, 11}, {4, 5, 6, 7, 12, 13, 14, 15});  // [v0 halves, v1 halves], ...
+    v = pairs(v, {0, 1, 8, 9, 4, 5, 12, 13}, {2, 3, 10, 11, 6, 7, 14, 15});  // quarters of v0, v2, v1, v3
+    v = pairs(v, {0, 2, 8, 10, 4, 6, 12, 14}, {1, 3, 9, 11, 5, 7, 13, 15});  // sums 0, 2, 4, 6, 1, 3, 5, 7
+    return b_.CreateShuffleVector(v[0], v[0], {0, 4, 1, 5, 2, 6, 3, 7});
+  };
+  Operands ops;
+  add_operand(ops, mm.inputs[0], {});
+  add_operand(ops, mm.inputs[1], {});
+  ops.addrs.push_back(out);
+  // One block of `rows` columns of C starting at column j0, for every row of A.
+  auto block = [&](const std::vector<LV*>& ptrs, LV* j0, int64_t rows) {
+    loop(i64c(0), i64c(M_), [&](LV* i) {
+      LV* a_row = b_.CreateInBoundsGEP(f32_, ptrs[0], b_.CreateMul(i, i64c(K_)));
+      std::vector<LV*> b_rows;
+      for (int64_t r = 0; r < rows; ++r)
+        b_rows.push_back(b_.CreateInBoundsGEP(f32_, ptrs[1], b_.CreateMul(b_.CreateAdd(j0, i64c(r)), i64c(K_))));
+      auto step = [&](LV* k, const Accumulators& acc, bool masked) {
+        Accumulators next = acc;
+        LV* a = load(b_.CreateInBoundsGEP(f32_, a_row, k), masked, k_mask);
+        for (int64_t r = 0; r < rows; ++r)
+          next[r] = b_.CreateCall(fma, {a, load(b_.CreateInBoundsGEP(f32_, b_rows[r], k), masked, k_mask), acc[r]});
+        return next;
+      };
+      Accumulators acc(W, zero);
+      acc = accumulate(chunks * W, W, acc, [&](LV* k, const Accumulators& a) { return step(k, a, false); });
+      if (k_tail) acc = step(i64c(chunks * W), acc, true);
+      LV* dst = b_.CreateInBoundsGEP(f32_, ptrs[2], b_.CreateAdd(b_.CreateMul(i, i64c(N_)), j0));
+      LV* sums = reduce(acc);
+      if (rows == W)
+        b_.CreateAlignedStore(sums, dst, llvm::Align(4));
+      else
+        b_.CreateMaskedStore(sums, dst, llvm::Align(4), lanes_below(rows));
+    });
+  };
+  const int64_t full = N_ / W, tail = N_ % W;
+  if (full > 0)
+    emit_loop_function(Space{{full}, {}}, ops.addrs, false, [&](const std::vector<LV*>& ivs, const std::vector<LV*>& ptrs) {
+      block(ptrs, b_.CreateMul(ivs[0], i64c(W)), W);
+    });
+  if (tail > 0)
+    emit_loop_function(Space{{1}, {}}, ops.addrs, false, [&](const std::vector<LV*>&, const std::vector<LV*>& ptrs) {
+      block(ptrs, i64c(full * W), tail);
+    });
 }
 
 namespace {

@@ -159,6 +159,10 @@ class Lowerer {
   /// C = A * B (row_product(): B as stored, [K, N]) into `out`: per row of C, vectors of 16
   /// columns (the last one masked) accumulate broadcast A(i,k) times B's row k.
   void emit_row_product(const ir::Node& mm, LV* out);
+  /// C = A * B^T (dot_product(): A [M, K] and B [N, K] as stored) into `out`: per block of 8
+  /// columns of C and row of A, 8 accumulators of 8 lanes along k (the last chunk masked), then
+  /// one transposing reduction to the block's 8 sums (rows of B past N are not read).
+  void emit_dot_product(const ir::Node& mm, LV* out);
   /// C = A * B with B packed as [K, N16] (N padded to a multiple of 16): a register-blocked
   /// kernel. Each tile of MR rows x NR 16-float vectors keeps its MR*NR
   /// accumulators in registers over the k loop (one broadcast of A and one

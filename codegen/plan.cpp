@@ -126,6 +126,11 @@ bool row_product(const ir::Node& mm) {
          mm.inputs[0]->type.dtype == DType::kF32 && mm.inputs[1]->type.dtype == DType::kF32;
 }
 
+bool dot_product(const ir::Node& mm) {
+  return inline_matmul(mm) && mm.attrs.transpose_b && !mm.attrs.transpose_a && mm.result->type.dtype == DType::kF32 &&
+         mm.inputs[0]->type.dtype == DType::kF32 && mm.inputs[1]->type.dtype == DType::kF32;
+}
+
 std::string_view strategy_name(Strategy s) {
   switch (s) {
     case Strategy::kLoops: return "loops";
@@ -296,7 +301,8 @@ class Planner {
     } else if (n.region == ir::RegionKind::kContraction && !inline_matmul(*n.body.front())) {
       np.strategy = Strategy::kRuntimeProduct;  // the runtime computes the product; the epilogue stays a loop
       call(*n.body.front());
-    } else if (n.region == ir::RegionKind::kContraction && row_product(*n.body.front())) {
+    } else if (n.region == ir::RegionKind::kContraction &&
+               (row_product(*n.body.front()) || dot_product(*n.body.front()))) {
       needs_memory(n.body.front()->result);  // the rows, before the epilogue loop reads them
     }
   }

@@ -101,6 +101,10 @@ bool inline_matmul(const ir::Node& n);
 /// (not transposed), so each row of C is sum_k A(i,k) * B(k,:) over whole vectors of B's row
 /// (the product goes to memory first when its region has an epilogue).
 bool row_product(const ir::Node& mm);
+/// True if an inline product (outside guard cones) runs as blocked dot products: A as stored and
+/// B transposed, so C(i,j) sums A's row i times B's row j over vectors along k, eight columns of
+/// C at a time (the product goes to memory first when its region has an epilogue).
+bool dot_product(const ir::Node& mm);
 
 /// The top-level nodes whose values feed a guard (its input cone; a region counts whole). They
 /// compute exactly what eager mode computes, bit for bit, so a compiled call takes the path eager

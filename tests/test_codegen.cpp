@@ -139,6 +139,19 @@ TEST_CASE("every op of the table compiled equals the interpreter (vector tails, 
         check_compiled("row ta", [](const V& v) { return matmul(v[0], v[1], true, false); }, {at, b}, sum_tol(k));
         check_compiled("row epilogue", [](const V& v) { return relu(matmul(v[0], v[1]) + v[2]); }, {a, b, bias}, sum_tol(k));
       }
+  // Blocked dot products (B transposed): blocks of 8 columns and a short last block, chunks of 8
+  // along k and a masked last chunk.
+  for (int64_t n : {1, 7, 8, 9, 17, 40})
+    for (int64_t k : {0, 1, 7, 8, 9, 33})
+      for (int64_t m : {1, 3}) {
+        CAPTURE(n);
+        CAPTURE(k);
+        CAPTURE(m);
+        Tensor a = uniform(-1, 1, {m, k}), b = uniform(-1, 1, {n, k}), bias = uniform(-1, 1, {n});
+        check_compiled("dot", [](const V& v) { return matmul(v[0], v[1], false, true); }, {a, b}, sum_tol(k));
+        check_compiled("dot epilogue", [](const V& v) { return relu(matmul(v[0], v[1], false, true) + v[2]); },
+                       {a, b, bias}, sum_tol(k));
+      }
   for (int k = 0; k < ir::kNumOps; ++k) {
     std::string name(ir::op_name(static_cast<ir::OpKind>(k)));
     INFO("no compiled test covers " << name);
