@@ -179,6 +179,14 @@ void Lowerer::emit_planned(const ir::Node& n) {
     stores = {n.result};
   }
   const bool exact = np.strategy == Strategy::kExactLoops;
+  if ((np.strategy == Strategy::kLoops || exact) && inline_movement(n)) {
+    if (n.op == ir::OpKind::Reshape)  // the same bytes in the same order
+      b_.CreateMemCpy(address(n.result), llvm::MaybeAlign(1), address(n.inputs[0]), llvm::MaybeAlign(1),
+                      n.result->type.bytes());
+    else
+      emit_elementwise(body, stores, n.result->type.shape);
+    return;
+  }
   switch (np.strategy) {
     case Strategy::kRuntime:
       for (const ir::Node* b : body) emit_callback(*b);

@@ -75,10 +75,16 @@ bool exact_product(const ir::Node& n) {
 }
 }  // namespace
 
+bool inline_movement(const ir::Node& n) {
+  if (n.kind != ir::NodeKind::kOp) return false;
+  return n.op == ir::OpKind::Reshape ||
+         (n.op == ir::OpKind::Expand && f32_or_bool(n.inputs[0]->type) && f32_or_bool(n.result->type));
+}
+
 bool exact_lowering(const ir::Node& n) {
   auto exact = [](const auto& b) { return exact_inline(*b); };
   if (n.kind == ir::NodeKind::kOp)
-    return exact_inline(n) || (n.op == ir::OpKind::Sum && exact_row_sum(n)) || (n.op == ir::OpKind::Matmul && exact_product(n));
+    return exact_inline(n) || inline_movement(n) || (n.op == ir::OpKind::Sum && exact_row_sum(n)) || (n.op == ir::OpKind::Matmul && exact_product(n));
   if (n.kind != ir::NodeKind::kRegion || n.body.empty()) return false;
   const ir::Node &front = *n.body.front(), &back = *n.body.back();
   if (n.region == ir::RegionKind::kReduction) return back.op == ir::OpKind::Sum && exact_row_sum(back) && std::all_of(n.body.begin(), n.body.end() - 1, exact);
@@ -293,7 +299,9 @@ class Planner {
   void plan_rest(const ir::Node& n) {
     NodePlan& np = p_.nodes[&n];
     if (n.kind == ir::NodeKind::kOp) {
-      np.strategy = inline_elementwise(n) || inline_reduction(n) || inline_matmul(n) ? Strategy::kLoops : Strategy::kRuntime;
+      np.strategy = inline_elementwise(n) || inline_reduction(n) || inline_matmul(n) || inline_movement(n)
+                        ? Strategy::kLoops
+                        : Strategy::kRuntime;
       if (np.strategy == Strategy::kRuntime) call(n);
     } else if (!region_inline(n)) {
       np.strategy = Strategy::kRuntime;

@@ -93,6 +93,9 @@ bool exact_inline(const ir::Node& n);
 /// rt::kSumBlock elements per row (in the canonical order), small 2-D products with an exact
 /// epilogue (each element summed as eager's small-product kernel sums it).
 bool exact_lowering(const ir::Node& n);
+/// True if codegen copies for movement op `n` itself, exactly: a reshape (its bytes, any dtype)
+/// or an expand of f32 or bool (a loop reading the input with broadcast strides).
+bool inline_movement(const ir::Node& n);
 /// True if codegen emits loops for this reduction (f32 sum/max/min).
 bool inline_reduction(const ir::Node& n);
 /// True if codegen emits loops for this matrix product (2-D f32, small).
