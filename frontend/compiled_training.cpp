@@ -46,7 +46,7 @@ class CompiledBackwardNode final : public autograd::Node {
     }
     std::vector<uint64_t> versions;
     for (size_t i = 0; i < params.size(); ++i) {
-      check(params[i], "a parameter");
+      check(params[i], "parameter '" + code->exe_->graph().params()[i]->name + "'");
       versions.push_back(params[i].second);
     }
     for (const Tensor& c : consts) data.push_back(c.raw_data());

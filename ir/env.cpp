@@ -46,6 +46,16 @@ std::optional<bool> flag(const char* name) {
   return std::nullopt;
 }
 
+/// A directory named by variable `name`; empty is ignored with a warning.
+std::optional<std::string> directory(const char* name) {
+  auto v = get(name);
+  if (v && v->empty()) {
+    warn(name, *v, "expected a directory (empty does not mean the current directory)");
+    return std::nullopt;
+  }
+  return v;
+}
+
 }  // namespace
 
 std::optional<int> num_threads() {
@@ -64,14 +74,7 @@ std::optional<std::string> print_after() { return get("BJ_PRINT_AFTER"); }
 
 bool cache() { return flag("BJ_CACHE").value_or(true); }
 
-std::optional<std::string> cache_dir() {
-  auto v = get("BJ_CACHE_DIR");
-  if (v && v->empty()) {
-    warn("BJ_CACHE_DIR", *v, "expected a directory (empty does not mean the current directory)");
-    return std::nullopt;
-  }
-  return v;
-}
+std::optional<std::string> cache_dir() { return directory("BJ_CACHE_DIR"); }
 
 int64_t cache_mb() {
   return integer("BJ_CACHE_MB", 1, int64_t{1} << 20, "expected a whole number of MiB from 1 to 1048576").value_or(512);
@@ -92,6 +95,8 @@ LogFlags log() {
   }
   return f;
 }
+
+std::optional<std::string> data_dir() { return directory("BJ_DATA_DIR"); }
 
 bool perf_map() { return flag("BJ_PERF_MAP").value_or(false); }
 

@@ -32,6 +32,9 @@ struct LogFlags {
   bool stats = false, recompiles = false;
 };
 LogFlags log();
+/// BJ_DATA_DIR: where bj::data::fashion_mnist looks for the data set (unset or empty: Debian's
+/// /usr/share/datasets/fashion-mnist).
+std::optional<std::string> data_dir();
 /// BJ_PERF_MAP: 1 appends every compiled function to /tmp/perf-PID.map, so `perf report` names
 /// the code of each graph and region (default 0).
 bool perf_map();
