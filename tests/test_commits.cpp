@@ -272,3 +272,48 @@ TEST_CASE("tracing in place: graph inputs cannot be written, and a stale view re
   GraphRun r = run(t, {full({2, 3}, 4.0)});
   test::check_close(r.outputs[0], std::vector<double>(6, (4 * 2 + 1) * 3), 0, 0);
 }
+
+namespace {
+/// A Dense layer that also keeps the running mean of its outputs, as BatchNorm does in training.
+struct DenseWithStats : nn::Block {
+  nn::Dense& dense = add("dense", nn::Dense(4));
+  Tensor& running = add_constant("running", zeros({4}));
+  Tensor forward(const Tensor& x) override {
+    Tensor y = dense(x);
+    {
+      NoGradGuard no_grad;
+      running *= 0.8;
+      running += y.detach().mean({0}) * 0.2;
+    }
+    return y.relu();
+  }
+};
+}  // namespace
+
+TEST_CASE("hybridized training with state written in forward: gradients and running statistics equal eager's") {
+  manual_seed(17);
+  DenseWithStats hybrid, eager;
+  Tensor x0 = uniform(-1, 1, {3, 6});
+  hybrid.initialize();
+  eager.initialize();
+  hybrid.call_eager(x0);
+  eager.call_eager(x0);
+  auto ph = hybrid.parameters(), pe = eager.parameters();
+  for (size_t i = 0; i < ph.size(); ++i) pe[i].set_data(ph[i].data().clone());
+  eager.running = hybrid.running.clone();
+  hybrid.hybridize();
+  optim::SGD oh(ph, {.lr = 0.1}), oe(pe, {.lr = 0.1});
+  for (int step = 0; step < 6; ++step) {
+    CAPTURE(step);
+    Tensor x = uniform(-1, 1, {3, 6});
+    oh.zero_grad();
+    oe.zero_grad();
+    hybrid(x).sum().backward();
+    eager(x).sum().backward();
+    for (size_t i = 0; i < ph.size(); ++i) test::check_close(ph[i].data().grad(), test::values(pe[i].data().grad()), 1e-5, 1e-6);
+    test::check_close(hybrid.running, test::values(eager.running), 1e-5, 1e-6);
+    oh.step();
+    oe.step();
+  }
+  CHECK(hybrid.stats().compiled_hits >= 4);
+}
