@@ -95,9 +95,18 @@ Tensor read_idx(const std::string& path) {
       throw DataError("read_idx", path + ": the header declares more than 2^31 elements (" + shape.str() + "...)");
     n *= size;
   }
-  // One byte more than declared tells a file that is longer than its header says.
-  std::vector<unsigned char> bytes(static_cast<size_t>(n) + 1);
-  const size_t got = f.read(bytes.data(), bytes.size());
+  // Read in chunks, so memory follows the data actually there (a short file that declares 2^31
+  // elements allocates little); one byte more than declared tells a file longer than its header.
+  std::vector<unsigned char> bytes;
+  const size_t want = static_cast<size_t>(n) + 1;
+  size_t got = 0;
+  for (bool more = true; more && got < want;) {
+    const size_t chunk = std::min(want - got, size_t{1} << 20);
+    bytes.resize(got + chunk);
+    const size_t r = f.read(bytes.data() + got, chunk);
+    got += r;
+    more = r == chunk;
+  }
   if (got < static_cast<size_t>(n))
     throw DataError("read_idx", path + ": truncated: the header declares " + shape.str() + " (" + std::to_string(n) +
                                     " bytes of data), the file has " + std::to_string(got));

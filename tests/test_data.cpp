@@ -1,6 +1,7 @@
 // Data sets: IDX files (gzip'd and plain) written here, truncated, lying and
 // corrupt; Fashion-MNIST from a directory of such files (and from Debian's
 // package when it is installed); bilinear resizing; the batch loader.
+#include <sys/resource.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -97,8 +98,14 @@ TEST_CASE("read_idx: missing, truncated, lying, corrupt and foreign files are Da
   fails(idx({}, ""), "0 dimensions");
   fails(idx({1, 1, 1, 1, 1}, "x"), "5 dimensions");
   fails(idx({2, 3}, "").substr(0, 9), "truncated in the header");
-  // A header that declares 2^48 elements is refused before anything is allocated.
+  // A header that declares 2^48 elements is refused before anything is allocated; one that
+  // declares 2^31 - 1 bytes over a few bytes of data allocates no more than the data.
   fails(idx({65536, 65536, 65536}, ""), "more than 2^31 elements");
+  rusage before{}, after{};
+  getrusage(RUSAGE_SELF, &before);
+  fails(idx({32767, 65537}, bytes_from(10)), "the file has 10");
+  getrusage(RUSAGE_SELF, &after);
+  CHECK(after.ru_maxrss - before.ru_maxrss < 100 * 1024);  // KiB, against 2 GiB declared
   // Not gzip'd at all but not IDX either, and gzip'd data cut short anywhere: errors, never crashes.
   write_plain(f, "hello, world");
   CHECK_THROWS_AS(data::read_idx(f), data::DataError);
