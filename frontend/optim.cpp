@@ -21,7 +21,7 @@ namespace {
 float* f32(const Tensor& t) { return static_cast<float*>(t.raw_data()); }
 }  // namespace
 
-Optimizer::Optimizer(std::vector<nn::Parameter> params, const char* name) : params_(std::move(params)) {
+Optimizer::Optimizer(std::vector<nn::Parameter> params, const char* name) : params_(std::move(params)), name_(name) {
   if (params_.empty()) throw ValueError(name, "was given no parameters to optimize");
   // A parameter given twice would be updated twice per step (and its state kept twice).
   for (size_t i = 0; i < params_.size(); ++i)
@@ -29,6 +29,10 @@ Optimizer::Optimizer(std::vector<nn::Parameter> params, const char* name) : para
       if (params_[i].same(params_[j]))
         throw ValueError(name, "was given parameter '" + params_[i].name() + "' twice (at " + std::to_string(j) + " and " +
                                    std::to_string(i) + "); pass each parameter once, e.g. net.parameters()");
+}
+
+void Optimizer::step_ops(std::span<const Tensor>) {
+  throw TraceError(name_, "has no update written as Tensor ops (step_ops), so a whole step cannot compile it");
 }
 
 void Optimizer::zero_grad() {

@@ -24,15 +24,17 @@ class Optimizer {
   /// Forgets every parameter's gradient.
   void zero_grad();
   const std::vector<nn::Parameter>& parameters() const { return params_; }
+  const std::string& name() const { return name_; }
 
   // ---- For nn::TrainStep, which compiles the update into its step. ----
   /// The constants the next step() would use (learning rate, ...), in f32 as step() rounds them.
-  virtual std::vector<float> hyperparameters() const = 0;
+  virtual std::vector<float> hyperparameters() const { return {}; }
   /// What step() computes, as Tensor ops writing the weights and the state in place (so a trace
   /// records it), from `hyper` (hyperparameters() as one-element tensors) and the gradients in
   /// grad(). Rounds as step() does. Does not count the step: stepped() does. TraceError if a
-  /// parameter with a gradient has no state yet (see ready()).
-  virtual void step_ops(std::span<const Tensor> hyper) = 0;
+  /// parameter with a gradient has no state yet (see ready()). An optimizer that does not
+  /// override it raises TraceError, and TrainStep then runs its steps eagerly.
+  virtual void step_ops(std::span<const Tensor> hyper);
   /// Counts a step that step_ops() (traced or compiled) did.
   virtual void stepped() {}
   /// True if every parameter with a gradient has its state (velocities, moments), which the
@@ -43,6 +45,7 @@ class Optimizer {
 
  protected:
   std::vector<nn::Parameter> params_;
+  std::string name_;
 };
 
 struct SGDOptions {

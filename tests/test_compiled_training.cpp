@@ -530,3 +530,40 @@ TEST_CASE("compiled training next to compiled inference from 4 threads: gradient
   CHECK(shared.stats().compiled_hits == 400);
   for (const auto& net : trained) CHECK(net->stats().compiled_hits >= 49);
 }
+
+TEST_CASE("whole-step training: an optimizer without a traceable update runs every step eagerly, correctly") {
+  // A user's optimizer that implements step() only.
+  struct Plain : optim::Optimizer {
+    explicit Plain(std::vector<nn::Parameter> ps) : Optimizer(std::move(ps), "Plain") {}
+    void step() override {
+      NoGradGuard no_grad;
+      for (const auto& p : parameters())
+        if (p.data().grad().defined()) {
+          Tensor w = p.data();
+          w -= p.data().grad() * 0.1;
+        }
+    }
+  };
+  manual_seed(41);
+  examples::MLP net, twin;
+  net.initialize();
+  twin.initialize();
+  Tensor x = uniform(-1, 1, {3, 20}), y = tensor(std::vector<int64_t>{1, 4, 7}, {3});
+  net.call_eager(x);
+  twin.call_eager(x);
+  auto pn = net.parameters(), pt = twin.parameters();
+  for (size_t i = 0; i < pn.size(); ++i) pt[i].set_data(pn[i].data().clone());
+  Plain on(pn), ot(pt);
+  nn::TrainStep step(net, nn::cross_entropy, on);
+  for (int i = 0; i < 4; ++i) {
+    const double got = step(x, y).item();
+    ot.zero_grad();
+    Tensor loss = nn::cross_entropy(twin(x), y);
+    loss.backward();
+    ot.step();
+    CHECK(got == loss.item());
+    for (size_t k = 0; k < pn.size(); ++k) CHECK(test::values(pn[k].data()) == test::values(pt[k].data()));
+  }
+  CHECK(step.stats().compiled_hits == 0);
+  CHECK(step.stats().traces == 1);  // tried once; the key then runs eagerly for good
+}
