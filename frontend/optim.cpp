@@ -4,6 +4,8 @@
 //   SGD:  d = g + wd * w;  v = momentum * v + d (v = d at first);  w -= lr * v
 //   Adam: d = g + wd * w;  m = m * b1 + d * (1 - b1);  v = v * b2 + d * d * (1 - b2);
 //         w -= (m / c1) * lr / (sqrt(v / c2) + eps),  c = 1 - b^t (bias corrections)
+// step_ops() writes exactly these formulas as in-place Tensor ops, with the
+// constants as one-element tensors, for nn::TrainStep to trace and compile.
 #include "frontend/optim.h"
 
 #include <cmath>
