@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "examples/seed_models.h"
@@ -24,7 +25,9 @@ double once(const std::function<void()>& f, int calls) {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  // --only K: time part K alone (for a profiler), 10x longer.
+  const int only = argc == 3 && std::string(argv[1]) == "--only" ? std::stoi(argv[2]) : -1;
   rt::set_num_threads(1);
   manual_seed(0);
   examples::MLP net;
@@ -63,8 +66,10 @@ int main() {
   };
   std::vector<std::vector<double>> times(parts.size());
   for (int round = 0; round < 15; ++round)
-    for (size_t i = 0; i < parts.size(); ++i) times[i].push_back(once(parts[i].second, 2000));
+    for (size_t i = 0; i < parts.size(); ++i)
+      if (only < 0 || static_cast<size_t>(only) == i) times[i].push_back(once(parts[i].second, only < 0 ? 2000 : 20000));
   for (size_t i = 0; i < parts.size(); ++i) {
+    if (times[i].empty()) continue;
     std::sort(times[i].begin(), times[i].end());
     fmt::print("{:<50} {:8.2f} us\n", parts[i].first, times[i][times[i].size() / 2]);
   }

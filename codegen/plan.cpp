@@ -53,6 +53,7 @@ bool exact_inline(const ir::Node& n) {
     case K::Exp: case K::Log: case K::Tanh: case K::Sigmoid:
     case K::Sum: case K::Prod: case K::Max: case K::Min: case K::Matmul:
     case K::Permute: case K::Reshape: case K::Expand: case K::Concat: case K::Slice: case K::RandUniform:
+    case K::CrossEntropy: case K::CrossEntropyGrad:
       return false;
   }
   return false;

@@ -46,6 +46,13 @@ Tensor le(const Tensor& a, const Tensor& b) { return apply(OpKind::Le, {a, b}); 
 Tensor eq(const Tensor& a, const Tensor& b) { return apply(OpKind::Eq, {a, b}); }
 Tensor where(const Tensor& c, const Tensor& a, const Tensor& b) { return apply(OpKind::Where, {c, a, b}); }
 
+Tensor cross_entropy_unchecked(const Tensor& logits, const Tensor& targets) {
+  return apply(OpKind::CrossEntropy, {logits, targets});
+}
+Tensor cross_entropy_grad(const Tensor& logits, const Tensor& targets, const Tensor& g) {
+  return apply(OpKind::CrossEntropyGrad, {logits, targets, g});
+}
+
 namespace {
 Shape all_axes(const Tensor& x) {
   Shape s;

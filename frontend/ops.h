@@ -62,6 +62,13 @@ Tensor log_softmax(const Tensor& x, int64_t axis = -1);
 /// transpose_a/b use an operand's last two axes swapped, without copying it.
 Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a = false, bool transpose_b = false);
 
+/// The cross-entropy op of ir/ops.def: mean over rows of logsumexp(logits[i]) - logits[i, targets[i]],
+/// logits f32[N,C], targets i64[N]. It does not check the targets' range (a target outside [0, C)
+/// gives NaN): nn::cross_entropy does, and is what models call.
+Tensor cross_entropy_unchecked(const Tensor& logits, const Tensor& targets);
+/// Its gradient with respect to the logits for the loss's gradient g (f32[]).
+Tensor cross_entropy_grad(const Tensor& logits, const Tensor& targets, const Tensor& g);
+
 // Movement.
 Tensor reshape(const Tensor& x, const Shape& shape);
 Tensor flatten(const Tensor& x, int64_t start = 0, int64_t end = -1);

@@ -236,6 +236,25 @@ Type infer_RandUniform(OpRef op, Inputs in, OpAttrs& a) {
   return {DType::kF32, a.dims};
 }
 
+/// Logits f32[N, C] and class indices i64[N], as the cross-entropy ops take them.
+void check_logits_targets(OpRef op, Inputs in) {
+  if (in[0].dtype != DType::kF32 || in[1].dtype != DType::kI64 || in[0].shape.size() != 2 ||
+      in[1].shape.size() != 1 || in[1].shape[0] != in[0].shape[0])
+    throw ShapeError(std::string(op), "expects logits f32[N,C] and targets i64[N], got " + types_str(in.first(2)));
+}
+
+Type infer_CrossEntropy(OpRef op, Inputs in, OpAttrs&) {
+  check_logits_targets(op, in);
+  return {DType::kF32, {}};
+}
+
+Type infer_CrossEntropyGrad(OpRef op, Inputs in, OpAttrs&) {
+  check_logits_targets(op, in);
+  if (!(in[2] == Type{DType::kF32, {}}))
+    throw ShapeError(std::string(op), "expects the loss's gradient as f32[], got " + in[2].str());
+  return in[0];
+}
+
 }  // namespace
 
 Shape broadcast_shapes(std::string_view op, const Shape& a, const Shape& b) {

@@ -56,6 +56,7 @@ TEST_CASE("every op of the table compiled equals the interpreter (vector tails, 
     CAPTURE(n);
     Tensor x = uniform(-3, 3, {n}), y = uniform(-3, 3, {n}), pos = uniform(0.01, 5, {n});
     Tensor row = uniform(-1, 1, {1}), m = uniform(-2, 2, {2, n}), near1 = uniform(0.99, 1.01, {2, n});
+    Tensor labels = tensor(std::vector<int64_t>{0, n - 1}, {2});
     struct Case {
       const char* name;
       Fn f;
@@ -98,6 +99,12 @@ TEST_CASE("every op of the table compiled equals the interpreter (vector tails, 
         {"expand", [](const V& v) { return expand(v[0], {3, v[0].numel()}); }, {x}, kExact},
         {"concat", [](const V& v) { return concat({v[0], v[1]}, 0); }, {x, y}, kExact},
         {"slice", [](const V& v) { return v[0].slice(0, 0, v[0].numel(), 2); }, {x}, kExact},
+        {"cross_entropy and its gradient", [](const V& v) {
+           return cross_entropy_grad(v[0], v[1], cross_entropy_unchecked(v[0], v[1]));
+         }, {m, labels}, kExact},
+        {"cross_entropy with a target out of range (NaN)", [](const V& v) {
+           return cross_entropy_unchecked(v[0], v[1]) + cross_entropy_grad(v[0], v[1], v[0].sum());
+         }, {m, concat({labels.slice(0, 0, 1), tensor(std::vector<int64_t>{n}, {1})})}, kExact},
     };
     for (const Case& c : cases) {
       CAPTURE(c.name);

@@ -1,8 +1,12 @@
-// Losses, written with Tensor ops (so they are differentiated and traced like any code).
+// Losses: mse and l1 written with Tensor ops, cross-entropy one op of the table after its checks
+// (all differentiated and traced like any code).
 #include "frontend/nn/loss.h"
+
+#include <algorithm>
 
 #include "frontend/creation.h"
 #include "frontend/ops.h"
+#include "frontend/trace.h"
 
 namespace bj::nn {
 
@@ -33,17 +37,21 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets) {
   if (targets.dtype() != kI64)
     throw DTypeError("cross_entropy", "targets must be i64 class indices, got " + targets.type().str());
   const int64_t n = logits.shape()[0], classes = logits.shape()[1];
-  // Compared as tensors: traced, these are guards that every valid batch passes (reading the
-  // exact minimum and maximum would make each distinct pair another compiled path).
-  if (n > 0 && (min(targets).item() < 0 || max(targets).item() >= static_cast<double>(classes))) {
-    const int64_t lo = min(targets).item().to<int64_t>(), hi = max(targets).item().to<int64_t>();
-    throw IndexError("cross_entropy", "target class " + std::to_string(lo < 0 ? lo : hi) + " is outside [0, " +
-                                          std::to_string(classes) + ") for logits " + logits.type().str());
+  auto out_of_range = [&](int64_t lo, int64_t hi) {
+    return IndexError("cross_entropy", "target class " + std::to_string(lo < 0 ? lo : hi) + " is outside [0, " +
+                                           std::to_string(classes) + ") for logits " + logits.type().str());
+  };
+  if (n > 0 && is_tracing()) {
+    // Compared as tensors: traced, these are guards that every valid batch passes (reading the
+    // exact minimum and maximum would make each distinct pair another compiled path).
+    if (min(targets).item() < 0 || max(targets).item() >= static_cast<double>(classes))
+      throw out_of_range(min(targets).item().to<int64_t>(), max(targets).item().to<int64_t>());
+  } else if (n > 0) {
+    const int64_t* t = targets.data<int64_t>();
+    const auto [lo, hi] = std::minmax_element(t, t + n);
+    if (*lo < 0 || *hi >= classes) throw out_of_range(*lo, *hi);
   }
-  // -log softmax(logits)[i, target_i], picked with a one-hot mask.
-  Tensor one_hot = cast(eq(reshape(targets, {n, 1}), arange(classes, kI64)), kF32);
-  Tensor picked = sum(logits * one_hot, {1});
-  return mean(logsumexp(logits, 1) - picked);
+  return cross_entropy_unchecked(logits, targets);
 }
 
 }  // namespace bj::nn
