@@ -4,6 +4,7 @@
 // kernel; the epilogue applied per element.
 #include <llvm/IR/Intrinsics.h>
 
+#include "codegen/jit_internal.h"
 #include "codegen/lowerer.h"
 
 namespace bj::codegen {
@@ -91,6 +92,29 @@ void Lowerer::emit_contraction(const std::vector<const ir::Node*>& body, const s
   });
 }
 
+void Lowerer::store_lanes(LV* v, LV* dst, int64_t count) {
+  const auto width = static_cast<int64_t>(llvm::cast<llvm::FixedVectorType>(v->getType())->getNumElements());
+  if (target_features().find("+avx512f") != std::string::npos) {
+    std::vector<llvm::Constant*> lanes;
+    for (int64_t l = 0; l < width; ++l) lanes.push_back(b_.getInt1(l < count));
+    b_.CreateMaskedStore(v, dst, llvm::Align(4), llvm::ConstantVector::get(lanes));
+    return;
+  }
+  int64_t at = 0;
+  for (int64_t piece = width / 2; piece >= 1; piece /= 2) {
+    if (count - at < piece) continue;
+    LV* p = b_.CreateConstInBoundsGEP1_64(f32_, dst, static_cast<uint64_t>(at));
+    if (piece == 1) {
+      b_.CreateAlignedStore(b_.CreateExtractElement(v, static_cast<uint64_t>(at)), p, llvm::Align(4));
+    } else {
+      std::vector<int> pick;
+      for (int64_t l = 0; l < piece; ++l) pick.push_back(static_cast<int>(at + l));
+      b_.CreateAlignedStore(b_.CreateShuffleVector(v, pick), p, llvm::Align(4));
+    }
+    at += piece;
+  }
+}
+
 void Lowerer::emit_row_product(const ir::Node& mm, LV* out) {
   const ProductShape ps = product_shape(mm);
   const int64_t N_ = ps.n, K_ = ps.k, a_i = ps.a_i, a_k = ps.a_k;
@@ -129,7 +153,7 @@ void Lowerer::emit_row_product(const ir::Node& mm, LV* out) {
       }
       LV* dst = b_.CreateInBoundsGEP(f32_, c_row, col);
       if (masked)
-        b_.CreateMaskedStore(acc, dst, llvm::Align(4), mask);
+        store_lanes(acc, dst, tail);
       else
         b_.CreateAlignedStore(acc, dst, llvm::Align(4));
     };
@@ -197,7 +221,7 @@ void Lowerer::emit_dot_product(const ir::Node& mm, LV* out) {
       if (rows == W)
         b_.CreateAlignedStore(sums, dst, llvm::Align(4));
       else
-        b_.CreateMaskedStore(sums, dst, llvm::Align(4), lanes_below(rows));
+        store_lanes(sums, dst, rows);
     });
   };
   const int64_t full = N_ / W, tail = N_ % W;

@@ -156,6 +156,10 @@ class Lowerer {
   /// sums it (the canonical order for dot products, increasing k otherwise; no fused multiply-adds).
   void emit_contraction(const std::vector<const ir::Node*>& body, const std::vector<const ir::Value*>& stores,
                         bool exact = false);
+  /// Stores lanes [0, count) of vector `v` at `dst`: one masked store where AVX-512 makes those
+  /// cheap, else plain stores of 8, 4, 2 and 1 lanes (AVX2's masked stores are microcoded and
+  /// cost more than the product they end on AMD cores).
+  void store_lanes(LV* v, LV* dst, int64_t count);
   /// C = A * B (row_product(): B as stored, [K, N]) into `out`: per row of C, vectors of 16
   /// columns (the last one masked) accumulate broadcast A(i,k) times B's row k.
   void emit_row_product(const ir::Node& mm, LV* out);
