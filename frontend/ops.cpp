@@ -53,6 +53,48 @@ Tensor cross_entropy_grad(const Tensor& logits, const Tensor& targets, const Ten
   return apply(OpKind::CrossEntropyGrad, {logits, targets, g});
 }
 
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Shape& stride, const Shape& padding, const Shape& dilation,
+              int64_t groups) {
+  OpAttrs a;
+  a.stride = stride;
+  a.padding = padding;
+  a.dilation = dilation;
+  a.groups = groups;
+  return apply(OpKind::Conv2d, {x, weight}, a);
+}
+namespace {
+Tensor pool(OpKind op, const Tensor& x, const Shape& kernel, const Shape& stride, const Shape& padding) {
+  OpAttrs a;
+  a.kernel = kernel;
+  a.stride = stride;
+  a.padding = padding;
+  return apply(op, {x}, a);
+}
+/// The forward op's attributes with `shape` (the gradient's shape) added.
+OpAttrs with_shape(OpAttrs a, const Shape& shape) {
+  a.dims = shape;
+  return a;
+}
+}  // namespace
+Tensor max_pool2d(const Tensor& x, const Shape& kernel, const Shape& stride, const Shape& padding) {
+  return pool(OpKind::MaxPool2d, x, kernel, stride, padding);
+}
+Tensor avg_pool2d(const Tensor& x, const Shape& kernel, const Shape& stride, const Shape& padding) {
+  return pool(OpKind::AvgPool2d, x, kernel, stride, padding);
+}
+Tensor conv2d_grad_input(const Tensor& gy, const Tensor& weight, const OpAttrs& conv, const Shape& input) {
+  return apply(OpKind::Conv2dGradInput, {gy, weight}, with_shape(conv, input));
+}
+Tensor conv2d_grad_weight(const Tensor& x, const Tensor& gy, const OpAttrs& conv, const Shape& weight) {
+  return apply(OpKind::Conv2dGradWeight, {x, gy}, with_shape(conv, weight));
+}
+Tensor max_pool2d_grad(const Tensor& x, const Tensor& gy, const OpAttrs& pool) {
+  return apply(OpKind::MaxPool2dGrad, {x, gy}, pool);
+}
+Tensor avg_pool2d_grad(const Tensor& gy, const OpAttrs& pool, const Shape& input) {
+  return apply(OpKind::AvgPool2dGrad, {gy}, with_shape(pool, input));
+}
+
 namespace {
 Shape all_axes(const Tensor& x) {
   Shape s;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "frontend/tensor.h"
+#include "ir/ops.h"
 
 namespace bj {
 
@@ -68,6 +69,18 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a = false, bool t
 Tensor cross_entropy_unchecked(const Tensor& logits, const Tensor& targets);
 /// Its gradient with respect to the logits for the loss's gradient g (f32[]).
 Tensor cross_entropy_grad(const Tensor& logits, const Tensor& targets, const Tensor& g);
+
+// Convolution and pooling over NCHW images (ir/ops.def gives the exact semantics). Windows are
+// [height, width] pairs; an empty pooling stride means the kernel's size.
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Shape& stride = {1, 1}, const Shape& padding = {0, 0},
+              const Shape& dilation = {1, 1}, int64_t groups = 1);
+Tensor max_pool2d(const Tensor& x, const Shape& kernel, const Shape& stride = {}, const Shape& padding = {0, 0});
+Tensor avg_pool2d(const Tensor& x, const Shape& kernel, const Shape& stride = {}, const Shape& padding = {0, 0});
+// Their gradient ops (the gradient formulas' building blocks), with the forward op's attributes.
+Tensor conv2d_grad_input(const Tensor& gy, const Tensor& weight, const ir::OpAttrs& conv, const Shape& input);
+Tensor conv2d_grad_weight(const Tensor& x, const Tensor& gy, const ir::OpAttrs& conv, const Shape& weight);
+Tensor max_pool2d_grad(const Tensor& x, const Tensor& gy, const ir::OpAttrs& pool);
+Tensor avg_pool2d_grad(const Tensor& gy, const ir::OpAttrs& pool, const Shape& input);
 
 // Movement.
 Tensor reshape(const Tensor& x, const Shape& shape);

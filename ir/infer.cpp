@@ -255,6 +255,106 @@ Type infer_CrossEntropyGrad(OpRef op, Inputs in, OpAttrs&) {
   return in[0];
 }
 
+// ---- convolution and pooling (NCHW) ----
+
+/// A [height, width] attribute: `fallback` when not given, else two values of at least `least`.
+Shape pair_attr(OpRef op, const char* name, const Shape& given, const Shape& fallback, int64_t least) {
+  if (given.size() == 0) return fallback;
+  if (given.size() != 2 || given[0] < least || given[1] < least)
+    throw ValueError(std::string(op), std::string(name) + " must be two values >= " + std::to_string(least) +
+                                          " ([height, width]), got " + given.str());
+  return given;
+}
+
+/// One spatial size of a window's output: floor((in + 2 pad - dil (k - 1) - 1) / stride) + 1, at least 1.
+int64_t window_out(OpRef op, const Type& x, int axis, int64_t k, int64_t stride, int64_t pad, int64_t dil) {
+  const int64_t span = dil * (k - 1) + 1, room = x.shape[axis] + 2 * pad - span;
+  if (room < 0)
+    throw ShapeError(std::string(op), "input " + x.str() + " is too small for a window of " + std::to_string(span) +
+                                          (axis == 2 ? " rows" : " columns") + " with padding " +
+                                          std::to_string(pad) + ": no output");
+  return room / stride + 1;
+}
+
+void require_image(OpRef op, Inputs in, size_t count) {
+  for (size_t i = 0; i < count; ++i)
+    if (in[i].dtype != DType::kF32 || in[i].shape.size() != 4)
+      throw ShapeError(std::string(op), "expects f32 NCHW tensors (rank 4), got " + types_str(in));
+}
+
+/// The output shape of conv2d(x, w), checking the operands and canonicalizing the window.
+Shape conv_shape(OpRef op, const Type& x, const Type& w, OpAttrs& a) {
+  a.stride = pair_attr(op, "stride", a.stride, {1, 1}, 1);
+  a.padding = pair_attr(op, "padding", a.padding, {0, 0}, 0);
+  a.dilation = pair_attr(op, "dilation", a.dilation, {1, 1}, 1);
+  const int64_t c = x.shape[1], o = w.shape[0], g = a.groups;
+  if (g < 1 || c % g != 0 || o % g != 0 || w.shape[1] * g != c)
+    throw ShapeError(std::string(op), "input " + x.str() + " has " + std::to_string(c) + " channels but weight " +
+                                          w.str() + " expects " + std::to_string(w.shape[1] * std::max<int64_t>(g, 1)) +
+                                          " (in " + std::to_string(g) + " group(s), output channels divisible by it)");
+  return {x.shape[0], o, window_out(op, x, 2, w.shape[2], a.stride[0], a.padding[0], a.dilation[0]),
+          window_out(op, x, 3, w.shape[3], a.stride[1], a.padding[1], a.dilation[1])};
+}
+
+/// The output shape of a pooling of x, canonicalizing the window (stride defaults to the kernel).
+Shape pool_shape(OpRef op, const Type& x, OpAttrs& a) {
+  if (a.kernel.size() == 0) throw ValueError(std::string(op), "needs a kernel size");
+  a.kernel = pair_attr(op, "kernel", a.kernel, {}, 1);
+  a.stride = pair_attr(op, "stride", a.stride, a.kernel, 1);
+  a.padding = pair_attr(op, "padding", a.padding, {0, 0}, 0);
+  if (2 * a.padding[0] > a.kernel[0] || 2 * a.padding[1] > a.kernel[1])
+    throw ValueError(std::string(op), "padding " + a.padding.str() + " exceeds half the kernel " + a.kernel.str());
+  return {x.shape[0], x.shape[1], window_out(op, x, 2, a.kernel[0], a.stride[0], a.padding[0], 1),
+          window_out(op, x, 3, a.kernel[1], a.stride[1], a.padding[1], 1)};
+}
+
+/// A gradient op's result shape (attribute `shape`): rank 4 and giving back `forward` when run forward.
+void check_grad_shape(OpRef op, const Shape& want, const Shape& got, const Shape& target) {
+  if (!(want == got))
+    throw ShapeError(std::string(op), "the gradient " + got.str() + " does not match the forward result " +
+                                          want.str() + " of " + target.str());
+}
+
+Type infer_Conv2d(OpRef op, Inputs in, OpAttrs& a) {
+  require_image(op, in, 2);
+  return {DType::kF32, conv_shape(op, in[0], in[1], a)};
+}
+
+Type infer_Conv2dGradInput(OpRef op, Inputs in, OpAttrs& a) {  // (gy, w) -> x's shape
+  require_image(op, in, 2);
+  if (a.dims.size() != 4) throw ShapeError(std::string(op), "needs the input's shape (rank 4), got " + a.dims.str());
+  const Type x{DType::kF32, a.dims};
+  check_grad_shape(op, conv_shape(op, x, in[1], a), in[0].shape, a.dims);
+  return x;
+}
+
+Type infer_Conv2dGradWeight(OpRef op, Inputs in, OpAttrs& a) {  // (x, gy) -> w's shape
+  require_image(op, in, 2);
+  if (a.dims.size() != 4) throw ShapeError(std::string(op), "needs the weight's shape (rank 4), got " + a.dims.str());
+  const Type w{DType::kF32, a.dims};
+  check_grad_shape(op, conv_shape(op, in[0], w, a), in[1].shape, a.dims);
+  return w;
+}
+
+Type infer_Pool2d(OpRef op, Inputs in, OpAttrs& a) {
+  require_image(op, in, 1);
+  return {DType::kF32, pool_shape(op, in[0], a)};
+}
+
+Type infer_MaxPool2dGrad(OpRef op, Inputs in, OpAttrs& a) {  // (x, gy) -> x's shape
+  require_image(op, in, 2);
+  check_grad_shape(op, pool_shape(op, in[0], a), in[1].shape, in[0].shape);
+  return in[0];
+}
+
+Type infer_AvgPool2dGrad(OpRef op, Inputs in, OpAttrs& a) {  // (gy) -> the input's shape
+  require_image(op, in, 1);
+  if (a.dims.size() != 4) throw ShapeError(std::string(op), "needs the input's shape (rank 4), got " + a.dims.str());
+  const Type x{DType::kF32, a.dims};
+  check_grad_shape(op, pool_shape(op, x, a), in[0].shape, a.dims);
+  return x;
+}
+
 }  // namespace
 
 Shape broadcast_shapes(std::string_view op, const Shape& a, const Shape& b) {

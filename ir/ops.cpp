@@ -27,6 +27,11 @@ bool attr_is_set(const OpAttrs& attrs, Attr a) {
     case kKeepdim: return attrs.keepdim;
     case kTransposeA: return attrs.transpose_a;
     case kTransposeB: return attrs.transpose_b;
+    case kKernel: return !(attrs.kernel == none.kernel);
+    case kStride: return !(attrs.stride == none.stride);
+    case kPadding: return !(attrs.padding == none.padding);
+    case kDilation: return !(attrs.dilation == none.dilation);
+    case kGroups: return attrs.groups != none.groups;
   }
   return false;
 }

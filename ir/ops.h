@@ -46,12 +46,19 @@ enum Attr : uint32_t {
   kDType = 1u << 9,        ///< dtype
   kTransposeA = 1u << 10,  ///< transpose_a
   kTransposeB = 1u << 11,  ///< transpose_b
+  kKernel = 1u << 12,      ///< kernel: a pooling window's [height, width]
+  kStride = 1u << 13,      ///< stride: [along height, along width]
+  kPadding = 1u << 14,     ///< padding: zeros (or, for pooling, ignored cells) on each side, [h, w]
+  kDilation = 1u << 15,    ///< dilation: spacing of a convolution's taps, [h, w]
+  kGroups = 1u << 16,      ///< groups: a convolution's channel groups
 };
 
 /// Attribute values of one op application. Which fields matter is given by
 /// the op's Attr flags; the rest keep their defaults.
 struct OpAttrs {
   Shape dims;  ///< axes, permutation or target shape
+  Shape kernel, stride, padding, dilation;  ///< windows of convolution and pooling (2 values each)
+  int64_t groups = 1;
   int64_t axis = 0, start = 0, end = 0, step = 1;
   double scalar = 0;
   DType dtype = DType::kF32;
@@ -70,6 +77,7 @@ inline constexpr AttrSpelling kAttrSpellings[] = {
     {kAxes, "axes"},   {kPerm, "perm"},     {kShape, "shape"},   {kAxis, "axis"},
     {kStart, "start"}, {kEnd, "end"},       {kStep, "step"},     {kScalar, "scalar"},
     {kDType, "dtype"}, {kKeepdim, "keepdim"}, {kTransposeA, "transpose_a"}, {kTransposeB, "transpose_b"},
+    {kKernel, "kernel"}, {kStride, "stride"}, {kPadding, "padding"}, {kDilation, "dilation"}, {kGroups, "groups"},
 };
 /// True for the attributes written as a bare word.
 constexpr bool is_flag_attr(Attr a) { return a == kKeepdim || a == kTransposeA || a == kTransposeB; }

@@ -245,6 +245,11 @@ class Parser {
       case kKeepdim: a.keepdim = true; break;
       case kTransposeA: a.transpose_a = true; break;
       case kTransposeB: a.transpose_b = true; break;
+      case kKernel: a.kernel = dims(); break;
+      case kStride: a.stride = dims(); break;
+      case kPadding: a.padding = dims(); break;
+      case kDilation: a.dilation = dims(); break;
+      case kGroups: a.groups = integer(); break;
       case kNoAttrs: break;
     }
   }

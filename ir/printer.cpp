@@ -80,6 +80,11 @@ class Printer {
       case kStep: return std::to_string(a.step);
       case kScalar: return number(a.scalar);
       case kDType: return std::string(dtype_name(a.dtype));
+      case kKernel: return dims_str(a.kernel);
+      case kStride: return dims_str(a.stride);
+      case kPadding: return dims_str(a.padding);
+      case kDilation: return dims_str(a.dilation);
+      case kGroups: return std::to_string(a.groups);
       case kNoAttrs: case kKeepdim: case kTransposeA: case kTransposeB: break;  // flags have no value
     }
     return "";

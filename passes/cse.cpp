@@ -30,8 +30,12 @@ std::string key(const ir::Node& n) {
   if (ir::has_trait(n.op, ir::kCommutative)) std::sort(ins.begin(), ins.end());
   for (const ir::Value* v : ins) put(&v, sizeof v);
   const ir::OpAttrs& a = n.attrs;
-  put(a.dims.begin(), a.dims.size() * sizeof(int64_t));
-  int64_t ints[] = {a.dims.size(), a.axis, a.start, a.end, a.step, static_cast<int64_t>(a.dtype), a.keepdim,
+  for (const Shape* d : {&a.dims, &a.kernel, &a.stride, &a.padding, &a.dilation}) {
+    const int64_t size = d->size();
+    put(&size, sizeof size);
+    put(d->begin(), static_cast<size_t>(size) * sizeof(int64_t));
+  }
+  int64_t ints[] = {a.groups, a.axis, a.start, a.end, a.step, static_cast<int64_t>(a.dtype), a.keepdim,
                     a.transpose_a, a.transpose_b};
   put(ints, sizeof ints);
   put(&a.scalar, sizeof a.scalar);

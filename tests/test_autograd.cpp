@@ -75,6 +75,11 @@ std::vector<OpCase> op_cases() {
        {uniform(-2, 2, {3, 5}), tensor(std::vector<int64_t>{1, 4, 0}, {3})}},
       {"cross_entropy with ties", [](const V& x) { return 3 * nn::cross_entropy(x[0], x[1]); },
        {tensor({{0.5, 0.5, 0.5}, {1.0, -1.0, 1.0}}), tensor(std::vector<int64_t>{2, 1}, {2})}},
+      {"conv2d", [](const V& x) { return conv2d(x[0], x[1], {2, 1}, {1, 0}); },
+       {uniform(-1, 1, {2, 2, 5, 4}), uniform(-1, 1, {3, 2, 2, 3})}},
+      {"max_pool2d", [](const V& x) { return max_pool2d(x[0], {2, 2}); }, {distinct.reshape({1, 1, 2, 3})}},
+      {"avg_pool2d", [](const V& x) { return avg_pool2d(x[0], {2, 2}, {1, 1}, {1, 1}); },
+       {uniform(-1, 1, {1, 2, 3, 3})}},
       {"slice step 2 tail", [](const V& x) { return x[0].slice(1, 0, 7, 2); }, {uniform(-1, 1, {2, 7})}},
   };
 }

@@ -124,6 +124,28 @@ TEST_CASE("every op of the table compiled equals the interpreter (vector tails, 
       check_near(interpreted.outputs[0], eager, kExact);
     }
   }
+  {  // Convolution and pooling run eager mode's kernels (oneDNN for convolutions): the same bits.
+    Tensor img = uniform(-1, 1, {3, 4, 9, 8}), w = uniform(-1, 1, {6, 2, 3, 3});
+    ir::OpAttrs conv;
+    conv.stride = {2, 1};
+    conv.padding = {1, 1};
+    conv.dilation = {1, 2};
+    conv.groups = 2;
+    ir::OpAttrs pool;
+    pool.kernel = {3, 3};
+    pool.stride = {2, 2};
+    pool.padding = {1, 1};
+    note(check_compiled("conv2d and its gradients", [conv](const V& v) {
+      Tensor y = conv2d(v[0], v[1], conv.stride, conv.padding, conv.dilation, conv.groups);
+      Tensor gx = conv2d_grad_input(y, v[1], conv, v[0].shape());
+      return concat({gx.reshape({-1}), conv2d_grad_weight(v[0], y, conv, v[1].shape()).reshape({-1})});
+    }, {img, w}, kExact));
+    note(check_compiled("pooling and its gradients", [pool](const V& v) {
+      Tensor m = max_pool2d(v[0], pool.kernel, pool.stride, pool.padding);
+      Tensor a = avg_pool2d(v[0], pool.kernel, pool.stride, pool.padding);
+      return max_pool2d_grad(v[0], m * a, pool) + avg_pool2d_grad(m - a, pool, v[0].shape());
+    }, {img}, kExact));
+  }
   // Matrix products: inline loops (small) and oneDNN (large), transposes, epilogues.
   for (auto [mm, kk, nn] : {std::tuple{2, 20, 256}, std::tuple{3, 1, 5}, std::tuple{17, 33, 15}, std::tuple{128, 96, 80}}) {
     CAPTURE(mm);

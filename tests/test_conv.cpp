@@ -1,0 +1,127 @@
+// Convolution and pooling: eager kernels against naive loops, the
+// interpreter and compiled code against eager, gradients against finite
+// differences, and typed errors for bad windows and shapes.
+#include <doctest/doctest.h>
+
+#include "tests/gradcheck.h"
+#include "tests/helpers.h"
+
+using namespace bj;
+using test::check_close;
+using V = std::vector<Tensor>;
+
+namespace {
+
+struct Conv {
+  int64_t sh = 1, sw = 1, ph = 0, pw = 0, dh = 1, dw = 1, groups = 1;
+};
+
+/// The textbook loop: y[n,o,i,j] = sum over the group's channels and the kernel's taps.
+std::vector<double> naive_conv(const Tensor& x, const Tensor& w, const Conv& c) {
+  const auto xv = test::values(x), wv = test::values(w);
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  const int64_t O = w.size(0), CG = w.size(1), KH = w.size(2), KW = w.size(3);
+  const int64_t OH = (H + 2 * c.ph - c.dh * (KH - 1) - 1) / c.sh + 1, OW = (W + 2 * c.pw - c.dw * (KW - 1) - 1) / c.sw + 1;
+  std::vector<double> y(static_cast<size_t>(N * O * OH * OW), 0.0);
+  const int64_t og = O / c.groups;
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t o = 0; o < O; ++o)
+      for (int64_t i = 0; i < OH; ++i)
+        for (int64_t j = 0; j < OW; ++j) {
+          double s = 0;
+          for (int64_t cc = 0; cc < CG; ++cc)
+            for (int64_t a = 0; a < KH; ++a)
+              for (int64_t b = 0; b < KW; ++b) {
+                const int64_t r = i * c.sh - c.ph + a * c.dh, q = j * c.sw - c.pw + b * c.dw;
+                if (r < 0 || r >= H || q < 0 || q >= W) continue;
+                const int64_t ch = (o / og) * CG + cc;
+                s += xv[static_cast<size_t>(((n * C + ch) * H + r) * W + q)] *
+                     wv[static_cast<size_t>(((o * CG + cc) * KH + a) * KW + b)];
+              }
+          y[static_cast<size_t>(((n * O + o) * OH + i) * OW + j)] = s;
+        }
+  return y;
+}
+
+std::vector<double> naive_pool(const Tensor& x, int64_t k, int64_t s, int64_t p, bool max) {
+  const auto xv = test::values(x);
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  const int64_t OH = (H + 2 * p - k) / s + 1, OW = (W + 2 * p - k) / s + 1;
+  std::vector<double> y;
+  for (int64_t n = 0; n < N * C; ++n)
+    for (int64_t i = 0; i < OH; ++i)
+      for (int64_t j = 0; j < OW; ++j) {
+        double acc = max ? -INFINITY : 0.0;
+        for (int64_t a = 0; a < k; ++a)
+          for (int64_t b = 0; b < k; ++b) {
+            const int64_t r = i * s - p + a, q = j * s - p + b;
+            if (r < 0 || r >= H || q < 0 || q >= W) continue;
+            const double v = xv[static_cast<size_t>((n * H + r) * W + q)];
+            acc = max ? std::max(acc, v) : acc + v;
+          }
+        y.push_back(max ? acc : acc / static_cast<double>(k * k));
+      }
+  return y;
+}
+
+Tensor conv(const Tensor& x, const Tensor& w, const Conv& c) {
+  return conv2d(x, w, {c.sh, c.sw}, {c.ph, c.pw}, {c.dh, c.dw}, c.groups);
+}
+
+}  // namespace
+
+TEST_CASE("conv2d equals the textbook loop: odd sizes, strides, padding, dilation, groups, batch 1 and 7") {
+  manual_seed(3);
+  struct Case {
+    Shape x, w;
+    Conv c;
+  };
+  const Case cases[] = {
+      {{1, 1, 28, 28}, {6, 1, 5, 5}, {1, 1, 2, 2}},           // LeNet's first layer
+      {{7, 6, 14, 14}, {16, 6, 5, 5}, {}},                    // and its second
+      {{2, 3, 9, 11}, {4, 3, 3, 3}, {2, 3, 1, 0}},            // uneven strides, one-sided padding values
+      {{1, 4, 10, 9}, {6, 2, 3, 2}, {1, 1, 2, 1, 2, 3, 2}},   // dilation and two groups
+      {{3, 4, 7, 7}, {4, 1, 3, 3}, {1, 1, 1, 1, 1, 1, 4}},    // depthwise
+      {{7, 5, 1, 1}, {3, 5, 1, 1}, {}},                       // 1x1 on 1x1 images
+      {{2, 8, 12, 12}, {8, 8, 1, 1}, {2, 2, 0, 0}},           // ResNet's strided 1x1 shortcut
+  };
+  for (const Case& k : cases) {
+    CAPTURE(k.x.str());
+    CAPTURE(k.w.str());
+    Tensor x = uniform(-1, 1, k.x), w = uniform(-1, 1, k.w);
+    check_close(conv(x, w, k.c), naive_conv(x, w, k.c), 1e-4, 1e-5);
+  }
+}
+
+TEST_CASE("max and average pooling equal the textbook loop, with padding and overlapping windows") {
+  manual_seed(4);
+  for (auto [k, s, p] : {std::tuple{2, 2, 0}, std::tuple{3, 2, 1}, std::tuple{3, 1, 1}, std::tuple{2, 1, 0}}) {
+    CAPTURE(k);
+    CAPTURE(s);
+    CAPTURE(p);
+    Tensor x = uniform(-1, 1, {3, 2, 9, 8});
+    check_close(max_pool2d(x, {k, k}, {s, s}, {p, p}), naive_pool(x, k, s, p, true), 0, 0);
+    check_close(avg_pool2d(x, {k, k}, {s, s}, {p, p}), naive_pool(x, k, s, p, false), 1e-6, 1e-7);
+  }
+  // NaN is a window's maximum; -inf is never lost to padding.
+  Tensor special = tensor(std::vector<float>{1.0f, NAN, -INFINITY, 2.0f}, {1, 1, 2, 2});
+  CHECK(std::isnan(max_pool2d(special, {2, 2}).item().to<double>()));
+  Tensor ninf = full({1, 1, 2, 2}, -INFINITY);
+  CHECK(max_pool2d(ninf, {3, 3}, {1, 1}, {1, 1}).to_vector()[0] == -INFINITY);
+}
+
+TEST_CASE("convolution and pooling gradients equal finite differences") {
+  manual_seed(5);
+  const test::GradTolerance tol{1e-2, 2e-2, 2e-3};
+  test::gradcheck([](const V& v) { return conv(v[0], v[1], Conv{2, 1, 1, 2, 1, 2, 1}); },
+                  {uniform(-1, 1, {2, 2, 6, 7}), uniform(-1, 1, {3, 2, 3, 2})}, tol);
+  test::gradcheck([](const V& v) { return conv(v[0], v[1], Conv{1, 1, 1, 1, 1, 1, 2}); },
+                  {uniform(-1, 1, {1, 4, 5, 5}), uniform(-1, 1, {2, 2, 3, 3})}, tol);
+  // Distinct values, so no window has a near-tie a finite difference would cross.
+  std::vector<float> spread;
+  for (int64_t i = 0; i < 2 * 3 * 6 * 6; ++i) spread.push_back(0.05f * static_cast<float>((i * 37) % 216));
+  Tensor distinct = tensor(spread, {2, 3, 6, 6});
+  test::gradcheck([](const V& v) { return max_pool2d(v[0], {3, 3}, {2, 2}, {1, 1}); }, {distinct}, tol);
+  test::gradcheck([](const V& v) { return avg_pool2d(v[0], {3, 3}, {1, 1}, {1, 1}); }, {uniform(-1, 1, {2, 2, 5, 4})},
+                  tol);
+}
