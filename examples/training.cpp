@@ -87,4 +87,79 @@ TrainResult train_classifier(nn::Block& net, const ClassificationTask& task, con
   return r;
 }
 
+double evaluate(nn::Block& net, const data::Dataset& set, int64_t batch, std::optional<int64_t> resize) {
+  const bool was_training = net.is_training();
+  net.eval();
+  NoGradGuard no_grad;
+  data::Loader loader(set, {.batch = batch, .shuffle = false, .resize = resize});
+  double hits = 0;
+  for (const data::Batch& b : loader) hits += accuracy(net(b.x), b.y) * static_cast<double>(b.y.shape()[0]);
+  net.train(was_training);
+  return set.size() ? hits / static_cast<double>(set.size()) : 0;
+}
+
+std::vector<EpochResult> train_epochs(nn::Block& net, const data::Dataset& train, const data::Dataset& test,
+                                      const EpochOptions& o, const std::function<void(int64_t, int64_t, double)>& on_progress,
+                                      const std::function<void(const EpochResult&)>& on_epoch) {
+  if (o.mode != "eager" && o.mode != "hybridize" && o.mode != "step")
+    throw ValueError("train", "unknown mode '" + o.mode + "' (expected eager, hybridize or step)");
+  if (o.epochs < 1) throw ValueError("train", "epochs must be at least 1, got " + std::to_string(o.epochs));
+  data::Loader loader(train, {.batch = o.batch, .shuffle = true, .seed = o.seed, .resize = o.resize});
+  {  // completes deferred shapes before the optimizer sees the parameters
+    NoGradGuard no_grad;
+    net.call_eager(loader.batch(0).x.slice(0, 0, 1));
+  }
+  optim::SGD opt(net.parameters(), {.lr = o.lr});
+  if (o.mode == "hybridize") net.hybridize();
+  nn::TrainStep whole(net, nn::cross_entropy, opt);
+  std::vector<EpochResult> results;
+  int64_t compiled_before = 0;
+  for (int epoch = 1; epoch <= o.epochs; ++epoch) {
+    net.train();
+    EpochResult r;
+    r.epoch = epoch;
+    double loss_sum = 0, hits = 0;
+    int64_t seen = 0, batches = 0;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (const data::Batch& b : loader) {
+      Tensor loss, logits;
+      if (o.mode == "step") {
+        loss = whole(b.x, b.y);
+      } else {
+        opt.zero_grad();
+        logits = net(b.x);
+        loss = nn::cross_entropy(logits, b.y);
+      }
+      const double l = loss.item();
+      if (!std::isfinite(l))
+        throw ValueError("train", fmt::format("the loss is {} in epoch {}, batch {} (lr {}): training diverged; try a "
+                                              "smaller learning rate", l, epoch, batches + 1, o.lr));
+      if (o.mode != "step") {
+        loss.backward();
+        opt.step();
+        hits += accuracy(logits.detach(), b.y) * static_cast<double>(b.y.shape()[0]);
+      }
+      const int64_t n = b.y.shape()[0];
+      loss_sum += l * static_cast<double>(n);
+      seen += n;
+      ++batches;
+      if (on_progress) on_progress(batches, loader.size(), loss_sum / static_cast<double>(seen));
+    }
+    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const int64_t compiled = o.mode == "step" ? whole.stats().compiled_hits
+                             : o.mode == "hybridize" ? net.stats().compiled_hits : 0;
+    r.compiled_steps = compiled - compiled_before;
+    r.loss = seen ? loss_sum / static_cast<double>(seen) : 0;
+    r.examples_per_second = static_cast<double>(seen) / r.seconds;
+    // The whole step returns only the loss: its training accuracy is measured after the epoch.
+    r.train_accuracy = o.mode == "step" ? evaluate(net, train, 1024, o.resize) : hits / static_cast<double>(seen);
+    r.test_accuracy = evaluate(net, test, 1024, o.resize);
+    compiled_before = o.mode == "hybridize" ? net.stats().compiled_hits : compiled;  // evaluation's calls too
+    results.push_back(r);
+    if (on_epoch) on_epoch(r);
+  }
+  if (o.mode == "hybridize") net.hybridize(false);
+  return results;
+}
+
 }  // namespace bj::examples

@@ -8,11 +8,12 @@ namespace bj::examples {
 namespace {
 
 template <class B>
-std::function<std::shared_ptr<nn::Block>()> maker(const std::string& name, std::function<B()> build) {
-  return [name, build] {
+std::function<std::shared_ptr<nn::Block>()> maker(const std::string& name, std::function<B()> build,
+                                                  init::Init init = init::uniform()) {
+  return [name, build, init] {
     auto b = std::make_shared<B>(build());
     b->set_name(name);
-    b->initialize();
+    b->initialize(init);
     return std::static_pointer_cast<nn::Block>(b);
   };
 }
@@ -82,9 +83,55 @@ const std::vector<ZooModel>& perf_zoo() {
   return models;
 }
 
+namespace {
+/// The book's LeNet (sigmoid, average pooling) or its modern variant (ReLU, max pooling).
+using namespace nn;
+
+Sequential lenet(bool modern) {
+  const char* act = modern ? "relu" : "sigmoid";
+  Sequential net;
+  auto pool = [&] { modern ? net.add(MaxPool2D(2, 2)) : net.add(AvgPool2D(2, 2)); };
+  net.add(Conv2D(6, 5, 1, 2, act));
+  pool();
+  net.add(Conv2D(16, 5, 1, 0, act));
+  pool();
+  net.add(Flatten(), Dense(120, act), Dense(84, act), Dense(10));
+  return net;
+}
+
+/// The book's ResNet-18 for Fashion-MNIST: a stem, four stages of two Residual blocks, global
+/// pooling and Dense(10). On 96x96 the stem is the book's (7x7 stride 2, max pool 3 stride 2);
+/// on 28x28 it is one 3x3 convolution, so the last stage still sees 4x4 maps.
+Sequential resnet18(bool small_images) {
+  Sequential net;
+  if (small_images)
+    net.add(Conv2D(64, 3, 1, 1, "none", {.use_bias = false}), BatchNorm(), ReLU());
+  else
+    net.add(Conv2D(64, 7, 2, 3, "none", {.use_bias = false}), BatchNorm(), ReLU(), MaxPool2D(3, 2, 1));
+  for (auto [channels, first] : {std::pair{64, true}, {128, false}, {256, false}, {512, false}})
+    net.add(Residual(channels, !first, first ? 1 : 2), Residual(channels));
+  net.add(GlobalAvgPool2D(), Flatten(), Dense(10));
+  return net;
+}
+}  // namespace
+
+const std::vector<ZooModel>& vision_zoo() {
+  static const std::vector<ZooModel> models = {
+      {"lenet", "the book's LeNet: 6@5x5 pad 2 sigmoid, avg-pool, 16@5x5 sigmoid, avg-pool, 120, 84, 10",
+       {2, 1, 28, 28}, maker<Sequential>("lenet", [] { return lenet(false); }, init::xavier())},
+      {"lenet-relu", "LeNet with ReLU and max pooling", {2, 1, 28, 28},
+       maker<Sequential>("lenet-relu", [] { return lenet(true); }, init::xavier())},
+      {"resnet18", "the book's ResNet-18 on 96x96 images (Fashion-MNIST resized)", {1, 1, 96, 96},
+       maker<Sequential>("resnet18", [] { return resnet18(false); }, init::xavier())},
+      {"resnet18-28", "ResNet-18 on 28x28 images (a 3x3 stem)", {2, 1, 28, 28},
+       maker<Sequential>("resnet18-28", [] { return resnet18(true); }, init::xavier())},
+  };
+  return models;
+}
+
 const ZooModel& zoo_model(const std::string& name) {
   std::string known;
-  for (const auto* list : {&zoo(), &perf_zoo()})
+  for (const auto* list : {&zoo(), &vision_zoo(), &perf_zoo()})
     for (const ZooModel& m : *list) {
       if (m.name == name) return m;
       known += (known.empty() ? "" : ", ") + m.name;

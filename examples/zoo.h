@@ -23,7 +23,10 @@ struct ZooModel {
 const std::vector<ZooModel>& zoo();
 /// Larger models for benchmarks (`large-mlp`, `elementwise-chain`).
 const std::vector<ZooModel>& perf_zoo();
-/// The model called `name` in either list; ValueError listing the known names otherwise.
+/// Convolutional networks of the book's later chapters, on Fashion-MNIST-sized images:
+/// `lenet`, `lenet-relu`, `resnet18` (96x96) and `resnet18-28` (28x28).
+const std::vector<ZooModel>& vision_zoo();
+/// The model called `name` in any list; ValueError listing the known names otherwise.
 const ZooModel& zoo_model(const std::string& name);
 
 }  // namespace bj::examples

@@ -190,7 +190,51 @@ int demo(const bj::cli::Command& c) {
   return ok ? 0 : 1;
 }
 
+/// `train MODEL --data fashion-mnist`: epochs on the real data set, then one eager epoch for the ratio.
+int train_data(const bj::cli::Command& c) {
+  const auto& m = bj::examples::zoo_model(c.models[0]);
+  const bj::examples::EpochOptions& o = c.epochs;
+  const bj::data::Dataset train_set = bj::data::fashion_mnist(true), test_set = bj::data::fashion_mnist(false);
+  const char* how = o.mode == "step" ? "the whole step compiled" : o.mode == "hybridize" ? "hybridized" : "eagerly";
+  fmt::print("training {} on Fashion-MNIST ({} training, {} test images{}): {} epochs of SGD, batch {}, lr {}, {}\n",
+             m.name, train_set.size(), test_set.size(),
+             o.resize ? fmt::format(", resized to {}x{}", *o.resize, *o.resize) : std::string(), o.epochs, o.batch,
+             o.lr, how);
+  const bool bar = isatty(2);
+  auto progress = [&](int64_t batch, int64_t batches, double loss) {
+    if (!bar || (batch % 4 != 0 && batch != batches)) return;
+    const int width = 30, done = static_cast<int>(width * batch / batches);
+    fmt::print(stderr, "\r  [{}{}] {}/{} loss {:.4f}", std::string(static_cast<size_t>(done), '#'),
+               std::string(static_cast<size_t>(width - done), '.'), batch, batches, loss);
+    if (batch == batches) fmt::print(stderr, "\r{}\r", std::string(80, ' '));
+  };
+  fmt::print("epoch  loss    train acc  test acc  examples/s\n");
+  auto on_epoch = [](const bj::examples::EpochResult& r) {
+    fmt::print("{:5d}  {:.4f}  {:8.3f}  {:8.3f}  {:10.0f}\n", r.epoch, r.loss, r.train_accuracy, r.test_accuracy,
+               r.examples_per_second);
+    std::fflush(stdout);
+  };
+  bj::manual_seed(0);
+  auto net = m.make();
+  auto results = bj::examples::train_epochs(*net, train_set, test_set, o, progress, on_epoch);
+  double total = 0;
+  for (const auto& r : results) total += r.seconds;
+  const double per_epoch = total / static_cast<double>(results.size());
+  fmt::print("{:.2f} s per epoch ({})\n", per_epoch, how);
+  if (o.mode != "eager") {  // one eager epoch of a fresh copy, for the ratio
+    bj::manual_seed(0);
+    auto twin = m.make();
+    bj::examples::EpochOptions eager = o;
+    eager.mode = "eager";
+    eager.epochs = 1;
+    auto e = bj::examples::train_epochs(*twin, train_set, test_set, eager, progress);
+    fmt::print("eager: {:.2f} s per epoch; compiled/eager speed: {:.2f}x\n", e[0].seconds, e[0].seconds / per_epoch);
+  }
+  return 0;
+}
+
 int train(const bj::cli::Command& c) {
+  if (!c.data.empty()) return train_data(c);
   const auto& m = bj::examples::zoo_model(c.models[0]);
   const bj::examples::TrainOptions& o = c.train;
   auto fresh = [&] {
@@ -541,6 +585,8 @@ int bench(const bj::cli::Command& cmd) {
 
 int models() {
   for (const auto& m : bj::examples::zoo()) fmt::print("{:<18} {}\n", m.name, m.description);
+  for (const auto& m : bj::examples::vision_zoo())
+    fmt::print("{:<18} {} (input {})\n", m.name, m.description, m.input.str());
   for (const auto& m : bj::examples::perf_zoo()) fmt::print("{:<18} {} (benchmarks)\n", m.name, m.description);
   return 0;
 }

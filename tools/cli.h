@@ -24,6 +24,8 @@ struct Command {
   std::vector<std::string> models;  ///< demo: the named models (none: all); train, bench, dump: one
   std::string dump_dir;             ///< demo --dump-dir
   examples::TrainOptions train;     ///< train: --steps, --optimizer, --lr (adam's default lr is 0.01)
+  std::string data;                 ///< train --data: "fashion-mnist" (else the synthetic task)
+  examples::EpochOptions epochs;    ///< train --data: --epochs, --batch, --lr (0.9), the mode
   std::optional<int64_t> batch;     ///< bench --batch
   std::optional<int> threads;       ///< bench --threads
   bool json = false;                ///< bench --json

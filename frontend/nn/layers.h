@@ -1,7 +1,9 @@
 // The standard layers: Dense, activations, Sequential, Flatten, Dropout,
-// and the chapter exercises' Parallel block and repeat() factory.
+// the chapter exercises' Parallel block and repeat() factory, and the
+// convolutional ones: Conv2D, pooling, BatchNorm and the ResNet Residual.
 #pragma once
 
+#include <optional>
 #include <string_view>
 
 #include "frontend/nn/block.h"
@@ -113,6 +115,107 @@ class Dropout : public Block {
 
  private:
   double p_;
+};
+
+/// A [height, width] pair given as one number (both) or two: Conv2D(6, 5) or Conv2D(6, {3, 5}).
+struct Size2 {
+  int64_t h, w;
+  Size2(int64_t both) : h(both), w(both) {}  // NOLINT: implicit on purpose
+  Size2(int64_t height, int64_t width) : h(height), w(width) {}
+  Shape shape() const { return {h, w}; }
+};
+
+/// Conv2D's less common settings.
+struct Conv2DOptions {
+  Size2 dilation = 1;
+  int64_t groups = 1;
+  bool use_bias = true;
+  int64_t in_channels = 0;  ///< 0: taken from the first input
+};
+
+/// 2-D convolution over NCHW input: y = activation(conv2d(x, weight) + bias), as Gluon's Conv2D.
+/// weight is [channels, in_channels / groups, kernel height, kernel width].
+class Conv2D : public Block {
+ public:
+  Conv2D(int64_t channels, Size2 kernel_size, Size2 strides = 1, Size2 padding = 0, std::string_view activation = "none",
+         Conv2DOptions options = {});
+  Tensor forward(const Tensor& x) override;
+  std::string extra_repr() const override;
+
+ private:
+  int64_t channels_;
+  Size2 kernel_, strides_, padding_;
+  Conv2DOptions options_;
+  Activation act_;
+
+ public:
+  Parameter& weight;
+  Parameter& bias;  ///< [channels]; unbound without use_bias
+};
+
+/// Max or average pooling over NCHW input; strides default to the pool size.
+class Pool2D : public Block {
+ public:
+  enum class Kind { kMax, kAvg };
+  Pool2D(Kind kind, Size2 pool_size, std::optional<Size2> strides, Size2 padding);
+  Tensor forward(const Tensor& x) override;
+  std::string extra_repr() const override;
+
+ private:
+  Kind kind_;
+  Size2 pool_, strides_, padding_;
+};
+struct MaxPool2D : Pool2D {
+  explicit MaxPool2D(Size2 pool_size = 2, std::optional<Size2> strides = std::nullopt, Size2 padding = 0)
+      : Pool2D(Kind::kMax, pool_size, strides, padding) {}
+};
+struct AvgPool2D : Pool2D {
+  explicit AvgPool2D(Size2 pool_size = 2, std::optional<Size2> strides = std::nullopt, Size2 padding = 0)
+      : Pool2D(Kind::kAvg, pool_size, strides, padding) {}
+};
+
+/// The mean of each channel over its whole image: [N, C, H, W] -> [N, C, 1, 1].
+class GlobalAvgPool2D : public Block {
+ public:
+  Tensor forward(const Tensor& x) override;
+};
+
+/// Batch normalization over axis 1 (channels) of [N, C] or [N, C, H, W] input, as Gluon's
+/// BatchNorm: in training, each channel is normalized by the batch's mean and (biased) variance
+/// and the running statistics move toward them (running = momentum * running + (1 - momentum) *
+/// batch, the variance unbiased); in eval mode the running statistics normalize. Then y = gamma
+/// * x_hat + beta. The channel count may be left to the first call. The running statistics are
+/// constants the block writes in place, so a hybridized call writes them as compiled commits.
+class BatchNorm : public Block {
+ public:
+  explicit BatchNorm(int64_t channels = 0, double momentum = 0.9, double eps = 1e-5);
+  Tensor forward(const Tensor& x) override;
+  std::string extra_repr() const override;
+
+ private:
+  double momentum_, eps_;
+
+ public:
+  Parameter& gamma;
+  Parameter& beta;
+  Tensor& running_mean;
+  Tensor& running_var;
+};
+
+/// The ResNet block of the book: two 3x3 convolutions with BatchNorm and ReLU, added to the input
+/// (through a strided 1x1 convolution when the shape changes), then ReLU. The 3x3 convolutions
+/// have no bias: BatchNorm's mean would cancel it (its gradient is zero, all rounding noise).
+class Residual : public Block {
+ public:
+  explicit Residual(int64_t channels, bool use_1x1conv = false, int64_t strides = 1);
+  Tensor forward(const Tensor& x) override;
+
+ private:
+  Conv2D& conv1_;
+  BatchNorm& bn1_;
+  Conv2D& conv2_;
+  BatchNorm& bn2_;
+  Conv2D* conv3_ = nullptr;  ///< the 1x1 shortcut, when the shape changes
 };
 
 /// Runs every child on the same input and concatenates their outputs along

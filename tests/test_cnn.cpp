@@ -1,0 +1,146 @@
+// Convolutional layers and models: typed errors naming the block, hybridized
+// calls equal to eager ones, BatchNorm's running statistics written by
+// compiled training as eager writes them, and LeNet learning Fashion-MNIST.
+#include <doctest/doctest.h>
+
+#include <filesystem>
+
+#include "examples/training.h"
+#include "examples/zoo.h"
+#include "tests/helpers.h"
+
+using namespace bj;
+using namespace bj::nn;
+
+namespace {
+
+template <class E, class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const E& e) {
+    return e.what();
+  }
+  FAIL("no error of the expected type");
+  return "";
+}
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+}  // namespace
+
+TEST_CASE("convolutional layers: bad input and settings are typed errors naming the block, op and shapes") {
+  Sequential net(Conv2D(4, 3), BatchNorm(), MaxPool2D(2));
+  net.set_name("net");
+  net.initialize();
+  std::string m = error_of<ShapeError>([&] { net(uniform(0, 1, {2, 3, 8})); });
+  CHECK(contains(m, "Conv2D"));
+  CHECK(contains(m, "net.0"));  // the block path
+  CHECK(contains(m, "f32[2,3,8]"));
+  net(uniform(0, 1, {2, 3, 8, 8}));  // fixes in_channels = 3
+  m = error_of<ShapeError>([&] { net(uniform(0, 1, {2, 5, 8, 8})); });
+  CHECK(contains(m, "5 channels"));
+  CHECK(contains(m, "expects 3"));
+  m = error_of<ShapeError>([&] { net(uniform(0, 1, {2, 3, 2, 8})); });  // 2 rows for a 3x3 kernel
+  CHECK(contains(m, "too small"));
+  m = error_of<ShapeError>([&] { net(uniform(0, 1, {2, 3, 3, 3})); });   // 1x1 after the conv: no pooling output
+  CHECK(contains(m, "max_pool2d"));
+  CHECK_THROWS_AS(Conv2D(0, 3), ValueError);
+  CHECK_THROWS_AS(Conv2D(4, 3, 0), ValueError);
+  CHECK_THROWS_AS(Conv2D(4, {3, 3}, 1, -1), ValueError);
+  CHECK_THROWS_AS(Conv2D(6, 3, 1, 0, "none", {.groups = 4}), ValueError);
+  CHECK_THROWS_AS(MaxPool2D(2, 2, 2), ValueError);  // padding beyond half the window
+  CHECK_THROWS_AS(conv2d(uniform(0, 1, {1, 2, 5, 5}), uniform(0, 1, {3, 2, 3, 3}), {0, 1}), ValueError);
+  CHECK_THROWS_AS(conv2d(uniform(0, 1, {1, 2, 5, 5}), uniform(0, 1, {3, 2, 3, 3}), {1, 1}, {1, 1}, {1, 1}, 2),
+                  ShapeError);
+  BatchNorm bn;
+  bn.initialize();
+  m = error_of<ValueError>([&] { bn(uniform(0, 1, {1, 3})); });
+  CHECK(contains(m, "more than one value per channel"));
+  bn.eval();
+  CHECK(bn(uniform(0, 1, {1, 3})).shape() == Shape{1, 3});  // eval mode needs no batch statistics
+}
+
+TEST_CASE("the vision zoo hybridized: inference calls equal eager ones, in training and eval mode") {
+  for (const auto& m : examples::vision_zoo()) {
+    CAPTURE(m.name);
+    manual_seed(8);
+    auto net = m.make();
+    Tensor x = uniform(0, 1, m.input);
+    net->call_eager(x);
+    net->hybridize();
+    NoGradGuard no_grad;
+    for (bool training : {true, false}) {
+      net->train(training);
+      for (int call = 0; call < 3; ++call) {
+        Tensor xi = uniform(0, 1, m.input);
+        test::check_close(net->operator()(xi), net->call_eager(xi), 1e-4, 1e-5);
+      }
+    }
+    CHECK(net->stats().compiled_hits >= 4);
+    CHECK(net->stats().compile_failures == 0);
+  }
+}
+
+TEST_CASE("BatchNorm: running statistics after compiled training steps equal eager's, and eval mode uses them") {
+  auto make = [] {
+    manual_seed(12);
+    auto net = std::make_shared<Sequential>(Conv2D(4, 3, 1, 1), BatchNorm(), ReLU(), GlobalAvgPool2D(), Flatten(),
+                                            Dense(3), BatchNorm(0, 0.8));
+    net->initialize(init::xavier());
+    net->call_eager(uniform(0, 1, {5, 2, 6, 6}));
+    return net;
+  };
+  auto eager = make(), hybrid = make();
+  hybrid->hybridize();
+  optim::SGD eager_opt(eager->parameters(), {.lr = 0.05, .momentum = 0.9});
+  optim::SGD hybrid_opt(hybrid->parameters(), {.lr = 0.05, .momentum = 0.9});
+  auto whole_net = make();
+  optim::SGD whole_opt(whole_net->parameters(), {.lr = 0.05, .momentum = 0.9});
+  TrainStep whole(*whole_net, cross_entropy, whole_opt);
+  manual_seed(13);
+  for (int step = 0; step < 8; ++step) {
+    Tensor x = uniform(0, 1, {5, 2, 6, 6}), y = tensor(std::vector<int64_t>{0, 1, 2, 1, 0}, {5});
+    for (auto [net, opt] : {std::pair{eager.get(), &eager_opt}, std::pair{hybrid.get(), &hybrid_opt}}) {
+      opt->zero_grad();
+      Tensor loss = cross_entropy(net == eager.get() ? net->call_eager(x) : (*net)(x), y);
+      loss.backward();
+      opt->step();
+    }
+    whole(x, y);
+  }
+  CHECK(hybrid->stats().compiled_hits >= 6);
+  CHECK(whole.stats().compiled_hits >= 6);
+  for (const auto* other : {hybrid.get(), whole_net.get()}) {
+    const auto want = eager->named_constants(), got = other->named_constants();
+    REQUIRE(want.size() == 4);
+    REQUIRE(got.size() == want.size());
+    for (size_t i = 0; i < want.size(); ++i) {
+      CAPTURE(want[i].first);
+      test::check_close(got[i].second, want[i].second, 1e-4, 1e-6);
+    }
+  }
+  // Eval mode normalizes with the running statistics: the same outputs hybridized and eager.
+  eager->eval();
+  hybrid->eval();
+  NoGradGuard no_grad;
+  Tensor x = uniform(0, 1, {3, 2, 6, 6});
+  test::check_close((*hybrid)(x), eager->call_eager(x), 1e-4, 1e-5);
+}
+
+TEST_CASE("LeNet with ReLU learns Fashion-MNIST: one hybridized epoch on 12000 images (when the package is installed)") {
+  if (!std::filesystem::exists(data::fashion_mnist_dir() + "/train-labels-idx1-ubyte.gz")) {
+    MESSAGE("dataset-fashion-mnist is not installed; skipped");
+    return;
+  }
+  data::Dataset train = data::fashion_mnist(true), test = data::fashion_mnist(false);
+  train.images = train.images.slice(0, 0, 12000);
+  train.labels = train.labels.slice(0, 0, 12000);
+  manual_seed(0);
+  auto net = examples::zoo_model("lenet-relu").make();
+  auto r = examples::train_epochs(*net, train, test, {.epochs = 1, .batch = 128, .lr = 0.1, .mode = "hybridize", .resize = std::nullopt, .seed = 0});
+  REQUIRE(r.size() == 1);
+  INFO("loss " << r[0].loss << ", test accuracy " << r[0].test_accuracy);
+  CHECK(r[0].test_accuracy >= 0.6);
+  CHECK(r[0].compiled_steps >= 90);
+}
