@@ -1,9 +1,16 @@
 // 2-D convolution over NCHW images: oneDNN's forward, backward-data and
-// backward-weights primitives on plain layouts (nchw images, [g]oihw
-// weights), created once per distinct shape and window and kept.
+// backward-weights primitives in the layouts oneDNN chooses (blocked
+// channels), with reorders from and to the plain layouts (nchw images,
+// [g]oihw weights) the rest of the project uses; created once per distinct
+// shape and window and kept.
 #include <dnnl.hpp>
 
+#include <array>
+#include <cstdlib>
 #include <map>
+#include <memory>
+#include <optional>
+#include <unordered_map>
 #include <mutex>
 #include <tuple>
 
@@ -44,67 +51,117 @@ struct Geometry {
   }
 };
 
+/// Grow-only, 64-byte aligned scratch memory of this thread, one buffer per operand role.
+void* scratch(int role, size_t bytes) {
+  struct Buffer {
+    std::unique_ptr<std::byte, decltype(&std::free)> p{nullptr, &std::free};
+    size_t size = 0;
+  };
+  thread_local Buffer buffers[3];
+  Buffer& b = buffers[role];
+  if (b.size < bytes) {
+    const size_t rounded = (bytes + 63) / 64 * 64;
+    b.p.reset(static_cast<std::byte*>(std::aligned_alloc(64, rounded)));
+    if (!b.p) throw std::bad_alloc();
+    b.size = rounded;
+  }
+  return b.p.get();
+}
+
+/// The primitives of one convolution pass, created with the layouts oneDNN prefers (format
+/// `any`: blocked channels, which its fast kernels need), and the reorders between those and
+/// the plain NCHW/[G]OIHW tensors every kernel of the project reads and writes.
 class DnnlConvs {
  public:
   using Key = std::tuple<int, std::vector<int64_t>>;
+  /// Operands in the kernel's order: two inputs, then the output.
+  struct Operand {
+    int arg;
+    memory::desc plain, chosen;
+    std::optional<dnnl::reorder> convert;  ///< plain -> chosen for inputs, chosen -> plain for the output
+  };
   struct Entry {
     dnnl::primitive prim;
+    std::array<Operand, 3> ops;
   };
 
   void run(Pass pass, const Shape& xs, const Shape& ws, const Shape& ys, const ir::OpAttrs& a, const void* in0,
            const void* in1, void* out) {
-    const dnnl::primitive& prim = primitive(pass, xs, ws, ys, a);
+    const Entry& e = entry(pass, xs, ws, ys, a);
     thread_local dnnl::stream stream(engine_);
-    const Geometry geo(xs, ws, ys, a);
-    auto mem = [&](const memory::desc& d, const void* p) { return memory(d, engine_, const_cast<void*>(p)); };
-    switch (pass) {
-      case Pass::kForward:
-        prim.execute(stream, {{DNNL_ARG_SRC, mem(geo.x, in0)}, {DNNL_ARG_WEIGHTS, mem(geo.w, in1)},
-                              {DNNL_ARG_DST, mem(geo.y, out)}});
-        break;
-      case Pass::kGradInput:  // (gy, w) -> gx
-        prim.execute(stream, {{DNNL_ARG_DIFF_DST, mem(geo.y, in0)}, {DNNL_ARG_WEIGHTS, mem(geo.w, in1)},
-                              {DNNL_ARG_DIFF_SRC, mem(geo.x, out)}});
-        break;
-      case Pass::kGradWeight:  // (x, gy) -> gw
-        prim.execute(stream, {{DNNL_ARG_SRC, mem(geo.x, in0)}, {DNNL_ARG_DIFF_DST, mem(geo.y, in1)},
-                              {DNNL_ARG_DIFF_WEIGHTS, mem(geo.w, out)}});
-        break;
+    const void* given[3] = {in0, in1, out};
+    std::unordered_map<int, memory> args;
+    for (int i = 0; i < 3; ++i) {
+      const Operand& o = e.ops[static_cast<size_t>(i)];
+      memory plain(o.plain, engine_, const_cast<void*>(given[i]));
+      if (!o.convert) {
+        args.emplace(o.arg, plain);
+        continue;
+      }
+      memory chosen(o.chosen, engine_, scratch(i, o.chosen.get_size()));
+      if (i < 2) o.convert->execute(stream, plain, chosen);  // an input, in oneDNN's layout
+      args.emplace(o.arg, chosen);
+    }
+    e.prim.execute(stream, args);
+    const Operand& o = e.ops[2];
+    if (o.convert) {
+      memory result(o.plain, engine_, out);
+      o.convert->execute(stream, args.at(o.arg), result);
     }
     stream.wait();
   }
 
  private:
-  const dnnl::primitive& primitive(Pass pass, const Shape& xs, const Shape& ws, const Shape& ys,
-                                   const ir::OpAttrs& a) {
+  const Entry& entry(Pass pass, const Shape& xs, const Shape& ws, const Shape& ys, const ir::OpAttrs& a) {
     std::vector<int64_t> k;
     for (const Shape* s : {&xs, &ws, &ys, &a.stride, &a.padding, &a.dilation}) k.insert(k.end(), s->begin(), s->end());
     k.push_back(a.groups);
     Key key{static_cast<int>(pass), k};
     std::lock_guard lock(mu_);
     auto it = cache_.find(key);
-    if (it != cache_.end()) return it->second.prim;
+    if (it != cache_.end()) return it->second;
     const Geometry g(xs, ws, ys, a);
     const memory::dims pr = g.pad_right(xs, ws, ys);
     const auto algo = dnnl::algorithm::convolution_direct;
+    auto any = [](const memory::desc& d) { return memory::desc(d.dims(), d.data_type(), memory::format_tag::any); };
+    const memory::desc x = any(g.x), w = any(g.w), y = any(g.y);
     dnnl::convolution_forward::primitive_desc fwd(
-        dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, algo, g.x, g.w, g.y, g.stride, g.dilate,
-                                        g.pad, pr),
+        dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, algo, x, w, y, g.stride, g.dilate, g.pad,
+                                        pr),
         engine_);
-    dnnl::primitive prim;
+    Entry e;
     switch (pass) {
-      case Pass::kForward: prim = dnnl::convolution_forward(fwd); break;
-      case Pass::kGradInput:
-        prim = dnnl::convolution_backward_data(dnnl::convolution_backward_data::primitive_desc(
-            dnnl::convolution_backward_data::desc(algo, g.x, g.w, g.y, g.stride, g.dilate, g.pad, pr), engine_, fwd));
+      case Pass::kForward:
+        e.prim = dnnl::convolution_forward(fwd);
+        e.ops = {Operand{DNNL_ARG_SRC, g.x, fwd.src_desc(), {}}, Operand{DNNL_ARG_WEIGHTS, g.w, fwd.weights_desc(), {}},
+                 Operand{DNNL_ARG_DST, g.y, fwd.dst_desc(), {}}};
         break;
-      case Pass::kGradWeight:
-        prim = dnnl::convolution_backward_weights(dnnl::convolution_backward_weights::primitive_desc(
-            dnnl::convolution_backward_weights::desc(algo, g.x, g.w, g.y, g.stride, g.dilate, g.pad, pr), engine_,
-            fwd));
+      case Pass::kGradInput: {
+        dnnl::convolution_backward_data::primitive_desc pd(
+            dnnl::convolution_backward_data::desc(algo, x, w, y, g.stride, g.dilate, g.pad, pr), engine_, fwd);
+        e.prim = dnnl::convolution_backward_data(pd);
+        e.ops = {Operand{DNNL_ARG_DIFF_DST, g.y, pd.diff_dst_desc(), {}},
+                 Operand{DNNL_ARG_WEIGHTS, g.w, pd.weights_desc(), {}},
+                 Operand{DNNL_ARG_DIFF_SRC, g.x, pd.diff_src_desc(), {}}};
         break;
+      }
+      case Pass::kGradWeight: {
+        dnnl::convolution_backward_weights::primitive_desc pd(
+            dnnl::convolution_backward_weights::desc(algo, x, w, y, g.stride, g.dilate, g.pad, pr), engine_, fwd);
+        e.prim = dnnl::convolution_backward_weights(pd);
+        e.ops = {Operand{DNNL_ARG_SRC, g.x, pd.src_desc(), {}}, Operand{DNNL_ARG_DIFF_DST, g.y, pd.diff_dst_desc(), {}},
+                 Operand{DNNL_ARG_DIFF_WEIGHTS, g.w, pd.diff_weights_desc(), {}}};
+        break;
+      }
     }
-    return cache_.emplace(key, Entry{prim}).first->second.prim;
+    for (size_t i = 0; i < 3; ++i) {
+      Operand& o = e.ops[i];
+      if (o.chosen == o.plain) continue;
+      const memory::desc& from = i < 2 ? o.plain : o.chosen;
+      const memory::desc& to = i < 2 ? o.chosen : o.plain;
+      o.convert = dnnl::reorder(dnnl::reorder::primitive_desc(engine_, from, engine_, to));
+    }
+    return cache_.emplace(key, std::move(e)).first->second;
   }
 
   dnnl::engine engine_{dnnl::engine::kind::cpu, 0};
