@@ -119,6 +119,13 @@ TEST_CASE("BatchNorm: running statistics after compiled training steps equal eag
       CAPTURE(want[i].first);
       test::check_close(got[i].second, want[i].second, 1e-4, 1e-6);
     }
+    // The weights after 8 updates: the compiled gradients through BatchNorm's batch statistics.
+    const auto want_p = eager->named_parameters(), got_p = other->named_parameters();
+    REQUIRE(got_p.size() == want_p.size());
+    for (size_t i = 0; i < want_p.size(); ++i) {
+      CAPTURE(want_p[i].first);
+      test::check_close(got_p[i].second.data(), want_p[i].second.data(), 1e-4, 1e-6);
+    }
   }
   // Eval mode normalizes with the running statistics: the same outputs hybridized and eager.
   eager->eval();

@@ -73,6 +73,12 @@ TEST_CASE("compiled training: every zoo model's parameter and input gradients eq
       auto net = m.make();
       Tensor x0 = uniform(-1, 1, m.input);
       net->call_eager(x0);  // completes deferred shapes
+      // ResNet in training mode is badly conditioned at initialization (BatchNorm over 2 images of
+      // channels with little variance): moving the input by 1e-6 moves eager's own gradients by
+      // 1e-5 to 2e-2 relative (measured), so any other rounding order fails 1e-5. Its gradients
+      // are compared in eval mode (BatchNorm's running statistics; the batch statistics' compiled
+      // gradients are tested on a small network in test_cnn.cpp).
+      if (m.name == "resnet18-28") net->eval();
       Tensor weight = uniform(-1, 1, net->call_eager(x0).shape());
       net->hybridize();
       for (int call = 0; call < 4; ++call) {  // the first is traced, the rest run compiled
@@ -80,11 +86,7 @@ TEST_CASE("compiled training: every zoo model's parameter and input gradients eq
         if (input_grad) x.set_requires_grad();
         Grads want = step(*net, x, weight, true);
         Grads got = step(*net, x, weight, false);
-        // ResNet's gradients are badly conditioned at initialization (BatchNorm over channels of
-        // small variance): moving the input by 1e-6 moves eager's own gradients by 1e-5 relative
-        // at batch 2 and by 2e-2 at batch 8 (measured), so the compiled sums' other rounding order
-        // is allowed 1e-3 here (seen: 3e-4).
-        check_same(got, want, m.name == "resnet18-28" ? 1e-3 : 1e-5);
+        check_same(got, want);
       }
       nn::HybridStats s = net->stats();
       CHECK(s.compiled_hits >= 1);
