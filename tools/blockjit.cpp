@@ -392,13 +392,19 @@ int ir_command(const bj::cli::Command& c) {
   return 0;
 }
 
-/// Multiply-adds x2 of every matrix product in g.
+/// Multiply-adds x2 of every matrix product and convolution in g.
 double graph_flops(const bj::ir::Graph& g) {
   double flops = 0;
   bj::ir::for_each_node(g.nodes(), [&](const bj::ir::Node& n) {
-    if (n.kind != bj::ir::NodeKind::kOp || n.op != bj::ir::OpKind::Matmul) return;
+    if (n.kind != bj::ir::NodeKind::kOp) return;
     const bj::Shape& a = n.inputs[0]->type.shape;
-    flops += 2.0 * static_cast<double>(n.result->type.numel()) * static_cast<double>(n.attrs.transpose_a ? a.back(-2) : a.back(-1));
+    const auto out = static_cast<double>(n.result->type.numel());
+    if (n.op == bj::ir::OpKind::Matmul) {
+      flops += 2.0 * out * static_cast<double>(n.attrs.transpose_a ? a.back(-2) : a.back(-1));
+    } else if (n.op == bj::ir::OpKind::Conv2d) {  // each output sums (C / groups) x KH x KW products
+      const bj::Shape& w = n.inputs[1]->type.shape;
+      flops += 2.0 * out * static_cast<double>(w[1] * w[2] * w[3]);
+    }
   });
   return flops;
 }
