@@ -151,3 +151,35 @@ TEST_CASE("LeNet with ReLU learns Fashion-MNIST: one hybridized epoch on 12000 i
   CHECK(r[0].test_accuracy >= 0.6);
   CHECK(r[0].compiled_steps >= 90);
 }
+
+namespace {
+/// BatchNorm, then a branch on the normalized data: the guard comes after the statistics' update.
+struct NormThenBranch : Block {
+  BatchNorm& bn = add("bn", BatchNorm(3));
+  Tensor forward(const Tensor& x) override {
+    Tensor y = bn(x);
+    if (y.max() > 1.5) return y * 2;  // a guard on the normalized values
+    return y - 1;
+  }
+};
+}  // namespace
+
+TEST_CASE("BatchNorm: a compiled call whose guard fails leaves the running statistics as one eager update would") {
+  NormThenBranch eager, hybrid;
+  eager.initialize();
+  hybrid.initialize();
+  hybrid.hybridize();
+  manual_seed(3);
+  // Small spread: the largest normalized value stays near 1.2 (no branch); a far outlier goes past 1.5.
+  Tensor calm = tensor({{0.0, 1.0, 2.0}, {0.1, 1.1, 2.1}, {0.2, 1.2, 2.2}, {0.3, 1.3, 2.3}});
+  Tensor outlier = tensor({{0.0, 1.0, 2.0}, {0.0, 1.0, 2.0}, {0.0, 1.0, 2.0}, {9.0, 1.0, 2.0}});
+  NoGradGuard no_grad;
+  for (const Tensor& x : {calm, calm, calm, outlier, calm, outlier, outlier}) {
+    test::check_close(hybrid(x), eager(x), 1e-5, 1e-6);
+    test::check_close(hybrid.bn.running_mean, eager.bn.running_mean, 1e-6, 1e-7);
+    test::check_close(hybrid.bn.running_var, eager.bn.running_var, 1e-6, 1e-7);
+  }
+  const HybridStats s = hybrid.stats();
+  CHECK(s.compiled_hits >= 3);
+  CHECK(s.variants == 2);  // both paths compiled; the outlier's first call failed the calm path's guard
+}
