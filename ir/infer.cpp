@@ -257,18 +257,24 @@ Type infer_CrossEntropyGrad(OpRef op, Inputs in, OpAttrs&) {
 
 // ---- convolution and pooling (NCHW) ----
 
-/// A [height, width] attribute: `fallback` when not given, else two values of at least `least`.
+/// A [height, width] attribute: `fallback` when not given, else two values in [least, 2^24] (the
+/// bound keeps every window computation far from overflow, whatever a text IR file says).
 Shape pair_attr(OpRef op, const char* name, const Shape& given, const Shape& fallback, int64_t least) {
+  constexpr int64_t kMost = int64_t{1} << 24;
   if (given.size() == 0) return fallback;
-  if (given.size() != 2 || given[0] < least || given[1] < least)
-    throw ValueError(std::string(op), std::string(name) + " must be two values >= " + std::to_string(least) +
-                                          " ([height, width]), got " + given.str());
+  if (given.size() != 2 || given[0] < least || given[1] < least || given[0] > kMost || given[1] > kMost)
+    throw ValueError(std::string(op), std::string(name) + " must be two values in [" + std::to_string(least) +
+                                          ", 2^24] ([height, width]), got " + given.str());
   return given;
 }
 
 /// One spatial size of a window's output: floor((in + 2 pad - dil (k - 1) - 1) / stride) + 1, at least 1.
 int64_t window_out(OpRef op, const Type& x, int axis, int64_t k, int64_t stride, int64_t pad, int64_t dil) {
-  const int64_t span = dil * (k - 1) + 1, room = x.shape[axis] + 2 * pad - span;
+  int64_t span = 0, padded = 0, room = 0;  // sizes of an empty tensor's other axes are unbounded: checked
+  if (k < 1 || __builtin_mul_overflow(dil, k - 1, &span) || __builtin_add_overflow(span, 1, &span) ||
+      __builtin_add_overflow(x.shape[axis], 2 * pad, &padded) || __builtin_sub_overflow(padded, span, &room))
+    throw ShapeError(std::string(op), "a window of " + std::to_string(k) + " on " + x.str() +
+                                          " is empty or overflows 64 bits");
   if (room < 0)
     throw ShapeError(std::string(op), "input " + x.str() + " is too small for a window of " + std::to_string(span) +
                                           (axis == 2 ? " rows" : " columns") + " with padding " +

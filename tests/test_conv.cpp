@@ -125,3 +125,34 @@ TEST_CASE("convolution and pooling gradients equal finite differences") {
   test::gradcheck([](const V& v) { return avg_pool2d(v[0], {3, 3}, {1, 1}, {1, 1}); }, {uniform(-1, 1, {2, 2, 5, 4})},
                   tol);
 }
+
+TEST_CASE("hostile convolution and pooling IR: bad windows and absurd sizes are typed errors, never a crash") {
+  auto fails = [](const std::string& op_line, const std::string& x = "f32[1,2,5,5]") {
+    const std::string result = op_line.substr(4, op_line.find(" = ") - 4);  // the line's own result type
+    const std::string text = "graph @g(%x: " + x + ", %w: f32[3,2,3,3]) -> (" + result + ") {\n  " + op_line +
+                             "\n  return %0\n}\n";
+    CAPTURE(text);
+    CHECK_THROWS_AS(ir::verify(*ir::parse(text)), Error);
+  };
+  fails("%0: f32[1,3,3,3] = conv2d(%x, %w) {stride=[0,1], padding=[0,0], dilation=[1,1], groups=1}");
+  fails("%0: f32[1,3,3,3] = conv2d(%x, %w) {stride=[1,1], padding=[-1,0], dilation=[1,1], groups=1}");
+  fails("%0: f32[1,3,3,3] = conv2d(%x, %w) {stride=[1,1], padding=[99999999999,0], dilation=[1,1], groups=1}");
+  fails("%0: f32[1,3,3,3] = conv2d(%x, %w) {stride=[1,1], padding=[0,0], dilation=[16777216,1], groups=1}");
+  fails("%0: f32[1,3,3,3] = conv2d(%x, %w) {stride=[1,1], padding=[0,0], dilation=[1,1], groups=0}");
+  fails("%0: f32[1,3,3,3] = conv2d(%x, %w) {stride=[1,1,1], padding=[0,0], dilation=[1,1], groups=1}");
+  fails("%0: f32[1,3,3,3] = conv2d(%x, %w) {stride=[1,1], padding=[0,0], dilation=[1,1], groups=1}",
+        "f32[0,2,4611686018427387904,5]");
+  fails("%0: f32[1,3,3,3] = conv2d(%x, %w) {stride=[1,1], padding=[0,0], dilation=[1,1], groups=1}", "f32[1,2,2,5]");
+  fails("%0: f32[1,2,2,2] = max_pool2d(%x) {stride=[2,2], padding=[0,0]}");  // no kernel
+  fails("%0: f32[1,2,2,2] = max_pool2d(%x) {kernel=[2,2], stride=[2,2], padding=[2,0]}");
+  fails("%0: f32[1,2,2,2] = avg_pool2d(%x) {kernel=[9,2], stride=[1,1], padding=[0,0]}");
+  fails("%0: f32[1,2,2,2] = max_pool2d(%x) {kernel=[2,2], stride=[2,2], padding=[0,0], groups=2}");  // not read
+  // And a correct one parses, with the canonical window printed back.
+  const std::string ok =
+      "graph @g(%x: f32[1,2,5,5], %w: f32[3,2,3,3]) -> (f32[1,3,3,3]) {\n"
+      "  %0: f32[1,3,3,3] = conv2d(%x, %w) {stride=[1,1], padding=[0,0], dilation=[1,1], groups=1}\n"
+      "  return %0\n}\n";
+  auto g = ir::parse(ok);
+  ir::verify(*g);
+  CHECK(ir::print(*g) == ok);
+}
