@@ -25,6 +25,7 @@ bool dce(ir::Graph& g, const PassContext& ctx);
 bool cse(ir::Graph& g, const PassContext& ctx);
 bool fold(ir::Graph& g, const PassContext& ctx);
 bool simplify(ir::Graph& g, const PassContext& ctx);
+bool fold_batchnorm(ir::Graph& g, const PassContext& ctx);
 bool schedule_guards(ir::Graph& g, const PassContext& ctx);
 bool fuse_contraction(ir::Graph& g, const PassContext& ctx);
 bool fuse_reduction(ir::Graph& g, const PassContext& ctx);

@@ -12,6 +12,7 @@ namespace bj::passes {
 const std::vector<Pass>& all_passes() {
   static const std::vector<Pass> passes = {
       {"simplify", simplify},
+      {"fold-batchnorm", fold_batchnorm, /*exact=*/false},
       {"fold", fold},
       {"cse", cse},
       {"dce", dce},
@@ -39,17 +40,20 @@ const std::vector<Step>& default_pipeline() {
       //    literals, identities), until nothing changes: each rewrite can
       //    expose another.
       {{pass_named("simplify"), pass_named("fold"), pass_named("cse"), pass_named("dce")}, true},
-      // 2. Guards as early as their inputs allow, before fusion groups
+      // 2. Eval-mode BatchNorm into the convolution before it (the only pass that changes
+      //    rounding, so never where a guard reads), and the normalization it leaves dead out.
+      {{pass_named("fold-batchnorm"), pass_named("dce")}},
+      // 3. Guards as early as their inputs allow, before fusion groups
       //    nodes: a diverging call stops before the work it would discard.
       {{pass_named("schedule-guards")}},
-      // 3. Fusion, the most specific first: matmul epilogues, then the
+      // 4. Fusion, the most specific first: matmul epilogues, then the
       //    producers of each reduction, then whatever elementwise work is left.
       {{pass_named("fuse-contraction")}},
       {{pass_named("fuse-reduction")}},
       {{pass_named("fuse-elementwise")}},
-      // 4. Fusion may leave values no one reads any more.
+      // 5. Fusion may leave values no one reads any more.
       {{pass_named("dce")}},
-      // 5. Last: offsets in one arena for what must live in memory.
+      // 6. Last: offsets in one arena for what must live in memory.
       {{pass_named("plan-memory")}},
   };
   return steps;

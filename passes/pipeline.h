@@ -16,6 +16,9 @@ using PassFn = bool (*)(ir::Graph&, const PassContext&);
 struct Pass {
   const char* name;  ///< as --print-after takes it: "dce", "fuse-elementwise", ...
   PassFn run;
+  /// Results are bit for bit the same after the pass (false only for fold-batchnorm, which
+  /// rescales weights instead of activations and keeps away from what guards read).
+  bool exact = true;
 };
 
 /// One step of a pipeline: a pass, or a group of passes repeated until none changes the graph.

@@ -183,3 +183,34 @@ TEST_CASE("BatchNorm: a compiled call whose guard fails leaves the running stati
   CHECK(s.compiled_hits >= 3);
   CHECK(s.variants == 2);  // both paths compiled; the outlier's first call failed the calm path's guard
 }
+
+TEST_CASE("BatchNorm in eval mode folds into the convolution: compiled equals eager, new parameters are used") {
+  manual_seed(31);
+  Sequential net(Conv2D(4, 3, 1, 1), BatchNorm(), ReLU(), Conv2D(3, 3, 1, 1, "none", {.use_bias = false}),
+                 BatchNorm());
+  net.initialize(init::xavier());
+  Tensor x = uniform(0, 1, {2, 2, 6, 6});
+  {
+    NoGradGuard no_grad;
+    for (int i = 0; i < 3; ++i) net(uniform(-1, 2, {2, 2, 6, 6}));  // running statistics move off 0 and 1
+  }
+  net.eval();
+  // The optimized graph normalizes no activations: no division of a [2, C, 6, 6] value is left.
+  const CompiledTrace compiled = compile(trace(net, x));
+  const ir::Graph& g = compiled.executable().graph();
+  int divisions = 0;
+  ir::for_each_node(g.nodes(), [&](const ir::Node& n) {
+    divisions += n.kind == ir::NodeKind::kOp && n.op == ir::OpKind::Div && n.result->type.shape.size() == 4 &&
+                 n.result->type.shape[0] == 2;
+  });
+  CHECK(divisions == 0);
+  net.hybridize();
+  NoGradGuard no_grad;
+  for (int call = 0; call < 3; ++call) test::check_close(net(x), net.call_eager(x), 1e-5, 1e-6);
+  // New values of a BatchNorm's parameters and statistics are used by the next compiled call.
+  net.at<BatchNorm>(1).gamma.set_data(full({4}, 2.5));
+  net.at<BatchNorm>(4).running_var *= 3.0;
+  test::check_close(net(x), net.call_eager(x), 1e-5, 1e-6);
+  CHECK(net.stats().compiled_hits >= 3);
+  CHECK(net.stats().variants == 1);
+}
