@@ -78,6 +78,9 @@ std::shared_ptr<const Executable::Packed> Executable::packed(size_t slot, const 
   if (pk.dnnl) {
     data = rt::make_storage(rt::matmul_packed_weight_bytes(*pk.dnnl));
     rt::matmul_pack_weight(*pk.dnnl, src, data->data());
+  } else if (pk.conv) {
+    data = rt::make_storage(rt::conv_packed_weight_bytes(*pk.conv));
+    rt::conv_pack_weight(*pk.conv, src, data->data());
   } else {  // [n, k] -> [k, n_pad], zero columns after n
     const int64_t np = pk.n_pad();
     data = rt::make_storage(static_cast<size_t>(np * pk.k) * sizeof(float));

@@ -225,6 +225,7 @@ class Planner {
       return;
     const std::vector<const ir::Node*> body = body_of(n);
     const ir::Node& mm = *body.front();
+    if (mm.op == ir::OpKind::Conv2d) return plan_packed_conv(n);
     if (mm.op != ir::OpKind::Matmul || inline_matmul(mm) || mm.inputs[0]->type.shape.size() != 2 ||
         mm.inputs[1]->type.shape.size() != 2 || mm.result->type.dtype != DType::kF32)
       return;
@@ -245,13 +246,29 @@ class Planner {
     if (param_index_.count(mm.inputs[1]) && !options_.params_change) {  // a reorder per call would cost more
       f.packed_b = true;
       d.packing = static_cast<int>(p_.packings.size());
-      p_.packings.push_back({param_index_.at(mm.inputs[1]), 0, 0, f});
+      p_.packings.push_back({param_index_.at(mm.inputs[1]), 0, 0, f, std::nullopt});
     }
-    rt::JitNode jn{mm.op, mm.attrs, {mm.inputs[0]->type, mm.inputs[1]->type}, cur->type, f};
+    rt::JitNode jn{mm.op, mm.attrs, {mm.inputs[0]->type, mm.inputs[1]->type}, cur->type, f, std::nullopt};
     if (bias) jn.inputs.push_back(bias->type);
     for (const ir::Value* v : {static_cast<const ir::Value*>(mm.inputs[0]), static_cast<const ir::Value*>(mm.inputs[1]), bias})
       if (v) operand_needs_memory(v);
     needs_memory(cur);
+    p_.context.nodes.push_back(std::move(jn));
+    p_.nodes[&n] = NodePlan{Strategy::kDnnl, -1, -1, d};
+  }
+
+  /// A convolution whose weights are a parameter that stays put between calls (inference) keeps
+  /// them in oneDNN's layout, reordered only when the parameter changes; the image and the result
+  /// stay NCHW. Otherwise (training, weights computed in the graph) it runs eager mode's kernel.
+  void plan_packed_conv(const ir::Node& n) {
+    if (n.kind != ir::NodeKind::kOp || !param_index_.count(n.inputs[1]) || options_.params_change) return;
+    rt::PackedConv c{n.inputs[0]->type.shape, n.inputs[1]->type.shape, n.result->type.shape, n.attrs};
+    DnnlProduct d{static_cast<int32_t>(p_.context.nodes.size()), static_cast<int>(p_.packings.size()), nullptr,
+                  n.result, 1};
+    p_.packings.push_back({param_index_.at(n.inputs[1]), 0, 0, std::nullopt, c});
+    rt::JitNode jn{n.op, n.attrs, {n.inputs[0]->type, n.inputs[1]->type}, n.result->type, std::nullopt, c};
+    operand_needs_memory(n.inputs[0]);
+    needs_memory(n.result);
     p_.context.nodes.push_back(std::move(jn));
     p_.nodes[&n] = NodePlan{Strategy::kDnnl, -1, -1, d};
   }
@@ -286,7 +303,7 @@ class Planner {
       if (p_.packings[i].param == param_index_.at(b) && !p_.packings[i].dnnl) np.packing = static_cast<int>(i);
     if (np.packing < 0) {
       np.packing = static_cast<int>(p_.packings.size());
-      p_.packings.push_back({param_index_.at(b), b->type.shape[0], b->type.shape[1], std::nullopt});
+      p_.packings.push_back({param_index_.at(b), b->type.shape[0], b->type.shape[1], std::nullopt, std::nullopt});
     }
     if (n_pad == cols) {
       needs_memory(mm.result);
@@ -399,7 +416,7 @@ class Planner {
 
   /// Node `n` runs through bj_rt_call_node.
   void call(const ir::Node& n) {
-    rt::JitNode jn{n.op, n.attrs, {}, n.result->type, std::nullopt};
+    rt::JitNode jn{n.op, n.attrs, {}, n.result->type, std::nullopt, std::nullopt};
     for (const ir::Value* v : n.inputs) {
       jn.inputs.push_back(v->type);
       operand_needs_memory(v);

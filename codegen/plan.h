@@ -17,20 +17,22 @@
 namespace bj::codegen {
 
 
-/// A weight matrix kept in another layout, repacked by the executable only
-/// when the parameter changes: the transposed right operand of a small
-/// product kept [K, N16] (N padded with zeros to a multiple of 16) so the
-/// product runs on whole vectors, or the right operand of a oneDNN product
-/// reordered to the layout oneDNN prefers.
+/// A weight kept in another layout, repacked by the executable only when
+/// the parameter changes: the transposed right operand of a small product
+/// kept [K, N16] (N padded with zeros to a multiple of 16) so the product
+/// runs on whole vectors, the right operand of a oneDNN product reordered to
+/// the layout oneDNN prefers, or a convolution's weights likewise.
 struct Packing {
   int param;         ///< index among the graph's parameters
   int64_t n, k;      ///< transposed packing: the parameter is [n, k]
   int64_t n_pad() const { return (n + 15) / 16 * 16; }
   std::optional<rt::FusedMatmul> dnnl;  ///< set: reordered for this product instead
+  std::optional<rt::PackedConv> conv;   ///< set: a convolution's weights, in oneDNN's layout
 };
 
 /// A large product with its bias add run by one oneDNN primitive; what follows it in its region
-/// (relu, tanh, ...) is an elementwise loop over the primitive's result.
+/// (relu, tanh, ...) is an elementwise loop over the primitive's result. Also a convolution
+/// with packed weights (no bias, nothing fused).
 struct DnnlProduct {
   int32_t callback;   ///< index in Plan::context
   int packing = -1;   ///< slot of its reordered weights, -1: B as stored

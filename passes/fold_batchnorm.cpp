@@ -8,6 +8,11 @@
 // the activations. The weights are rescaled inside the graph, on every call:
 // new parameter or statistics values (set_data, an optimizer step, training
 // mode's updates) are always the ones used, with nothing cached to go stale.
+// That is a gain only where the activations outweigh the weights (a batch of
+// images; not ResNet's last layers at batch 1, whose weights then stay
+// parameters that compiled code keeps in oneDNN's layout): the pass folds
+// when the convolution's output has at least kMinRatio times the weights'
+// elements.
 //
 // Unlike every other pass this one changes rounding (eager mode normalizes
 // the convolution's output), so it leaves alone any chain a guard reads
@@ -27,6 +32,7 @@ namespace bj::passes {
 namespace {
 
 using K = ir::OpKind;
+constexpr int64_t kMinRatio = 4;
 
 /// Values a guard's predicate depends on (top-level nodes: the pass runs before fusion).
 std::unordered_set<const ir::Value*> guard_cone(const ir::Graph& g) {
@@ -109,7 +115,11 @@ class Folder {
         ir::Value* mean = sub->inputs[1];
         if (!per_channel(mean, c) || !private_value(pre) || pre->type != add.result->type) continue;
         Match m{nullptr, nullptr, mean, root, gamma, beta, &add};
+        auto worth_it = [&](const ir::Node& conv) {
+          return conv.result->type.numel() >= kMinRatio * conv.inputs[1]->type.numel();
+        };
         if (ir::Node* conv = op_def(pre, K::Conv2d)) {
+          if (!worth_it(*conv)) continue;
           m.conv = conv;
           return m;
         }
@@ -118,7 +128,7 @@ class Folder {
             ir::Value* conv_out = biased->inputs[border];
             ir::Node* conv = op_def(conv_out, K::Conv2d);
             if (!conv || !per_channel(biased->inputs[1 - border], c) || !private_value(conv_out) ||
-                conv_out->type != pre->type)
+                conv_out->type != pre->type || !worth_it(*conv))
               continue;
             m.conv = conv;
             m.bias = biased->inputs[1 - border];

@@ -85,14 +85,19 @@ class DnnlConvs {
     std::array<Operand, 3> ops;
   };
 
+  /// Runs the pass; with `in1_chosen`, the second input is already in the layout oneDNN chose.
   void run(Pass pass, const Shape& xs, const Shape& ws, const Shape& ys, const ir::OpAttrs& a, const void* in0,
-           const void* in1, void* out) {
+           const void* in1, void* out, bool in1_chosen = false) {
     const Entry& e = entry(pass, xs, ws, ys, a);
     thread_local dnnl::stream stream(engine_);
     const void* given[3] = {in0, in1, out};
     std::unordered_map<int, memory> args;
     for (int i = 0; i < 3; ++i) {
       const Operand& o = e.ops[static_cast<size_t>(i)];
+      if (i == 1 && in1_chosen) {
+        args.emplace(o.arg, memory(o.chosen, engine_, const_cast<void*>(given[i])));
+        continue;
+      }
       memory plain(o.plain, engine_, const_cast<void*>(given[i]));
       if (!o.convert) {
         args.emplace(o.arg, plain);
@@ -109,6 +114,22 @@ class DnnlConvs {
       o.convert->execute(stream, args.at(o.arg), result);
     }
     stream.wait();
+  }
+
+  /// The forward pass's weights, reordered into `packed` (chosen layout; its size is packed_bytes).
+  void pack(const Shape& xs, const Shape& ws, const Shape& ys, const ir::OpAttrs& a, const float* w, void* packed) {
+    const Operand& o = entry(Pass::kForward, xs, ws, ys, a).ops[1];
+    if (!o.convert) {
+      std::copy_n(w, ws.numel(), static_cast<float*>(packed));
+      return;
+    }
+    thread_local dnnl::stream stream(engine_);
+    memory plain(o.plain, engine_, const_cast<float*>(w)), chosen(o.chosen, engine_, packed);
+    o.convert->execute(stream, plain, chosen);
+    stream.wait();
+  }
+  size_t packed_bytes(const Shape& xs, const Shape& ws, const Shape& ys, const ir::OpAttrs& a) {
+    return entry(Pass::kForward, xs, ws, ys, a).ops[1].chosen.get_size();
   }
 
  private:
@@ -186,6 +207,21 @@ void kernel_Conv2d(Inputs in, const ir::OpAttrs& attrs, const View& out) {
   }
   convs().run(Pass::kForward, in[0].type.shape, in[1].type.shape, out.type.shape, attrs, in[0].data, in[1].data,
               out.data);
+}
+
+size_t conv_packed_weight_bytes(const PackedConv& c) { return convs().packed_bytes(c.x, c.w, c.y, c.window); }
+
+void conv_pack_weight(const PackedConv& c, const float* w, void* packed) {
+  if (c.w.numel() > 0) convs().pack(c.x, c.w, c.y, c.window, w, packed);
+}
+
+void conv_packed(const PackedConv& c, const float* x, const void* packed_w, float* y) {
+  if (c.y.numel() == 0) return;
+  if (c.x.numel() == 0 || c.w.numel() == 0) {
+    std::fill_n(y, c.y.numel(), 0.0f);
+    return;
+  }
+  convs().run(Pass::kForward, c.x, c.w, c.y, c.window, x, packed_w, y, /*in1_chosen=*/true);
 }
 
 void kernel_Conv2dGradInput(Inputs in, const ir::OpAttrs& attrs, const View& out) {

@@ -12,6 +12,10 @@ extern "C" void bj_rt_call_node(const void* ctx, int32_t id, const void* const* 
     bj::rt::matmul_fused(*node.fused, static_cast<const float*>(inputs[0]), inputs[1], bias, static_cast<float*>(out));
     return;
   }
+  if (node.conv) {
+    bj::rt::conv_packed(*node.conv, static_cast<const float*>(inputs[0]), inputs[1], static_cast<float*>(out));
+    return;
+  }
   std::vector<bj::rt::ConstView> views;
   views.reserve(node.inputs.size());
   for (size_t i = 0; i < node.inputs.size(); ++i) views.push_back({inputs[i], node.inputs[i]});

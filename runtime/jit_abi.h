@@ -22,6 +22,8 @@ struct JitNode {
   /// Set for a product with its epilogue fused into oneDNN (inputs A, B and
   /// the bias if any): runs matmul_fused instead of the op's kernel.
   std::optional<FusedMatmul> fused;
+  /// Set for a convolution whose weights (input 1) compiled code keeps packed: runs conv_packed.
+  std::optional<PackedConv> conv;
 };
 
 /// The table a compiled function's callbacks index into (read-only while running).

@@ -58,6 +58,17 @@ size_t matmul_packed_weight_bytes(const FusedMatmul& f);
 void matmul_pack_weight(const FusedMatmul& f, const float* b, void* packed);
 void matmul_fused(const FusedMatmul& f, const float* a, const void* b, const float* bias, float* c);
 
+/// A convolution run by compiled code with its weights kept in the layout oneDNN prefers
+/// (reordered by conv_pack_weight once per weight version, by the caller): the same primitive
+/// as kernel_Conv2d's, without the weights' reorder on every call.
+struct PackedConv {
+  Shape x, w, y;       ///< input, weight and result shapes
+  ir::OpAttrs window;  ///< stride, padding, dilation, groups (canonical)
+};
+size_t conv_packed_weight_bytes(const PackedConv& c);
+void conv_pack_weight(const PackedConv& c, const float* w, void* packed);
+void conv_packed(const PackedConv& c, const float* x, const void* packed_w, float* y);
+
 /// Threads used by large kernels (OpenMP); BJ_NUM_THREADS or the core count.
 int num_threads();
 void set_num_threads(int n);
