@@ -107,7 +107,13 @@ std::vector<EpochResult> train_epochs(nn::Block& net, const data::Dataset& train
   data::Loader loader(train, {.batch = o.batch, .shuffle = true, .seed = o.seed, .resize = o.resize});
   {  // completes deferred shapes before the optimizer sees the parameters
     NoGradGuard no_grad;
-    net.call_eager(loader.batch(0).x.slice(0, 0, 1));
+    const Tensor x = loader.batch(0).x.slice(0, 0, 1);
+    const Tensor probe = net.call_eager(x);
+    const int64_t classes = max(train.labels).item().to<int64_t>() + 1;
+    if (probe.dim() != 2 || probe.shape()[1] != classes)
+      throw ShapeError("train", net.name() + " returns " + probe.type().str() + " for images " + x.type().str() +
+                                    "; training needs [batch, " + std::to_string(classes) +
+                                    "] logits (the vision zoo's models take these images)");
   }
   optim::SGD opt(net.parameters(), {.lr = o.lr});
   if (o.mode == "hybridize") net.hybridize();

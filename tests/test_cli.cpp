@@ -203,3 +203,32 @@ TEST_CASE("blockjit ir reads a bounded amount: a directory and an endless device
   CHECK(r.status == 1);
   CHECK(contains(r.out, "larger than 256 MiB"));
 }
+
+TEST_CASE("blockjit train --data: options checked, a missing data set names the package, a model that cannot take images says so") {
+  using bj::cli::parse;
+  bj::cli::Command c = parse({"train", "lenet", "--data", "fashion-mnist", "--epochs", "3", "--batch", "64", "--step"});
+  CHECK(c.data == "fashion-mnist");
+  CHECK(c.epochs.epochs == 3);
+  CHECK(c.epochs.batch == 64);
+  CHECK(c.epochs.lr == 0.9);  // the book's LeNet rate
+  CHECK(c.epochs.mode == "step");
+  CHECK(!c.epochs.resize);
+  CHECK(parse({"train", "resnet18", "--data", "fashion-mnist"}).epochs.resize == 96);
+  CHECK(!parse({"train", "resnet18-28", "--data", "fashion-mnist"}).epochs.resize);
+  CHECK_THROWS_WITH_AS(parse({"train", "lenet", "--data", "mnist"}), doctest::Contains("fashion-mnist"), bj::ValueError);
+  CHECK_THROWS_WITH_AS(parse({"train", "lenet", "--epochs", "2"}), doctest::Contains("needs --data"), bj::ValueError);
+  CHECK_THROWS_WITH_AS(parse({"train", "lenet", "--data", "fashion-mnist", "--steps", "2"}),
+                       doctest::Contains("use --epochs"), bj::ValueError);
+  CHECK_THROWS_WITH_AS(parse({"train", "lenet", "--data", "fashion-mnist", "--epochs", "0"}),
+                       doctest::Contains("--epochs"), bj::ValueError);
+  Result r = blockjit({"train", "lenet", "--data", "fashion-mnist", "--epochs", "1"}, std::filesystem::temp_directory_path(),
+                      "BJ_DATA_DIR=/nonexistent/fashion");
+  CHECK(r.status == 1);
+  CHECK(contains(r.out, "/nonexistent/fashion/train-images-idx3-ubyte.gz"));
+  CHECK(contains(r.out, "dataset-fashion-mnist"));
+  if (std::filesystem::exists(bj::data::fashion_mnist_dir() + "/train-labels-idx1-ubyte.gz")) {
+    r = blockjit({"train", "mlp", "--data", "fashion-mnist", "--epochs", "1"});
+    CHECK(r.status == 1);
+    CHECK(contains(r.out, "training needs [batch, 10] logits"));
+  }
+}

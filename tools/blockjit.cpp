@@ -17,6 +17,7 @@
 #include <sstream>
 #include <iostream>
 #include <string>
+#include <utility>
 
 #include "codegen/host.h"
 #include "codegen/optimize.h"
@@ -208,8 +209,9 @@ int train_data(const bj::cli::Command& c) {
                std::string(static_cast<size_t>(width - done), '.'), batch, batches, loss);
     if (batch == batches) fmt::print(stderr, "\r{}\r", std::string(80, ' '));
   };
-  fmt::print("epoch  loss    train acc  test acc  examples/s\n");
-  auto on_epoch = [](const bj::examples::EpochResult& r) {
+  bool header = false;
+  auto on_epoch = [&header](const bj::examples::EpochResult& r) {
+    if (!std::exchange(header, true)) fmt::print("epoch  loss    train acc  test acc  examples/s\n");
     fmt::print("{:5d}  {:.4f}  {:8.3f}  {:8.3f}  {:10.0f}\n", r.epoch, r.loss, r.train_accuracy, r.test_accuracy,
                r.examples_per_second);
     std::fflush(stdout);
