@@ -255,3 +255,28 @@ TEST_CASE("LeNet and a ResNet block hybridized, called from 4 threads at once: e
     CHECK(net->stats().compiled_hits > 0);
   }
 }
+
+TEST_CASE("the README's LeNet program builds, hybridizes and trains (on a few batches of stand-in images)") {
+  using namespace bj::nn;
+  manual_seed(5);
+  Sequential net(Conv2D(6, 5, 1, 2, "sigmoid"), AvgPool2D(2, 2), Conv2D(16, 5, 1, 0, "sigmoid"), AvgPool2D(2, 2),
+                 Flatten(), Dense(120, "sigmoid"), Dense(84, "sigmoid"), Dense(10));
+  net.initialize(bj::init::xavier());
+  net(bj::zeros({1, 1, 28, 28}));
+  net.hybridize();
+  bj::optim::SGD opt(net.parameters(), {.lr = 0.9});
+  data::Dataset images{uniform(0, 1, {96, 1, 28, 28}), tensor(std::vector<int64_t>(96, 3), {96})};
+  bj::data::Loader batches(images, {.batch = 32});
+  double first = 0, last = 0;
+  for (int epoch = 0; epoch < 3; ++epoch)
+    for (const bj::data::Batch& b : batches) {
+      opt.zero_grad();
+      Tensor loss = bj::nn::cross_entropy(net(b.x), b.y);
+      loss.backward();
+      opt.step();
+      last = loss.item().to<double>();
+      if (first == 0) first = last;
+    }
+  CHECK(net.stats().compiled_hits >= 6);
+  CHECK(last < first);  // one class for every image: the loss falls
+}
