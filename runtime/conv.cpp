@@ -14,6 +14,7 @@
 #include <mutex>
 #include <tuple>
 
+#include "runtime/dnnl_scratch.h"
 #include "runtime/kernel_impl.h"
 
 namespace bj::rt {
@@ -51,23 +52,6 @@ struct Geometry {
   }
 };
 
-/// Grow-only, 64-byte aligned scratch memory of this thread, one buffer per operand role.
-void* scratch(int role, size_t bytes) {
-  struct Buffer {
-    std::unique_ptr<std::byte, decltype(&std::free)> p{nullptr, &std::free};
-    size_t size = 0;
-  };
-  thread_local Buffer buffers[3];
-  Buffer& b = buffers[role];
-  if (b.size < bytes) {
-    const size_t rounded = (bytes + 63) / 64 * 64;
-    b.p.reset(static_cast<std::byte*>(std::aligned_alloc(64, rounded)));
-    if (!b.p) throw std::bad_alloc();
-    b.size = rounded;
-  }
-  return b.p.get();
-}
-
 /// The primitives of one convolution pass, created with the layouts oneDNN prefers (format
 /// `any`: blocked channels, which its fast kernels need), and the reorders between those and
 /// the plain NCHW/[G]OIHW tensors every kernel of the project reads and writes.
@@ -78,10 +62,10 @@ class DnnlConvs {
   struct Operand {
     int arg;
     memory::desc plain, chosen;
-    std::optional<dnnl::reorder> convert;  ///< plain -> chosen for inputs, chosen -> plain for the output
+    std::optional<Primitive> convert;  ///< a reorder:  ///< plain -> chosen for inputs, chosen -> plain for the output
   };
   struct Entry {
-    dnnl::primitive prim;
+    Primitive prim;
     std::array<Operand, 3> ops;
   };
 
@@ -103,7 +87,7 @@ class DnnlConvs {
         args.emplace(o.arg, plain);
         continue;
       }
-      memory chosen(o.chosen, engine_, scratch(i, o.chosen.get_size()));
+      memory chosen(o.chosen, engine_, thread_scratch(i, o.chosen.get_size()));
       if (i < 2) o.convert->execute(stream, plain, chosen);  // an input, in oneDNN's layout
       args.emplace(o.arg, chosen);
     }
@@ -146,21 +130,22 @@ class DnnlConvs {
     const auto algo = dnnl::algorithm::convolution_direct;
     auto any = [](const memory::desc& d) { return memory::desc(d.dims(), d.data_type(), memory::format_tag::any); };
     const memory::desc x = any(g.x), w = any(g.w), y = any(g.y);
+    const dnnl::primitive_attr attr = dnnl_attr();
     dnnl::convolution_forward::primitive_desc fwd(
         dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, algo, x, w, y, g.stride, g.dilate, g.pad,
                                         pr),
-        engine_);
+        attr, engine_);
     Entry e;
     switch (pass) {
       case Pass::kForward:
-        e.prim = dnnl::convolution_forward(fwd);
+        e.prim = Primitive::make<dnnl::convolution_forward>(fwd);
         e.ops = {Operand{DNNL_ARG_SRC, g.x, fwd.src_desc(), {}}, Operand{DNNL_ARG_WEIGHTS, g.w, fwd.weights_desc(), {}},
                  Operand{DNNL_ARG_DST, g.y, fwd.dst_desc(), {}}};
         break;
       case Pass::kGradInput: {
         dnnl::convolution_backward_data::primitive_desc pd(
-            dnnl::convolution_backward_data::desc(algo, x, w, y, g.stride, g.dilate, g.pad, pr), engine_, fwd);
-        e.prim = dnnl::convolution_backward_data(pd);
+            dnnl::convolution_backward_data::desc(algo, x, w, y, g.stride, g.dilate, g.pad, pr), attr, engine_, fwd);
+        e.prim = Primitive::make<dnnl::convolution_backward_data>(pd);
         e.ops = {Operand{DNNL_ARG_DIFF_DST, g.y, pd.diff_dst_desc(), {}},
                  Operand{DNNL_ARG_WEIGHTS, g.w, pd.weights_desc(), {}},
                  Operand{DNNL_ARG_DIFF_SRC, g.x, pd.diff_src_desc(), {}}};
@@ -168,8 +153,9 @@ class DnnlConvs {
       }
       case Pass::kGradWeight: {
         dnnl::convolution_backward_weights::primitive_desc pd(
-            dnnl::convolution_backward_weights::desc(algo, x, w, y, g.stride, g.dilate, g.pad, pr), engine_, fwd);
-        e.prim = dnnl::convolution_backward_weights(pd);
+            dnnl::convolution_backward_weights::desc(algo, x, w, y, g.stride, g.dilate, g.pad, pr), attr, engine_,
+            fwd);
+        e.prim = Primitive::make<dnnl::convolution_backward_weights>(pd);
         e.ops = {Operand{DNNL_ARG_SRC, g.x, pd.src_desc(), {}}, Operand{DNNL_ARG_DIFF_DST, g.y, pd.diff_dst_desc(), {}},
                  Operand{DNNL_ARG_DIFF_WEIGHTS, g.w, pd.diff_weights_desc(), {}}};
         break;
@@ -180,7 +166,7 @@ class DnnlConvs {
       if (o.chosen == o.plain) continue;
       const memory::desc& from = i < 2 ? o.plain : o.chosen;
       const memory::desc& to = i < 2 ? o.chosen : o.plain;
-      o.convert = dnnl::reorder(dnnl::reorder::primitive_desc(engine_, from, engine_, to));
+      o.convert = Primitive::make<dnnl::reorder>(dnnl::reorder::primitive_desc(engine_, from, engine_, to, attr));
     }
     return cache_.emplace(key, std::move(e)).first->second;
   }

@@ -10,6 +10,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "runtime/dnnl_scratch.h"
 #include "runtime/kernel_impl.h"
 
 namespace bj::rt {
@@ -54,8 +55,9 @@ class DnnlMatmuls {
   using Key = std::tuple<int64_t, int64_t, int64_t, bool, bool, bool, bool>;
   struct Entry {
     dnnl::matmul::primitive_desc pd;
-    dnnl::matmul prim;
+    Primitive prim;
     dnnl::memory::desc plain_b;
+    Primitive pack;  ///< plain_b -> the weights layout pd chose (when packed_b)
   };
 
   const Entry& primitive(const FusedMatmul& f) {
@@ -71,8 +73,12 @@ class DnnlMatmuls {
     memory::desc wanted_b = f.packed_b ? memory::desc({f.k, f.n}, f32, memory::format_tag::any) : b;
     auto desc = f.bias ? dnnl::matmul::desc(a, wanted_b, memory::desc({1, f.n}, f32, memory::dims{f.n, 1}), c)
                        : dnnl::matmul::desc(a, wanted_b, c);
-    dnnl::matmul::primitive_desc pd(desc, engine_);
-    return cache_.emplace(key, Entry{pd, dnnl::matmul(pd), b}).first->second;
+    const dnnl::primitive_attr attr = dnnl_attr();
+    dnnl::matmul::primitive_desc pd(desc, attr, engine_);
+    Entry e{pd, Primitive::make<dnnl::matmul>(pd), b, {}};
+    if (f.packed_b)
+      e.pack = Primitive::make<dnnl::reorder>(dnnl::reorder::primitive_desc(engine_, b, engine_, pd.weights_desc(), attr));
+    return cache_.emplace(key, std::move(e)).first->second;
   }
 
   void run(const FusedMatmul& f, const float* A, const void* B, const float* bias, float* C) {
@@ -92,7 +98,7 @@ class DnnlMatmuls {
     const Entry& p = primitive(f);
     thread_local dnnl::stream stream(engine_);
     dnnl::memory src(p.plain_b, engine_, const_cast<float*>(B)), dst(p.pd.weights_desc(), engine_, packed);
-    dnnl::reorder(src, dst).execute(stream, src, dst);
+    p.pack.execute(stream, src, dst);
     stream.wait();
   }
 

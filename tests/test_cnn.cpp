@@ -4,7 +4,9 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <filesystem>
+#include <mutex>
 #include <thread>
 
 #include "examples/training.h"
@@ -218,12 +220,12 @@ TEST_CASE("BatchNorm in eval mode folds into the convolution: compiled equals ea
 }
 
 TEST_CASE("LeNet and a ResNet block hybridized, called from 4 threads at once: every output equals eager's") {
-  for (const char* name : {"lenet-relu", "residual"}) {
+  for (const std::string name : {"lenet-relu", "residual"}) {
     CAPTURE(name);
     manual_seed(40);
     std::shared_ptr<Block> net;
     Shape input;
-    if (std::string(name) == "residual") {
+    if (name == "residual") {
       net = std::make_shared<Residual>(8, true, 2);
       net->initialize(init::xavier());
       input = {3, 4, 8, 8};
@@ -241,16 +243,24 @@ TEST_CASE("LeNet and a ResNet block hybridized, called from 4 threads at once: e
     }
     net->hybridize();
     std::atomic<int> mismatches{0};
+    std::mutex first_mu;
+    std::string first;  // the first mismatch: which input, which element, the two values
+    const int calls = std::getenv("BJ_STRESS_CALLS") ? std::atoi(std::getenv("BJ_STRESS_CALLS")) : 20;
     std::vector<std::thread> threads;
     for (int t = 0; t < 4; ++t)
       threads.emplace_back([&, t] {
         NoGradGuard no_grad;
-        for (int call = 0; call < 20; ++call) {
+        for (int call = 0; call < calls; ++call) {
           const size_t i = static_cast<size_t>((t + call) % 4);
-          if (!test::near((*net)(xs[i]), want[i], test::Tol{1e-5, 1e-6})) ++mismatches;
+          std::string why;
+          if (!test::near((*net)(xs[i]), want[i], test::Tol{1e-5, 1e-6}, &why) && mismatches++ == 0) {
+            std::lock_guard lock(first_mu);
+            first = fmt::format("input {} on thread {}, call {}: {}", i, t, call, why);
+          }
         }
       });
     for (auto& th : threads) th.join();
+    CAPTURE(first);
     CHECK(mismatches == 0);
     CHECK(net->stats().compiled_hits > 0);
   }

@@ -3,6 +3,9 @@
 // differences, and typed errors for bad windows and shapes.
 #include <doctest/doctest.h>
 
+#include <atomic>
+#include <thread>
+
 #include "tests/gradcheck.h"
 #include "tests/helpers.h"
 
@@ -124,6 +127,71 @@ TEST_CASE("convolution and pooling gradients equal finite differences") {
   test::gradcheck([](const V& v) { return max_pool2d(v[0], {3, 3}, {2, 2}, {1, 1}); }, {distinct}, tol);
   test::gradcheck([](const V& v) { return avg_pool2d(v[0], {3, 3}, {1, 1}, {1, 1}); }, {uniform(-1, 1, {2, 2, 5, 4})},
                   tol);
+}
+
+TEST_CASE("oneDNN convolutions and products from 4 threads at once, on primitives another thread made: each equals one thread's") {
+  // The primitives are cached and shared by every thread; each call takes its scratch memory from
+  // its own thread (with oneDNN's library-managed scratchpad, some implementations, such as the
+  // strided 1x1 convolution, keep one buffer per primitive, and concurrent calls overwrite it).
+  manual_seed(41);
+  NoGradGuard no_grad;
+  struct Geometry {
+    Shape x, w;
+    int64_t stride, padding;
+  };
+  const Geometry geometries[] = {
+      {{3, 1, 28, 28}, {6, 1, 5, 5}, 1, 2},  // LeNet's first layer
+      {{3, 4, 8, 8}, {8, 4, 1, 1}, 2, 0},    // ResNet's strided 1x1 shortcut
+      {{8, 6, 14, 14}, {16, 6, 5, 5}, 1, 2},
+  };
+  auto attrs = [](const Geometry& g) {
+    ir::OpAttrs a;
+    a.stride = {g.stride, g.stride};
+    a.padding = {g.padding, g.padding};
+    a.dilation = {1, 1};
+    a.groups = 1;
+    return a;
+  };
+  struct Work {
+    std::vector<Tensor> x, w, gy;
+    Tensor m1, m2;
+  };
+  std::vector<Work> work(4);
+  for (Work& k : work) {
+    for (const Geometry& g : geometries) {
+      k.x.push_back(uniform(-1, 1, g.x));
+      k.w.push_back(uniform(-1, 1, g.w));
+      k.gy.push_back(uniform(-1, 1, conv2d(k.x.back(), k.w.back(), attrs(g).stride, attrs(g).padding).shape()));
+    }
+    k.m1 = uniform(-1, 1, {96, 80});
+    k.m2 = uniform(-1, 1, {80, 72});
+  }
+  auto results = [&](const Work& k) {
+    std::vector<Tensor> r{matmul(k.m1, k.m2)};
+    for (size_t i = 0; i < std::size(geometries); ++i) {
+      const ir::OpAttrs a = attrs(geometries[i]);
+      r.push_back(conv2d(k.x[i], k.w[i], a.stride, a.padding));
+      r.push_back(conv2d_grad_input(k.gy[i], k.w[i], a, k.x[i].shape()));
+      r.push_back(conv2d_grad_weight(k.x[i], k.gy[i], a, k.w[i].shape()));
+    }
+    return r;
+  };
+  std::vector<std::vector<Tensor>> want;
+  for (const Work& k : work) want.push_back(results(k));  // made here, on this thread
+  std::atomic<int> mismatches{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      NoGradGuard no_grad_here;
+      for (int call = 0; call < 40; ++call) {
+        const size_t i = static_cast<size_t>((t + call) % 4);
+        const std::vector<Tensor> got = results(work[i]);
+        for (size_t r = 0; r < got.size(); ++r)
+          if (!test::near(got[r], want[i][r], test::Tol{1e-5, 1e-6})) ++mismatches;
+      }
+    });
+  for (auto& th : threads) th.join();
+  CHECK(mismatches == 0);
 }
 
 TEST_CASE("hostile convolution and pooling IR: bad windows and absurd sizes are typed errors, never a crash") {
