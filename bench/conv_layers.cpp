@@ -1,10 +1,10 @@
 // A CNN's compiled forward against oneDNN alone on the same convolutions:
 // every conv2d of the traced model runs as a oneDNN forward primitive in the
 // layouts oneDNN prefers, its input already in that layout (no reorders, no
-// other ops), and the sum of their medians is the time a runtime made only of
-// those convolutions would take. Then the model's compiled forward and eager
-// forward, interleaved. Usage: bench_conv_layers [MODEL] [BATCH] [THREADS]
-// (default resnet18 1 2).
+// other ops), one after another: the time a runtime made only of those
+// convolutions would take. Each round runs that chain, the model's eager
+// forward and its compiled forward; medians over the rounds.
+// Usage: bench_conv_layers [MODEL] [BATCH] [THREADS] (default resnet18 1 2).
 #include <dnnl.hpp>
 #include <fmt/format.h>
 
@@ -33,11 +33,15 @@ double time_us(F&& f) {
   return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
 }
 
-/// One convolution as oneDNN alone runs it: its median time over `rounds` runs, in microseconds.
-double dnnl_conv_us(const ir::Node& n, int rounds) {
+/// One convolution as oneDNN alone runs it: a forward primitive in the layouts it prefers, with
+/// its own input, weights and output memory already in those layouts.
+struct DnnlConv {
+  dnnl::convolution_forward conv;
+  dnnl::memory src, wei, dst;
+};
+
+DnnlConv make_dnnl_conv(const ir::Node& n, const dnnl::engine& engine) {
   using dnnl::memory;
-  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-  static dnnl::stream stream(engine);
   const Shape &xs = n.inputs[0]->type.shape, &ws = n.inputs[1]->type.shape, &ys = n.result->type.shape;
   const ir::OpAttrs& a = n.attrs;
   const auto f32 = memory::data_type::f32;
@@ -54,17 +58,13 @@ double dnnl_conv_us(const ir::Node& n, int rounds) {
                                       y, {a.stride[0], a.stride[1]}, {a.dilation[0] - 1, a.dilation[1] - 1},
                                       {a.padding[0], a.padding[1]}, pr),
       engine);
-  memory src(pd.src_desc(), engine), wei(pd.weights_desc(), engine), dst(pd.dst_desc(), engine);
-  dnnl::convolution_forward conv(pd);
-  std::vector<double> t;
-  for (int r = 0; r < rounds + 2; ++r) {
-    const double us = time_us([&] {
-      conv.execute(stream, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}});
-      stream.wait();
-    });
-    if (r >= 2) t.push_back(us);  // after warm-up
+  DnnlConv c{dnnl::convolution_forward(pd), memory(pd.src_desc(), engine), memory(pd.weights_desc(), engine),
+             memory(pd.dst_desc(), engine)};
+  for (dnnl::memory* m : {&c.src, &c.wei, &c.dst}) {  // finite values, pages touched
+    float* p = static_cast<float*>(m->get_data_handle());
+    std::fill_n(p, m->get_desc().get_size() / sizeof(float), 0.01f);
   }
-  return median(t);
+  return c;
 }
 
 }  // namespace
@@ -84,26 +84,41 @@ int main(int argc, char** argv) {
   Tensor x = uniform(0, 1, input);
   net->call_eager(x);
   const CompiledTrace compiled = compile(trace(*net, x));
-  const int rounds = batch > 8 ? 5 : 20;
-  double dnnl_us = 0, flops = 0;
-  int convs = 0;
+  const int rounds = batch > 8 ? 7 : 31;
+  double flops = 0;
+  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  dnnl::stream stream(engine);
+  std::vector<DnnlConv> convs;
   ir::for_each_node(compiled.executable().graph().nodes(), [&](const ir::Node& n) {
     if (n.kind != ir::NodeKind::kOp || n.op != ir::OpKind::Conv2d) return;
     const Shape& w = n.inputs[1]->type.shape;
     flops += 2.0 * static_cast<double>(n.result->type.numel() * w[1] * w[2] * w[3]);
-    dnnl_us += dnnl_conv_us(n, rounds);
-    ++convs;
+    convs.push_back(make_dnnl_conv(n, engine));
   });
   net->hybridize();
   (*net)(x);
-  std::vector<double> eager, hybrid;
-  for (int r = 0; r < rounds; ++r) {
-    eager.push_back(time_us([&] { net->call_eager(x); }));
-    hybrid.push_back(time_us([&] { (*net)(x); }));
+  // Each round runs the three one after another, so that each meets the caches the others left:
+  // a network's convolutions run in sequence, each layer's weights read once per call.
+  std::vector<double> dnnl_alone, eager, hybrid;
+  for (int r = 0; r < rounds + 1; ++r) {
+    const double d = time_us([&] {
+      for (DnnlConv& c : convs)
+        c.conv.execute(stream, {{DNNL_ARG_SRC, c.src}, {DNNL_ARG_WEIGHTS, c.wei}, {DNNL_ARG_DST, c.dst}});
+      stream.wait();
+    });
+    const double e = time_us([&] { net->call_eager(x); });
+    const double h = time_us([&] { (*net)(x); });
+    if (r == 0) continue;  // warm-up
+    dnnl_alone.push_back(d);
+    eager.push_back(e);
+    hybrid.push_back(h);
   }
+  const double dnnl_us = median(dnnl_alone);
+  const int n_convs = static_cast<int>(convs.size());
   const double e = median(eager), h = median(hybrid);
-  fmt::print("{} inference, batch {}, {} thread(s), {} convolutions ({:.2f} GFLOP):\n", name, batch, threads, convs,
-             flops / 1e9);
+  fmt::print("{} inference, batch {}, {} thread(s), {} convolutions ({:.2f} GFLOP), medians of {} rounds:\n", name,
+             batch, threads, n_convs,
+             flops / 1e9, rounds);
   fmt::print("  oneDNN alone, the convolutions only: {:9.0f} us  {:6.1f} GFLOP/s\n", dnnl_us, flops / dnnl_us / 1e3);
   fmt::print("  compiled (hybridized), whole model:  {:9.0f} us  {:6.1f} GFLOP/s  ({:.2f}x oneDNN's time)\n", h,
              flops / h / 1e3, h / dnnl_us);
