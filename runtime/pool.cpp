@@ -2,7 +2,13 @@
 // (image, channel) plane is one task (planes are split among threads:
 // windows overlap only within a plane, so a gradient's accumulation stays on
 // one thread); within a plane, each output row's window rows and each output
-// column's window columns are clipped to the image once.
+// column's window columns are clipped to the image once. The columns whose
+// windows lie inside the image (all but a padded edge) run window tap by
+// window tap over the whole row of outputs, a loop the compiler vectorizes;
+// each output still meets its window's elements in row-major order, so the
+// forward passes and the max gradient give the plain loops' results bit for
+// bit (overlapping average-pool windows add their gradient terms in another
+// fixed order).
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -25,6 +31,13 @@ struct Window {
   static std::pair<int64_t, int64_t> span(int64_t i, int64_t stride, int64_t pad, int64_t k, int64_t size) {
     const int64_t start = i * stride - pad;
     return {std::max<int64_t>(start, 0), std::min(start + k, size)};
+  }
+
+  /// [first, end) of the output columns whose windows lie inside the image's columns.
+  std::pair<int64_t, int64_t> interior() const {
+    const int64_t lo = std::min(ow, (pw + sw - 1) / sw);
+    const int64_t hi = w + pw - kw < 0 ? 0 : std::min(ow, (w + pw - kw) / sw + 1);
+    return {lo, std::max(lo, hi)};
   }
 
   /// Calls f(in_plane_offset, out_plane_offset, rows, cols) for every plane, where rows[i] and
@@ -56,24 +69,40 @@ void kernel_MaxPool2d(Inputs in, const ir::OpAttrs& attrs, const View& out) {
   const Window win(in[0].type.shape, out.type.shape, attrs);
   const auto* x = static_cast<const float*>(in[0].data);
   auto* y = static_cast<float*>(out.data);
-  win.each_plane([&, W = win.w, H = win.h, OH = win.oh, OW = win.ow](int64_t xi, int64_t yi, const Spans& rows,
-                                                                     const Spans& cols) {
+  const auto [jlo, jhi] = win.interior();
+  win.each_plane([&, W = win.w, OH = win.oh, OW = win.ow, KW = win.kw, SW = win.sw, PW = win.pw](
+                     int64_t xi, int64_t yi, const Spans& rows, const Spans& cols) {
     const float* plane = x + xi;
     for (int64_t i = 0; i < OH; ++i) {
       const auto [r0, r1] = rows[static_cast<size_t>(i)];
       float* yrow = y + yi + i * OW;
-      for (int64_t j = 0; j < OW; ++j) {
+      auto one = [&](int64_t j) {  // a window clipped by the padding
         const auto [c0, c1] = cols[static_cast<size_t>(j)];
         float m = plane[r0 * W + c0];
-        bool nan = false;
+        bool any_nan = false;
         for (int64_t r = r0; r < r1; ++r)
           for (int64_t c = c0; c < c1; ++c) {
             const float v = plane[r * W + c];
             m = std::max(m, v);
-            nan |= std::isnan(v);
+            any_nan |= std::isnan(v);
           }
-        yrow[j] = nan ? std::numeric_limits<float>::quiet_NaN() : m;
-      }
+        yrow[j] = any_nan ? std::numeric_limits<float>::quiet_NaN() : m;
+      };
+      for (int64_t j = 0; j < jlo; ++j) one(j);
+      // The unclipped windows, tap by tap (restrict: the compiler may keep the row in registers).
+      // A NaN replaces the maximum and is never replaced, as in one().
+      float* __restrict m = yrow;
+      const float* __restrict first = plane + r0 * W - PW;
+      for (int64_t j = jlo; j < jhi; ++j) m[j] = first[j * SW];
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t c = 0; c < KW; ++c) {
+          const float* __restrict src = plane + r * W - PW + c;
+          for (int64_t j = jlo; j < jhi; ++j) {
+            const float v = src[j * SW];
+            m[j] = (v > m[j]) | (v != v) ? v : m[j];
+          }
+        }
+      for (int64_t j = jhi; j < OW; ++j) one(j);
     }
   });
 }
@@ -83,25 +112,49 @@ void kernel_MaxPool2dGrad(Inputs in, const ir::OpAttrs& attrs, const View& out) 
   const auto* x = static_cast<const float*>(in[0].data);
   const auto* gy = static_cast<const float*>(in[1].data);
   auto* gx = static_cast<float*>(out.data);
-  win.each_plane([&, W = win.w, H = win.h, OH = win.oh, OW = win.ow](int64_t xi, int64_t yi, const Spans& rows,
-                                                                     const Spans& cols) {
+  const auto [jlo, jhi] = win.interior();
+  win.each_plane([&, W = win.w, H = win.h, OH = win.oh, OW = win.ow, KW = win.kw, SW = win.sw, PW = win.pw](
+                     int64_t xi, int64_t yi, const Spans& rows, const Spans& cols) {
     const float* plane = x + xi;
+    const float* __restrict src_plane = plane;
     float* gplane = gx + xi;
     std::fill_n(gplane, H * W, 0.0f);
+    std::vector<float> max_buf(static_cast<size_t>(OW));
+    std::vector<int64_t> best_buf(static_cast<size_t>(OW));
+    float* __restrict m = max_buf.data();
+    int64_t* __restrict best = best_buf.data();  // per output: the first maximum of its window, row-major
     for (int64_t i = 0; i < OH; ++i) {
       const auto [r0, r1] = rows[static_cast<size_t>(i)];
       for (int64_t j = 0; j < OW; ++j) {
+        if (j == jlo && jlo < jhi) {  // the unclipped windows, tap by tap
+          for (int64_t k = jlo; k < jhi; ++k) {
+            best[k] = r0 * W + k * SW - PW;
+            m[k] = plane[best[k]];
+          }
+          for (int64_t r = r0; r < r1; ++r)
+            for (int64_t c = 0; c < KW; ++c)
+              for (int64_t k = jlo; k < jhi; ++k) {
+                const int64_t at = r * W + k * SW - PW + c;
+                const float v = src_plane[at];
+                const bool take = beats(v, m[k]);
+                best[k] = take ? at : best[k];
+                m[k] = take ? v : m[k];
+              }
+          for (int64_t k = jlo; k < jhi; ++k) gplane[best[k]] += gy[yi + i * OW + k];
+          j = jhi - 1;
+          continue;
+        }
         const auto [c0, c1] = cols[static_cast<size_t>(j)];
-        int64_t best = r0 * W + c0;  // the first maximum, row-major
-        float m = plane[best];
+        int64_t b = r0 * W + c0;
+        float mv = plane[b];
         for (int64_t r = r0; r < r1; ++r)
           for (int64_t c = c0; c < c1; ++c) {
             const float v = plane[r * W + c];
-            const bool take = beats(v, m);
-            best = take ? r * W + c : best;
-            m = take ? v : m;
+            const bool take = beats(v, mv);
+            b = take ? r * W + c : b;
+            mv = take ? v : mv;
           }
-        gplane[best] += gy[yi + i * OW + j];
+        gplane[b] += gy[yi + i * OW + j];
       }
     }
   });
@@ -112,19 +165,30 @@ void kernel_AvgPool2d(Inputs in, const ir::OpAttrs& attrs, const View& out) {
   const auto* x = static_cast<const float*>(in[0].data);
   auto* y = static_cast<float*>(out.data);
   const float inv_area = 1.0f / static_cast<float>(win.kh * win.kw);
-  win.each_plane([&, inv_area, W = win.w, H = win.h, OH = win.oh, OW = win.ow](int64_t xi, int64_t yi, const Spans& rows,
-                                                                     const Spans& cols) {
+  const auto [jlo, jhi] = win.interior();
+  win.each_plane([&, inv_area, W = win.w, OH = win.oh, OW = win.ow, KW = win.kw, SW = win.sw, PW = win.pw](
+                     int64_t xi, int64_t yi, const Spans& rows, const Spans& cols) {
     const float* plane = x + xi;
     for (int64_t i = 0; i < OH; ++i) {
       const auto [r0, r1] = rows[static_cast<size_t>(i)];
       float* yrow = y + yi + i * OW;
-      for (int64_t j = 0; j < OW; ++j) {
+      auto one = [&](int64_t j) {
         const auto [c0, c1] = cols[static_cast<size_t>(j)];
         float s = 0;
         for (int64_t r = r0; r < r1; ++r)
           for (int64_t c = c0; c < c1; ++c) s += plane[r * W + c];
         yrow[j] = s * inv_area;
-      }
+      };
+      for (int64_t j = 0; j < jlo; ++j) one(j);
+      float* __restrict acc = yrow;
+      std::fill(acc + jlo, acc + jhi, 0.0f);
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t c = 0; c < KW; ++c) {
+          const float* __restrict src = plane + r * W - PW + c;
+          for (int64_t j = jlo; j < jhi; ++j) acc[j] += src[j * SW];
+        }
+      for (int64_t j = jlo; j < jhi; ++j) acc[j] *= inv_area;
+      for (int64_t j = jhi; j < OW; ++j) one(j);
     }
   });
 }
@@ -134,18 +198,29 @@ void kernel_AvgPool2dGrad(Inputs in, const ir::OpAttrs& attrs, const View& out) 
   const auto* gy = static_cast<const float*>(in[0].data);
   auto* gx = static_cast<float*>(out.data);
   const float inv_area = 1.0f / static_cast<float>(win.kh * win.kw);
-  win.each_plane([&, inv_area, W = win.w, H = win.h, OH = win.oh, OW = win.ow](int64_t xi, int64_t yi, const Spans& rows,
-                                                                     const Spans& cols) {
+  const auto [jlo, jhi] = win.interior();
+  win.each_plane([&, inv_area, W = win.w, H = win.h, OH = win.oh, OW = win.ow, KW = win.kw, SW = win.sw,
+                  PW = win.pw](int64_t xi, int64_t yi, const Spans& rows, const Spans& cols) {
     float* gplane = gx + xi;
     std::fill_n(gplane, H * W, 0.0f);
+    std::vector<float> g_buf(static_cast<size_t>(OW));
+    float* g = g_buf.data();
     for (int64_t i = 0; i < OH; ++i) {
       const auto [r0, r1] = rows[static_cast<size_t>(i)];
-      for (int64_t j = 0; j < OW; ++j) {
+      for (int64_t j = 0; j < OW; ++j) g[j] = gy[yi + i * OW + j] * inv_area;
+      auto one = [&](int64_t j) {
         const auto [c0, c1] = cols[static_cast<size_t>(j)];
-        const float g = gy[yi + i * OW + j] * inv_area;
         for (int64_t r = r0; r < r1; ++r)
-          for (int64_t c = c0; c < c1; ++c) gplane[r * W + c] += g;
-      }
+          for (int64_t c = c0; c < c1; ++c) gplane[r * W + c] += g[j];
+      };
+      for (int64_t j = 0; j < jlo; ++j) one(j);
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t c = 0; c < KW; ++c) {
+          float* __restrict dst = gplane + r * W - PW + c;
+          const float* __restrict gj = g;
+          for (int64_t j = jlo; j < jhi; ++j) dst[j * SW] += gj[j];
+        }
+      for (int64_t j = jhi; j < OW; ++j) one(j);
     }
   });
 }

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <mutex>
 #include <thread>
 
 #include "tests/gradcheck.h"
@@ -44,6 +45,34 @@ std::vector<double> naive_conv(const Tensor& x, const Tensor& w, const Conv& c) 
           y[static_cast<size_t>(((n * O + o) * OH + i) * OW + j)] = s;
         }
   return y;
+}
+
+/// The textbook loops of both gradients: gx[n,c,r,q] and gw[o,cc,a,b] summed over every
+/// output position (n,o,i,j) whose window reads x[n,c,r,q] through tap (a,b).
+std::pair<std::vector<double>, std::vector<double>> naive_conv_grads(const Tensor& x, const Tensor& w,
+                                                                      const Tensor& gy, const Conv& c) {
+  const auto xv = test::values(x), wv = test::values(w), gv = test::values(gy);
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  const int64_t O = w.size(0), CG = w.size(1), KH = w.size(2), KW = w.size(3);
+  const int64_t OH = gy.size(2), OW = gy.size(3), og = O / c.groups;
+  std::vector<double> gx(xv.size(), 0.0), gw(wv.size(), 0.0);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t o = 0; o < O; ++o)
+      for (int64_t i = 0; i < OH; ++i)
+        for (int64_t j = 0; j < OW; ++j) {
+          const double g = gv[static_cast<size_t>(((n * O + o) * OH + i) * OW + j)];
+          for (int64_t cc = 0; cc < CG; ++cc)
+            for (int64_t a = 0; a < KH; ++a)
+              for (int64_t b = 0; b < KW; ++b) {
+                const int64_t r = i * c.sh - c.ph + a * c.dh, q = j * c.sw - c.pw + b * c.dw;
+                if (r < 0 || r >= H || q < 0 || q >= W) continue;
+                const auto xi = static_cast<size_t>(((n * C + (o / og) * CG + cc) * H + r) * W + q);
+                const auto wi = static_cast<size_t>(((o * CG + cc) * KH + a) * KW + b);
+                gx[xi] += g * wv[wi];
+                gw[wi] += g * xv[xi];
+              }
+        }
+  return {gx, gw};
 }
 
 std::vector<double> naive_pool(const Tensor& x, int64_t k, int64_t s, int64_t p, bool max) {
@@ -96,6 +125,40 @@ TEST_CASE("conv2d equals the textbook loop: odd sizes, strides, padding, dilatio
   }
 }
 
+TEST_CASE("conv2d's input and weight gradients equal the textbook loops, in every layout oneDNN is given") {
+  // The first layers (one input channel, a 5x5 or 7x7 window) take the channels-last weight
+  // gradient; the others oneDNN's blocked layouts; a strided 1x1 window must stay blocked.
+  manual_seed(6);
+  struct Case {
+    Shape x, w;
+    Conv c;
+  };
+  const Case cases[] = {
+      {{7, 1, 28, 28}, {6, 1, 5, 5}, {1, 1, 2, 2}},         // LeNet's first layer
+      {{2, 1, 20, 20}, {16, 1, 7, 7}, {2, 2, 3, 3}},        // ResNet's first layer, smaller
+      {{3, 3, 11, 9}, {5, 3, 5, 3}, {2, 1, 2, 0}},          // three channels, uneven window and strides
+      {{3, 4, 8, 8}, {8, 4, 1, 1}, {2, 2, 0, 0}},           // the strided 1x1 shortcut
+      {{2, 6, 14, 14}, {16, 6, 5, 5}, {}},                  // LeNet's second layer
+      {{1, 4, 10, 9}, {6, 2, 3, 2}, {1, 1, 2, 1, 2, 3, 2}}, // dilation and two groups
+  };
+  for (const Case& k : cases) {
+    CAPTURE(k.x.str());
+    CAPTURE(k.w.str());
+    Tensor x = uniform(-1, 1, k.x), w = uniform(-1, 1, k.w);
+    Tensor gy = uniform(-1, 1, conv(x, w, k.c).shape());
+    ir::OpAttrs a;
+    a.stride = {k.c.sh, k.c.sw};
+    a.padding = {k.c.ph, k.c.pw};
+    a.dilation = {k.c.dh, k.c.dw};
+    a.groups = k.c.groups;
+    const auto [gx, gw] = naive_conv_grads(x, w, gy, k.c);
+    for (int rep = 0; rep < 2; ++rep) {  // the cached primitives give the same sums again
+      check_close(conv2d_grad_input(gy, w, a, x.shape()), gx, 1e-4, 1e-5);
+      check_close(conv2d_grad_weight(x, gy, a, w.shape()), gw, 1e-4, 1e-4);
+    }
+  }
+}
+
 TEST_CASE("max and average pooling equal the textbook loop, with padding and overlapping windows") {
   manual_seed(4);
   for (auto [k, s, p] : {std::tuple{2, 2, 0}, std::tuple{3, 2, 1}, std::tuple{3, 1, 1}, std::tuple{2, 1, 0}}) {
@@ -111,6 +174,26 @@ TEST_CASE("max and average pooling equal the textbook loop, with padding and ove
   CHECK(std::isnan(max_pool2d(special, {2, 2}).item().to<double>()));
   Tensor ninf = full({1, 1, 2, 2}, -INFINITY);
   CHECK(max_pool2d(ninf, {3, 3}, {1, 1}, {1, 1}).to_vector()[0] == -INFINITY);
+  // A NaN inside an unpadded window of a wider row, and next to the padding.
+  std::vector<float> row(2 * 9 * 10, 1.0f);
+  row[3 * 10 + 4] = NAN;  // plane 0: in the windows of outputs (1, 2) and (2, 2) (3x3, stride 2, padding 1)
+  row[90 + 0] = NAN;      // plane 1: the corner, in output (0, 0)'s clipped window
+  const auto pooled = max_pool2d(tensor(row, {1, 2, 9, 10}), {3, 3}, {2, 2}, {1, 1}).to_vector();
+  for (size_t i = 0; i < pooled.size(); ++i) {
+    CAPTURE(i);
+    CHECK(std::isnan(pooled[i]) == (i == 1 * 5 + 2 || i == 2 * 5 + 2 || i == 25 + 0));
+  }
+  // Ties: the gradient goes to the first maximum of each window in row-major order, clipped
+  // windows included.
+  ir::OpAttrs w3;
+  w3.kernel = {3, 3};
+  w3.stride = {2, 2};
+  w3.padding = {1, 1};
+  const auto g = max_pool2d_grad(zeros({1, 1, 5, 7}), ones({1, 1, 3, 4}), w3).to_vector();
+  std::vector<float> want(35, 0.0f);
+  for (int64_t i = 0; i < 3; ++i)
+    for (int64_t j = 0; j < 4; ++j) want[static_cast<size_t>(std::max<int64_t>(2 * i - 1, 0) * 7 + std::max<int64_t>(2 * j - 1, 0))] += 1;
+  CHECK(g == want);
 }
 
 TEST_CASE("convolution and pooling gradients equal finite differences") {
@@ -179,6 +262,8 @@ TEST_CASE("oneDNN convolutions and products from 4 threads at once, on primitive
   std::vector<std::vector<Tensor>> want;
   for (const Work& k : work) want.push_back(results(k));  // made here, on this thread
   std::atomic<int> mismatches{0};
+  std::mutex first_mu;
+  std::string first;  // the first mismatch: which result, which input, which element, the two values
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t)
     threads.emplace_back([&, t] {
@@ -186,11 +271,17 @@ TEST_CASE("oneDNN convolutions and products from 4 threads at once, on primitive
       for (int call = 0; call < 40; ++call) {
         const size_t i = static_cast<size_t>((t + call) % 4);
         const std::vector<Tensor> got = results(work[i]);
-        for (size_t r = 0; r < got.size(); ++r)
-          if (!test::near(got[r], want[i][r], test::Tol{1e-5, 1e-6})) ++mismatches;
+        for (size_t r = 0; r < got.size(); ++r) {
+          std::string why;
+          if (!test::near(got[r], want[i][r], test::Tol{1e-5, 1e-6}, &why) && mismatches++ == 0) {
+            std::lock_guard lock(first_mu);
+            first = fmt::format("result {} of input {} on thread {}, call {}: {}", r, i, t, call, why);
+          }
+        }
       }
     });
   for (auto& th : threads) th.join();
+  CAPTURE(first);
   CHECK(mismatches == 0);
 }
 
