@@ -136,11 +136,16 @@ class DnnlConvs {
     // output back to NCHW is then cheap; for ResNet's 64 it costs more than it saves). Measured
     // on AVX2. Not for 1x1 windows: oneDNN 2.6's channels-last 1x1 weight gradient with a stride
     // gives wrong sums.
+    // The weight gradient of a layer whose output images are tiny (ResNet's last, 3x3 at 96x96
+    // input) runs 2x faster as oneDNN's GEMM-based convolution on the plain layouts, which also
+    // writes the gradient with no reorder.
     const bool few_in = a.groups == 1 && xs[1] <= 4 && ws[2] * ws[3] > 1;
     const bool channels_last =
         few_in && (pass == Pass::kGradWeight || (pass == Pass::kForward && ws[0] <= 16));
+    const bool plain = pass == Pass::kGradWeight && a.groups == 1 && ys[2] * ys[3] < 16 && !channels_last;
     const auto images = channels_last ? memory::format_tag::nhwc : memory::format_tag::any;
-    const memory::desc x = layout(g.x, images), w = layout(g.w, memory::format_tag::any), y = layout(g.y, images);
+    const memory::desc x = plain ? g.x : layout(g.x, images), y = plain ? g.y : layout(g.y, images),
+                       w = plain ? g.w : layout(g.w, memory::format_tag::any);
     const dnnl::primitive_attr attr = dnnl_attr();
     dnnl::convolution_forward::primitive_desc fwd(
         dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, algo, x, w, y, g.stride, g.dilate, g.pad,

@@ -127,7 +127,8 @@ TEST_CASE("conv2d equals the textbook loop: odd sizes, strides, padding, dilatio
 
 TEST_CASE("conv2d's input and weight gradients equal the textbook loops, in every layout oneDNN is given") {
   // The first layers (one input channel, a 5x5 or 7x7 window) take the channels-last weight
-  // gradient; the others oneDNN's blocked layouts; a strided 1x1 window must stay blocked.
+  // gradient, tiny images the plain one; the others oneDNN's blocked layouts; a strided 1x1
+  // window must stay blocked.
   manual_seed(6);
   struct Case {
     Shape x, w;
@@ -140,6 +141,7 @@ TEST_CASE("conv2d's input and weight gradients equal the textbook loops, in ever
       {{3, 4, 8, 8}, {8, 4, 1, 1}, {2, 2, 0, 0}},           // the strided 1x1 shortcut
       {{2, 6, 14, 14}, {16, 6, 5, 5}, {}},                  // LeNet's second layer
       {{1, 4, 10, 9}, {6, 2, 3, 2}, {1, 1, 2, 1, 2, 3, 2}}, // dilation and two groups
+      {{3, 16, 3, 3}, {16, 16, 3, 3}, {1, 1, 1, 1}},        // tiny images (ResNet's last): plain layouts
   };
   for (const Case& k : cases) {
     CAPTURE(k.x.str());
