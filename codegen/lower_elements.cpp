@@ -42,7 +42,7 @@ LV* Lowerer::scalar(const ir::Node& n, const Scalars& val) {
     case K::Where: return b_.CreateSelect(in(0), in(1), in(2));
     case K::Expand: return in(0);  // a loop over the result, reading the input with broadcast strides
     case K::Sum: case K::Prod: case K::Max: case K::Min: case K::Matmul: case K::Permute: case K::Reshape:
-    case K::Concat: case K::Slice: case K::RandUniform: case K::CrossEntropy: case K::CrossEntropyGrad: case K::Conv2d: case K::Conv2dGradInput:
+    case K::Concat: case K::Slice: case K::RandUniform: case K::CrossEntropy: case K::CrossEntropyGrad: case K::Embedding: case K::EmbeddingGrad: case K::Conv2d: case K::Conv2dGradInput:
     case K::Conv2dGradWeight: case K::MaxPool2d: case K::MaxPool2dGrad: case K::AvgPool2d: case K::AvgPool2dGrad:
       break;  // not elementwise: the plan never inlines them here
   }

@@ -53,7 +53,7 @@ bool exact_inline(const ir::Node& n) {
     case K::Exp: case K::Log: case K::Tanh: case K::Sigmoid:
     case K::Sum: case K::Prod: case K::Max: case K::Min: case K::Matmul:
     case K::Permute: case K::Reshape: case K::Expand: case K::Concat: case K::Slice: case K::RandUniform:
-    case K::CrossEntropy: case K::CrossEntropyGrad: case K::Conv2d: case K::Conv2dGradInput:
+    case K::CrossEntropy: case K::CrossEntropyGrad: case K::Embedding: case K::EmbeddingGrad: case K::Conv2d: case K::Conv2dGradInput:
     case K::Conv2dGradWeight: case K::MaxPool2d: case K::MaxPool2dGrad: case K::AvgPool2d: case K::AvgPool2dGrad:
       return false;
   }

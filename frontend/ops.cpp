@@ -53,6 +53,13 @@ Tensor cross_entropy_grad(const Tensor& logits, const Tensor& targets, const Ten
   return apply(OpKind::CrossEntropyGrad, {logits, targets, g});
 }
 
+Tensor embedding_unchecked(const Tensor& table, const Tensor& ids) { return apply(OpKind::Embedding, {table, ids}); }
+Tensor embedding_grad(const Tensor& gy, const Tensor& ids, const Shape& table) {
+  OpAttrs a;
+  a.dims = table;
+  return apply(OpKind::EmbeddingGrad, {gy, ids}, a);
+}
+
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Shape& stride, const Shape& padding, const Shape& dilation,
               int64_t groups) {
   OpAttrs a;

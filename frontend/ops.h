@@ -70,6 +70,13 @@ Tensor cross_entropy_unchecked(const Tensor& logits, const Tensor& targets);
 /// Its gradient with respect to the logits for the loss's gradient g (f32[]).
 Tensor cross_entropy_grad(const Tensor& logits, const Tensor& targets, const Tensor& g);
 
+/// The embedding op of ir/ops.def: row ids[i] of table f32[V, D] for each id, giving f32[..., D].
+/// It does not check the ids' range (an id outside [0, V) gives a row of NaN): nn::embedding does,
+/// and is what models call.
+Tensor embedding_unchecked(const Tensor& table, const Tensor& ids);
+/// Its gradient with respect to the table (of shape `table`): gy's rows added into their ids' rows.
+Tensor embedding_grad(const Tensor& gy, const Tensor& ids, const Shape& table);
+
 // Convolution and pooling over NCHW images (ir/ops.def gives the exact semantics). Windows are
 // [height, width] pairs; an empty pooling stride means the kernel's size.
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Shape& stride = {1, 1}, const Shape& padding = {0, 0},

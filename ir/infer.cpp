@@ -255,6 +255,33 @@ Type infer_CrossEntropyGrad(OpRef op, Inputs in, OpAttrs&) {
   return in[0];
 }
 
+// ---- embedding ----
+
+/// The ids' shape with the table's width appended: the lookup's result shape.
+Shape rows_shape(OpRef op, const Type& ids, int64_t width) {
+  if (ids.shape.size() >= kMaxRank)
+    throw ShapeError(std::string(op), "ids of rank " + std::to_string(ids.shape.size()) + " give a result above rank " +
+                                          std::to_string(kMaxRank));
+  Shape out = ids.shape;
+  out.push_back(width);
+  return out;
+}
+
+Type infer_Embedding(OpRef op, Inputs in, OpAttrs&) {
+  if (in[0].dtype != DType::kF32 || in[0].shape.size() != 2 || in[1].dtype != DType::kI64)
+    throw ShapeError(std::string(op), "expects a table f32[V,D] and ids i64[...], got " + types_str(in.first(2)));
+  return {DType::kF32, rows_shape(op, in[1], in[0].shape[1])};
+}
+
+Type infer_EmbeddingGrad(OpRef op, Inputs in, OpAttrs& a) {  // (gy, ids) -> the table's shape
+  if (a.dims.size() != 2 || a.dims[0] < 0 || a.dims[1] < 0)
+    throw ShapeError(std::string(op), "needs the table's shape [V, D], got " + a.dims.str());
+  if (in[0].dtype != DType::kF32 || in[1].dtype != DType::kI64 || in[0].shape != rows_shape(op, in[1], a.dims[1]))
+    throw ShapeError(std::string(op), "expects gradients f32[..., " + std::to_string(a.dims[1]) +
+                                          "] for ids i64[...], got " + types_str(in.first(2)));
+  return {DType::kF32, a.dims};
+}
+
 // ---- convolution and pooling (NCHW) ----
 
 /// A [height, width] attribute: `fallback` when not given, else two values in [least, 2^24] (the

@@ -32,7 +32,7 @@ constexpr std::optional<Cmp> comparison(OpKind op) {
     case K::Pow: case K::Cast: case K::Add: case K::Sub: case K::Mul: case K::Div: case K::Maximum: case K::Minimum:
     case K::Where: case K::Sum: case K::Prod: case K::Max: case K::Min: case K::Matmul: case K::Permute:
     case K::Reshape: case K::Expand: case K::Concat: case K::Slice: case K::RandUniform:
-    case K::CrossEntropy: case K::CrossEntropyGrad: case K::Conv2d: case K::Conv2dGradInput:
+    case K::CrossEntropy: case K::CrossEntropyGrad: case K::Embedding: case K::EmbeddingGrad: case K::Conv2d: case K::Conv2dGradInput:
     case K::Conv2dGradWeight: case K::MaxPool2d: case K::MaxPool2dGrad: case K::AvgPool2d: case K::AvgPool2dGrad:
       return std::nullopt;
   }
@@ -133,7 +133,7 @@ constexpr std::optional<Combine> reduction(OpKind op) {
     case K::Pow: case K::Cast: case K::Add: case K::Sub: case K::Mul: case K::Div: case K::Maximum: case K::Minimum:
     case K::Gt: case K::Lt: case K::Ge: case K::Le: case K::Eq: case K::Where: case K::Matmul: case K::Permute:
     case K::Reshape: case K::Expand: case K::Concat: case K::Slice: case K::RandUniform:
-    case K::CrossEntropy: case K::CrossEntropyGrad: case K::Conv2d: case K::Conv2dGradInput:
+    case K::CrossEntropy: case K::CrossEntropyGrad: case K::Embedding: case K::EmbeddingGrad: case K::Conv2d: case K::Conv2dGradInput:
     case K::Conv2dGradWeight: case K::MaxPool2d: case K::MaxPool2dGrad: case K::AvgPool2d: case K::AvgPool2dGrad:
       return std::nullopt;
   }

@@ -49,7 +49,7 @@ ir::Value* identity_operand(const ir::Node& n) {
     case K::Abs: case K::Relu: case K::Exp: case K::Log: case K::Tanh: case K::Sigmoid: case K::Sqrt: case K::Pow:
     case K::Maximum: case K::Minimum: case K::Gt: case K::Lt: case K::Ge: case K::Le: case K::Eq: case K::Where:
     case K::Sum: case K::Prod: case K::Max: case K::Min: case K::Matmul: case K::Concat: case K::Slice:
-    case K::RandUniform: case K::CrossEntropy: case K::CrossEntropyGrad: case K::Conv2d: case K::Conv2dGradInput:
+    case K::RandUniform: case K::CrossEntropy: case K::CrossEntropyGrad: case K::Embedding: case K::EmbeddingGrad: case K::Conv2d: case K::Conv2dGradInput:
     case K::Conv2dGradWeight: case K::MaxPool2d: case K::MaxPool2dGrad: case K::AvgPool2d: case K::AvgPool2dGrad:
       break;  // never an identity this pass recognizes (a new op decides here too)
   }

@@ -75,6 +75,8 @@ std::vector<OpCase> op_cases() {
        {uniform(-2, 2, {3, 5}), tensor(std::vector<int64_t>{1, 4, 0}, {3})}},
       {"cross_entropy with ties", [](const V& x) { return 3 * nn::cross_entropy(x[0], x[1]); },
        {tensor({{0.5, 0.5, 0.5}, {1.0, -1.0, 1.0}}), tensor(std::vector<int64_t>{2, 1}, {2})}},
+      {"embedding (repeated ids)", [](const V& x) { return embedding_unchecked(x[0], x[1]) * tensor({1, -2, 3}); },
+       {uniform(-1, 1, {4, 3}), tensor(std::vector<int64_t>{2, 0, 2, 3, 2, 1}, {2, 3})}},
       {"conv2d", [](const V& x) { return conv2d(x[0], x[1], {2, 1}, {1, 0}); },
        {uniform(-1, 1, {2, 2, 5, 4}), uniform(-1, 1, {3, 2, 2, 3})}},
       {"max_pool2d", [](const V& x) { return max_pool2d(x[0], {2, 2}); }, {distinct.reshape({1, 1, 2, 3})}},

@@ -105,6 +105,12 @@ TEST_CASE("every op of the table compiled equals the interpreter (vector tails, 
         {"cross_entropy with a target out of range (NaN)", [](const V& v) {
            return cross_entropy_unchecked(v[0], v[1]) + cross_entropy_grad(v[0], v[1], v[0].sum());
          }, {m, concat({labels.slice(0, 0, 1), tensor(std::vector<int64_t>{n}, {1})})}, kExact},
+        {"embedding and its gradient", [](const V& v) {
+           return embedding_grad(embedding_unchecked(v[0], v[1]) * 2, v[1], v[0].shape());
+         }, {m.transpose(), labels}, kExact},
+        {"embedding with an id out of range (NaN)", [](const V& v) {
+           return embedding_unchecked(v[0], v[1]).sum() + embedding_grad(embedding_unchecked(v[0], v[1]), v[1], v[0].shape());
+         }, {m.transpose(), concat({labels.slice(0, 0, 1), tensor(std::vector<int64_t>{-1}, {1})})}, kExact},
     };
     for (const Case& c : cases) {
       CAPTURE(c.name);

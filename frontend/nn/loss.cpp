@@ -2,11 +2,10 @@
 // (all differentiated and traced like any code).
 #include "frontend/nn/loss.h"
 
-#include <algorithm>
 
 #include "frontend/creation.h"
+#include "frontend/nn/ids.h"
 #include "frontend/ops.h"
-#include "frontend/trace.h"
 
 namespace bj::nn {
 
@@ -36,21 +35,11 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets) {
                                           targets.type().str());
   if (targets.dtype() != kI64)
     throw DTypeError("cross_entropy", "targets must be i64 class indices, got " + targets.type().str());
-  const int64_t n = logits.shape()[0], classes = logits.shape()[1];
-  auto out_of_range = [&](int64_t lo, int64_t hi) {
-    return IndexError("cross_entropy", "target class " + std::to_string(lo < 0 ? lo : hi) + " is outside [0, " +
-                                           std::to_string(classes) + ") for logits " + logits.type().str());
-  };
-  if (n > 0 && is_tracing()) {
-    // Compared as tensors: traced, these are guards that every valid batch passes (reading the
-    // exact minimum and maximum would make each distinct pair another compiled path).
-    if (min(targets).item() < 0 || max(targets).item() >= static_cast<double>(classes))
-      throw out_of_range(min(targets).item().to<int64_t>(), max(targets).item().to<int64_t>());
-  } else if (n > 0) {
-    const int64_t* t = targets.data<int64_t>();
-    const auto [lo, hi] = std::minmax_element(t, t + n);
-    if (*lo < 0 || *hi >= classes) throw out_of_range(*lo, *hi);
-  }
+  const int64_t classes = logits.shape()[1];
+  if (const auto bad = ids_outside(targets, classes))
+    throw IndexError("cross_entropy", "target class " + std::to_string(bad->first < 0 ? bad->first : bad->second) +
+                                          " is outside [0, " + std::to_string(classes) + ") for logits " +
+                                          logits.type().str());
   return cross_entropy_unchecked(logits, targets);
 }
 

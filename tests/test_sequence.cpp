@@ -1,0 +1,141 @@
+// Sequence-model building blocks: the embedding op and its checked form,
+// LayerNorm and GELU against their formulas, hybridized and compiled
+// training equal to eager, typed errors naming the block and the ids.
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "tests/gradcheck.h"
+#include "tests/helpers.h"
+
+using namespace bj;
+using namespace bj::nn;
+using V = std::vector<Tensor>;
+
+TEST_CASE("embedding looks rows up, its gradient adds rows back, an id out of range is NaN and never read") {
+  Tensor table = tensor({{0.5, -1.0}, {2.0, 3.0}, {-4.0, 0.25}});
+  Tensor ids = tensor(std::vector<int64_t>{2, 0, 2, 1}, {2, 2});
+  Tensor rows = embedding(table, ids);
+  CHECK(rows.shape() == Shape{2, 2, 2});
+  test::check_close(rows, {-4.0, 0.25, 0.5, -1.0, -4.0, 0.25, 2.0, 3.0}, 0, 0);
+  Tensor gy = tensor({1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0}).reshape({2, 2, 2});
+  // Row 2 is used twice: its gradient is the sum of both positions' gradients.
+  test::check_close(embedding_grad(gy, ids, table.shape()), {3.0, 4.0, 7.0, 8.0, 6.0, 8.0}, 0, 0);
+  // A 0-d id gives one row; no ids give no rows.
+  CHECK(embedding(table, tensor(std::vector<int64_t>{1}, {})).shape() == Shape{2});
+  CHECK(embedding(table, tensor(std::vector<int64_t>{}, {0})).shape() == Shape{0, 2});
+  // The unchecked op with hostile ids: NaN rows and an all-NaN gradient, no out-of-bounds read.
+  Tensor bad = tensor(std::vector<int64_t>{1, -1, 3, int64_t{1} << 62}, {4});
+  const auto looked = test::values(embedding_unchecked(table, bad));
+  CHECK(looked[0] == 2.0);
+  for (size_t i = 2; i < looked.size(); ++i) CHECK(std::isnan(looked[i]));
+  for (double g : test::values(embedding_grad(ones({4, 2}), bad, table.shape()))) CHECK(std::isnan(g));
+}
+
+TEST_CASE("embedding's checks: ids out of range, of the wrong dtype, a table that is not 2-D") {
+  Tensor table = uniform(-1, 1, {5, 3});
+  test::check_error<IndexError>([&] { embedding(table, tensor(std::vector<int64_t>{0, 5}, {2})); },
+                                {"embedding", "token id 5", "[0, 5)", "f32[5,3]"});
+  test::check_error<IndexError>([&] { embedding(table, tensor(std::vector<int64_t>{-2, 1}, {2})); },
+                                {"token id -2"});
+  test::check_error<DTypeError>([&] { embedding(table, tensor({0.0, 1.0})); }, {"embedding", "i64", "f32[2]"});
+  test::check_error<ShapeError>([&] { embedding(uniform(-1, 1, {5}), tensor(std::vector<int64_t>{0}, {1})); },
+                                {"[vocab, dim]"});
+  // Through a block, the error names the block's path.
+  Sequential net(Embedding(5, 3), Dense(2));
+  net.set_name("net");
+  net.initialize();
+  test::check_error<IndexError>([&] { net(tensor(std::vector<int64_t>{7}, {1, 1})); }, {"net.0", "token id 7"});
+  test::check_error<ValueError>([] { Embedding(0, 3); }, {"Embedding", "vocab"});
+  test::check_error<ValueError>([] { LayerNorm(-1); }, {"LayerNorm", "dim"});
+  test::check_error<ValueError>([] { LayerNorm(4, 0.0); }, {"eps"});
+}
+
+TEST_CASE("LayerNorm and GELU equal their formulas, and their gradients equal finite differences") {
+  manual_seed(61);
+  LayerNorm ln;  // the width comes from the first input
+  ln.initialize();
+  Tensor x = uniform(-2, 2, {3, 5});
+  CHECK(ln.gamma.shape() == Shape{0});
+  ln(x);  // fixes the width
+  CHECK(ln.gamma.shape() == Shape{5});
+  ln.gamma.set_data(uniform(0.5, 1.5, {5}));
+  ln.beta.set_data(uniform(-0.5, 0.5, {5}));
+  const Tensor y = ln(x);
+  const auto xv = test::values(x), g = test::values(ln.gamma.data()), b = test::values(ln.beta.data());
+  std::vector<double> want;
+  for (int i = 0; i < 3; ++i) {
+    double mean = 0, var = 0;
+    for (int j = 0; j < 5; ++j) mean += xv[i * 5 + j] / 5;
+    for (int j = 0; j < 5; ++j) var += (xv[i * 5 + j] - mean) * (xv[i * 5 + j] - mean) / 5;
+    for (int j = 0; j < 5; ++j) want.push_back((xv[i * 5 + j] - mean) / std::sqrt(var + 1e-5) * g[j] + b[j]);
+  }
+  test::check_close(y, want, 1e-5, 1e-6);
+  test::check_error<ShapeError>([&] { ln(uniform(-1, 1, {3, 4})); }, {"LayerNorm", "4 features", "normalizes 5"});
+  LayerNorm ln4(4);
+  ln4.initialize();
+  ln4.gamma.set_data(uniform(0.5, 1.5, {4}));
+  test::gradcheck([&](const V& v) { return ln4(v[0]); }, {uniform(-1, 1, {2, 3, 4})});
+  Tensor z = tensor({-3.0, -0.5, 0.0, 0.7, 2.5});
+  std::vector<double> erf_form;
+  for (double v : test::values(z)) erf_form.push_back(0.5 * v * (1 + std::erf(v / std::sqrt(2.0))));
+  test::check_close(gelu(z), erf_form, 0, 1e-3);
+  test::gradcheck([](const V& v) { return gelu(v[0]); }, {uniform(-3, 3, {7})});
+}
+
+TEST_CASE("an embedding model hybridized: calls and training steps equal eager, a bad id in compiled code is an IndexError") {
+  auto make = [] {
+    manual_seed(62);
+    auto net = std::make_shared<Sequential>(Embedding(11, 6), LayerNorm(), GELU(), Flatten(1), Dense(4));
+    net->initialize(init::xavier());
+    net->call_eager(tensor(std::vector<int64_t>(8, 0), {2, 4}));
+    return net;
+  };
+  auto eager = make(), hybrid = make();
+  hybrid->hybridize();
+  manual_seed(63);
+  optim::SGD eager_opt(eager->parameters(), {.lr = 0.1});
+  optim::SGD hybrid_opt(hybrid->parameters(), {.lr = 0.1});
+  for (int step = 0; step < 5; ++step) {
+    std::vector<int64_t> ids;
+    for (int i = 0; i < 8; ++i) ids.push_back((step * 7 + i * 3) % 11);  // repeats within a batch
+    Tensor x = tensor(ids, {2, 4}), y = tensor(std::vector<int64_t>{step % 4, (step + 1) % 4}, {2});
+    for (auto [net, opt] : {std::pair{eager.get(), &eager_opt}, std::pair{hybrid.get(), &hybrid_opt}}) {
+      opt->zero_grad();
+      cross_entropy(net == eager.get() ? net->call_eager(x) : (*net)(x), y).backward();
+      opt->step();
+    }
+  }
+  CHECK(hybrid->stats().compiled_hits >= 3);
+  const auto want = eager->named_parameters(), got = hybrid->named_parameters();
+  REQUIRE(got.size() == want.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    CAPTURE(want[i].first);
+    test::check_close(got[i].second.data(), want[i].second.data(), 1e-5, 1e-6);
+  }
+  {
+    NoGradGuard no_grad;
+    Tensor x = tensor(std::vector<int64_t>{1, 2, 3, 4, 5, 6, 7, 10}, {2, 4});
+    for (int call = 0; call < 3; ++call) test::check_close((*hybrid)(x), hybrid->call_eager(x), 1e-5, 1e-6);
+    const int64_t hits = hybrid->stats().compiled_hits;
+    CHECK(hits >= 2);
+    // The range guards fail on a bad id: the call runs eagerly and raises what eager mode raises.
+    test::check_error<IndexError>([&] { (*hybrid)(tensor(std::vector<int64_t>{1, 2, 3, 4, 5, 6, 7, 11}, {2, 4})); },
+                                  {"token id 11"});
+    test::check_error<IndexError>([&] { (*hybrid)(tensor(std::vector<int64_t>{-1, 2, 3, 4, 5, 6, 7, 8}, {2, 4})); },
+                                  {"token id -1"});
+    test::check_close((*hybrid)(x), hybrid->call_eager(x), 1e-5, 1e-6);
+    CHECK(hybrid->stats().compiled_hits == hits + 1);
+  }
+}
+
+TEST_CASE("the README's embedding program runs as written") {
+  using namespace bj::nn;
+  Sequential net(Embedding(11, 6), LayerNorm(), GELU(), Flatten(1), Dense(4));
+  net.initialize(bj::init::xavier());
+  net.hybridize();
+  bj::Tensor logits = net(bj::tensor(std::vector<int64_t>{1, 2, 3, 4, 5, 6, 7, 10}, {2, 4}));
+  CHECK(logits.shape() == Shape{2, 4});
+  test::check_close(net(bj::tensor(std::vector<int64_t>{1, 2, 3, 4, 5, 6, 7, 10}, {2, 4})), logits, 1e-5, 1e-6);
+  CHECK(net.stats().compiled_hits == 1);
+}
