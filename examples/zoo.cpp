@@ -129,9 +129,19 @@ const std::vector<ZooModel>& vision_zoo() {
   return models;
 }
 
+const std::vector<ZooModel>& sequence_zoo() {
+  static const std::vector<ZooModel> models = {
+      {"transformer-block", "a pre-norm Transformer encoder layer: d_model 256, 4 heads, feed-forward 1024, GELU",
+       {8, 64, 256},
+       maker<TransformerEncoderLayer>("transformer-block", [] { return TransformerEncoderLayer(256, 4, 1024); },
+                                      init::xavier())},
+  };
+  return models;
+}
+
 const ZooModel& zoo_model(const std::string& name) {
   std::string known;
-  for (const auto* list : {&zoo(), &vision_zoo(), &perf_zoo()})
+  for (const auto* list : {&zoo(), &vision_zoo(), &sequence_zoo(), &perf_zoo()})
     for (const ZooModel& m : *list) {
       if (m.name == name) return m;
       known += (known.empty() ? "" : ", ") + m.name;

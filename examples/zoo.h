@@ -26,6 +26,8 @@ const std::vector<ZooModel>& perf_zoo();
 /// Convolutional networks of the book's later chapters, on Fashion-MNIST-sized images:
 /// `lenet`, `lenet-relu`, `resnet18` (96x96) and `resnet18-28` (28x28).
 const std::vector<ZooModel>& vision_zoo();
+/// Sequence models: `transformer-block` (input [batch 8, time 64, 256]).
+const std::vector<ZooModel>& sequence_zoo();
 /// The model called `name` in any list; ValueError listing the known names otherwise.
 const ZooModel& zoo_model(const std::string& name);
 

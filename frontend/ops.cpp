@@ -143,7 +143,10 @@ Tensor logsumexp(const Tensor& x, int64_t axis, bool keepdim) {
   return reshape(r, s);
 }
 Tensor log_softmax(const Tensor& x, int64_t axis) { return x - logsumexp(x, axis, true); }
-Tensor softmax(const Tensor& x, int64_t axis) { return exp(log_softmax(x, axis)); }
+Tensor softmax(const Tensor& x, int64_t axis) {
+  Tensor e = exp(x - max(x, {axis}, true).detach());  // one exp per element, none overflows
+  return e / sum(e, {axis}, true);
+}
 
 Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a, bool transpose_b) {
   OpAttrs at;

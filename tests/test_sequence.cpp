@@ -139,3 +139,95 @@ TEST_CASE("the README's embedding program runs as written") {
   test::check_close(net(bj::tensor(std::vector<int64_t>{1, 2, 3, 4, 5, 6, 7, 10}, {2, 4})), logits, 1e-5, 1e-6);
   CHECK(net.stats().compiled_hits == 1);
 }
+
+namespace {
+/// Self-attention written head by head with 2-D products (the layer batches heads with permutes).
+Tensor attention_by_heads(MultiHeadAttention& a, const Tensor& x, int64_t heads, bool causal) {
+  const int64_t b = x.size(0), t = x.size(1), d = x.size(2), dh = d / heads;
+  const Tensor w = a.qkv.weight.data(), bias = a.qkv.bias.data();
+  std::vector<Tensor> batch_out;
+  for (int64_t n = 0; n < b; ++n) {
+    Tensor xn = x.slice(0, n, n + 1).reshape({t, d});
+    std::vector<Tensor> head_out;
+    for (int64_t h = 0; h < heads; ++h) {
+      auto project = [&](int64_t which) {  // rows of the qkv weight for this head's q, k or v
+        const int64_t r0 = which * d + h * dh;
+        return matmul(xn, w.slice(0, r0, r0 + dh), false, true) + bias.slice(0, r0, r0 + dh);
+      };
+      Tensor scores = matmul(project(0), project(1), false, true) / std::sqrt(static_cast<double>(dh));
+      if (causal) {
+        std::vector<float> mask;
+        for (int64_t i = 0; i < t; ++i)
+          for (int64_t j = 0; j < t; ++j) mask.push_back(j <= i ? 0.0f : -1e30f);
+        scores = scores + tensor(mask, {t, t});
+      }
+      head_out.push_back(matmul(softmax(scores, 1), project(2)));
+    }
+    batch_out.push_back(a.out(concat(head_out, 1)));
+  }
+  return stack(batch_out, 0);
+}
+}  // namespace
+
+TEST_CASE("multi-head attention equals attention written head by head, causal attention ignores the future") {
+  manual_seed(64);
+  for (bool causal : {false, true}) {
+    CAPTURE(causal);
+    MultiHeadAttention a(8, 2, causal);
+    a.initialize(init::xavier());
+    a.qkv.bias.set_data(uniform(-0.5, 0.5, {24}));
+    Tensor x = uniform(-1, 1, {2, 5, 8});
+    test::check_close(a(x), attention_by_heads(a, x, 2, causal), 1e-5, 1e-6);
+    // Changing the last position changes every output under full attention, none before it
+    // under causal attention.
+    Tensor x2 = concat({x.slice(1, 0, 4), x.slice(1, 4, 5) * 3.0}, 1);
+    const auto y = test::values(a(x)), y2 = test::values(a(x2));
+    for (int64_t n = 0; n < 2; ++n)
+      for (int64_t t = 0; t < 4; ++t) {
+        double diff = 0;
+        for (int64_t j = 0; j < 8; ++j) diff += std::fabs(y[(n * 5 + t) * 8 + j] - y2[(n * 5 + t) * 8 + j]);
+        CHECK((diff == 0) == causal);
+      }
+  }
+  MultiHeadAttention small(4, 2, true);
+  small.initialize(init::xavier());
+  test::gradcheck([&](const V& v) { return small(v[0]); }, {uniform(-1, 1, {2, 3, 4})});
+  test::check_error<ValueError>([] { MultiHeadAttention(10, 3); }, {"3 heads", "width 10"});
+  test::check_error<ShapeError>([&] { small(uniform(-1, 1, {2, 3, 5})); }, {"MultiHeadAttention", "[batch, time, 4]"});
+  test::check_error<ShapeError>([&] { small(uniform(-1, 1, {3, 4})); }, {"f32[3,4]"});
+}
+
+TEST_CASE("Transformer encoder layers hybridized (pre- and post-norm, causal): calls and training equal eager") {
+  for (auto [pre_norm, causal] : {std::pair{true, false}, std::pair{false, true}}) {
+    CAPTURE(pre_norm);
+    auto make = [pre = pre_norm, c = causal] {
+      manual_seed(65);
+      auto net = std::make_shared<TransformerEncoderLayer>(16, 4, 32, pre, c);
+      net->initialize(init::xavier());
+      return net;
+    };
+    auto eager = make(), hybrid = make();
+    hybrid->hybridize();
+    optim::SGD eager_opt(eager->parameters(), {.lr = 0.05});
+    optim::SGD hybrid_opt(hybrid->parameters(), {.lr = 0.05});
+    manual_seed(66);
+    for (int step = 0; step < 4; ++step) {
+      Tensor x = uniform(-1, 1, {3, 7, 16}), target = uniform(-1, 1, {3, 7, 16});
+      for (auto [net, opt] : {std::pair{eager.get(), &eager_opt}, std::pair{hybrid.get(), &hybrid_opt}}) {
+        opt->zero_grad();
+        mse_loss(net == eager.get() ? net->call_eager(x) : (*net)(x), target).backward();
+        opt->step();
+      }
+    }
+    CHECK(hybrid->stats().compiled_hits >= 2);
+    const auto want = eager->named_parameters(), got = hybrid->named_parameters();
+    REQUIRE(got.size() == want.size());
+    for (size_t i = 0; i < want.size(); ++i) {
+      CAPTURE(want[i].first);
+      test::check_close(got[i].second.data(), want[i].second.data(), 1e-5, 1e-6);
+    }
+    NoGradGuard no_grad;
+    Tensor x = uniform(-1, 1, {2, 7, 16});
+    for (int call = 0; call < 2; ++call) test::check_close((*hybrid)(x), hybrid->call_eager(x), 1e-5, 1e-6);
+  }
+}

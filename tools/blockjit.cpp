@@ -445,23 +445,32 @@ int guard_cost(bool json) {
   return 0;
 }
 
-/// `bench MODEL --train`: training steps (forward, cross-entropy on random labels, backward,
-/// SGD update), eager against hybridized (compiled forward and backward), interleaved.
+/// `bench MODEL --train`: training steps (forward, the loss, backward, SGD update), eager against
+/// hybridized (compiled forward and backward), interleaved. The loss: cross-entropy on fixed
+/// labels for [batch, classes] logits, the mean squared error against a random target otherwise.
 int bench_train(const bj::cli::Command& cmd, const bj::examples::ZooModel& m, bj::Shape input, int threads) {
   bj::manual_seed(0);
   auto net = m.make();
   bj::Tensor x = bj::rand(input);
   bj::Tensor probe = net->call_eager(x);  // deferred shapes
-  if (probe.dim() != 2)
-    throw bj::ShapeError("bench", m.name + " returns " + probe.type().str() + ", not [batch, classes] logits");
-  std::vector<int64_t> labels_data(static_cast<size_t>(input[0]));
-  for (size_t i = 0; i < labels_data.size(); ++i) labels_data[i] = static_cast<int64_t>(i) % probe.shape()[1];
-  bj::Tensor labels = bj::tensor(labels_data, {input[0]});
+  // Logits [batch, classes] train against labels with the cross-entropy; other outputs (a
+  // sequence model's [batch, time, width]) against a random target of their shape with the MSE.
+  const bool logits = probe.dim() == 2;
+  bj::nn::TrainStep::Loss loss_fn = logits ? bj::nn::TrainStep::Loss(bj::nn::cross_entropy)
+                                           : bj::nn::TrainStep::Loss(bj::nn::mse_loss);
+  bj::Tensor labels;
+  if (logits) {
+    std::vector<int64_t> labels_data(static_cast<size_t>(input[0]));
+    for (size_t i = 0; i < labels_data.size(); ++i) labels_data[i] = static_cast<int64_t>(i) % probe.shape()[1];
+    labels = bj::tensor(labels_data, {input[0]});
+  } else {
+    labels = bj::uniform(-1, 1, probe.shape());
+  }
   bj::optim::SGD opt(net->parameters(), {.lr = 1e-4});
   net->hybridize();
   auto step = [&](bool compiled) {
     opt.zero_grad();
-    bj::Tensor loss = bj::nn::cross_entropy(compiled ? (*net)(x) : net->call_eager(x), labels);
+    bj::Tensor loss = loss_fn(compiled ? (*net)(x) : net->call_eager(x), labels);
     loss.backward();
     opt.step();
   };
@@ -469,7 +478,7 @@ int bench_train(const bj::cli::Command& cmd, const bj::examples::ZooModel& m, bj
   step(true);
   auto grads = [&](bool compiled) {
     opt.zero_grad();
-    bj::nn::cross_entropy(compiled ? (*net)(x) : net->call_eager(x), labels).backward();
+    loss_fn(compiled ? (*net)(x) : net->call_eager(x), labels).backward();
     std::vector<bj::Tensor> g;
     for (const auto& p : net->parameters()) g.push_back(p.grad().clone());
     return g;
@@ -486,7 +495,7 @@ int bench_train(const bj::cli::Command& cmd, const bj::examples::ZooModel& m, bj
   auto twin = m.make();
   twin->call_eager(x);
   bj::optim::SGD twin_opt(twin->parameters(), {.lr = 1e-4});
-  bj::nn::TrainStep whole_step(*twin, bj::nn::cross_entropy, twin_opt);
+  bj::nn::TrainStep whole_step(*twin, loss_fn, twin_opt);
   whole_step(x, labels);  // traced
   auto eager = [&] { step(false); };
   auto compiled = [&] { step(true); };
@@ -518,8 +527,8 @@ int bench_train(const bj::cli::Command& cmd, const bj::examples::ZooModel& m, bj
                stats.compile_ms + wstats.compile_ms);
     return 0;
   }
-  fmt::print("{} training step (batch {}, {} thread{}; forward, cross-entropy, backward, SGD):\n", m.name, input[0],
-             threads, threads == 1 ? "" : "s");
+  fmt::print("{} training step (batch {}, {} thread{}; forward, {}, backward, SGD):\n", m.name, input[0],
+             threads, threads == 1 ? "" : "s", logits ? "cross-entropy" : "mean squared error");
   fmt::print("  eager {}, hybridized {} ({:.2f}x), whole step {} ({:.2f}x)\n", fmt_us(eager_us), fmt_us(compiled_us),
              eager_us / compiled_us, fmt_us(whole_us), eager_us / whole_us);
   if (flops > 0)
@@ -593,8 +602,8 @@ int bench(const bj::cli::Command& cmd) {
 
 int models() {
   for (const auto& m : bj::examples::zoo()) fmt::print("{:<18} {}\n", m.name, m.description);
-  for (const auto& m : bj::examples::vision_zoo())
-    fmt::print("{:<18} {} (input {})\n", m.name, m.description, m.input.str());
+  for (const auto* list : {&bj::examples::vision_zoo(), &bj::examples::sequence_zoo()})
+    for (const auto& m : *list) fmt::print("{:<18} {} (input {})\n", m.name, m.description, m.input.str());
   for (const auto& m : bj::examples::perf_zoo()) fmt::print("{:<18} {} (benchmarks)\n", m.name, m.description);
   return 0;
 }

@@ -42,7 +42,9 @@ commands:
                     eager vs hybridized (compiled) calls, interleaved in one
                     process after warm-up: medians, speedup, GFLOP/s or
                     GB/s, variants and fallbacks; --train times training
-                    steps (forward, cross-entropy, backward, SGD update)
+                    steps (forward, loss, backward, SGD update): the
+                    cross-entropy for [batch, classes] logits, else the
+                    mean squared error against a random target
   bench guard-cost [--json]
                     what checking one guard costs in compiled code
   dump MODEL [--stage traced|opt|llvm|asm] [--format text|dot] [--out FILE]

@@ -4,8 +4,10 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <limits>
 #include <numbers>
 
+#include "frontend/creation.h"
 #include "frontend/nn/ids.h"
 #include "frontend/ops.h"
 
@@ -69,6 +71,59 @@ std::string LayerNorm::extra_repr() const {
 Tensor gelu(const Tensor& x) {
   const double k = std::sqrt(2.0 / std::numbers::pi);
   return 0.5 * x * (1.0 + tanh(k * (x + 0.044715 * (x * x * x))));
+}
+
+MultiHeadAttention::MultiHeadAttention(int64_t d_model, int64_t heads, bool causal)
+    : d_model_(positive("MultiHeadAttention", "d_model", d_model)),
+      heads_(positive("MultiHeadAttention", "heads", heads)),
+      causal_(causal),
+      qkv(add("qkv", Dense(3 * d_model, "none", true, d_model))),
+      out(add("out", Dense(d_model, "none", true, d_model))) {
+  if (d_model % heads != 0)
+    throw ValueError("MultiHeadAttention",
+                     fmt::format("{} heads do not divide the model width {}", heads, d_model));
+}
+
+Tensor MultiHeadAttention::forward(const Tensor& x) {
+  if (x.dim() != 3 || x.shape()[2] != d_model_)
+    throw ShapeError("MultiHeadAttention",
+                     fmt::format("expects [batch, time, {}], got {}", d_model_, x.type().str()));
+  const int64_t b = x.shape()[0], t = x.shape()[1], dh = d_model_ / heads_;
+  // [b, t, 3, heads, dh] -> [3, b, heads, t, dh]: queries, keys and values of every head.
+  Tensor all = qkv(x).reshape({b, t, 3, heads_, dh}).permute({2, 0, 3, 1, 4});
+  Tensor q = all.slice(0, 0, 1).reshape({b, heads_, t, dh});
+  Tensor k = all.slice(0, 1, 2).reshape({b, heads_, t, dh});
+  Tensor v = all.slice(0, 2, 3).reshape({b, heads_, t, dh});
+  Tensor scores = matmul(q, k, false, /*transpose_b=*/true) * (1.0 / std::sqrt(static_cast<double>(dh)));
+  if (causal_) {
+    Tensor keep = ge(arange(static_cast<double>(t)).reshape({t, 1}), arange(static_cast<double>(t)).reshape({1, t}));
+    scores = where(keep, scores, full({}, -std::numeric_limits<double>::infinity()));
+  }
+  Tensor heads = matmul(softmax(scores, -1), v);  // [b, heads, t, dh]
+  return out(heads.permute({0, 2, 1, 3}).reshape({b, t, d_model_}));
+}
+
+std::string MultiHeadAttention::extra_repr() const {
+  return fmt::format("{}, heads={}{}", d_model_, heads_, causal_ ? ", causal" : "");
+}
+
+TransformerEncoderLayer::TransformerEncoderLayer(int64_t d_model, int64_t heads, int64_t ff, bool pre_norm,
+                                                 bool causal)
+    : pre_norm_(pre_norm),
+      attention(add("attention", MultiHeadAttention(d_model, heads, causal))),
+      norm1(add("norm1", LayerNorm(d_model))),
+      norm2(add("norm2", LayerNorm(d_model))),
+      ff1(add("ff1", Dense(positive("TransformerEncoderLayer", "ff", ff), "none", true, d_model))),
+      ff2(add("ff2", Dense(d_model, "none", true, ff))) {}
+
+Tensor TransformerEncoderLayer::forward(const Tensor& x) {
+  auto feed_forward = [&](const Tensor& h) { return ff2(gelu(ff1(h))); };
+  if (pre_norm_) {
+    Tensor h = x + attention(norm1(x));
+    return h + feed_forward(norm2(h));
+  }
+  Tensor h = norm1(x + attention(x));
+  return norm2(h + feed_forward(h));
 }
 
 }  // namespace bj::nn

@@ -1,7 +1,9 @@
-// Layers of sequence models: token embeddings, layer normalization, GELU.
+// Layers of sequence models: token embeddings, layer normalization, GELU,
+// multi-head self-attention and the Transformer encoder layer.
 #pragma once
 
 #include "frontend/nn/block.h"
+#include "frontend/nn/layers.h"
 
 namespace bj::nn {
 
@@ -43,6 +45,44 @@ class LayerNorm : public Block {
 Tensor gelu(const Tensor& x);
 struct GELU : Block {
   Tensor forward(const Tensor& x) override { return gelu(x); }
+};
+
+/// Multi-head self-attention over x [batch, time, d_model] -> [batch, time, d_model]: one Dense
+/// gives queries, keys and values for every head, softmax(q k^T / sqrt(d_head)) weights the
+/// values, a Dense mixes the heads. `causal`: position t attends to positions <= t only.
+class MultiHeadAttention : public Block {
+ public:
+  MultiHeadAttention(int64_t d_model, int64_t heads, bool causal = false);
+  Tensor forward(const Tensor& x) override;
+  std::string extra_repr() const override;
+
+ private:
+  int64_t d_model_, heads_;
+  bool causal_;
+
+ public:
+  Dense& qkv;  ///< d_model -> 3 d_model: queries, keys, values
+  Dense& out;  ///< d_model -> d_model
+};
+
+/// A Transformer encoder layer on x [batch, time, d_model]: self-attention and a feed-forward
+/// network (Dense(ff) -> GELU -> Dense(d_model)), each added to its input. Pre-norm (the
+/// default, as GPT-style models): x + attn(norm1(x)), then x + ff(norm2(x)); post-norm (the
+/// original): norm1(x + attn(x)), then norm2(x + ff(x)). No dropout.
+class TransformerEncoderLayer : public Block {
+ public:
+  TransformerEncoderLayer(int64_t d_model, int64_t heads, int64_t ff, bool pre_norm = true, bool causal = false);
+  Tensor forward(const Tensor& x) override;
+
+ private:
+  bool pre_norm_;
+
+ public:
+  MultiHeadAttention& attention;
+  LayerNorm& norm1;
+  LayerNorm& norm2;
+  Dense& ff1;
+  Dense& ff2;
 };
 
 }  // namespace bj::nn
