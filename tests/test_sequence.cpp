@@ -12,6 +12,36 @@ using namespace bj;
 using namespace bj::nn;
 using V = std::vector<Tensor>;
 
+namespace {
+/// Twin nets trained side by side, one eagerly and one hybridized, then compared.
+struct Twins {
+  std::shared_ptr<Block> eager, hybrid;
+  optim::SGD eager_opt, hybrid_opt;
+  Twins(std::shared_ptr<Block> e, std::shared_ptr<Block> h, double lr)
+      : eager(std::move(e)), hybrid(std::move(h)), eager_opt(eager->parameters(), {.lr = lr}),
+        hybrid_opt(hybrid->parameters(), {.lr = lr}) {
+    hybrid->hybridize();
+  }
+  /// One SGD step on each: loss(net(x), y).backward().
+  template <class Loss>
+  void step(const Tensor& x, const Tensor& y, Loss loss) {
+    for (auto [net, opt] : {std::pair{eager.get(), &eager_opt}, std::pair{hybrid.get(), &hybrid_opt}}) {
+      opt->zero_grad();
+      loss(net == eager.get() ? net->call_eager(x) : (*net)(x), y).backward();
+      opt->step();
+    }
+  }
+  void check_same_parameters() const {
+    const auto want = eager->named_parameters(), got = hybrid->named_parameters();
+    REQUIRE(got.size() == want.size());
+    for (size_t i = 0; i < want.size(); ++i) {
+      CAPTURE(want[i].first);
+      test::check_close(got[i].second.data(), want[i].second.data(), 1e-5, 1e-6);
+    }
+  }
+};
+}  // namespace
+
 TEST_CASE("embedding looks rows up, its gradient adds rows back, an id out of range is NaN and never read") {
   Tensor table = tensor({{0.5, -1.0}, {2.0, 3.0}, {-4.0, 0.25}});
   Tensor ids = tensor(std::vector<int64_t>{2, 0, 2, 1}, {2, 2});
@@ -91,28 +121,16 @@ TEST_CASE("an embedding model hybridized: calls and training steps equal eager, 
     net->call_eager(tensor(std::vector<int64_t>(8, 0), {2, 4}));
     return net;
   };
-  auto eager = make(), hybrid = make();
-  hybrid->hybridize();
+  Twins twins(make(), make(), 0.1);
   manual_seed(63);
-  optim::SGD eager_opt(eager->parameters(), {.lr = 0.1});
-  optim::SGD hybrid_opt(hybrid->parameters(), {.lr = 0.1});
   for (int step = 0; step < 5; ++step) {
     std::vector<int64_t> ids;
     for (int i = 0; i < 8; ++i) ids.push_back((step * 7 + i * 3) % 11);  // repeats within a batch
-    Tensor x = tensor(ids, {2, 4}), y = tensor(std::vector<int64_t>{step % 4, (step + 1) % 4}, {2});
-    for (auto [net, opt] : {std::pair{eager.get(), &eager_opt}, std::pair{hybrid.get(), &hybrid_opt}}) {
-      opt->zero_grad();
-      cross_entropy(net == eager.get() ? net->call_eager(x) : (*net)(x), y).backward();
-      opt->step();
-    }
+    twins.step(tensor(ids, {2, 4}), tensor(std::vector<int64_t>{step % 4, (step + 1) % 4}, {2}), cross_entropy);
   }
+  const auto& hybrid = twins.hybrid;
   CHECK(hybrid->stats().compiled_hits >= 3);
-  const auto want = eager->named_parameters(), got = hybrid->named_parameters();
-  REQUIRE(got.size() == want.size());
-  for (size_t i = 0; i < want.size(); ++i) {
-    CAPTURE(want[i].first);
-    test::check_close(got[i].second.data(), want[i].second.data(), 1e-5, 1e-6);
-  }
+  twins.check_same_parameters();
   {
     NoGradGuard no_grad;
     Tensor x = tensor(std::vector<int64_t>{1, 2, 3, 4, 5, 6, 7, 10}, {2, 4});
@@ -206,26 +224,13 @@ TEST_CASE("Transformer encoder layers hybridized (pre- and post-norm, causal): c
       net->initialize(init::xavier());
       return net;
     };
-    auto eager = make(), hybrid = make();
-    hybrid->hybridize();
-    optim::SGD eager_opt(eager->parameters(), {.lr = 0.05});
-    optim::SGD hybrid_opt(hybrid->parameters(), {.lr = 0.05});
+    Twins twins(make(), make(), 0.05);
     manual_seed(66);
-    for (int step = 0; step < 4; ++step) {
-      Tensor x = uniform(-1, 1, {3, 7, 16}), target = uniform(-1, 1, {3, 7, 16});
-      for (auto [net, opt] : {std::pair{eager.get(), &eager_opt}, std::pair{hybrid.get(), &hybrid_opt}}) {
-        opt->zero_grad();
-        mse_loss(net == eager.get() ? net->call_eager(x) : (*net)(x), target).backward();
-        opt->step();
-      }
-    }
+    for (int step = 0; step < 4; ++step)
+      twins.step(uniform(-1, 1, {3, 7, 16}), uniform(-1, 1, {3, 7, 16}), mse_loss);
+    const auto& hybrid = twins.hybrid;
     CHECK(hybrid->stats().compiled_hits >= 2);
-    const auto want = eager->named_parameters(), got = hybrid->named_parameters();
-    REQUIRE(got.size() == want.size());
-    for (size_t i = 0; i < want.size(); ++i) {
-      CAPTURE(want[i].first);
-      test::check_close(got[i].second.data(), want[i].second.data(), 1e-5, 1e-6);
-    }
+    twins.check_same_parameters();
     NoGradGuard no_grad;
     Tensor x = uniform(-1, 1, {2, 7, 16});
     for (int call = 0; call < 2; ++call) test::check_close((*hybrid)(x), hybrid->call_eager(x), 1e-5, 1e-6);
