@@ -236,3 +236,56 @@ TEST_CASE("Transformer encoder layers hybridized (pre- and post-norm, causal): c
     for (int call = 0; call < 2; ++call) test::check_close((*hybrid)(x), hybrid->call_eager(x), 1e-5, 1e-6);
   }
 }
+
+TEST_CASE("GRU: PyTorch's gates step by step, gradients, and hybridized at three lengths (three keys) equal to eager") {
+  manual_seed(67);
+  GRU gru(3, 2);
+  gru.initialize(init::xavier());
+  gru.i2h.bias.set_data(uniform(-0.5, 0.5, {9}));
+  gru.h2h.bias.set_data(uniform(-0.5, 0.5, {9}));
+  Tensor x = uniform(-1, 1, {2, 4, 2});
+  // The gates written out with the weights' rows, one step at a time.
+  const Tensor wi = gru.i2h.weight.data(), bi = gru.i2h.bias.data(), wh = gru.h2h.weight.data(), bh = gru.h2h.bias.data();
+  auto part = [](const Tensor& w, const Tensor& b, const Tensor& v, int64_t k) {
+    return matmul(v, w.slice(0, 3 * k, 3 * k + 3), false, true) + b.slice(0, 3 * k, 3 * k + 3);
+  };
+  Tensor h = zeros({2, 3});
+  std::vector<Tensor> want;
+  for (int64_t t = 0; t < 4; ++t) {
+    Tensor xt = x.slice(1, t, t + 1).reshape({2, 2});
+    Tensor r = sigmoid(part(wi, bi, xt, 0) + part(wh, bh, h, 0));
+    Tensor z = sigmoid(part(wi, bi, xt, 1) + part(wh, bh, h, 1));
+    Tensor n = tanh(part(wi, bi, xt, 2) + r * part(wh, bh, h, 2));
+    h = (1.0 - z) * n + z * h;
+    want.push_back(h);
+  }
+  test::check_close(gru(x), stack(want, 1), 1e-5, 1e-6);
+  test::check_close(gru.step(x.slice(1, 0, 1).reshape({2, 2}), zeros({2, 3})), want[0], 1e-5, 1e-6);
+  CHECK(gru(uniform(-1, 1, {2, 0, 2})).shape() == Shape{2, 0, 3});
+  test::gradcheck([&](const V& v) { return gru(v[0]); }, {uniform(-1, 1, {2, 3, 2})});
+  test::check_error<ShapeError>([&] { gru(uniform(-1, 1, {2, 2})); }, {"GRU", "[batch, time, inputs]"});
+  test::check_error<ShapeError>([&] { gru.step(uniform(-1, 1, {2, 2}), zeros({2, 4})); }, {"GRU", "h [batch, 3]"});
+  // Hybridized: each length is a key of its own; every call equals eager, and training too.
+  auto make = [] {
+    manual_seed(68);
+    auto net = std::make_shared<Sequential>(GRU(5, 3), Flatten(1));
+    net->initialize(init::xavier());
+    net->call_eager(uniform(-1, 1, {2, 1, 3}));
+    return net;
+  };
+  Twins twins(make(), make(), 0.1);
+  for (int64_t len : {2, 5, 9})
+    for (int rep = 0; rep < 2; ++rep) {
+      CAPTURE(len);
+      Tensor xs = uniform(-1, 1, {2, len, 3});
+      twins.step(xs, uniform(-1, 1, {2, len * 5}), mse_loss);
+    }
+  CHECK(twins.hybrid->stats().compiled_hits >= 3);  // the second step at each length
+  twins.check_same_parameters();
+  NoGradGuard no_grad;
+  for (int64_t len : {2, 5, 9}) {
+    Tensor xs = uniform(-1, 1, {2, len, 3});
+    test::check_close((*twins.hybrid)(xs), twins.hybrid->call_eager(xs), 1e-5, 1e-6);
+  }
+  CHECK(twins.hybrid->stats().keys >= 3);
+}

@@ -126,4 +126,46 @@ Tensor TransformerEncoderLayer::forward(const Tensor& x) {
   return norm2(h + feed_forward(h));
 }
 
+GRU::GRU(int64_t hidden, int64_t inputs)
+    : hidden_(positive("GRU", "hidden", hidden)),
+      i2h(add("i2h", Dense(3 * hidden, "none", true, positive("GRU", "inputs", inputs, true)))),
+      h2h(add("h2h", Dense(3 * hidden, "none", true, hidden))) {}
+
+Tensor GRU::next(const Tensor& gi, const Tensor& h) {
+  const int64_t n = hidden_;
+  Tensor gh = h2h(h);
+  auto gate = [n](const Tensor& g, int64_t k) { return g.slice(1, k * n, (k + 1) * n); };
+  Tensor r = sigmoid(gate(gi, 0) + gate(gh, 0));
+  Tensor z = sigmoid(gate(gi, 1) + gate(gh, 1));
+  Tensor c = tanh(gate(gi, 2) + r * gate(gh, 2));
+  return (1.0 - z) * c + z * h;
+}
+
+Tensor GRU::step(const Tensor& x, const Tensor& h) {
+  if (x.dim() != 2 || h.dim() != 2 || h.shape() != Shape{x.shape()[0], hidden_})
+    throw ShapeError("GRU", fmt::format("a step takes x [batch, inputs] and h [batch, {}], got {} and {}", hidden_,
+                                        x.type().str(), h.type().str()));
+  return next(i2h(x), h);
+}
+
+Tensor GRU::forward(const Tensor& x) {
+  if (x.dim() != 3)
+    throw ShapeError("GRU", "expects [batch, time, inputs], got " + x.type().str());
+  const int64_t b = x.shape()[0], t = x.shape()[1];
+  Tensor gi = i2h(x);  // every step's input projection in one product
+  Tensor h = zeros({b, hidden_});
+  std::vector<Tensor> states;
+  for (int64_t i = 0; i < t; ++i) {
+    h = next(gi.slice(1, i, i + 1).reshape({b, 3 * hidden_}), h);
+    states.push_back(h);
+  }
+  if (states.empty()) return zeros({b, 0, hidden_});
+  return stack(states, 1);
+}
+
+std::string GRU::extra_repr() const {
+  const int64_t in = i2h.weight.shape()[1];
+  return fmt::format("{} -> {}", in ? std::to_string(in) : std::string("?"), hidden_);
+}
+
 }  // namespace bj::nn

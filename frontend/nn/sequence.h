@@ -1,5 +1,5 @@
 // Layers of sequence models: token embeddings, layer normalization, GELU,
-// multi-head self-attention and the Transformer encoder layer.
+// multi-head self-attention, the Transformer encoder layer and the GRU.
 #pragma once
 
 #include "frontend/nn/block.h"
@@ -83,6 +83,29 @@ class TransformerEncoderLayer : public Block {
   LayerNorm& norm2;
   Dense& ff1;
   Dense& ff2;
+};
+
+/// A gated recurrent unit over x [batch, time, inputs] -> every step's state [batch, time,
+/// hidden], from a zero state, with PyTorch's gates: r = sigmoid(Wir x + Whr h), z likewise,
+/// n = tanh(Win x + r * (Whn h)) (biases included), h' = (1 - z) n + z h. Forward loops over time
+/// in C++: tracing unrolls the loop, so each sequence length is its own compiled key. `step`
+/// runs one step from a given state (the cell).
+class GRU : public Block {
+ public:
+  explicit GRU(int64_t hidden, int64_t inputs = 0);
+  Tensor forward(const Tensor& x) override;
+  /// One step: x [batch, inputs], h [batch, hidden] -> the next h.
+  Tensor step(const Tensor& x, const Tensor& h);
+  std::string extra_repr() const override;
+
+ private:
+  /// The next state from the input's projection gi = i2h(x) [batch, 3 hidden] and the state.
+  Tensor next(const Tensor& gi, const Tensor& h);
+  int64_t hidden_;
+
+ public:
+  Dense& i2h;  ///< inputs -> 3 hidden: the r, z and n rows, in that order
+  Dense& h2h;  ///< hidden -> 3 hidden
 };
 
 }  // namespace bj::nn
