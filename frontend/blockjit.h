@@ -4,6 +4,7 @@
 #include "frontend/autograd.h"
 #include "frontend/creation.h"
 #include "frontend/data.h"
+#include "frontend/text.h"
 #include "frontend/nn/block.h"
 #include "frontend/nn/init.h"
 #include "frontend/nn/layers.h"
