@@ -126,6 +126,32 @@ Tensor TransformerEncoderLayer::forward(const Tensor& x) {
   return norm2(h + feed_forward(h));
 }
 
+TransformerLM::TransformerLM(int64_t vocab, int64_t d_model, int64_t heads, int64_t ff, int64_t layers,
+                             int64_t max_len)
+    : max_len_(positive("TransformerLM", "max_len", max_len)),
+      tokens(add("tokens", Embedding(vocab, d_model))),
+      positions(add_parameter("positions", Parameter({max_len, d_model}, init::normal(0.02)))),
+      blocks(add("blocks", Sequential())),
+      norm(add("norm", LayerNorm(d_model))) {
+  for (int64_t i = 0; i < positive("TransformerLM", "layers", layers); ++i)
+    blocks.add(TransformerEncoderLayer(d_model, heads, ff, /*pre_norm=*/true, /*causal=*/true));
+}
+
+Tensor TransformerLM::forward(const Tensor& ids) {
+  if (ids.dim() != 2) throw ShapeError("TransformerLM", "expects token ids [batch, time], got " + ids.type().str());
+  const int64_t t = ids.shape()[1];
+  if (t > max_len_)
+    throw ShapeError("TransformerLM", fmt::format("a sequence of {} tokens is longer than the position table ({})", t,
+                                                  max_len_));
+  Tensor h = tokens(ids) + positions.data().slice(0, 0, t);
+  h = norm(blocks(h));
+  return matmul(h, tokens.weight.data(), false, /*transpose_b=*/true);
+}
+
+std::string TransformerLM::extra_repr() const {
+  return fmt::format("vocab {}, d_model {}, max_len {}", tokens.weight.shape()[0], tokens.weight.shape()[1], max_len_);
+}
+
 GRU::GRU(int64_t hidden, int64_t inputs)
     : hidden_(positive("GRU", "hidden", hidden)),
       i2h(add("i2h", Dense(3 * hidden, "none", true, positive("GRU", "inputs", inputs, true)))),

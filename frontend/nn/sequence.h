@@ -85,6 +85,26 @@ class TransformerEncoderLayer : public Block {
   Dense& ff2;
 };
 
+/// A decoder-only Transformer language model: token and learned position embeddings, `layers`
+/// causal pre-norm encoder layers, a final LayerNorm and logits through the token embedding's
+/// weights (tied). forward(ids i64[batch, time]) -> logits f32[batch, time, vocab]. A sequence
+/// longer than `max_len` is a ShapeError; ids outside the vocabulary an IndexError.
+class TransformerLM : public Block {
+ public:
+  TransformerLM(int64_t vocab, int64_t d_model, int64_t heads, int64_t ff, int64_t layers, int64_t max_len);
+  Tensor forward(const Tensor& ids) override;
+  std::string extra_repr() const override;
+
+ private:
+  int64_t max_len_;
+
+ public:
+  Embedding& tokens;
+  Parameter& positions;  ///< [max_len, d_model]
+  Sequential& blocks;
+  LayerNorm& norm;
+};
+
 /// A gated recurrent unit over x [batch, time, inputs] -> every step's state [batch, time,
 /// hidden], from a zero state, with PyTorch's gates: r = sigmoid(Wir x + Whr h), z likewise,
 /// n = tanh(Win x + r * (Whn h)) (biases included), h' = (1 - z) n + z h. Forward loops over time
