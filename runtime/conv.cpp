@@ -1,8 +1,9 @@
 // 2-D convolution over NCHW images: oneDNN's forward, backward-data and
 // backward-weights primitives in the layouts oneDNN chooses (blocked
-// channels), with reorders from and to the plain layouts (nchw images,
-// [g]oihw weights) the rest of the project uses; created once per distinct
-// shape and window and kept.
+// channels; channels-last or plain for the few passes measured faster that
+// way), with reorders from and to the plain layouts (nchw images, [g]oihw
+// weights) the rest of the project uses; created once per distinct shape
+// and window, kept, and shared by every thread.
 #include <dnnl.hpp>
 
 #include <array>
@@ -53,8 +54,9 @@ struct Geometry {
 };
 
 /// The primitives of one convolution pass, created with the layouts oneDNN prefers (format
-/// `any`: blocked channels, which its fast kernels need), and the reorders between those and
-/// the plain NCHW/[G]OIHW tensors every kernel of the project reads and writes.
+/// `any`: blocked channels, which its fast kernels need; see entry() for the few passes given
+/// another layout), and the reorders between those and the plain NCHW/[G]OIHW tensors every
+/// kernel of the project reads and writes.
 class DnnlConvs {
  public:
   using Key = std::tuple<int, std::vector<int64_t>>;
@@ -62,7 +64,7 @@ class DnnlConvs {
   struct Operand {
     int arg;
     memory::desc plain, chosen;
-    std::optional<Primitive> convert;  ///< a reorder:  ///< plain -> chosen for inputs, chosen -> plain for the output
+    std::optional<Primitive> convert;  ///< a reorder: plain -> chosen for inputs, chosen -> plain for the output
   };
   struct Entry {
     Primitive prim;
