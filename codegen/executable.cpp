@@ -31,13 +31,14 @@ std::shared_ptr<Executable> compile(const ir::Graph& g, const CompileOptions& op
   exe->graph_ = ir::parse(ir::print(g));
   passes::PipelineOptions quiet;  // compile() prints nothing; `blockjit dump` shows the passes
   quiet.verify = env::verify();
+  quiet.exact = options.exact;
   optimize(*exe->graph_, quiet);
-  exe->plan_ = make_plan(*exe->graph_, {.params_change = options.training});
+  exe->plan_ = make_plan(*exe->graph_, {.params_change = options.training, .exact = options.exact});
   const HostInfo& host = host_info();
   // Everything that determines the code; the whole key is stored in (and checked against) the entry.
   const std::string key = ir::print(*exe->graph_) + "|llvm " + host.llvm_version + "|" + host.cpu + "|" +
                           host.features + "|codegen " + codegen_source_hash() +
-                          (options.training ? "|training" : "");
+                          (options.training ? "|training" : "") + (options.exact ? "|exact" : "");
   exe->key_ = fmt::format("{:016x}", fnv1a(key));
   const bool use_cache = options.use_cache && cache_enabled() && !options.keep_ir && !options.keep_asm;
   const std::optional<std::string> dir = use_cache ? cache_dir() : std::nullopt;

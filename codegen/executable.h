@@ -25,6 +25,9 @@ struct CompileOptions {
   bool keep_ir = false;    ///< keep the optimized LLVM IR text (compiles, never from the cache)
   bool keep_asm = false;   ///< keep the assembly text (likewise)
   bool training = false;   ///< parameters change between calls (see PlanOptions::params_change)
+  /// Every result bit for bit as eager mode computes it (PlanOptions::exact), at some cost in
+  /// speed: for reproducing an eager run exactly (HybridizeOptions::exact).
+  bool exact = false;
 };
 
 class Executable {

@@ -190,7 +190,7 @@ class Planner {
     // In graph order within each sweep: callback indices and packing slots are part of the code.
     const auto cone = guard_cone(g_);
     for (const auto& n : g_.nodes())
-      if (plannable(*n) && cone.count(n.get())) plan_in_cone(*n);
+      if (plannable(*n) && (options_.exact || cone.count(n.get()))) plan_in_cone(*n);
     for (const auto& n : g_.nodes())
       if (plannable(*n) && !planned(*n)) plan_dnnl(*n);
     for (const auto& n : g_.nodes())

@@ -121,6 +121,9 @@ struct PlanOptions {
   /// The parameters change between calls (training): packing a weight costs its size on every
   /// call, so oneDNN products and small products whose rows are few read it as stored.
   bool params_change = false;
+  /// Every node planned as a guard's input cone is (sweep 1): exact loops where they give eager's
+  /// values bit for bit, eager's kernels elsewhere. No oneDNN fusion, no packing.
+  bool exact = false;
 };
 
 /// The plan of every node of an optimized graph, in four sweeps (plan.cpp).

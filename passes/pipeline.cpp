@@ -93,6 +93,7 @@ PipelineReport run_pipeline(ir::Graph& g, const std::vector<Step>& steps, const 
   std::ostream& out = o.out ? *o.out : std::cout;
   PipelineReport report;
   auto run_one = [&](const Pass& p) {
+    if (o.exact && !p.exact) return false;
     auto t0 = std::chrono::steady_clock::now();
     bool changed = p.run(g, ctx);
     double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();

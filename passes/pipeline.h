@@ -29,6 +29,9 @@ struct Step {
 
 struct PipelineOptions {
   bool verify = false;                   ///< verify after every pass (always on in debug builds)
+  /// Only the passes that keep every result bit for bit (Pass::exact): for compiled code that
+  /// must compute what eager mode computes (CompileOptions::exact).
+  bool exact = false;
   bool print_after_all = false;          ///< print the IR after every pass
   std::set<std::string> print_after;     ///< ... or after these passes
   std::ostream* out = nullptr;           ///< where printing goes

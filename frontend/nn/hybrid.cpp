@@ -293,6 +293,7 @@ void Hybrid::compile_variant(Entry* e, TrainingTrace t) {
   try {
     codegen::CompileOptions co;
     co.use_cache = options_.use_cache;
+    co.exact = options_.exact;
     auto v = std::make_shared<Variant>(compile_training(t, co));
     std::lock_guard lock(mu_);
     for (const codegen::Executable* exe : {&v->code.forward.executable(), v->code.backward ? &v->code.backward->executable() : nullptr}) {

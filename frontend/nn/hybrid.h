@@ -30,6 +30,12 @@ struct HybridizeOptions {
   bool use_cache = true;
   /// Compile calls in grad mode too (forward and backward); false runs them eagerly.
   bool compile_training = true;
+  /// Compiled calls give eager mode's results bit for bit: no approximated exp/tanh/log, sums in
+  /// eager's order, no pass that changes rounding (BatchNorm folding). Slower than the default,
+  /// which differs from eager by a few units in the last place; over hundreds of training steps
+  /// such differences grow (as between any two orders of float arithmetic), so this is how a
+  /// compiled run reproduces an eager one exactly.
+  bool exact = false;
 };
 
 /// What a hybridized block did, since hybridize().

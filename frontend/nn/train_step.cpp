@@ -178,6 +178,7 @@ Tensor TrainStep::operator()(const Tensor& x, const Tensor& target) {
     try {
       codegen::CompileOptions co;
       co.use_cache = s.options.use_cache;
+      co.exact = s.options.exact;
       co.training = true;
       t.trace.outputs.clear();
       auto v = std::make_shared<StepVariant>(StepVariant{compile(t.trace, co), gradients, ones(loss.shape())});
