@@ -52,8 +52,9 @@ TrainResult train_classifier(nn::Block& net, const ClassificationTask& task, con
     throw ValueError("train", "unknown optimizer '" + o.optimizer + "' (expected sgd or adam)");
   if (o.mode != "eager" && o.mode != "hybridize" && o.mode != "step")
     throw ValueError("train", "unknown mode '" + o.mode + "' (expected eager, hybridize or step)");
-  if (o.mode == "hybridize") net.hybridize();
-  nn::TrainStep whole(net, nn::cross_entropy, *opt);
+  const nn::HybridizeOptions compiled{.exact = o.exact};
+  if (o.mode == "hybridize") net.hybridize(compiled);
+  nn::TrainStep whole(net, nn::cross_entropy, *opt, compiled);
   TrainResult r;
   const auto t0 = std::chrono::steady_clock::now();
   for (int step = 1; step <= o.steps; ++step) {
@@ -116,8 +117,9 @@ std::vector<EpochResult> train_epochs(nn::Block& net, const data::Dataset& train
                                     "] logits (the vision zoo's models take these images)");
   }
   optim::SGD opt(net.parameters(), {.lr = o.lr});
-  if (o.mode == "hybridize") net.hybridize();
-  nn::TrainStep whole(net, nn::cross_entropy, opt);
+  const nn::HybridizeOptions compiled{.exact = o.exact};
+  if (o.mode == "hybridize") net.hybridize(compiled);
+  nn::TrainStep whole(net, nn::cross_entropy, opt, compiled);
   std::vector<EpochResult> results;
   int64_t compiled_before = 0;
   for (int epoch = 1; epoch <= o.epochs; ++epoch) {

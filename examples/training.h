@@ -29,6 +29,7 @@ struct TrainOptions {
   /// How steps run: "eager", "hybridize" (the net hybridized: compiled forward and backward,
   /// eager loss and optimizer) or "step" (nn::TrainStep: the whole step compiled).
   std::string mode = "eager";
+  bool exact = false;  ///< compiled modes give eager's results bit for bit (HybridizeOptions::exact)
 };
 
 struct TrainResult {
@@ -51,6 +52,7 @@ struct EpochOptions {
   int64_t batch = 256;
   double lr = 0.9;                ///< plain SGD, as the book trains LeNet
   std::string mode = "eager";     ///< "eager", "hybridize" or "step", as TrainOptions::mode
+  bool exact = false;             ///< as TrainOptions::exact
   std::optional<int64_t> resize;  ///< images resized to resize x resize (96 for resnet18)
   uint64_t seed = 0;              ///< shuffling
 };

@@ -3,6 +3,8 @@
 
 #include "examples/seed_models.h"
 
+#include <random>
+
 namespace bj::examples {
 
 namespace {
@@ -129,14 +131,52 @@ const std::vector<ZooModel>& vision_zoo() {
   return models;
 }
 
+namespace {
+/// Embedding -> GRU -> Dense on every step: logits [batch, time, vocab] for ids [batch, time].
+struct GruLM : Block {
+  explicit GruLM(int64_t vocab) : vocab_(vocab) {}
+  int64_t vocab_;
+  Embedding& tokens = add("tokens", Embedding(vocab_, 64, init::normal(0.1)));
+  GRU& gru = add("gru", GRU(256, 64));
+  Dense& head = add("head", Dense(vocab_, "none", true, 256));
+  Tensor forward(const Tensor& ids) override {
+    Tensor h = gru(tokens(ids));  // [batch, time, 256]
+    return head(h.reshape({-1, 256})).reshape({ids.shape()[0], ids.shape()[1], vocab_});
+  }
+};
+constexpr int64_t kZooVocab = 128;
+}  // namespace
+
+std::shared_ptr<nn::Block> char_lm(int64_t vocab) {
+  return maker<TransformerLM>("char-lm", [vocab] { return TransformerLM(vocab, 128, 4, 512, 2, kCharLmContext); },
+                              init::xavier())();
+}
+
+std::shared_ptr<nn::Block> gru_lm(int64_t vocab) {
+  return maker<GruLM>("gru-lm", [vocab] { return GruLM(vocab); }, init::xavier())();
+}
+
 const std::vector<ZooModel>& sequence_zoo() {
   static const std::vector<ZooModel> models = {
       {"transformer-block", "a pre-norm Transformer encoder layer: d_model 256, 4 heads, feed-forward 1024, GELU",
        {8, 64, 256},
        maker<TransformerEncoderLayer>("transformer-block", [] { return TransformerEncoderLayer(256, 4, 1024); },
                                       init::xavier())},
+      {"char-lm", "a character Transformer LM: d_model 128, 4 heads, feed-forward 512, 2 causal layers, tied weights",
+       {32, kCharLmContext}, [] { return char_lm(kZooVocab); }, kZooVocab, char_lm},
+      {"gru-lm", "a character GRU LM: Embedding(64) -> GRU(256) -> Dense(vocab), unrolled over time", {32, 64},
+       [] { return gru_lm(kZooVocab); }, kZooVocab, gru_lm},
   };
   return models;
+}
+
+Tensor example_input(const ZooModel& m, const Shape& shape, uint64_t seed) {
+  if (m.vocab == 0) return rand(shape);
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int64_t> id(0, m.vocab - 1);
+  std::vector<int64_t> ids(static_cast<size_t>(shape.numel()));
+  for (int64_t& v : ids) v = id(rng);
+  return tensor(ids, shape);
 }
 
 const ZooModel& zoo_model(const std::string& name) {

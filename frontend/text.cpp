@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "frontend/creation.h"
+#include "ir/env.h"
 
 namespace bj::data {
 
@@ -14,11 +15,11 @@ namespace {
 constexpr std::uintmax_t kMaxTextBytes = std::uintmax_t{64} << 20;
 }  // namespace
 
-std::string fortunes_dir() { return "/usr/share/games/fortunes"; }
+std::string fortunes_dir() { return env::fortunes_dir().value_or("/usr/share/games/fortunes"); }
 
 std::string fortunes_text(const std::string& dir) {
   namespace fs = std::filesystem;
-  const std::string install = "install Debian's fortunes package (apt-get install fortunes)";
+  const std::string install = "install Debian's fortunes package (apt-get install fortunes) or set BJ_FORTUNES_DIR";
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) throw DataError("fortunes", fmt::format("{}: no such folder; {}", dir, install));
   std::vector<fs::path> files;

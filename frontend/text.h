@@ -21,7 +21,7 @@
 
 namespace bj::data {
 
-/// Where Debian's fortunes package puts its files.
+/// Where Debian's fortunes package puts its files (BJ_FORTUNES_DIR, if set, instead).
 std::string fortunes_dir();
 /// The text of every fortune file in `dir` (the files with no extension: not the .dat indexes
 /// nor the .u8 links), in name order, without the "%" lines that separate fortunes. DataError

@@ -98,6 +98,8 @@ LogFlags log() {
 
 std::optional<std::string> data_dir() { return directory("BJ_DATA_DIR"); }
 
+std::optional<std::string> fortunes_dir() { return directory("BJ_FORTUNES_DIR"); }
+
 bool perf_map() { return flag("BJ_PERF_MAP").value_or(false); }
 
 bool fault(std::string_view what) {

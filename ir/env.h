@@ -35,6 +35,9 @@ LogFlags log();
 /// BJ_DATA_DIR: where bj::data::fashion_mnist looks for the data set (unset or empty: Debian's
 /// /usr/share/datasets/fashion-mnist).
 std::optional<std::string> data_dir();
+/// BJ_FORTUNES_DIR: where bj::data::fortunes_text looks for the fortune files (unset or empty:
+/// Debian's /usr/share/games/fortunes).
+std::optional<std::string> fortunes_dir();
 /// BJ_PERF_MAP: 1 appends every compiled function to /tmp/perf-PID.map, so `perf report` names
 /// the code of each graph and region (default 0).
 bool perf_map();

@@ -232,3 +232,43 @@ TEST_CASE("blockjit train --data: options checked, a missing data set names the 
     CHECK(contains(r.out, "training needs [batch, 10] logits"));
   }
 }
+
+TEST_CASE("blockjit train char-lm: options checked, a missing fortunes package named, a short run reports losses and samples") {
+  using bj::cli::parse;
+  bj::cli::Command c = parse({"train", "char-lm", "--steps", "40", "--batch", "8", "--lr", "0.001", "--hybridize", "--exact"});
+  CHECK(c.data == "fortunes");
+  CHECK(c.text.steps == 40);
+  CHECK(c.text.batch == 8);
+  CHECK(c.text.lr == 0.001);
+  CHECK(c.text.mode == "hybridize");
+  CHECK(c.text.exact);
+  CHECK(c.text.eval_every == 8);
+  CHECK(parse({"train", "gru-lm"}).text.steps == bj::examples::LanguageModelOptions{}.steps);
+  CHECK(parse({"train", "char-lm", "--data", "fortunes"}).data == "fortunes");
+  CHECK(parse({"train", "mlp", "--step", "--exact"}).train.exact);
+  CHECK(parse({"bench", "char-lm", "--train", "--exact"}).exact);
+  CHECK_THROWS_WITH_AS(parse({"train", "char-lm", "--data", "fashion-mnist"}), doctest::Contains("--data is fortunes"),
+                       bj::ValueError);
+  CHECK_THROWS_WITH_AS(parse({"train", "char-lm", "--optimizer", "sgd"}), doctest::Contains("--optimizer"), bj::ValueError);
+  CHECK_THROWS_WITH_AS(parse({"train", "char-lm", "--epochs", "2"}), doctest::Contains("--epochs"), bj::ValueError);
+  CHECK_THROWS_WITH_AS(parse({"train", "char-lm", "--batch", "0"}), doctest::Contains("--batch"), bj::ValueError);
+  CHECK_THROWS_WITH_AS(parse({"train", "char-lm", "--exact"}), doctest::Contains("--hybridize or --step"),
+                       bj::ValueError);
+  CHECK_THROWS_WITH_AS(parse({"train", "lenet", "--data", "fortunes"}), doctest::Contains("fashion-mnist"),
+                       bj::ValueError);
+  Result r = blockjit({"train", "char-lm", "--steps", "2"}, std::filesystem::temp_directory_path(),
+                      "BJ_FORTUNES_DIR=/nonexistent/fortunes");
+  CHECK(r.status == 1);
+  CHECK(contains(r.out, "/nonexistent/fortunes"));
+  CHECK(contains(r.out, "apt-get install fortunes"));
+  if (std::filesystem::is_directory(bj::data::fortunes_dir())) {
+    r = blockjit({"train", "char-lm", "--steps", "5", "--batch", "2", "--hybridize"});
+    CHECK(r.status == 0);
+    CHECK(contains(r.out, "valid loss"));
+    CHECK(contains(r.out, "4 of 5 steps compiled"));
+    CHECK(contains(r.out, "compiled/eager speed"));
+    CHECK(contains(r.out, "sampled (temperature 0.8, seed 0):\nThe "));
+  } else {
+    MESSAGE("the fortunes package is not installed: the short char-lm run is skipped");
+  }
+}

@@ -22,6 +22,7 @@
 #include "codegen/host.h"
 #include "codegen/optimize.h"
 #include "examples/seed_models.h"
+#include "examples/language_model.h"
 #include "examples/training.h"
 #include "examples/zoo.h"
 #include "ir/split.h"
@@ -99,7 +100,7 @@ struct DemoResult {
 DemoResult demo_model(const bj::examples::ZooModel& m, const std::string& dump_dir) {
   bj::manual_seed(0);
   auto net = m.make();
-  bj::Tensor x = bj::rand(m.input);
+  bj::Tensor x = bj::examples::example_input(m);
   bj::NoGradGuard no_grad;  // inference: compiled calls need no autograd graph
   bj::Tensor ye = net->call_eager(x);  // the first call also completes deferred shapes
   fmt::print("== {}: {}\n{}\n", m.name, m.description, net->repr());
@@ -191,6 +192,77 @@ int demo(const bj::cli::Command& c) {
   return ok ? 0 : 1;
 }
 
+/// A progress bar on stderr, redrawn in place (only on a terminal; cleared when done).
+class ProgressBar {
+ public:
+  ProgressBar() : on_(isatty(2)) {}
+  void update(int64_t done, int64_t total, double loss) {
+    if (!on_ || (done % 4 != 0 && done != total)) return;
+    const int width = 30, filled = static_cast<int>(width * done / total);
+    fmt::print(stderr, "\r  [{}{}] {}/{} loss {:.4f}", std::string(static_cast<size_t>(filled), '#'),
+               std::string(static_cast<size_t>(width - filled), '.'), done, total, loss);
+    if (done == total) clear();
+  }
+  /// Clears the bar's line (before printing a line of results in the middle of the work).
+  void clear() {
+    if (on_) fmt::print(stderr, "\r{}\r", std::string(80, ' '));
+  }
+
+ private:
+  bool on_;
+};
+
+/// `train char-lm|gru-lm`: next-token training on the fortunes text, the validation loss as it
+/// goes, then text sampled from the model; compiled modes also time a few eager steps.
+int train_text(const bj::cli::Command& c) {
+  const auto& m = bj::examples::zoo_model(c.models[0]);
+  const bj::examples::LanguageModelOptions& o = c.text;
+  const std::string text = bj::data::fortunes_text();
+  const bj::data::CharTokenizer tok(text);
+  const auto [train_tokens, valid_tokens] = bj::data::split_tokens(tok.encode(text), 0.1);
+  const char* how = o.mode == "step" ? "the whole step compiled" : o.mode == "hybridize" ? "hybridized" : "eagerly";
+  fmt::print("training {} on the fortunes text ({} characters, {} distinct; {} for training, {} for validation): "
+             "{} steps of Adam (lr {}), batch {} x {} characters, {}{}\n",
+             m.name, text.size(), tok.size(), train_tokens.size(), valid_tokens.size(), o.steps, o.lr, o.batch,
+             o.length, how, o.exact && o.mode != "eager" ? " (exact: eager's results bit for bit)" : "");
+  fmt::print("losses are nats per character (uniform guessing: {:.2f})\n", std::log(static_cast<double>(tok.size())));
+  bj::manual_seed(0);
+  auto net = m.make_with_vocab(tok.size());
+  ProgressBar bar;
+  bool header = false;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto on_eval = [&](int step, double loss, double valid) {
+    bar.clear();
+    if (!std::exchange(header, true)) fmt::print(" step  train loss  valid loss  elapsed\n");
+    fmt::print("{:5d}  {:10.4f}  {:10.4f}  {:6.1f} s\n", step, loss, valid,
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    std::fflush(stdout);
+  };
+  const auto r = bj::examples::train_language_model(*net, train_tokens, valid_tokens, o,
+                                                     [&](int s, int n, double l) { bar.update(s, n, l); }, on_eval);
+  const double ms = 1e3 * r.median_step_seconds;
+  fmt::print("{:.1f} s training: {:.1f} ms per step (median), {:.0f} characters/s ({}{})\n", r.seconds, ms,
+             static_cast<double>(o.batch * o.length) * 1e3 / ms, how,
+             o.mode == "eager" ? "" : fmt::format(", {} of {} steps compiled", r.compiled_steps, o.steps));
+  if (o.mode != "eager") {  // a few eager steps of a fresh copy, for the ratio
+    bj::manual_seed(0);
+    auto twin = m.make_with_vocab(tok.size());
+    bj::examples::LanguageModelOptions eager = o;
+    eager.mode = "eager";
+    eager.steps = std::min(o.steps, 20);
+    eager.eval_every = eager.steps;
+    eager.eval_batches = 1;
+    const auto e = bj::examples::train_language_model(*twin, train_tokens, valid_tokens, eager);
+    const double eager_ms = 1e3 * e.median_step_seconds;
+    fmt::print("eager: {:.1f} ms per step (median of {} steps of a fresh copy); compiled/eager speed: {:.2f}x\n",
+               eager_ms, eager.steps, eager_ms / ms);
+  }
+  const std::string prompt = "The ";
+  const auto sampled = bj::examples::sample_tokens(*net, tok.encode(prompt), 400, bj::examples::kCharLmContext);
+  fmt::print("\nsampled (temperature 0.8, seed 0):\n{}{}\n", prompt, tok.decode(sampled));
+  return 0;
+}
+
 /// `train MODEL --data fashion-mnist`: epochs on the real data set, then one eager epoch for the ratio.
 int train_data(const bj::cli::Command& c) {
   const auto& m = bj::examples::zoo_model(c.models[0]);
@@ -201,14 +273,8 @@ int train_data(const bj::cli::Command& c) {
              m.name, train_set.size(), test_set.size(),
              o.resize ? fmt::format(", resized to {}x{}", *o.resize, *o.resize) : std::string(), o.epochs, o.batch,
              o.lr, how);
-  const bool bar = isatty(2);
-  auto progress = [&](int64_t batch, int64_t batches, double loss) {
-    if (!bar || (batch % 4 != 0 && batch != batches)) return;
-    const int width = 30, done = static_cast<int>(width * batch / batches);
-    fmt::print(stderr, "\r  [{}{}] {}/{} loss {:.4f}", std::string(static_cast<size_t>(done), '#'),
-               std::string(static_cast<size_t>(width - done), '.'), batch, batches, loss);
-    if (batch == batches) fmt::print(stderr, "\r{}\r", std::string(80, ' '));
-  };
+  ProgressBar bar;
+  auto progress = [&](int64_t batch, int64_t batches, double loss) { bar.update(batch, batches, loss); };
   bool header = false;
   auto on_epoch = [&header](const bj::examples::EpochResult& r) {
     if (!std::exchange(header, true)) fmt::print("epoch  loss    train acc  test acc  examples/s\n");
@@ -236,6 +302,7 @@ int train_data(const bj::cli::Command& c) {
 }
 
 int train(const bj::cli::Command& c) {
+  if (c.data == "fortunes") return train_text(c);
   if (!c.data.empty()) return train_data(c);
   const auto& m = bj::examples::zoo_model(c.models[0]);
   const bj::examples::TrainOptions& o = c.train;
@@ -282,7 +349,7 @@ int dump(const bj::cli::Command& c) {
   // training call (the split of the joint trace, as hybridize compiles them).
   std::vector<std::pair<std::string, std::shared_ptr<bj::ir::Graph>>> graphs;
   if (c.train_graphs) {
-    bj::Tensor x = bj::rand(m.input);
+    bj::Tensor x = bj::examples::example_input(m);
     net->call_eager(x);  // deferred shapes
     bj::TrainingTrace t = bj::trace_training(*net, x);
     for (const std::string& n : t.trace.notes) std::cerr << "note: " << n << "\n";
@@ -313,7 +380,7 @@ int dump(const bj::cli::Command& c) {
       graphs.emplace_back("whole step", std::move(whole));
     }
   } else {
-    bj::Trace t = bj::trace(*net, bj::rand(m.input));
+    bj::Trace t = bj::trace(*net, bj::examples::example_input(m));
     for (const std::string& n : t.notes) std::cerr << "note: " << n << "\n";
     graphs = {{"", t.graph}};
   }
@@ -451,15 +518,19 @@ int guard_cost(bool json) {
 int bench_train(const bj::cli::Command& cmd, const bj::examples::ZooModel& m, bj::Shape input, int threads) {
   bj::manual_seed(0);
   auto net = m.make();
-  bj::Tensor x = bj::rand(input);
+  bj::Tensor x = bj::examples::example_input(m, input);
   bj::Tensor probe = net->call_eager(x);  // deferred shapes
   // Logits [batch, classes] train against labels with the cross-entropy; other outputs (a
   // sequence model's [batch, time, width]) against a random target of their shape with the MSE.
-  const bool logits = probe.dim() == 2;
-  bj::nn::TrainStep::Loss loss_fn = logits ? bj::nn::TrainStep::Loss(bj::nn::cross_entropy)
-                                           : bj::nn::TrainStep::Loss(bj::nn::mse_loss);
+  // A language model's logits [batch, time, vocab] train against random next tokens.
+  const bool logits = probe.dim() == 2, lm = m.vocab > 0;
+  bj::nn::TrainStep::Loss loss_fn = lm       ? bj::nn::TrainStep::Loss(bj::examples::next_token_loss)
+                                    : logits ? bj::nn::TrainStep::Loss(bj::nn::cross_entropy)
+                                             : bj::nn::TrainStep::Loss(bj::nn::mse_loss);
   bj::Tensor labels;
-  if (logits) {
+  if (lm) {
+    labels = bj::examples::example_input(m, {probe.shape()[0], probe.shape()[1]}, 1);
+  } else if (logits) {
     std::vector<int64_t> labels_data(static_cast<size_t>(input[0]));
     for (size_t i = 0; i < labels_data.size(); ++i) labels_data[i] = static_cast<int64_t>(i) % probe.shape()[1];
     labels = bj::tensor(labels_data, {input[0]});
@@ -467,7 +538,7 @@ int bench_train(const bj::cli::Command& cmd, const bj::examples::ZooModel& m, bj
     labels = bj::uniform(-1, 1, probe.shape());
   }
   bj::optim::SGD opt(net->parameters(), {.lr = 1e-4});
-  net->hybridize();
+  net->hybridize({.exact = cmd.exact});
   auto step = [&](bool compiled) {
     opt.zero_grad();
     bj::Tensor loss = loss_fn(compiled ? (*net)(x) : net->call_eager(x), labels);
@@ -495,7 +566,7 @@ int bench_train(const bj::cli::Command& cmd, const bj::examples::ZooModel& m, bj
   auto twin = m.make();
   twin->call_eager(x);
   bj::optim::SGD twin_opt(twin->parameters(), {.lr = 1e-4});
-  bj::nn::TrainStep whole_step(*twin, loss_fn, twin_opt);
+  bj::nn::TrainStep whole_step(*twin, loss_fn, twin_opt, {.exact = cmd.exact});
   whole_step(x, labels);  // traced
   auto eager = [&] { step(false); };
   auto compiled = [&] { step(true); };
@@ -528,7 +599,7 @@ int bench_train(const bj::cli::Command& cmd, const bj::examples::ZooModel& m, bj
     return 0;
   }
   fmt::print("{} training step (batch {}, {} thread{}; forward, {}, backward, SGD):\n", m.name, input[0],
-             threads, threads == 1 ? "" : "s", logits ? "cross-entropy" : "mean squared error");
+             threads, threads == 1 ? "" : "s", lm || logits ? "cross-entropy" : "mean squared error");
   fmt::print("  eager {}, hybridized {} ({:.2f}x), whole step {} ({:.2f}x)\n", fmt_us(eager_us), fmt_us(compiled_us),
              eager_us / compiled_us, fmt_us(whole_us), eager_us / whole_us);
   if (flops > 0)
@@ -549,10 +620,10 @@ int bench(const bj::cli::Command& cmd) {
   if (cmd.train_step) return bench_train(cmd, m, input, threads);
   bj::manual_seed(0);
   auto net = m.make();
-  bj::Tensor x = bj::rand(input);
+  bj::Tensor x = bj::examples::example_input(m, input);
   bj::NoGradGuard no_grad;  // inference on both sides
   net->call_eager(x);       // deferred shapes
-  net->hybridize();
+  net->hybridize({.exact = cmd.exact});
   bj::Tensor ye = net->call_eager(x);
   (*net)(x);  // traced and compiled
   bj::Tensor yc = (*net)(x);
@@ -603,7 +674,8 @@ int bench(const bj::cli::Command& cmd) {
 int models() {
   for (const auto& m : bj::examples::zoo()) fmt::print("{:<18} {}\n", m.name, m.description);
   for (const auto* list : {&bj::examples::vision_zoo(), &bj::examples::sequence_zoo()})
-    for (const auto& m : *list) fmt::print("{:<18} {} (input {})\n", m.name, m.description, m.input.str());
+    for (const auto& m : *list)
+      fmt::print("{:<18} {} (input {}{})\n", m.name, m.description, m.vocab ? "i64" : "f32", m.input.str());
   for (const auto& m : bj::examples::perf_zoo()) fmt::print("{:<18} {} (benchmarks)\n", m.name, m.description);
   return 0;
 }

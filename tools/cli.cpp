@@ -28,23 +28,31 @@ commands:
                     then FixedHiddenMLP on inputs taking different paths.
                     --dump-dir writes traced/optimized IR, DOT and LLVM IR
   models            list the zoo models
-  train MODEL [--steps N] [--optimizer sgd|adam] [--lr X] [--hybridize|--step]
-  train MODEL --data fashion-mnist [--epochs N] [--batch N] [--lr X] [--hybridize|--step]
+  train MODEL [--steps N] [--optimizer sgd|adam] [--lr X] [--hybridize|--step] [--exact]
+  train MODEL --data fashion-mnist [--epochs N] [--batch N] [--lr X] [--hybridize|--step] [--exact]
+  train char-lm|gru-lm [--steps N] [--batch N] [--lr X] [--hybridize|--step] [--exact]
                     train a zoo model that returns [batch, classes] logits
                     on a synthetic separable task; prints the loss and the
                     steps per second; --hybridize compiles forward and
                     backward, --step the whole step (loss and update too),
                     and the same training is then timed eagerly for the ratio;
+                    --exact makes compiled results eager's bit for bit;
                     with --data, epochs of SGD (lr 0.9, batch 256) on
                     Fashion-MNIST (package dataset-fashion-mnist): loss,
-                    train and test accuracy, examples/s per epoch
-  bench MODEL [--batch N] [--threads T] [--json] [--train]
+                    train and test accuracy, examples/s per epoch;
+                    a language model trains with Adam (lr 0.003) on windows
+                    of 64 characters (batch 32) of the fortunes text
+                    (package fortunes): training and validation loss in
+                    nats per character, then text sampled from the model
+  bench MODEL [--batch N] [--threads T] [--json] [--train] [--exact]
                     eager vs hybridized (compiled) calls, interleaved in one
                     process after warm-up: medians, speedup, GFLOP/s or
                     GB/s, variants and fallbacks; --train times training
                     steps (forward, loss, backward, SGD update): the
-                    cross-entropy for [batch, classes] logits, else the
-                    mean squared error against a random target
+                    cross-entropy for [batch, classes] logits (a language
+                    model's against random next tokens), else the mean
+                    squared error against a random target; --exact compiles
+                    code that gives eager's results bit for bit
   bench guard-cost [--json]
                     what checking one guard costs in compiled code
   dump MODEL [--stage traced|opt|llvm|asm] [--format text|dot] [--out FILE]
@@ -117,14 +125,33 @@ const examples::ZooModel& model_argument(std::span<const std::string> args, cons
 }
 
 void parse_train(Command& c, std::span<const std::string> args) {
-  c.models = {model_argument(args, "train").name};
+  const examples::ZooModel& m = model_argument(args, "train");
+  c.models = {m.name};
   auto o = options(args.subspan(1), {"--steps", "--optimizer", "--lr", "--data", "--epochs", "--batch"},
-                   {"--hybridize", "--step"}, "train");
+                   {"--hybridize", "--step", "--exact"}, "train");
   if (o.count("--hybridize") && o.count("--step")) throw ValueError("train", "--hybridize and --step exclude each other");
   c.train.mode = o.count("--step") ? "step" : o.count("--hybridize") ? "hybridize" : "eager";
+  const bool exact = o.count("--exact") > 0;
+  if (exact && c.train.mode == "eager") throw ValueError("train", "--exact is for compiled training: add --hybridize or --step");
+  c.train.exact = c.epochs.exact = c.text.exact = exact;
+  if (m.vocab > 0) {  // a language model: next-token training on the fortunes text
+    if (o.count("--data") && o["--data"] != "fortunes")
+      throw ValueError("train", m.name + " trains on text: --data is fortunes (the default), got '" + o["--data"] + "'");
+    for (const char* other : {"--optimizer", "--epochs"})
+      if (o.count(other))
+        throw ValueError("train", std::string(other) + " is not an option of a language model (Adam, --steps)");
+    c.data = "fortunes";
+    c.text.mode = c.train.mode;
+    if (o.count("--steps")) c.text.steps = static_cast<int>(int_option("train", "--steps", o["--steps"], 1, 10'000'000));
+    if (o.count("--batch")) c.text.batch = int_option("train", "--batch", o["--batch"], 1, 4096);
+    if (o.count("--lr")) c.text.lr = real_option("train", "--lr", o["--lr"], 1e-12, 1e3);
+    c.text.eval_every = std::max(1, std::min(100, c.text.steps / 5));
+    return;
+  }
   if (o.count("--data")) {
     if (o["--data"] != "fashion-mnist")
-      throw ValueError("train", "--data names a data set: fashion-mnist, got '" + o["--data"] + "'");
+      throw ValueError("train", "--data names a data set: fashion-mnist (for the vision models), got '" +
+                                    o["--data"] + "'");
     for (const char* synthetic : {"--steps", "--optimizer"})
       if (o.count(synthetic))
         throw ValueError("train", std::string(synthetic) + " is for the synthetic task; with --data, use --epochs");
@@ -157,8 +184,9 @@ void parse_bench(Command& c, std::span<const std::string> args) {
   }
   const examples::ZooModel& m = model_argument(args, "bench");
   c.models = {m.name};
-  auto o = options(args.subspan(1), {"--batch", "--threads"}, {"--json", "--train"}, "bench");
+  auto o = options(args.subspan(1), {"--batch", "--threads"}, {"--json", "--train", "--exact"}, "bench");
   c.train_step = o.count("--train") > 0;
+  c.exact = o.count("--exact") > 0;
   if (o.count("--batch")) c.batch = int_option("bench", "--batch", o["--batch"], 1, max_batch(m.input));
   if (o.count("--threads"))
     c.threads = static_cast<int>(int_option("bench", "--threads", o["--threads"], 1, max_threads()));

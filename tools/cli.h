@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "examples/language_model.h"
 #include "examples/training.h"
 #include "frontend/tensor.h"
 #include "ir/graph.h"
@@ -26,10 +27,12 @@ struct Command {
   examples::TrainOptions train;     ///< train: --steps, --optimizer, --lr (adam's default lr is 0.01)
   std::string data;                 ///< train --data: "fashion-mnist" (else the synthetic task)
   examples::EpochOptions epochs;    ///< train --data: --epochs, --batch, --lr (0.9), the mode
+  examples::LanguageModelOptions text;  ///< train of a language model (data "fortunes"): --steps, --batch, --lr
   std::optional<int64_t> batch;     ///< bench --batch
   std::optional<int> threads;       ///< bench --threads
   bool json = false;                ///< bench --json
   bool train_step = false;          ///< bench --train: training steps instead of inference calls
+  bool exact = false;               ///< bench --exact: compiled code gives eager's results bit for bit
   std::string format = "text";      ///< dump --format text|dot
   std::string stage = "traced";     ///< dump --stage traced|opt|llvm|asm
   std::optional<std::string> out;   ///< dump --out

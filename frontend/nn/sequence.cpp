@@ -34,10 +34,10 @@ int64_t positive(const char* op, const char* what, int64_t v, bool zero_ok = fal
 }
 }  // namespace
 
-Embedding::Embedding(int64_t vocab, int64_t dim)
+Embedding::Embedding(int64_t vocab, int64_t dim, init::Init init)
     : weight(add_parameter("weight", Parameter({positive("Embedding", "vocab", vocab),
                                                  positive("Embedding", "dim", dim)},
-                                                init::normal(1.0)))) {}
+                                                init ? std::move(init) : init::normal(1.0)))) {}
 
 Tensor Embedding::forward(const Tensor& ids) { return embedding(weight.data(), ids); }
 
@@ -129,7 +129,7 @@ Tensor TransformerEncoderLayer::forward(const Tensor& x) {
 TransformerLM::TransformerLM(int64_t vocab, int64_t d_model, int64_t heads, int64_t ff, int64_t layers,
                              int64_t max_len)
     : max_len_(positive("TransformerLM", "max_len", max_len)),
-      tokens(add("tokens", Embedding(vocab, d_model))),
+      tokens(add("tokens", Embedding(vocab, d_model, init::normal(0.02)))),
       positions(add_parameter("positions", Parameter({max_len, d_model}, init::normal(0.02)))),
       blocks(add("blocks", Sequential())),
       norm(add("norm", LayerNorm(d_model))) {

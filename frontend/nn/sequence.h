@@ -13,10 +13,11 @@ namespace bj::nn {
 Tensor embedding(const Tensor& table, const Tensor& ids);
 
 /// A token embedding: forward(ids i64[...]) -> f32[..., dim], row ids[i] of `weight`.
-/// Initialized from a normal distribution (sigma 1), as PyTorch's nn.Embedding.
+/// Initialized from a normal distribution (sigma 1), as PyTorch's nn.Embedding, unless `init`
+/// is given.
 class Embedding : public Block {
  public:
-  Embedding(int64_t vocab, int64_t dim);
+  Embedding(int64_t vocab, int64_t dim, init::Init init = nullptr);
   Tensor forward(const Tensor& ids) override;
   std::string extra_repr() const override;
 
@@ -87,7 +88,7 @@ class TransformerEncoderLayer : public Block {
 
 /// A decoder-only Transformer language model: token and learned position embeddings, `layers`
 /// causal pre-norm encoder layers, a final LayerNorm and logits through the token embedding's
-/// weights (tied). forward(ids i64[batch, time]) -> logits f32[batch, time, vocab]. A sequence
+/// weights (tied; both embeddings start from a normal distribution of sigma 0.02, as GPT-2's). forward(ids i64[batch, time]) -> logits f32[batch, time, vocab]. A sequence
 /// longer than `max_len` is a ShapeError; ids outside the vocabulary an IndexError.
 class TransformerLM : public Block {
  public:
