@@ -3,6 +3,8 @@
 // accumulation, and backward().
 #include "frontend/autograd.h"
 
+#include <fmt/format.h>
+
 #include <unordered_map>
 
 #include "frontend/creation.h"
@@ -396,8 +398,34 @@ void backward(const Tensor& root, const Tensor& grad_in) {
   run_backward(edge(root), grad, nullptr);
 }
 
+namespace {
+/// Where a walk from several roots starts: hands each root its output gradient.
+class Roots final : public Node {
+ public:
+  explicit Roots(std::vector<Tensor> grads) : grads_(std::move(grads)) {}
+  std::string name() const override { return "roots"; }
+  void apply(const Tensor&, std::vector<Tensor>& input_grads) override {
+    for (size_t i = 0; i < grads_.size(); ++i) input_grads[i] = grads_[i];
+  }
+
+ private:
+  std::vector<Tensor> grads_;
+};
+}  // namespace
+
 std::vector<Tensor> grad(const Tensor& root, const Tensor& grad_in, const std::vector<Tensor>& wrt) {
-  Tensor grad = root_gradient(root, grad_in);
+  return grad(std::vector<Tensor>{root}, std::vector<Tensor>{grad_in}, wrt);
+}
+
+std::vector<Tensor> grad(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads_in,
+                         const std::vector<Tensor>& wrt) {
+  if (roots.size() != grads_in.size() || roots.empty())
+    throw AutogradError("grad", fmt::format("{} roots and {} output gradients: give one gradient per root",
+                                            roots.size(), grads_in.size()));
+  std::vector<Tensor> root_grads;
+  for (size_t i = 0; i < roots.size(); ++i) root_grads.push_back(root_gradient(roots[i], grads_in[i]));
+  auto start = std::make_shared<Roots>(root_grads);
+  for (const Tensor& r : roots) start->next.push_back(edge(r));
   std::vector<std::shared_ptr<Node>> nodes;  // where each tensor's gradient arrives (kept alive)
   std::unordered_map<const Node*, Tensor> captured;
   for (const Tensor& t : wrt) {
@@ -407,7 +435,7 @@ std::vector<Tensor> grad(const Tensor& root, const Tensor& grad_in, const std::v
     nodes.push_back(edge(t));
     captured.emplace(nodes.back().get(), Tensor());
   }
-  run_backward(edge(root), grad, &captured);
+  run_backward(start, root_grads[0], &captured);
   std::vector<Tensor> out;
   for (const auto& n : nodes) out.push_back(captured.at(n.get()));
   return out;

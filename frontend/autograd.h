@@ -82,6 +82,9 @@ void backward(const Tensor& root, const Tensor& grad);
 /// (undefined where none arrives); the walk stops at them. No grad() changes; AutogradError if
 /// a leaf not in `wrt` would get a gradient (its accumulation could not be returned).
 std::vector<Tensor> grad(const Tensor& root, const Tensor& grad, const std::vector<Tensor>& wrt);
+/// The same from several roots at once, each with its output gradient.
+std::vector<Tensor> grad(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
+                         const std::vector<Tensor>& wrt);
 
 /// Where the gradient of `t` goes (its grad_fn or its leaf's accumulator); null if t needs none.
 std::shared_ptr<Node> gradient_edge(const Tensor& t);

@@ -138,4 +138,7 @@ class Tensor {
   std::shared_ptr<detail::TensorImpl> impl_;
 };
 
+/// Several tensors: the inputs or outputs of a block with more than one (Block::forward_many).
+using Tensors = std::vector<Tensor>;
+
 }  // namespace bj

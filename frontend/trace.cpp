@@ -359,8 +359,18 @@ Trace trace(nn::Block& block, const Tensor& input, std::source_location where) {
   return finish(tr, std::move(g), {out});
 }
 
+Trace trace(nn::Block& block, const Tensors& inputs, std::source_location where) {
+  auto g = std::make_shared<ir::Graph>(block.name());
+  Tracer tr(*g, &block);
+  TracerScope scope(&tr);
+  for (size_t i = 0; i < inputs.size(); ++i)
+    if (inputs[i].defined()) tr.bind_input(inputs[i], g->add_input("x" + std::to_string(i), inputs[i].type()));
+  Tensors outs = block(inputs, where);
+  return finish(tr, std::move(g), std::move(outs));
+}
+
 TrainingTrace trace_training(nn::Block& block, const std::vector<Tensor>& inputs,
-                             const std::function<Tensor(const std::vector<Tensor>&)>& fn, const AfterBackward& after) {
+                             const std::function<Tensors(const std::vector<Tensor>&)>& fn, const AfterBackward& after) {
   if (!is_grad_enabled()) throw ValueError("trace", "a training trace needs grad mode");
   auto g = std::make_shared<ir::Graph>(block.name());
   Tracer tr(*g, &block);
@@ -371,8 +381,10 @@ TrainingTrace trace_training(nn::Block& block, const std::vector<Tensor>& inputs
   }
   for (const auto& [name, t] : after.state) tr.bind_const(name, t);
   const size_t own_consts = tr.consts.size();
-  Tensor out = fn(inputs);
-  if (!out.defined()) throw TraceError("trace", "the traced code returned an undefined tensor");
+  Tensors outs = fn(inputs);
+  if (outs.empty()) throw TraceError("trace", "the traced code returned no tensor");
+  for (const Tensor& out : outs)
+    if (!out.defined()) throw TraceError("trace", "the traced code returned an undefined tensor");
   for (size_t i = own_consts; i < tr.consts.size(); ++i) {
     const Tensor& c = tr.consts[i];
     if (c.requires_grad())  // its gradient would have to leave the graph
@@ -380,19 +392,33 @@ TrainingTrace trace_training(nn::Block& block, const std::vector<Tensor>& inputs
                                     " from outside the block that requires grad; its gradient cannot be compiled");
   }
   TrainingTrace tt;
-  std::vector<Tensor> outputs{out};
-  if (out.requires_grad()) {
+  tt.forward_outputs = static_cast<int>(outs.size());
+  std::vector<Tensor> outputs = outs;
+  std::vector<Tensor> roots, root_grads;
+  for (size_t i = 0; i < outs.size(); ++i)
+    if (outs[i].requires_grad()) {
+      tt.grad_outputs.push_back(static_cast<int>(i));
+      roots.push_back(outs[i]);
+    }
+  if (!roots.empty()) {
     // The backward, recorded like any other code: autograd's formulas are Tensor ops.
     const int guards = g->num_guards();
-    Tensor grad = ones(out.shape());
-    tr.bind_input(grad, g->add_input("grad", out.type()));
+    for (const Tensor& r : roots) {
+      root_grads.push_back(ones(r.shape()));
+      const std::string name = outs.size() == 1 ? "grad" : "grad" + std::to_string(tt.grad_outputs[root_grads.size() - 1]);
+      tr.bind_input(root_grads.back(), g->add_input(name, r.type()));
+    }
     std::vector<Tensor> wrt;
     for (const nn::Parameter& p : tr.params) wrt.push_back(p.data());
-    for (const Tensor& in : inputs)
-      if (in.requires_grad()) wrt.push_back(in);
+    std::vector<int> wrt_inputs;  // the index among `inputs` of each input in wrt
+    for (size_t i = 0; i < inputs.size(); ++i)
+      if (inputs[i].requires_grad()) {
+        wrt.push_back(inputs[i]);
+        wrt_inputs.push_back(static_cast<int>(i));
+      }
     std::vector<Tensor> grads;
     try {
-      grads = autograd::grad(out, grad, wrt);
+      grads = autograd::grad(roots, root_grads, wrt);
     } catch (const AutogradError& e) {
       throw TraceError("backward", e.what());
     }
@@ -401,14 +427,16 @@ TrainingTrace trace_training(nn::Block& block, const std::vector<Tensor>& inputs
                                    "repeat");
     for (size_t i = 0; i < grads.size(); ++i)
       if (grads[i].defined()) {
-        tt.gradients.push_back(i < tr.params.size() ? static_cast<int>(i) : -1 - static_cast<int>(i - tr.params.size()));
+        tt.gradients.push_back(i < tr.params.size() ? static_cast<int>(i) : -1 - wrt_inputs[i - tr.params.size()]);
         outputs.push_back(grads[i]);
       }
     tt.backward = true;
     if (after.run) {
-      outputs[0] = out.detach();  // frees the autograd graph and the handles it saved on the parameters
-      out = Tensor();
-      after.run(tr.params, tt.gradients, std::vector<Tensor>(outputs.begin() + 1, outputs.end()));
+      // Frees the autograd graph and the handles it saved on the parameters.
+      for (size_t i = 0; i < outs.size(); ++i) outputs[i] = outs[i].detach();
+      outs.clear();
+      roots.clear();
+      after.run(tr.params, tt.gradients, std::vector<Tensor>(outputs.begin() + tt.forward_outputs, outputs.end()));
     }
   }
   tt.trace = finish(tr, std::move(g), std::move(outputs));
@@ -416,7 +444,7 @@ TrainingTrace trace_training(nn::Block& block, const std::vector<Tensor>& inputs
 }
 
 TrainingTrace trace_training(nn::Block& block, const Tensor& input, std::source_location where) {
-  return trace_training(block, {input}, [&](const std::vector<Tensor>& in) { return block(in[0], where); });
+  return trace_training(block, {input}, [&](const std::vector<Tensor>& in) { return Tensors{block(in[0], where)}; });
 }
 
 Trace trace(const std::string& name, const std::function<std::vector<Tensor>(const std::vector<Tensor>&)>& fn,

@@ -37,20 +37,27 @@ struct Trace {
 /// `where` is the block call's site (for origins when `block` is a child
 /// called from a parent's forward).
 Trace trace(nn::Block& block, const Tensor& input, std::source_location where = std::source_location::current());
+/// The same for a call with a list of inputs (Block::forward_many): the graph's inputs are the
+/// defined ones (an undefined input is absent, not an input), its outputs every output.
+Trace trace(nn::Block& block, const Tensors& inputs, std::source_location where = std::source_location::current());
 /// A training call traced: forward and backward as one joint graph.
 struct TrainingTrace {
-  /// The joint graph's inputs are the traced inputs and (if the output requires grad) the
-  /// output gradient "grad"; its outputs are the forward's output, then one gradient per entry
-  /// of `gradients`. `outputs` holds the eager values of the same (the output with its eager
-  /// autograd graph, and the gradients autograd computed while recording).
+  /// The joint graph's inputs are the traced inputs and one gradient input per forward output
+  /// that requires grad ("grad", or "grad0", "grad1", ... for several outputs); its outputs are
+  /// the forward's outputs, then one gradient per entry of `gradients`. `outputs` holds the eager
+  /// values of the same (the outputs with their eager autograd graph, and the gradients autograd
+  /// computed while recording).
   Trace trace;
+  int forward_outputs = 1;  ///< how many of the graph's outputs the forward returns
+  /// The forward outputs that have a gradient input, in the order of those inputs.
+  std::vector<int> grad_outputs;
   /// Per gradient output: the index in trace.params of its parameter, or -1 - i for input i.
   std::vector<int> gradients;
-  bool backward = false;  ///< the output requires grad, so the graph has a backward
+  bool backward = false;  ///< an output requires grad, so the graph has a backward
 };
 
 /// Traces `fn(inputs)` (which calls `block`; its parameters become graph parameters) in grad
-/// mode, and then the backward of its output from a gradient input with respect to the
+/// mode, and then the backward of its outputs from gradient inputs with respect to the
 /// parameters it used and the inputs that require grad, recorded from autograd's formulas. No
 /// grad() changes. TraceError if the backward cannot be recorded (it reads data on the host, or
 /// reaches a tensor that requires grad and is neither).
@@ -66,7 +73,7 @@ struct AfterBackward {
       run;
 };
 TrainingTrace trace_training(nn::Block& block, const std::vector<Tensor>& inputs,
-                             const std::function<Tensor(const std::vector<Tensor>&)>& fn,
+                             const std::function<Tensors(const std::vector<Tensor>&)>& fn,
                              const AfterBackward& after = {});
 /// The same for one call of `block` on `input`.
 TrainingTrace trace_training(nn::Block& block, const Tensor& input,

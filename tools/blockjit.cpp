@@ -354,7 +354,8 @@ int dump(const bj::cli::Command& c) {
     bj::TrainingTrace t = bj::trace_training(*net, x);
     for (const std::string& n : t.trace.notes) std::cerr << "note: " << n << "\n";
     if (!t.backward) throw bj::ValueError("dump", m.name + "'s output does not require grad: no backward");
-    bj::ir::BackwardSplit split = bj::ir::split_backward(*t.trace.graph, 1, 1);
+    bj::ir::BackwardSplit split =
+        bj::ir::split_backward(*t.trace.graph, t.forward_outputs, static_cast<int>(t.grad_outputs.size()));
     size_t kept_bytes = 0;  // results kept only for the backward (the input, parameters and output exist anyway)
     for (const auto& sv : split.saved)
       if (sv.from == bj::ir::BackwardSplit::Saved::From::kForwardOutput && sv.index > 0)

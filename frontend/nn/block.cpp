@@ -3,6 +3,7 @@
 #include "frontend/nn/block.h"
 
 #include <cxxabi.h>
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <atomic>
@@ -68,23 +69,88 @@ namespace {
 thread_local int t_eager_depth = 0;
 }  // namespace
 
+namespace {
+/// The block whose default forward or forward_many is running on this thread: the other default
+/// called from it means the block overrides neither.
+thread_local const Block* t_default_forward = nullptr;
+
+struct DefaultForward {
+  explicit DefaultForward(const Block* b) : prev(std::exchange(t_default_forward, b)) {}
+  ~DefaultForward() { t_default_forward = prev; }
+  const Block* prev;
+};
+
+struct EagerDepth {
+  EagerDepth() { ++t_eager_depth; }
+  ~EagerDepth() { --t_eager_depth; }
+};
+}  // namespace
+
+Tensor Block::forward(const Tensor& x) {
+  if (t_default_forward == this)
+    throw ValueError("forward", type_name() + " overrides neither forward(x) nor forward_many(inputs)");
+  Tensors out;
+  {
+    DefaultForward scope(this);
+    out = forward_many({x});
+  }
+  if (out.size() != 1)
+    throw ValueError("forward", fmt::format("{} returns {} tensors; call it with a list of inputs to get them all",
+                                            type_name(), out.size()));
+  if (!out[0].defined()) throw ValueError("forward", type_name() + "'s forward_many returned an undefined tensor");
+  return out[0];
+}
+
+Tensors Block::forward_many(const Tensors& inputs) {
+  if (t_default_forward == this)
+    throw ValueError("forward", type_name() + " overrides neither forward(x) nor forward_many(inputs)");
+  if (inputs.size() != 1 || !inputs[0].defined())
+    throw ValueError("forward", fmt::format("{} takes one input (its forward(x)), not {}", type_name(),
+                                            inputs.size() != 1 ? fmt::format("{}", inputs.size()) : std::string("an absent one")));
+  DefaultForward scope(this);
+  return {forward(inputs[0])};
+}
+
 Tensor Block::operator()(const Tensor& x, std::source_location where) {
   if (hybrid_ && !is_tracing() && t_eager_depth == 0) return hybrid_->call(*this, x, where);
   return call_forward(x, where);
 }
 
+Tensors Block::operator()(const Tensors& inputs, std::source_location where) {
+  if (hybrid_ && !is_tracing() && t_eager_depth == 0) return hybrid_->call(*this, inputs, where);
+  return call_forward(inputs, where);
+}
+
 Tensor Block::call_eager(const Tensor& x, std::source_location where) {
-  struct Depth {
-    Depth() { ++t_eager_depth; }
-    ~Depth() { --t_eager_depth; }
-  } depth;
+  EagerDepth depth;
   return call_forward(x, where);
+}
+
+Tensors Block::call_eager(const Tensors& inputs, std::source_location where) {
+  EagerDepth depth;
+  return call_forward(inputs, where);
 }
 
 Tensor Block::call_forward(const Tensor& x, const std::source_location& where) {
   CallScope scope(this, where);
   try {
     return forward(x);
+  } catch (Error& e) {
+    e.set_block_path(current_block_path());
+    throw;
+  }
+}
+
+Tensors Block::call_forward(const Tensors& inputs, const std::source_location& where) {
+  CallScope scope(this, where);
+  try {
+    Tensors out = forward_many(inputs);
+    if (out.empty()) throw ValueError("forward", type_name() + "'s forward_many returned no tensor");
+    for (size_t i = 0; i < out.size(); ++i)
+      if (!out[i].defined())
+        throw ValueError("forward", fmt::format("{}'s forward_many returned an undefined tensor as output {}",
+                                                type_name(), i));
+    return out;
   } catch (Error& e) {
     e.set_block_path(current_block_path());
     throw;

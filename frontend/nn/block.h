@@ -8,6 +8,17 @@
 //     bj::Tensor forward(const bj::Tensor& x) override { return out(hidden(x)); }
 //   };
 //
+// A block with several inputs (some optional) or several outputs overrides
+// forward_many instead, and is called with a list (Gluon's forward(x, *args)):
+//
+//   struct Gated : bj::nn::Block {
+//     bj::Tensors forward_many(const bj::Tensors& in) override {  // {x, optional gate}
+//       bj::Tensor y = in.at(1).defined() ? in[0] * in[1] : in[0];
+//       return {y, y.sum()};
+//     }
+//   };
+//   bj::Tensors outs = gated({x, gate});   // or gated({x, bj::Tensor()}) without the gate
+//
 // add() moves a block given by value into the tree and returns a reference
 // to it; given a block already in some tree (an lvalue), it shares it, so
 // one child used twice has one parameter set. add_parameter() and
@@ -49,8 +60,16 @@ class Block : public std::enable_shared_from_this<Block> {
   /// Runs forward(x); errors thrown inside name this block's path. `where`
   /// (the caller's file:line) becomes the origin of the ops this call traces.
   Tensor operator()(const Tensor& x, std::source_location where = std::source_location::current());
-  /// The computation; override in every block.
-  virtual Tensor forward(const Tensor& x) = 0;
+  /// Runs forward_many(inputs) and returns every output. An undefined tensor among the inputs
+  /// is an absent optional input (no mask, say); each pattern of present inputs is its own
+  /// compiled key when hybridized.
+  Tensors operator()(const Tensors& inputs, std::source_location where = std::source_location::current());
+  /// The computation of a block with one input and one output: override this or forward_many.
+  /// The default runs forward_many({x}), which must return one tensor.
+  virtual Tensor forward(const Tensor& x);
+  /// The computation of a block with several inputs or outputs. The default runs forward(x) on
+  /// the one input it accepts. ValueError if a block overrides neither.
+  virtual Tensors forward_many(const Tensors& inputs);
 
   /// Compiles this block's calls (see hybrid.h): the next call runs eagerly
   /// and is traced, later calls with inputs of the same type, the same
@@ -65,6 +84,7 @@ class Block : public std::enable_shared_from_this<Block> {
   /// Runs forward eagerly even when hybridized, and so every block it calls
   /// (hybridized children too): the oracle compiled calls are checked against.
   Tensor call_eager(const Tensor& x, std::source_location where = std::source_location::current());
+  Tensors call_eager(const Tensors& inputs, std::source_location where = std::source_location::current());
   bool is_hybridized() const { return hybrid_ != nullptr; }
   /// Counters since hybridize() (all zero if not hybridized).
   HybridStats stats() const;
@@ -131,6 +151,8 @@ class Block : public std::enable_shared_from_this<Block> {
   friend class detail::Hybrid;
   /// forward(x) inside this block's call scope (paths in errors and traces).
   Tensor call_forward(const Tensor& x, const std::source_location& where);
+  /// forward_many(inputs) likewise; ValueError if it returns no tensor or an undefined one.
+  Tensors call_forward(const Tensors& inputs, const std::source_location& where);
   /// A hash of the tree: children, parameter and constant slots, training flags relative to this block's.
   uint64_t structure_fingerprint() const;
   void fingerprint_into(uint64_t& h, bool root_training) const;

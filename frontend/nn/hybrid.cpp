@@ -68,8 +68,19 @@ std::string HybridStats::str() const {
 namespace detail {
 
 std::string Hybrid::Key::str() const {
-  return fmt::format("{}, {}, {}{}", input.str(), training ? "training" : "inference", grad ? "grad" : "no grad",
-                     input_grad ? ", input requires grad" : "");
+  std::string in = input.str(), wants;
+  if (list) {
+    in.clear();
+    for (const auto& t : inputs) in += (in.empty() ? "" : ", ") + (t ? t->str() : std::string("absent"));
+    in = "(" + in + ")";
+    for (size_t i = 0; i < inputs.size(); ++i)
+      if (input_grad >> i & 1) wants += (wants.empty() ? "" : ", ") + std::to_string(i);
+  }
+  const std::string grads = !input_grad ? ""
+                            : list      ? ", input" + std::string(wants.find(',') == std::string::npos ? " " : "s ") +
+                                         wants + " require" + (wants.find(',') == std::string::npos ? "s" : "") + " grad"
+                                        : ", input requires grad";
+  return fmt::format("{}, {}, {}{}", in, training ? "training" : "inference", grad ? "grad" : "no grad", grads);
 }
 
 std::string Hybrid::describe(const Key& key, const Variant& v, int guard) {
@@ -150,66 +161,114 @@ void Hybrid::refresh_structure(Block& b) {
                          name_, dropped));
 }
 
-Tensor Hybrid::eager(Block& b, const Tensor& x, const std::source_location& where, const std::string& reason) {
+Tensors Hybrid::eager(Block& b, const Key& key, std::span<const Tensor> inputs, const std::source_location& where,
+                      const std::string& reason) {
   eager_.fetch_add(1, std::memory_order_relaxed);
   {
     std::lock_guard lock(mu_);
     ++eager_reasons_[reason];
   }
-  return b.call_forward(x, where);
+  if (!key.list) return {b.call_forward(inputs[0], where)};
+  return b.call_forward(Tensors(inputs.begin(), inputs.end()), where);
+}
+
+template <class Run>
+bool Hybrid::try_variants(const Key& key, Run&& run, int& compiled_seen, const Variant*& failed_variant,
+                          int& failed_guard) {
+  // The variants to try, copied under the lock: the call holds references, so a key dropped
+  // meanwhile (make_room) frees its code only when the last call using it returns.
+  constexpr size_t kSmall = 4;
+  std::shared_ptr<const Variant> small[kSmall];
+  std::vector<std::shared_ptr<const Variant>> large;
+  size_t n = 0;
+  {
+    std::lock_guard lock(mu_);
+    if (Entry* e = find(key)) {
+      n = e->variants.size();
+      compiled_seen = e->compiled;
+      if (n > kSmall) large.resize(n);
+      for (size_t i = 0; i < n; ++i) (n > kSmall ? large.data() : small)[i] = e->variants[i];
+    }
+  }
+  const std::shared_ptr<const Variant>* variants = n > kSmall ? large.data() : small;
+  for (size_t i = 0; i < n; ++i) {
+    const int failed = run(*variants[i]);
+    if (failed < 0) {
+      hits_.fetch_add(1, std::memory_order_relaxed);
+      if (i > 0) {  // move a variant that hits ahead of one that did not
+        std::lock_guard lock(mu_);
+        if (Entry* e = find(key))
+          for (size_t j = 1; j < e->variants.size(); ++j)
+            if (e->variants[j] == variants[i]) std::swap(e->variants[j], e->variants[j - 1]);
+      }
+      return true;
+    }
+    variants[i]->guard_failures[failed].fetch_add(1, std::memory_order_relaxed);
+    failed_variant = variants[i].get();
+    failed_guard = failed;
+  }
+  return false;
 }
 
 Tensor Hybrid::call(Block& b, const Tensor& x, const std::source_location& where) {
   calls_.fetch_add(1, std::memory_order_relaxed);
-  if (!x.defined()) return eager(b, x, where, "undefined input");  // forward says what is wrong
+  Key key;
+  key.input = x.type();
+  if (!x.defined()) return eager(b, key, {&x, 1}, where, "undefined input")[0];  // forward says what is wrong
   refresh_structure(b);
-  const bool grad = is_grad_enabled();
-  const bool with_backward = grad && (x.requires_grad() || has_params_.load(std::memory_order_relaxed));
-  if (with_backward && !options_.compile_training) return eager(b, x, where, "grad mode");
-  const Key key{x.type(), b.is_training(), grad, grad && x.requires_grad()};
+  key.grad = is_grad_enabled();
+  const bool with_backward = key.grad && (x.requires_grad() || has_params_.load(std::memory_order_relaxed));
+  if (with_backward && !options_.compile_training) return eager(b, key, {&x, 1}, where, "grad mode")[0];
+  key.training = b.is_training();
+  key.input_grad = key.grad && x.requires_grad();
   for (;;) {  // again only when a variant arrived between the lookup and the miss
-    // The variants to try, copied under the lock: the call holds references, so a key dropped
-    // meanwhile (make_room) frees its code only when the last call using it returns.
-    constexpr size_t kSmall = 4;
-    std::shared_ptr<const Variant> small[kSmall];
-    std::vector<std::shared_ptr<const Variant>> large;
-    size_t n = 0;
-    int compiled_seen = 0;
-    {
-      std::lock_guard lock(mu_);
-      if (Entry* e = find(key)) {
-        n = e->variants.size();
-        compiled_seen = e->compiled;
-        if (n > kSmall) large.resize(n);
-        for (size_t i = 0; i < n; ++i) (n > kSmall ? large.data() : small)[i] = e->variants[i];
-      }
-    }
-    const std::shared_ptr<const Variant>* variants = n > kSmall ? large.data() : small;
+    int compiled_seen = 0, failed_guard = -1;
     const Variant* failed_variant = nullptr;
-    int failed_guard = -1;
-    for (size_t i = 0; i < n; ++i) {
-      Tensor out;
-      const int failed = variants[i]->code.try_run(x, out);
-      if (failed < 0) {
-        hits_.fetch_add(1, std::memory_order_relaxed);
-        if (i > 0) {  // move a variant that hits ahead of one that did not
-          std::lock_guard lock(mu_);
-          if (Entry* e = find(key))
-            for (size_t j = 1; j < e->variants.size(); ++j)
-              if (e->variants[j] == variants[i]) std::swap(e->variants[j], e->variants[j - 1]);
-        }
-        return out;
-      }
-      variants[i]->guard_failures[failed].fetch_add(1, std::memory_order_relaxed);
-      failed_variant = variants[i].get();
-      failed_guard = failed;
-    }
-    if (std::optional<Tensor> out = miss(b, x, where, key, compiled_seen, failed_variant, failed_guard)) return *out;
+    Tensor out;
+    if (try_variants(key, [&](const Variant& v) { return v.code.try_run(x, out); }, compiled_seen, failed_variant,
+                     failed_guard))
+      return out;
+    if (std::optional<Tensors> outs = miss(b, {&x, 1}, where, key, compiled_seen, failed_variant, failed_guard))
+      return (*outs)[0];
   }
 }
 
-std::optional<Tensor> Hybrid::miss(Block& b, const Tensor& x, const std::source_location& where, const Key& key,
-                                   int compiled_seen, const Variant* failed_variant, int failed_guard) {
+Tensors Hybrid::call(Block& b, const Tensors& inputs, const std::source_location& where) {
+  calls_.fetch_add(1, std::memory_order_relaxed);
+  Key key;
+  key.list = true;
+  if (inputs.size() > 64) return eager(b, key, inputs, where, "over 64 inputs");
+  refresh_structure(b);
+  key.grad = is_grad_enabled();
+  key.training = b.is_training();
+  Tensors present;  // the graph's inputs: the inputs given
+  present.reserve(inputs.size());
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (!inputs[i].defined()) {
+      key.inputs.emplace_back();
+      continue;
+    }
+    key.inputs.emplace_back(inputs[i].type());
+    present.push_back(inputs[i]);
+    if (key.grad && inputs[i].requires_grad()) key.input_grad |= uint64_t{1} << i;
+  }
+  if (present.empty()) return eager(b, key, inputs, where, "no input");  // forward_many decides
+  const bool with_backward = key.grad && (key.input_grad || has_params_.load(std::memory_order_relaxed));
+  if (with_backward && !options_.compile_training) return eager(b, key, inputs, where, "grad mode");
+  for (;;) {
+    int compiled_seen = 0, failed_guard = -1;
+    const Variant* failed_variant = nullptr;
+    Tensors outs;
+    if (try_variants(key, [&](const Variant& v) { return v.code.try_run(present, outs); }, compiled_seen,
+                     failed_variant, failed_guard))
+      return outs;
+    if (std::optional<Tensors> got = miss(b, inputs, where, key, compiled_seen, failed_variant, failed_guard))
+      return *got;
+  }
+}
+
+std::optional<Tensors> Hybrid::miss(Block& b, std::span<const Tensor> inputs, const std::source_location& where,
+                                    const Key& key, int compiled_seen, const Variant* failed_variant, int failed_guard) {
   Entry* e = nullptr;
   std::string why, eager_reason, notice;  // notices are logged after the lock is released
   {
@@ -250,7 +309,7 @@ std::optional<Tensor> Hybrid::miss(Block& b, const Tensor& x, const std::source_
     }
   }
   if (!notice.empty()) log_line(notice);
-  if (!eager_reason.empty()) return eager(b, x, where, eager_reason);
+  if (!eager_reason.empty()) return eager(b, key, inputs, where, eager_reason);
   if (log_flags().recompiles) {
     if (failed_variant) why = describe(key, *failed_variant, failed_guard) + ", failed";
     log_line(fmt::format("{}: tracing a new variant: {}", name_, why));
@@ -262,20 +321,32 @@ std::optional<Tensor> Hybrid::miss(Block& b, const Tensor& x, const std::source_
   }
   TrainingTrace t;
   try {
-    if (key.grad && (key.input_grad || has_params_.load(std::memory_order_relaxed)))
-      t = trace_training(b, x, where);
-    else
-      t.trace = trace(b, x, where);
+    if (key.grad && (key.input_grad || has_params_.load(std::memory_order_relaxed))) {
+      Tensors present;  // the graph's inputs; the call gets them back in their places
+      for (const Tensor& in : inputs)
+        if (in.defined()) present.push_back(in);
+      t = trace_training(b, present, [&](const Tensors& traced) -> Tensors {
+        if (!key.list) return {b(traced[0], where)};
+        Tensors full(inputs.size());
+        for (size_t i = 0, k = 0; i < inputs.size(); ++i)
+          if (inputs[i].defined()) full[i] = traced[k++];
+        return b(full, where);
+      });
+    } else {
+      t.trace = key.list ? trace(b, Tensors(inputs.begin(), inputs.end()), where) : trace(b, inputs[0], where);
+      t.forward_outputs = static_cast<int>(t.trace.outputs.size());
+    }
   } catch (const TraceError& err) {  // this forward cannot be traced: run it eagerly, now and from now on
     give_up(e, err.what());
-    return b.call_forward(x, where);
+    if (!key.list) return Tensors{b.call_forward(inputs[0], where)};
+    return b.call_forward(Tensors(inputs.begin(), inputs.end()), where);
   } catch (...) {  // the user's error, as eager mode would raise it
     std::lock_guard lock(mu_);
     --e->pending;
     drop_if_empty(e);  // a bad input leaves no empty key behind
     throw;
   }
-  Tensor out = t.trace.outputs.at(0);
+  Tensors out(t.trace.outputs.begin(), t.trace.outputs.begin() + t.forward_outputs);
   if (t.trace.random_frozen) {
     give_up(e, "forward draws random numbers (e.g. Dropout in training mode), which compiled code would repeat");
     return out;

@@ -7,6 +7,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <source_location>
 #include <string>
 #include <thread>
@@ -31,6 +32,8 @@ class Hybrid {
 
   /// One call of the hybridized block `b` (never while tracing).
   Tensor call(Block& b, const Tensor& x, const std::source_location& where);
+  /// One call with a list of inputs (undefined: absent), giving every output.
+  Tensors call(Block& b, const Tensors& inputs, const std::source_location& where);
   HybridStats stats() const;
   /// The stats report, for BJ_LOG=stats.
   void report() const;
@@ -38,10 +41,12 @@ class Hybrid {
  private:
   /// What compiled code is specialized for, besides the guards inside it.
   struct Key {
-    Type input;
-    bool training;
-    bool grad;
-    bool input_grad;  // the input requires grad (its gradient is compiled too)
+    Type input;  // a one-input call's input
+    std::vector<std::optional<Type>> inputs;  // a call with a list: each input's type (nullopt: absent)
+    bool list = false;  // called with a list (forward_many)
+    bool training = false;
+    bool grad = false;
+    uint64_t input_grad = 0;  // bit i: input i requires grad (its gradient is compiled too)
     bool operator==(const Key&) const = default;
     std::string str() const;
   };
@@ -65,11 +70,17 @@ class Hybrid {
   void refresh_structure(Block& b);
   /// "guard %12 == true of variant 2 (f32[2,20], inference, no grad), recorded at ...".
   static std::string describe(const Key& key, const Variant& v, int guard);
-  Tensor eager(Block& b, const Tensor& x, const std::source_location& where, const std::string& reason);
+  /// Runs the call eagerly (the one input of a one-input key, else the list), counting `reason`.
+  Tensors eager(Block& b, const Key& key, std::span<const Tensor> inputs, const std::source_location& where,
+                const std::string& reason);
+  /// Tries `key`'s variants, most used first, with run(variant) (-1 or the failed guard). True on
+  /// a hit; otherwise what the caller's miss needs: the variants it saw and the last failure.
+  template <class Run>
+  bool try_variants(const Key& key, Run&& run, int& compiled_seen, const Variant*& failed_variant, int& failed_guard);
   /// A call no variant took: trace it (or run it eagerly). Nothing (the caller looks again) when
   /// `key` compiled a variant since the caller's lookup saw `compiled_seen` of them.
-  std::optional<Tensor> miss(Block& b, const Tensor& x, const std::source_location& where, const Key& key,
-                             int compiled_seen, const Variant* failed_variant, int failed_guard);
+  std::optional<Tensors> miss(Block& b, std::span<const Tensor> inputs, const std::source_location& where,
+                              const Key& key, int compiled_seen, const Variant* failed_variant, int failed_guard);
   void compile_variant(Entry* e, TrainingTrace t);
   /// A trace of `e`'s key that will not compile: the key runs eagerly from now on (one warning per block).
   void give_up(Entry* e, const std::string& why);

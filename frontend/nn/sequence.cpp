@@ -84,7 +84,25 @@ MultiHeadAttention::MultiHeadAttention(int64_t d_model, int64_t heads, bool caus
                      fmt::format("{} heads do not divide the model width {}", heads, d_model));
 }
 
-Tensor MultiHeadAttention::forward(const Tensor& x) {
+namespace {
+/// {x} or {x, mask}: the mask, or undefined.
+Tensor padding_input(const char* block, const Tensors& inputs) {
+  if (inputs.empty() || inputs.size() > 2 || !inputs[0].defined())
+    throw ValueError(block, fmt::format("takes x and an optional padding mask, got {} input{}{}", inputs.size(),
+                                        inputs.size() == 1 ? "" : "s",
+                                        !inputs.empty() && !inputs[0].defined() ? " without x" : ""));
+  return inputs.size() == 2 ? inputs[1] : Tensor();
+}
+}  // namespace
+
+Tensor MultiHeadAttention::forward(const Tensor& x) { return attend(x, Tensor()); }
+
+Tensors MultiHeadAttention::forward_many(const Tensors& inputs) {
+  const Tensor padding = padding_input("MultiHeadAttention", inputs);
+  return {attend(inputs[0], padding)};
+}
+
+Tensor MultiHeadAttention::attend(const Tensor& x, const Tensor& padding) {
   if (x.dim() != 3 || x.shape()[2] != d_model_)
     throw ShapeError("MultiHeadAttention",
                      fmt::format("expects [batch, time, {}], got {}", d_model_, x.type().str()));
@@ -95,9 +113,20 @@ Tensor MultiHeadAttention::forward(const Tensor& x) {
   Tensor k = all.slice(0, 1, 2).reshape({b, heads_, t, dh});
   Tensor v = all.slice(0, 2, 3).reshape({b, heads_, t, dh});
   Tensor scores = matmul(q, k, false, /*transpose_b=*/true) * (1.0 / std::sqrt(static_cast<double>(dh)));
+  const Tensor minus_inf = full({}, -std::numeric_limits<double>::infinity());
   if (causal_) {
     Tensor keep = ge(arange(static_cast<double>(t)).reshape({t, 1}), arange(static_cast<double>(t)).reshape({1, t}));
-    scores = where(keep, scores, full({}, -std::numeric_limits<double>::infinity()));
+    scores = where(keep, scores, minus_inf);
+  }
+  if (padding.defined()) {
+    if (padding.dtype() != kBool)
+      throw DTypeError("MultiHeadAttention", "the padding mask must be bool (true: a padding position), got " +
+                                                 padding.type().str());
+    if (padding.dim() != 2 || (padding.shape()[0] != b && padding.shape()[0] != 1) || padding.shape()[1] != t)
+      throw ShapeError("MultiHeadAttention", fmt::format("the padding mask {} does not fit the input {}: expected "
+                                                         "bool[{}, {}] or bool[1, {}]",
+                                                         padding.type().str(), x.type().str(), b, t, t));
+    scores = where(padding.reshape({padding.shape()[0], 1, 1, t}), minus_inf, scores);
   }
   Tensor heads = matmul(softmax(scores, -1), v);  // [b, heads, t, dh]
   return out(heads.permute({0, 2, 1, 3}).reshape({b, t, d_model_}));
@@ -116,13 +145,21 @@ TransformerEncoderLayer::TransformerEncoderLayer(int64_t d_model, int64_t heads,
       ff1(add("ff1", Dense(positive("TransformerEncoderLayer", "ff", ff), "none", true, d_model))),
       ff2(add("ff2", Dense(d_model, "none", true, ff))) {}
 
-Tensor TransformerEncoderLayer::forward(const Tensor& x) {
+Tensor TransformerEncoderLayer::forward(const Tensor& x) { return layer(x, Tensor()); }
+
+Tensors TransformerEncoderLayer::forward_many(const Tensors& inputs) {
+  const Tensor padding = padding_input("TransformerEncoderLayer", inputs);
+  return {layer(inputs[0], padding)};
+}
+
+Tensor TransformerEncoderLayer::layer(const Tensor& x, const Tensor& padding) {
   auto feed_forward = [&](const Tensor& h) { return ff2(gelu(ff1(h))); };
+  auto attend = [&](const Tensor& h) { return padding.defined() ? attention({h, padding})[0] : attention(h); };
   if (pre_norm_) {
-    Tensor h = x + attention(norm1(x));
+    Tensor h = x + attend(norm1(x));
     return h + feed_forward(norm2(h));
   }
-  Tensor h = norm1(x + attention(x));
+  Tensor h = norm1(x + attend(x));
   return norm2(h + feed_forward(h));
 }
 

@@ -51,13 +51,18 @@ struct GELU : Block {
 /// Multi-head self-attention over x [batch, time, d_model] -> [batch, time, d_model]: one Dense
 /// gives queries, keys and values for every head, softmax(q k^T / sqrt(d_head)) weights the
 /// values, a Dense mixes the heads. `causal`: position t attends to positions <= t only.
+/// Called with a list {x, mask}, `mask` (bool [batch, time] or [1, time]; undefined: none)
+/// marks padding positions, which no query attends to (PyTorch's key_padding_mask); a query
+/// whose every key is masked gets NaN, as in PyTorch.
 class MultiHeadAttention : public Block {
  public:
   MultiHeadAttention(int64_t d_model, int64_t heads, bool causal = false);
   Tensor forward(const Tensor& x) override;
+  Tensors forward_many(const Tensors& inputs) override;
   std::string extra_repr() const override;
 
  private:
+  Tensor attend(const Tensor& x, const Tensor& padding);
   int64_t d_model_, heads_;
   bool causal_;
 
@@ -69,13 +74,16 @@ class MultiHeadAttention : public Block {
 /// A Transformer encoder layer on x [batch, time, d_model]: self-attention and a feed-forward
 /// network (Dense(ff) -> GELU -> Dense(d_model)), each added to its input. Pre-norm (the
 /// default, as GPT-style models): x + attn(norm1(x)), then x + ff(norm2(x)); post-norm (the
-/// original): norm1(x + attn(x)), then norm2(x + ff(x)). No dropout.
+/// original): norm1(x + attn(x)), then norm2(x + ff(x)). No dropout. Called with a list
+/// {x, mask}, the padding mask goes to the attention (see MultiHeadAttention).
 class TransformerEncoderLayer : public Block {
  public:
   TransformerEncoderLayer(int64_t d_model, int64_t heads, int64_t ff, bool pre_norm = true, bool causal = false);
   Tensor forward(const Tensor& x) override;
+  Tensors forward_many(const Tensors& inputs) override;
 
  private:
+  Tensor layer(const Tensor& x, const Tensor& padding);
   bool pre_norm_;
 
  public:

@@ -161,7 +161,7 @@ Tensor TrainStep::operator()(const Tensor& x, const Tensor& target) {
   try {
     t = trace_training(
         s.net, traced_inputs,
-        [&](const std::vector<Tensor>& in) { return scalar_check(s.loss(s.net(in[0]), in[1])); }, update);
+        [&](const std::vector<Tensor>& in) { return Tensors{scalar_check(s.loss(s.net(in[0]), in[1]))}; }, update);
   } catch (const TraceError& err) {
     e.failed = err.what();
     --s.stats.eager_fallbacks;
