@@ -20,8 +20,11 @@ namespace {
 
 /// C[m,n] = A·B with A stored [m,k] ([k,m] if ta) and B stored [k,n] ([n,k] if tb), each element
 /// summed in an order codegen reproduces for guard cones: the canonical order (kernels.h) for
-/// dot products (tb), increasing k from -0 otherwise.
-void gemm_loops(const FusedMatmul& g, const float* A, const float* B, float* C) {
+/// dot products (tb), increasing k from -0 otherwise. Compiled for AVX2 too (chosen at load time
+/// where the CPU has it): wider vectors, the same roundings in the same order (no fused
+/// multiply-adds), so the same results.
+__attribute__((target_clones("avx2", "default"))) void gemm_loops(const FusedMatmul& g, const float* A,
+                                                                  const float* B, float* C) {
   const int64_t M = g.m, N = g.n, K = g.k;
   std::vector<float> col;
   for (int64_t i = 0; i < M; ++i) {
@@ -37,13 +40,27 @@ void gemm_loops(const FusedMatmul& g, const float* A, const float* B, float* C) 
         const float* b = B + j * K;
         c[j] = canonical_sum(a, b, K);
       }
-    } else {  // axpy over rows of B: vectorizes over j; each c[i][j] sums over k in order from -0
-      std::fill(c, c + N, -0.0f);
-      for (int64_t k = 0; k < K; ++k) {
-        const float av = a[k];
-        const float* b = B + k * N;
+    } else {  // axpy over rows of B, 16 columns at a time in registers; each c[i][j] sums over k in order from -0
+      constexpr int64_t kCols = 16;
+      int64_t j0 = 0;
+      for (; j0 + kCols <= N; j0 += kCols) {
+        float acc[kCols];
+        for (int64_t j = 0; j < kCols; ++j) acc[j] = -0.0f;
+        for (int64_t k = 0; k < K; ++k) {
+          const float av = a[k];
+          const float* b = B + k * N + j0;
+          for (int64_t j = 0; j < kCols; ++j) acc[j] += av * b[j];
+        }
+        for (int64_t j = 0; j < kCols; ++j) c[j0 + j] = acc[j];
+      }
+      if (j0 < N) {
+        std::fill(c + j0, c + N, -0.0f);
+        for (int64_t k = 0; k < K; ++k) {
+          const float av = a[k];
+          const float* b = B + k * N;
 #pragma omp simd
-        for (int64_t j = 0; j < N; ++j) c[j] += av * b[j];
+          for (int64_t j = j0; j < N; ++j) c[j] += av * b[j];
+        }
       }
     }
   }
@@ -139,16 +156,26 @@ void kernel_Matmul(Inputs in, const ir::OpAttrs& attrs, const View& out) {
   Shape st_a = broadcast_strides(ba, batch), st_b = broadcast_strides(bb, batch);
   const int64_t mat_a = sa.back(-1) * sa.back(-2), mat_b = sb.back(-1) * sb.back(-2), mat_c = g.m * g.n;
   const int64_t nb = batch.numel();
-  for (int64_t i = 0; i < nb; ++i) {
-    int64_t rest = i, oa = 0, ob = 0;
-    for (int d = batch.size() - 1; d >= 0; --d) {
-      int64_t idx = rest % batch[d];
-      rest /= batch[d];
-      oa += idx * st_a[d];
-      ob += idx * st_b[d];
+  auto items = [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      int64_t rest = i, oa = 0, ob = 0;
+      for (int d = batch.size() - 1; d >= 0; --d) {
+        int64_t idx = rest % batch[d];
+        rest /= batch[d];
+        oa += idx * st_a[d];
+        ob += idx * st_b[d];
+      }
+      gemm(A + oa * mat_a, B + ob * mat_b, C + i * mat_c);
     }
-    gemm(A + oa * mat_a, B + ob * mat_b, C + i * mat_c);
-  }
+  };
+  // Small products (loops, one thread each) of a batch large enough to share: split the batch
+  // across threads. Each product is computed as on one thread, so results do not change. Large
+  // ones run one after another, each on every thread through oneDNN.
+  const int64_t macs = g.m * g.n * g.k;
+  const int nt = static_cast<int>(std::min<int64_t>(num_threads(), nb));
+  if (nt <= 1 || macs >= kDnnlMinMacs || nb * macs < 2 * kParallelGrain) return items(0, nb);
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int t = 0; t < nt; ++t) items(nb * t / nt, nb * (t + 1) / nt);
 }
 
 void matmul_prepare(const FusedMatmul& f) { dnnl_matmuls().primitive(f); }

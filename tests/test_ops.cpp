@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "runtime/kernels.h"
 #include "tests/helpers.h"
 
 using namespace bj;
@@ -252,6 +253,35 @@ TEST_CASE("matmul: small loops, oneDNN, transposes and batches against a referen
   check_close(matmul(zeros({2, 0}), zeros({0, 3})), {0, 0, 0, 0, 0, 0});
   CHECK_THROWS_AS(matmul(ones({2, 3}), ones({4, 2})), ShapeError);
   CHECK_THROWS_AS(matmul(ones({3}), ones({3, 2})), ShapeError);
+}
+
+TEST_CASE("batched small products: split across threads, 16 columns at a time, each element summed over k in order") {
+  manual_seed(4);
+  // Column counts below, at and past the 16-column blocks (the remainder path), every transpose.
+  for (int64_t n : {5, 16, 37}) {
+    CAPTURE(n);
+    const int64_t batch = 40, m = 9, k = 13;
+    const Tensor a = uniform(-1, 1, {batch, m, k}), b = uniform(-1, 1, {batch, k, n});
+    // Eager's loop order, element by element: increasing k from -0, each product and sum rounded.
+    const auto va = values(a), vb = values(b);
+    std::vector<double> want;
+    for (int64_t i = 0; i < batch; ++i)
+      for (int64_t r = 0; r < m; ++r)
+        for (int64_t c = 0; c < n; ++c) {
+          float acc = -0.0f;
+          for (int64_t t = 0; t < k; ++t)
+            acc += static_cast<float>(va[(i * m + r) * k + t]) * static_cast<float>(vb[(i * k + t) * n + c]);
+          want.push_back(acc);
+        }
+    const int threads = rt::num_threads();
+    for (int nt : {1, 2, 3}) {
+      CAPTURE(nt);
+      rt::set_num_threads(nt);
+      check_close(matmul(a, b), want, 0, 0);
+      check_close(matmul(a.transpose(), b, true, false), want, 0, 0);
+    }
+    rt::set_num_threads(threads);
+  }
 }
 
 TEST_CASE("permute, transpose, expand") {
