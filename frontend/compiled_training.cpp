@@ -5,8 +5,8 @@
 
 #include "frontend/autograd.h"
 #include "frontend/creation.h"
-#include "frontend/ops.h"
 #include "frontend/dispatch.h"
+#include "frontend/ops.h"
 
 namespace bj {
 
@@ -149,7 +149,8 @@ int CompiledTraining::try_run(std::span<const Tensor> inputs, Tensors& outs) con
   if (failed >= 0) return failed;
   const ir::Graph& g = forward.executable().graph();
   outs.clear();
-  for (int i = 0; i < outputs; ++i) outs.push_back(detail::tensor_over(storages[static_cast<size_t>(i)], g.outputs()[static_cast<size_t>(i)]->type));
+  for (size_t i = 0; i < static_cast<size_t>(outputs); ++i)
+    outs.push_back(detail::tensor_over(storages[i], g.outputs()[i]->type));
   if (backward) backward->attach(outs, inputs, forward.trace(), storages);
   return -1;
 }

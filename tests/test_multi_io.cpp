@@ -206,3 +206,38 @@ TEST_CASE("the README's several-input program runs as written") {
   CHECK(gated.stats().compiled_hits == 1);
   test::check_error<ValueError>([&] { gated(x); }, {"returns 2 tensors"});
 }
+
+TEST_CASE("keys of list calls read as the inputs given: types, absences, which require grad") {
+  struct Branchy : Block {
+    Dense& d = add("d", Dense(2, "none", true, 3));
+    Tensors forward_many(const Tensors& in) override {
+      Tensor h = d(in.at(0));
+      if (in[0].sum() > 0) h = h * 2.0;  // a guard
+      if (in.size() > 2 && in[2].defined()) h = h + in[2];
+      return {h};
+    }
+  };
+  manual_seed(2);
+  Branchy net;
+  net.initialize();
+  net.hybridize();
+  const Tensor pos = ones({2, 3}), neg = -ones({2, 3});
+  {
+    NoGradGuard no_grad;
+    net({pos, Tensor()});
+    net({neg, Tensor()});  // fails the variant's guard
+  }
+  HybridStats s = net.stats();
+  REQUIRE(s.guard_failures.size() == 1);
+  CHECK(s.guard_failures[0].key == "(f32[2,3], absent), training, no grad");
+  Tensor x = pos.clone(), extra = ones({2, 2});
+  x.set_requires_grad();
+  extra.set_requires_grad();
+  net({x, Tensor(), extra});
+  Tensor y = neg.clone();
+  y.set_requires_grad();
+  net({y, Tensor(), extra});
+  s = net.stats();
+  REQUIRE(s.guard_failures.size() == 2);
+  CHECK(s.guard_failures[1].key == "(f32[2,3], absent, f32[2,2]), training, grad, inputs 0, 2 require grad");
+}

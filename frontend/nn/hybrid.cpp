@@ -76,10 +76,13 @@ std::string Hybrid::Key::str() const {
     for (size_t i = 0; i < inputs.size(); ++i)
       if (input_grad >> i & 1) wants += (wants.empty() ? "" : ", ") + std::to_string(i);
   }
-  const std::string grads = !input_grad ? ""
-                            : list      ? ", input" + std::string(wants.find(',') == std::string::npos ? " " : "s ") +
-                                         wants + " require" + (wants.find(',') == std::string::npos ? "s" : "") + " grad"
-                                        : ", input requires grad";
+  std::string grads;
+  if (input_grad && !list) {
+    grads = ", input requires grad";
+  } else if (input_grad) {
+    const bool several = (input_grad & (input_grad - 1)) != 0;
+    grads = fmt::format(", input{} {} require{} grad", several ? "s" : "", wants, several ? "" : "s");
+  }
   return fmt::format("{}, {}, {}{}", in, training ? "training" : "inference", grad ? "grad" : "no grad", grads);
 }
 
@@ -173,8 +176,8 @@ Tensors Hybrid::eager(Block& b, const Key& key, std::span<const Tensor> inputs, 
 }
 
 template <class Run>
-bool Hybrid::try_variants(const Key& key, Run&& run, int& compiled_seen, const Variant*& failed_variant,
-                          int& failed_guard) {
+bool Hybrid::try_variants(const Key& key, Run&& run, int& compiled_seen,
+                          std::shared_ptr<const Variant>& failed_variant, int& failed_guard) {
   // The variants to try, copied under the lock: the call holds references, so a key dropped
   // meanwhile (make_room) frees its code only when the last call using it returns.
   constexpr size_t kSmall = 4;
@@ -204,7 +207,7 @@ bool Hybrid::try_variants(const Key& key, Run&& run, int& compiled_seen, const V
       return true;
     }
     variants[i]->guard_failures[failed].fetch_add(1, std::memory_order_relaxed);
-    failed_variant = variants[i].get();
+    failed_variant = variants[i];  // kept alive for the miss's messages, even if its key is dropped meanwhile
     failed_guard = failed;
   }
   return false;
@@ -223,12 +226,12 @@ Tensor Hybrid::call(Block& b, const Tensor& x, const std::source_location& where
   key.input_grad = key.grad && x.requires_grad();
   for (;;) {  // again only when a variant arrived between the lookup and the miss
     int compiled_seen = 0, failed_guard = -1;
-    const Variant* failed_variant = nullptr;
+    std::shared_ptr<const Variant> failed_variant;
     Tensor out;
     if (try_variants(key, [&](const Variant& v) { return v.code.try_run(x, out); }, compiled_seen, failed_variant,
                      failed_guard))
       return out;
-    if (std::optional<Tensors> outs = miss(b, {&x, 1}, where, key, compiled_seen, failed_variant, failed_guard))
+    if (std::optional<Tensors> outs = miss(b, {&x, 1}, where, key, compiled_seen, failed_variant.get(), failed_guard))
       return (*outs)[0];
   }
 }
@@ -257,12 +260,12 @@ Tensors Hybrid::call(Block& b, const Tensors& inputs, const std::source_location
   if (with_backward && !options_.compile_training) return eager(b, key, inputs, where, "grad mode");
   for (;;) {
     int compiled_seen = 0, failed_guard = -1;
-    const Variant* failed_variant = nullptr;
+    std::shared_ptr<const Variant> failed_variant;
     Tensors outs;
     if (try_variants(key, [&](const Variant& v) { return v.code.try_run(present, outs); }, compiled_seen,
                      failed_variant, failed_guard))
       return outs;
-    if (std::optional<Tensors> got = miss(b, inputs, where, key, compiled_seen, failed_variant, failed_guard))
+    if (std::optional<Tensors> got = miss(b, inputs, where, key, compiled_seen, failed_variant.get(), failed_guard))
       return *got;
   }
 }

@@ -76,7 +76,8 @@ class Hybrid {
   /// Tries `key`'s variants, most used first, with run(variant) (-1 or the failed guard). True on
   /// a hit; otherwise what the caller's miss needs: the variants it saw and the last failure.
   template <class Run>
-  bool try_variants(const Key& key, Run&& run, int& compiled_seen, const Variant*& failed_variant, int& failed_guard);
+  bool try_variants(const Key& key, Run&& run, int& compiled_seen, std::shared_ptr<const Variant>& failed_variant,
+                    int& failed_guard);
   /// A call no variant took: trace it (or run it eagerly). Nothing (the caller looks again) when
   /// `key` compiled a variant since the caller's lookup saw `compiled_seen` of them.
   std::optional<Tensors> miss(Block& b, std::span<const Tensor> inputs, const std::source_location& where,
