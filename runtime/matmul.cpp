@@ -13,6 +13,20 @@
 #include "runtime/dnnl_scratch.h"
 #include "runtime/kernel_impl.h"
 
+// An AVX2 build of a loop next to the default one, chosen when the program loads (an ifunc).
+// Not under ThreadSanitizer: its runtime is not ready when the loader runs the chooser, and
+// the program crashes before main.
+#if defined(__SANITIZE_THREAD__)
+#define BJ_AVX2_CLONE
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define BJ_AVX2_CLONE
+#endif
+#endif
+#ifndef BJ_AVX2_CLONE
+#define BJ_AVX2_CLONE __attribute__((target_clones("avx2", "default")))
+#endif
+
 namespace bj::rt {
 
 namespace {
@@ -23,8 +37,7 @@ namespace {
 /// dot products (tb), increasing k from -0 otherwise. Compiled for AVX2 too (chosen at load time
 /// where the CPU has it): wider vectors, the same roundings in the same order (no fused
 /// multiply-adds), so the same results.
-__attribute__((target_clones("avx2", "default"))) void gemm_loops(const FusedMatmul& g, const float* A,
-                                                                  const float* B, float* C) {
+BJ_AVX2_CLONE void gemm_loops(const FusedMatmul& g, const float* A, const float* B, float* C) {
   const int64_t M = g.m, N = g.n, K = g.k;
   std::vector<float> col;
   for (int64_t i = 0; i < M; ++i) {
