@@ -179,6 +179,9 @@ void Lowerer::emit_planned(const ir::Node& n) {
     stores = {n.result};
   }
   const bool exact = np.strategy == Strategy::kExactLoops;
+  if (n.kind == ir::NodeKind::kOp && n.op == ir::OpKind::Reshape && n.result->offset >= 0 &&
+      n.result->offset == n.inputs[0]->offset)
+    return;  // a view: memory planning gave it its input's bytes
   if ((np.strategy == Strategy::kLoops || exact) && inline_movement(n)) {
     if (n.op == ir::OpKind::Reshape)  // the same bytes in the same order
       b_.CreateMemCpy(address(n.result), llvm::MaybeAlign(1), address(n.inputs[0]), llvm::MaybeAlign(1),
@@ -206,6 +209,7 @@ void Lowerer::emit_planned(const ir::Node& n) {
     case ir::RegionKind::kElementwise: return emit_elementwise(body, stores, body.front()->result->type.shape);
     case ir::RegionKind::kReduction: return exact ? emit_exact_row_sum(body, stores) : emit_reduction(body, stores);
     case ir::RegionKind::kContraction: return emit_contraction(body, stores, exact);
+    case ir::RegionKind::kRow: return emit_row(body, stores, exact);
   }
 }
 

@@ -11,6 +11,7 @@
 //                          expression, comparisons, reduction combines
 //   lower_elementwise.cpp  elementwise regions: one loop nest
 //   lower_reduction.cpp    reduction regions: accumulations (and exact row sums)
+//   lower_row.cpp          row regions: softmax, LayerNorm, a row at a time
 //   lower_contraction.cpp  contraction regions: dot-product loops, the
 //                          register-blocked kernel over packed weights
 #pragma once
@@ -20,6 +21,7 @@
 #include <llvm/IR/Module.h>
 
 #include <functional>
+#include <unordered_set>
 #include <unordered_map>
 #include <vector>
 
@@ -147,6 +149,9 @@ class Lowerer {
   /// A sum over trailing axes (at most rt::kSumBlock elements per row) with its producers, in a
   /// guard's input cone: each row summed in the canonical order, as eager mode's kernel does.
   void emit_exact_row_sum(const std::vector<const ir::Node*>& body, const std::vector<const ir::Value*>& stores);
+  /// A row region (passes/fuse_row.cpp) one row at a time: a pass over the row per reduction,
+  /// then one storing the row values it yields. `exact`: its sums in the canonical order.
+  void emit_row(const std::vector<const ir::Node*>& body, const std::vector<const ir::Value*>& stores, bool exact);
   /// C[m,n] = A·B: its sizes and the element strides of A(i,k) and B(k,j) as stored.
   struct ProductShape {
     int64_t m, n, k, a_i, a_k, b_k, b_j;

@@ -10,14 +10,23 @@ std::string_view region_kind_name(RegionKind k) {
     case RegionKind::kElementwise: return "elementwise";
     case RegionKind::kContraction: return "contraction";
     case RegionKind::kReduction: return "reduction";
+    case RegionKind::kRow: return "row";
   }
   return "?";
 }
 
 std::optional<RegionKind> region_kind_named(std::string_view name) {
-  for (RegionKind k : {RegionKind::kElementwise, RegionKind::kContraction, RegionKind::kReduction})
+  for (RegionKind k : {RegionKind::kElementwise, RegionKind::kContraction, RegionKind::kReduction, RegionKind::kRow})
     if (region_kind_name(k) == name) return k;
   return std::nullopt;
+}
+
+int row_reduction_axes(const Node& n) {
+  if (n.kind != NodeKind::kOp || !has_trait(n.op, kReduction) || !n.attrs.keepdim || n.attrs.dims.empty()) return 0;
+  const int rank = n.inputs.at(0)->type.shape.size(), count = n.attrs.dims.size();
+  for (int i = 0; i < count; ++i)
+    if (n.attrs.dims[i] != rank - count + i) return 0;
+  return count;
 }
 
 void Graph::set_name(std::string n) {

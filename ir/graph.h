@@ -53,12 +53,19 @@ struct Value {
 enum class NodeKind : uint8_t { kOp, kLiteral, kGuard, kRegion };
 
 /// What a fused region is built around (one loop nest each): elementwise ops only, a contraction
-/// with its epilogue, or a reduction with its producers.
-enum class RegionKind : uint8_t { kElementwise, kContraction, kReduction };
-/// The IR spelling: "elementwise", "contraction", "reduction".
+/// with its epilogue, a reduction with its producers, or a row: reductions over the same trailing
+/// axes (keepdim) and the elementwise work before, between and after them (softmax, LayerNorm),
+/// computed one row at a time while the row stays in cache.
+enum class RegionKind : uint8_t { kElementwise, kContraction, kReduction, kRow };
+/// The IR spelling: "elementwise", "contraction", "reduction", "row".
 std::string_view region_kind_name(RegionKind k);
 /// The region kind spelled `name`, if there is one.
 std::optional<RegionKind> region_kind_named(std::string_view name);
+
+struct Node;
+/// For an op reducing the trailing axes of its input and keeping them (softmax's max and sum,
+/// LayerNorm's mean): how many axes it reduces. 0 for anything else (an empty reduction too).
+int row_reduction_axes(const Node& n);
 
 struct Node {
   NodeKind kind = NodeKind::kOp;

@@ -192,7 +192,7 @@ class Parser {
     if (auto k = region_kind_named(kind))
       n->region = *k;
     else
-      fail_at(at, "a region kind (elementwise, contraction, reduction), got '" + kind + "'");
+      fail_at(at, "a region kind (elementwise, contraction, reduction, row), got '" + kind + "'");
     expect('{');
     n->origin = origin();
     target_ = &n->body;

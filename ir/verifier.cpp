@@ -34,10 +34,37 @@ void check_arity(const Graph& g, const Node& n) {
                    " operands, got " + std::to_string(n.inputs.size()));
 }
 
+/// A row region: reductions over the same trailing axes of the same space (keepdim), and
+/// elementwise members over that space or the reduced one (one value per row).
+void check_row_region(const Graph& g, const Node& r) {
+  const Node* first = nullptr;
+  for (const auto& n : r.body)
+    if (n->kind == NodeKind::kOp && has_trait(n->op, kReduction)) {
+      first = n.get();
+      break;
+    }
+  if (!first || row_reduction_axes(*first) == 0)
+    fail(g, r, "a row region holds a reduction over trailing axes that keeps them");
+  const Shape &space = first->inputs[0]->type.shape, &rows = first->result->type.shape;
+  for (const auto& n : r.body) {
+    if (n->kind != NodeKind::kOp) fail(g, *n, "a region holds op nodes only");
+    check_arity(g, *n);
+    const Shape& s = n->result->type.shape;
+    if (has_trait(n->op, kElementwise)) {
+      if (!(s == space) && !(s == rows))
+        fail(g, *n, "its shape is neither the row region's space " + space.str() + " nor its rows " + rows.str());
+    } else if (!has_trait(n->op, kReduction) || n->attrs.dims != first->attrs.dims ||
+               !(n->inputs[0]->type.shape == space) || !n->attrs.keepdim) {
+      fail(g, *n, "a fused row region cannot hold this op (only elementwise ops and reductions like its first)");
+    }
+  }
+}
+
 /// A region is one loop nest: elementwise members share its iteration space,
 /// which is the contraction's output or the reduction's input.
 void check_region(const Graph& g, const Node& r) {
   if (r.body.empty()) fail(g, r, "a region needs at least one node");
+  if (r.region == RegionKind::kRow) return check_row_region(g, r);
   const Node* anchor = nullptr;  // the contraction or reduction the region is built around
   for (const auto& n : r.body) {
     if (n->kind != NodeKind::kOp) fail(g, *n, "a region holds op nodes only");
@@ -137,6 +164,9 @@ void check_offsets(const Graph& g) {
     const Node& n = *nodes[i];
     if (n.kind == NodeKind::kRegion) {
       for (const auto& b : n.body) add(b->result, *b, i);
+    } else if (n.kind == NodeKind::kOp && n.op == OpKind::Reshape && n.result->offset >= 0 &&
+               n.result->offset == n.inputs[0]->offset && index.count(n.inputs[0])) {
+      index[n.result] = index.at(n.inputs[0]);  // a view of its input's bytes: its uses keep them live
     } else {
       add(n.result, n, i);
     }

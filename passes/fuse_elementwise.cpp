@@ -130,11 +130,10 @@ bool fuse_elementwise(ir::Graph& g, const PassContext&) {
   }
   // Step 3: groups of two or more become regions, each after everything it uses.
   bool changed = false;
-  std::unordered_map<const ir::Node*, size_t> pos;
-  for (size_t i = 0; i < g.nodes().size(); ++i) pos[g.nodes()[i].get()] = i;
+  const std::unordered_map<const ir::Node*, size_t> pos = positions(g);
   for (auto& members : grouping.groups) {
     if (members.size() < 2) continue;
-    std::sort(members.begin(), members.end(), [&](const ir::Node* a, const ir::Node* b) { return pos[a] < pos[b]; });
+    std::sort(members.begin(), members.end(), [&](const ir::Node* a, const ir::Node* b) { return pos.at(a) < pos.at(b); });
     make_region(g, ir::RegionKind::kElementwise, members, uses);
     changed = true;
   }

@@ -16,8 +16,7 @@ namespace bj::passes {
 bool fuse_reduction(ir::Graph& g, const PassContext&) {
   Uses uses = compute_uses(g);
   auto& nodes = g.mutable_nodes();
-  std::unordered_map<const ir::Node*, size_t> pos;
-  for (size_t i = 0; i < nodes.size(); ++i) pos[nodes[i].get()] = i;
+  const std::unordered_map<const ir::Node*, size_t> pos = positions(g);
   std::unordered_set<const ir::Node*> taken;
   std::vector<std::vector<ir::Node*>> groups;
   for (auto& n : nodes) {

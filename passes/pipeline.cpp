@@ -17,6 +17,7 @@ const std::vector<Pass>& all_passes() {
       {"cse", cse},
       {"dce", dce},
       {"schedule-guards", schedule_guards},
+      {"fuse-row", fuse_row},
       {"fuse-contraction", fuse_contraction},
       {"fuse-reduction", fuse_reduction},
       {"fuse-elementwise", fuse_elementwise},
@@ -46,8 +47,10 @@ const std::vector<Step>& default_pipeline() {
       // 3. Guards as early as their inputs allow, before fusion groups
       //    nodes: a diverging call stops before the work it would discard.
       {{pass_named("schedule-guards")}},
-      // 4. Fusion, the most specific first: matmul epilogues, then the
-      //    producers of each reduction, then whatever elementwise work is left.
+      // 4. Fusion, the most specific first: rows (softmax, LayerNorm: reductions
+      //    over trailing axes with the work around them), matmul epilogues, then
+      //    the producers of each reduction, then whatever elementwise work is left.
+      {{pass_named("fuse-row")}},
       {{pass_named("fuse-contraction")}},
       {{pass_named("fuse-reduction")}},
       {{pass_named("fuse-elementwise")}},

@@ -31,6 +31,12 @@ Uses compute_uses(ir::Graph& g) {
   return u;
 }
 
+std::unordered_map<const ir::Node*, size_t> positions(const ir::Graph& g) {
+  std::unordered_map<const ir::Node*, size_t> pos;
+  for (size_t i = 0; i < g.nodes().size(); ++i) pos[g.nodes()[i].get()] = i;
+  return pos;
+}
+
 std::optional<double> literal_splat(const ir::Value* v) {
   if (!v->def || v->def->kind != ir::NodeKind::kLiteral) return std::nullopt;
   const auto& d = v->def->data;

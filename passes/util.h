@@ -18,6 +18,9 @@ struct Uses {
 };
 Uses compute_uses(ir::Graph& g);
 
+/// Each top-level node's position in the graph.
+std::unordered_map<const ir::Node*, size_t> positions(const ir::Graph& g);
+
 /// The value every element of a literal holds, if it is a literal with one
 /// repeated value (as a double); nullopt otherwise.
 std::optional<double> literal_splat(const ir::Value* v);

@@ -90,7 +90,7 @@ TEST_CASE("malformed text gives a ParseError with line:column, never a crash") {
       {head + "  %0: f32[2] = add(%x, %x) {perm=[0]}\n  return %0\n}\n", "2:29", "an attribute add reads (none), got 'perm'"},
       {head + "  %0: f32[] = sum(%x) {axes=[0], step=2}\n  return %0\n}\n", "2:34", "an attribute sum reads (axes, keepdim), got 'step'"},
       {head + "  %0: f32[] = sum(%x) {axes=[0], axes=[0]}\n  return %0\n}\n", "2:34", "each attribute once ('axes' is given twice)"},
-      {head + "  fused loopy {\n    %0: f32[2] = neg(%x)\n  } -> (%0)\n  return %0\n}\n", "2:9", "a region kind (elementwise, contraction, reduction), got 'loopy'"},
+      {head + "  fused loopy {\n    %0: f32[2] = neg(%x)\n  } -> (%0)\n  return %0\n}\n", "2:9", "a region kind (elementwise, contraction, reduction, row), got 'loopy'"},
   };
   for (const Bad& b : cases) {
     CAPTURE(b.text);
