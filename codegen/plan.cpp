@@ -18,8 +18,7 @@ bool region_inline(const ir::Node& r) {
   for (const auto& b : r.body) {
     bool ok = ir::has_trait(b->op, ir::kElementwise)  ? inline_elementwise(*b)
               : ir::has_trait(b->op, ir::kReduction)  ? inline_reduction(*b)
-              : ir::has_trait(b->op, ir::kContraction) ? b->inputs[0]->type.shape.size() == 2 &&
-                                                            b->inputs[1]->type.shape.size() == 2
+              : ir::has_trait(b->op, ir::kContraction) ? b->op == ir::OpKind::Matmul  // inline, or the runtime's
                                                       : false;
     if (!ok) return false;
   }
@@ -90,6 +89,10 @@ bool exact_lowering(const ir::Node& n) {
   if (n.kind != ir::NodeKind::kRegion || n.body.empty()) return false;
   const ir::Node &front = *n.body.front(), &back = *n.body.back();
   if (n.region == ir::RegionKind::kReduction) return back.op == ir::OpKind::Sum && exact_row_sum(back) && std::all_of(n.body.begin(), n.body.end() - 1, exact);
+  if (n.region == ir::RegionKind::kRow)  // sums in the canonical order, exact elementwise work
+    return std::all_of(n.body.begin(), n.body.end(), [&](const auto& b) {
+      return ir::has_trait(b->op, ir::kReduction) ? exact_row_sum(*b) : exact_inline(*b);
+    });
   if (n.region == ir::RegionKind::kContraction)
     return front.op == ir::OpKind::Matmul && exact_product(front) && std::all_of(n.body.begin() + 1, n.body.end(), exact);
   return std::all_of(n.body.begin(), n.body.end(), exact);
@@ -226,18 +229,13 @@ class Planner {
     const std::vector<const ir::Node*> body = body_of(n);
     const ir::Node& mm = *body.front();
     if (mm.op == ir::OpKind::Conv2d) return plan_packed_conv(n);
-    if (mm.op != ir::OpKind::Matmul || inline_matmul(mm) || mm.inputs[0]->type.shape.size() != 2 ||
-        mm.inputs[1]->type.shape.size() != 2 || mm.result->type.dtype != DType::kF32)
-      return;
-    const Shape& as = mm.inputs[0]->type.shape;
-    rt::FusedMatmul f{mm.result->type.shape[0], mm.result->type.shape[1], mm.attrs.transpose_a ? as[0] : as[1],
-                      mm.attrs.transpose_a, mm.attrs.transpose_b};
-    if (f.m * f.n * f.k == 0) return;
+    std::optional<rt::FusedMatmul> product = flat_product(mm);
+    if (!product || inline_matmul(mm)) return;
+    rt::FusedMatmul f = *product;
+    if (f.m * f.n * f.k < rt::kDnnlMinMacs) return;  // a batch of rows too small for oneDNN: the runtime's loops
     const ir::Value *cur = mm.result, *bias = nullptr;
     size_t i = 1;
-    if (i < body.size() && body[i]->op == ir::OpKind::Add) {
-      bias = bias_of(*body[i], cur, f.n);
-      if (!bias) return;
+    if (i < body.size() && body[i]->op == ir::OpKind::Add && (bias = bias_of(*body[i], cur, f.n))) {
       f.bias = true;
       cur = body[i++]->result;
     }
@@ -271,6 +269,18 @@ class Planner {
     needs_memory(n.result);
     p_.context.nodes.push_back(std::move(jn));
     p_.nodes[&n] = NodePlan{Strategy::kDnnl, -1, -1, d};
+  }
+
+  /// A product oneDNN computes as one 2-D product: A [m, k] or, not transposed, [..., m, k] (its
+  /// leading dims are rows: the same memory), times B [k, n] (or [n, k] transposed), f32.
+  static std::optional<rt::FusedMatmul> flat_product(const ir::Node& mm) {
+    const Shape &as = mm.inputs[0]->type.shape, &bs = mm.inputs[1]->type.shape, &cs = mm.result->type.shape;
+    if (mm.op != ir::OpKind::Matmul || bs.size() != 2 || as.size() < 2 || (as.size() > 2 && mm.attrs.transpose_a) ||
+        mm.result->type.dtype != DType::kF32 || cs.numel() == 0)
+      return std::nullopt;
+    const int64_t n = cs[cs.size() - 1];
+    return rt::FusedMatmul{cs.numel() / n, n, mm.attrs.transpose_a ? as[0] : as[as.size() - 1], mm.attrs.transpose_a,
+                           mm.attrs.transpose_b};
   }
 
   /// The bias `add` adds to the product `product` ([n] or [1, n], f32, not the product itself).

@@ -9,6 +9,9 @@
 // never overlap); in order of definition, values whose interval ended are
 // freed, then each new value takes the best-fitting free block (64-byte
 // aligned) or extends the arena.
+// A reshape of an intermediate is the same bytes: its result shares its
+// input's memory (codegen then copies nothing), and the input lives until
+// the last use of either. Values are written once, so sharing is safe.
 #include <algorithm>
 #include <map>
 
@@ -27,22 +30,43 @@ struct Interval {
   int64_t size;
 };
 
-std::vector<Interval> intervals(ir::Graph& g) {
+/// The intervals of the values that need memory of their own, and the reshapes that share
+/// their input's (result -> the value whose memory it is).
+struct Lifetimes {
+  std::vector<Interval> intervals;
+  std::vector<std::pair<ir::Value*, ir::Value*>> views;
+};
+
+Lifetimes lifetimes(ir::Graph& g) {
   Uses uses = compute_uses(g);
   auto& nodes = g.mutable_nodes();
-  std::unordered_map<const ir::Node*, size_t> pos;
-  for (size_t i = 0; i < nodes.size(); ++i) pos[nodes[i].get()] = i;
-  std::vector<Interval> out;
+  const std::unordered_map<const ir::Node*, size_t> pos = positions(g);
+  Lifetimes out;
+  std::unordered_map<const ir::Value*, size_t> interval_of;
+  auto last_use = [&](const ir::Value* v, size_t at) {
+    for (const ir::Node* u : uses.of(v)) at = std::max(at, pos.at(u));
+    return at;
+  };
   auto add = [&](ir::Value* v, size_t at) {
     if (uses.output.count(v)) return;
-    size_t end = at;
-    for (const ir::Node* u : uses.of(v)) end = std::max(end, pos.at(u));
     int64_t size = (static_cast<int64_t>(v->type.bytes()) + kAlign - 1) / kAlign * kAlign;
-    out.push_back({v, at, end, std::max<int64_t>(size, kAlign)});
+    interval_of[v] = out.intervals.size();
+    out.intervals.push_back({v, at, last_use(v, at), std::max<int64_t>(size, kAlign)});
   };
   for (size_t i = 0; i < nodes.size(); ++i) {
-    if (nodes[i]->kind == ir::NodeKind::kOp) add(nodes[i]->result, i);
-    for (ir::Value* y : nodes[i]->yields) add(y, i);
+    ir::Node& n = *nodes[i];
+    if (n.kind == ir::NodeKind::kOp && n.op == ir::OpKind::Reshape && !uses.output.count(n.result)) {
+      auto in = interval_of.find(n.inputs[0]);
+      if (in != interval_of.end()) {  // a view: the input's memory lives as long as the view is read
+        Interval& root = out.intervals[in->second];
+        root.end = std::max(root.end, last_use(n.result, i));
+        interval_of[n.result] = in->second;
+        out.views.push_back({n.result, root.value});
+        continue;
+      }
+    }
+    if (n.kind == ir::NodeKind::kOp) add(n.result, i);
+    for (ir::Value* y : n.yields) add(y, i);
   }
   return out;
 }
@@ -51,15 +75,17 @@ std::vector<Interval> intervals(ir::Graph& g) {
 
 int64_t intermediate_bytes(const ir::Graph& g) {
   int64_t total = 0;
-  for (const auto& iv : intervals(const_cast<ir::Graph&>(g))) total += static_cast<int64_t>(iv.value->type.bytes());
+  for (const auto& iv : lifetimes(const_cast<ir::Graph&>(g)).intervals) total += static_cast<int64_t>(iv.value->type.bytes());
   return total;
 }
 
 bool plan_memory(ir::Graph& g, const PassContext&) {
-  std::vector<Interval> ivs = intervals(g);
+  Lifetimes life = lifetimes(g);
+  std::vector<Interval>& ivs = life.intervals;
   // The plan before, to report whether this one differs (a planned graph planned again does not).
   std::vector<int64_t> before;
   for (const Interval& iv : ivs) before.push_back(iv.value->offset);
+  for (const auto& [view, root] : life.views) before.push_back(view->offset);
   const int64_t arena_before = g.arena_bytes;
   std::map<int64_t, int64_t> free_blocks;  // offset -> size
   std::multimap<size_t, const Interval*> ending;  // end position -> interval, for release
@@ -107,6 +133,11 @@ bool plan_memory(ir::Graph& g, const PassContext&) {
   g.arena_bytes = arena;
   bool changed = arena != arena_before;
   for (size_t i = 0; i < ivs.size(); ++i) changed |= ivs[i].value->offset != before[i];
+  for (size_t i = 0; i < life.views.size(); ++i) {
+    auto [view, root] = life.views[i];
+    changed |= root->offset != view->offset;
+    view->offset = root->offset;
+  }
   return changed;
 }
 

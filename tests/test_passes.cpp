@@ -230,15 +230,23 @@ TEST_CASE("memory planning: no two values live at the same time overlap, over ra
     // Intervals from the final order: [definition, last top-level use].
     auto& nodes = g->mutable_nodes();
     std::unordered_map<const ir::Value*, std::pair<size_t, size_t>> live;
+    std::unordered_map<const ir::Value*, const ir::Value*> view_of;  // a reshape sharing its input's bytes
     auto defs = [&](size_t i, const ir::Value* v) {
       if (v->offset >= 0) live[v] = {i, i};
     };
     for (size_t i = 0; i < nodes.size(); ++i) {
-      if (nodes[i]->result) defs(i, nodes[i]->result);
-      for (const ir::Value* y : nodes[i]->yields) defs(i, y);
+      const ir::Node& n = *nodes[i];
+      if (n.kind == ir::NodeKind::kOp && n.op == ir::OpKind::Reshape && n.result->offset >= 0 &&
+          n.result->offset == n.inputs[0]->offset) {
+        view_of[n.result] = view_of.count(n.inputs[0]) ? view_of.at(n.inputs[0]) : n.inputs[0];
+        continue;
+      }
+      if (n.result) defs(i, n.result);
+      for (const ir::Value* y : n.yields) defs(i, y);
     }
     for (size_t i = 0; i < nodes.size(); ++i) {
       auto use = [&](const ir::Value* v) {
+        if (view_of.count(v)) v = view_of.at(v);  // reading a view keeps its input's bytes live
         auto it = live.find(v);
         if (it != live.end()) it->second.second = std::max(it->second.second, i);
       };
