@@ -169,7 +169,39 @@ std::vector<examples::ZooModel> golden_models() {
                       b->initialize(init::xavier());
                       return std::static_pointer_cast<nn::Block>(b);
                     }});
+  models.push_back({"attention-block", "TransformerEncoderLayer(32, 4 heads, 64, pre-norm, causal)", {2, 8, 32}, [] {
+                      auto b = std::make_shared<nn::TransformerEncoderLayer>(32, 4, 64, true, true);
+                      b->set_name("attention-block");
+                      b->initialize(init::xavier());
+                      return std::static_pointer_cast<nn::Block>(b);
+                    }});
   return models;
+}
+
+TEST_CASE("golden IR of the fused attention block: each LayerNorm and the scaled, masked softmax are one row region") {
+  auto models = golden_models();
+  auto [net, x, t] = trace_zoo(*std::find_if(models.begin(), models.end(), [](const auto& m) { return m.name == "attention-block"; }));
+  codegen::optimize(*t.graph, quiet());
+  const std::string out = ir::print(*t.graph);
+  INFO(out);
+  CHECK(test::filecheck(out, {
+      "CHECK: fused row {",  // norm1: both sums, the per-row arithmetic and the affine map
+      "CHECK-NEXT: sum(%x) {axes=[2], keepdim}", "CHECK: sum(", "CHECK: sqrt(", "CHECK: add(", "CHECK-NEXT: } ->",
+      "CHECK: matmul(",  // queries · keys
+      "CHECK: fused row {",  // scale, causal mask, softmax: everything between the two products
+      "CHECK-NEXT: mul(", "CHECK-NEXT: where(", "CHECK-NEXT: max(", "CHECK-NEXT: sub(", "CHECK-NEXT: exp(",
+      "CHECK-NEXT: sum(", "CHECK-NEXT: div(", "CHECK-NEXT: } ->", "CHECK-NEXT: matmul(",
+      "CHECK: fused row {",  // norm2, with the output projection's bias and the residual add before it
+      "CHECK: sum(", "CHECK: sum(", "CHECK: sqrt(", "CHECK: } ->",
+      "CHECK-NOT: fused row",
+  }) == "");
+  int rows = 0, loose_reductions = 0;
+  for (const auto& n : t.graph->nodes()) {
+    rows += n->kind == ir::NodeKind::kRegion && n->region == ir::RegionKind::kRow;
+    loose_reductions += n->kind == ir::NodeKind::kOp && ir::has_trait(n->op, ir::kReduction);
+  }
+  CHECK(rows == 3);
+  CHECK(loose_reductions == 0);
 }
 
 TEST_CASE("golden optimized graphs of every zoo model, which also round-trip and run exactly as traced") {
