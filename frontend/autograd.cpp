@@ -177,6 +177,14 @@ Tensor matmul_grad_a(const GradContext& c) {
 }
 Tensor matmul_grad_b(const GradContext& c) {
   const bool ta = c.attrs.transpose_a, tb = c.attrs.transpose_b;
+  const Shape &a = c.input_type(0).shape, &b = c.input_type(1).shape;
+  if (b.size() == 2 && a.size() > 2 && !ta) {  // one matrix for a batch of rows: one product over all the rows
+    const int64_t k = a[a.size() - 1], n = c.g.shape()[c.g.dim() - 1];
+    int64_t rows = 1;
+    for (int d = 0; d + 1 < a.size(); ++d) rows *= a[d];
+    Tensor x = reshape(c.x(0), {rows, k}), g = reshape(c.g, {rows, n});
+    return tb ? matmul(g, x, true, false) : matmul(x, g, true, false);
+  }
   return tb ? matmul(c.g, c.x(0), true, ta) : matmul(c.x(0), c.g, !ta, false);
 }
 

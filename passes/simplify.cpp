@@ -7,6 +7,10 @@
 //   permute(permute(x))       -> one permute, or x if the two cancel
 //   reshape(reshape(x))       -> one reshape; a reshape, expand or cast to
 //                                x's own type -> x
+//   op(expand(x), y)          -> op(x, y) for an elementwise op whose other
+//                                operands already give it its shape (the
+//                                broadcast reads the same values; the
+//                                gradients of keepdim reductions look so)
 // A rewrite to x applies only when x already has the result's type (a
 // broadcast by the literal would change the shape). Nodes left unused are
 // for dead-code elimination.
@@ -98,6 +102,18 @@ bool simplify(ir::Graph& g, const PassContext&) {
         changed = true;
       }
     }
+    if (ir::has_trait(n.op, ir::kElementwise) && n.inputs.size() > 1)
+      for (size_t k = 0; k < n.inputs.size(); ++k) {
+        if (!is_op(n.inputs[k], K::Expand)) continue;
+        ir::Value* x = n.inputs[k]->def->inputs[0];
+        Shape shape = x->type.shape;
+        for (size_t j = 0; j < n.inputs.size(); ++j)
+          if (j != k) shape = ir::broadcast_shapes("simplify", shape, n.inputs[j]->type.shape);
+        if (shape == n.result->type.shape) {
+          n.inputs[k] = x;
+          changed = true;
+        }
+      }
     if (ir::Value* x = identity_operand(n)) {  // the collapsed chain may now cancel
       g.replace_uses(n.result, x);
       changed = true;

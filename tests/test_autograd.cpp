@@ -65,6 +65,8 @@ std::vector<OpCase> op_cases() {
       {"matmul tb", [](const V& x) { return matmul(x[0], x[1], false, true); }, {uniform(-1, 1, {3, 4}), uniform(-1, 1, {2, 4})}},
       {"matmul ta tb", [](const V& x) { return matmul(x[0], x[1], true, true); }, {uniform(-1, 1, {4, 3}), uniform(-1, 1, {2, 4})}},
       {"matmul batched broadcast", [](const V& x) { return matmul(x[0], x[1]); }, {uniform(-1, 1, {2, 3, 4}), uniform(-1, 1, {4, 2})}},
+      {"matmul batched broadcast tb", [](const V& x) { return matmul(x[0], x[1], false, true); }, {uniform(-1, 1, {2, 3, 4}), uniform(-1, 1, {2, 4})}},
+      {"matmul 4-D times a matrix", [](const V& x) { return matmul(x[0], x[1]); }, {uniform(-1, 1, {2, 2, 3, 4}), uniform(-1, 1, {4, 2})}},
       {"permute", [](const V& x) { return x[0].permute({2, 0, 1}) * tensor({1, 2, 3, 4}); }, {uniform(-1, 1, {2, 3, 4}).permute({0, 2, 1})}},
       {"reshape", [](const V& x) { return x[0].reshape({3, 2}) * tensor({1, -2}); }, {a23}},
       {"expand", [](const V& x) { return expand(x[0], {2, 4, 3}); }, {uniform(-1, 1, {4, 1})}},
