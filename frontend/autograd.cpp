@@ -205,6 +205,10 @@ std::vector<Tensor> concat_grads(const GradContext& c) {
   return out;
 }
 
+/// Zeros of `shape` as one zero broadcast: traced, an expand of a scalar literal, not a literal
+/// of the whole shape (a GRU's 64 slice gradients would put hundreds of MB of zeros in the graph).
+Tensor broadcast_zeros(const Shape& shape) { return expand(zeros({}), shape); }
+
 /// Scatters the gradient of a slice back into zeros of the input's shape.
 Tensor slice_grad(const GradContext& c) {
   const Shape& in = c.input_type(0).shape;
@@ -213,7 +217,7 @@ Tensor slice_grad(const GradContext& c) {
   auto zeros_len = [&](int64_t len) {
     Shape s = in;
     s[ax] = len;
-    return zeros(s);
+    return broadcast_zeros(s);
   };
   Tensor spread = c.g;  // n entries, each followed by step-1 zeros, cut to what fits
   int64_t covered = n;
@@ -224,7 +228,7 @@ Tensor slice_grad(const GradContext& c) {
     Shape merged = c.g.shape();
     merged[ax] = n * step;
     covered = std::min(n * step, in[ax] - start);
-    spread = slice(reshape(concat({reshape(c.g, one), zeros(gap)}, ax + 1), merged), ax, 0, covered);
+    spread = slice(reshape(concat({reshape(c.g, one), broadcast_zeros(gap)}, ax + 1), merged), ax, 0, covered);
   }
   return concat({zeros_len(start), spread, zeros_len(in[ax] - start - covered)}, ax);
 }

@@ -267,8 +267,9 @@ class Parser {
       if (hex.size() / 2 != count * es || hex.size() % 2)
         fail_at(hex_at, "hex data of " + std::to_string(count * es) + " bytes for " + t.str());
       std::vector<std::byte> data(count * es);
+      auto nibble = [](char c) { return std::isdigit(static_cast<unsigned char>(c)) ? c - '0' : std::tolower(c) - 'a' + 10; };
       for (size_t i = 0; i < data.size(); ++i)
-        data[i] = static_cast<std::byte>(std::stoul(std::string(hex.substr(2 * i, 2)), nullptr, 16));
+        data[i] = static_cast<std::byte>(nibble(hex[2 * i]) * 16 + nibble(hex[2 * i + 1]));
       return data;
     }
     std::vector<std::byte> data;
