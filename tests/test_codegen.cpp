@@ -159,6 +159,10 @@ TEST_CASE("every op of the table compiled equals the interpreter (vector tails, 
     note(check_compiled("dense", [](const V& v) { return relu(matmul(v[0], v[1], false, true) + v[2]); }, {a, b, bias}, kSum));
     note(check_compiled("matmul ta", [](const V& v) { return matmul(v[0].transpose(), v[1].transpose(), true, false); },
                         {a, b}, kSum));
+    // An add that is not a bias (a whole matrix) after a oneDNN product: an epilogue loop, not fused.
+    Tensor full_c = uniform(-1, 1, {mm, nn});
+    note(check_compiled("product + matrix", [](const V& v) { return matmul(v[0], v[1], false, true) + v[2]; },
+                        {a, b, full_c}, kSum));
     // A batch times one matrix is one 2-D product of all the batch's rows (oneDNN blocks it differently).
     note(check_compiled("batched", [](const V& v) { return matmul(stack({v[0], v[0]}), v[1], false, true); }, {a, b}, sum_tol(kk)));
   }
