@@ -15,6 +15,7 @@
 #include "frontend/ops.h"
 #include "frontend/optim.h"
 #include "frontend/print.h"
+#include "frontend/serialize.h"
 #include "frontend/tensor.h"
 #include "frontend/trace.h"
 #include "ir/error.h"

@@ -68,6 +68,11 @@ class VerifyError : public Error {
 class TraceError : public Error {
   using Error::Error;
 };
+/// A file that cannot be read or written as asked: missing, truncated, corrupt, lying about its
+/// sizes, or holding what the reader does not expect. The op is the file's path.
+class FileError : public Error {
+  using Error::Error;
+};
 /// A block called before its parameters were initialized.
 class NotInitializedError : public Error {
   using Error::Error;

@@ -7,10 +7,14 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
+#include <map>
+#include <set>
 #include <ostream>
 #include <typeinfo>
 
 #include "frontend/nn/hybrid_state.h"
+#include "frontend/serialize.h"
 #include "frontend/trace.h"
 #include "ir/hash.h"
 
@@ -222,6 +226,107 @@ std::vector<std::pair<std::string, Tensor>> Block::named_constants() const {
   std::vector<std::pair<std::string, Tensor>> out;
   collect(&Block::constants_, [](const Tensor& a, const Tensor& b) { return a.shares_storage(b); }, "", out);
   return out;
+}
+
+void Block::constant_slots(const std::string& prefix, std::vector<std::pair<std::string, Tensor*>>& out) {
+  for (auto& [n, v] : constants_) out.emplace_back(prefix + n, &v);
+  for (auto& [n, c] : children_) c->constant_slots(prefix + n + ".", out);
+}
+
+void Block::save_parameters(const std::string& path) const {
+  NamedTensors out;
+  for (const auto& [name, p] : named_parameters()) {
+    if (!p.initialized())
+      throw NotInitializedError("save_parameters", "parameter '" + name + "' " + Type{DType::kF32, p.shape()}.str() +
+                                                       " has no value yet: initialize the block and call it once first");
+    out.emplace_back(name, p.data().detach());
+  }
+  for (const auto& [name, c] : named_constants()) out.emplace_back(name, c);
+  save(path, out, {{"format", "blockjit"}, {"model", this->name()}});
+}
+
+namespace {
+/// "'a', 'b' and 3 more": at most eight names of a list in a message.
+std::string name_list(const std::vector<std::string>& names) {
+  std::string s;
+  for (size_t i = 0; i < names.size() && i < 8; ++i) s += (i ? ", '" : "'") + names[i] + "'";
+  if (names.size() > 8) s += fmt::format(" and {} more", names.size() - 8);
+  return s;
+}
+/// True if a value of shape `got` fits a slot of shape `want` (0: a dimension still deferred).
+bool fits(const Shape& want, const Shape& got) {
+  if (want.size() != got.size()) return false;
+  for (int i = 0; i < want.size(); ++i)
+    if (want[i] != 0 && want[i] != got[i]) return false;
+  return true;
+}
+}  // namespace
+
+void Block::load_parameters(const std::string& path, const LoadOptions& options) {
+  const NamedTensors file = load(path);
+  std::map<std::string, const Tensor*> by_name;
+  for (const auto& [n, t] : file) by_name[n] = &t;
+  std::set<std::string> used;
+  std::vector<std::string> missing, extra, wrong;
+  auto find = [&](const std::string& name) -> const Tensor* {
+    auto it = by_name.find(name);
+    if (it == by_name.end()) return nullptr;
+    used.insert(name);
+    return it->second;
+  };
+  // Check everything first: a failed load changes nothing.
+  std::vector<std::pair<Parameter, const Tensor*>> params;
+  for (const auto& [name, p] : named_parameters()) {
+    const Tensor* t = find(name);
+    if (!t) {
+      missing.push_back(name);
+    } else if (t->dtype() != DType::kF32 || !fits(p.shape(), t->shape())) {
+      wrong.push_back(fmt::format("'{}' is {} in the file, the block's is {}", name, t->type().str(),
+                                  Type{DType::kF32, p.shape()}.str()));
+    } else {
+      params.emplace_back(p, t);
+    }
+  }
+  std::vector<std::pair<Tensor*, const Tensor*>> constants;
+  std::vector<std::pair<std::string, Tensor*>> slots;
+  constant_slots("", slots);
+  std::set<const void*> seen;  // a constant shared by two blocks is one entry
+  for (const auto& [name, slot] : slots) {
+    if (slot->defined() && !seen.insert(slot->raw_data()).second) continue;
+    const Tensor* t = find(name);
+    if (!t) {
+      if (slot->defined()) missing.push_back(name);
+    } else if (slot->defined() && !(slot->type() == t->type())) {
+      wrong.push_back(fmt::format("'{}' is {} in the file, the block's is {}", name, t->type().str(), slot->type().str()));
+    } else {
+      constants.emplace_back(slot, t);
+    }
+  }
+  for (const auto& [n, t] : file)
+    if (!used.count(n)) extra.push_back(n);
+  std::vector<std::string> problems;
+  if (!wrong.empty()) problems.push_back("of another shape or dtype: " + fmt::format("{}", fmt::join(wrong, "; ")));
+  if (!missing.empty() && !options.allow_missing)
+    problems.push_back(fmt::format("missing from the file ({} of the block's): {}", missing.size(), name_list(missing)));
+  if (!extra.empty() && !options.allow_extra)
+    problems.push_back(fmt::format("in the file but not in the block ({}): {}", extra.size(), name_list(extra)));
+  if (!problems.empty())
+    throw FileError(path, fmt::format("does not fit {}: {} (nothing was loaded)", name(), fmt::join(problems, "; ")));
+  for (auto& [p, t] : params) {
+    if (!p.shape_known()) p.infer_shape(t->shape(), "load_parameters");
+    p.set_data(*t);
+  }
+  bool replaced_slot = false;
+  for (auto& [slot, t] : constants) {
+    if (slot->defined()) {  // in place: every handle on it (and compiled code, by version) sees the new values
+      std::memcpy(slot->raw_data(), t->raw_data(), t->type().bytes());
+      slot->impl()->storage->bump_version();
+    } else {
+      *slot = *t;
+      replaced_slot = true;
+    }
+  }
+  if (replaced_slot) detail::bump_structure_epoch();
 }
 
 void Block::initialize(const init::Init& init, bool force_reinit) {

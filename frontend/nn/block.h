@@ -122,6 +122,21 @@ class Block : public std::enable_shared_from_this<Block> {
   /// Every constant of this tree once, with dotted paths.
   std::vector<std::pair<std::string, Tensor>> named_constants() const;
 
+  /// Writes every parameter and constant of the tree (BatchNorm's running statistics) to `path`
+  /// in the safetensors format, under their dotted paths ("hidden.weight": [units, in_units], as
+  /// PyTorch's Linear). NotInitializedError if a parameter has no value yet.
+  void save_parameters(const std::string& path) const;
+  struct LoadOptions {
+    bool allow_missing = false;  ///< names of the tree the file lacks keep their values
+    bool allow_extra = false;    ///< names the tree lacks are ignored
+  };
+  /// Reads parameters and constants saved by save_parameters (or any safetensors file with the
+  /// same names). Deferred shapes are completed from the file. A FileError lists what is missing,
+  /// extra or of another shape or dtype, and then nothing has changed: the file is read and
+  /// checked whole before any value is replaced.
+  void load_parameters(const std::string& path, const LoadOptions& options);
+  void load_parameters(const std::string& path) { load_parameters(path, LoadOptions{}); }
+
   /// Initializes every parameter of the tree (biases keep their own zeros);
   /// parameters with deferred shapes are initialized on the first call.
   void initialize(const init::Init& init = init::uniform(), bool force_reinit = false);
@@ -164,6 +179,8 @@ class Block : public std::enable_shared_from_this<Block> {
   void collect(std::deque<std::pair<std::string, T>> Block::*slots, Same same, const std::string& prefix,
                std::vector<std::pair<std::string, T>>& out) const;
   void repr_into(std::string& out, int indent) const;
+  /// Every constant slot of the tree with its dotted path, empty ones included.
+  void constant_slots(const std::string& prefix, std::vector<std::pair<std::string, Tensor*>>& out);
 
   std::vector<std::pair<std::string, std::shared_ptr<Block>>> children_;
   // Deques: slots keep their addresses as entries are added and when the block moves.
