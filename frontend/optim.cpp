@@ -8,11 +8,16 @@
 // constants as one-element tensors, for nn::TrainStep to trace and compile.
 #include "frontend/optim.h"
 
+#include <fmt/format.h>
+
 #include <cmath>
+#include <cstring>
+#include <map>
 
 #include "frontend/autograd.h"
 #include "frontend/creation.h"
 #include "frontend/ops.h"
+#include "frontend/serialize.h"
 #include "runtime/allocator.h"
 #include "runtime/optimizer.h"
 
@@ -70,6 +75,62 @@ std::vector<std::pair<std::string, Tensor>> named(const char* what, const std::v
   return out;
 }
 }  // namespace
+
+void Optimizer::save_state(const std::string& path) const {
+  NamedTensors out = state();
+  out.emplace_back("steps", tensor(std::vector<int64_t>{steps()}, {1}));
+  save(path, out, {{"optimizer", name_}, {"parameters", std::to_string(params_.size())}});
+}
+
+void Optimizer::load_state(const std::string& path) {
+  const SafetensorsHeader header = load_header(path);
+  auto meta = [&](const char* key) {
+    auto it = header.metadata.find(key);
+    return it == header.metadata.end() ? std::string("(none)") : it->second;
+  };
+  if (meta("optimizer") != name_ || meta("parameters") != std::to_string(params_.size()))
+    throw FileError(path, fmt::format("holds the state of {} over {} parameter(s); this is {} over {}", meta("optimizer"),
+                                      meta("parameters"), name_, params_.size()));
+  const NamedTensors file = load(path);
+  std::map<std::string, const Tensor*> by_name;
+  for (const auto& [n, t] : file) by_name[n] = &t;
+  // Check every tensor first: a failed load changes nothing.
+  std::vector<std::pair<Tensor*, const Tensor*>> writes;
+  std::vector<Tensor*> resets;  // no state for that parameter when saved: none after the load either
+  size_t expected = 1;
+  for (auto& [kind, list] : slots())
+    for (size_t i = 0; i < list->size(); ++i) {
+      auto it = by_name.find(kind + "." + std::to_string(i));
+      if (it == by_name.end()) {
+        resets.push_back(&(*list)[i]);
+        continue;
+      }
+      ++expected;
+      const Tensor& t = *it->second;
+      const bool fits = t.dtype() == DType::kF32 && params_[i].shape_known() && t.shape() == params_[i].shape() &&
+                        (!(*list)[i].defined() || (*list)[i].shape() == t.shape());
+      if (!fits)
+        throw FileError(path, fmt::format("'{}.{}' is {}, parameter {} is {} (nothing was loaded)", kind, i, t.type().str(), i,
+                                          Type{DType::kF32, params_[i].shape()}.str()));
+      writes.emplace_back(&(*list)[i], &t);
+    }
+  auto steps_it = by_name.find("steps");
+  if (steps_it == by_name.end() || !(steps_it->second->type() == Type{DType::kI64, {1}}))
+    throw FileError(path, "needs 'steps', one i64 (nothing was loaded)");
+  if (file.size() != expected) throw FileError(path, fmt::format("holds {} tensors this optimizer does not know (nothing was loaded)", file.size() - expected));
+  const int64_t saved_steps = static_cast<const int64_t*>(steps_it->second->raw_data())[0];
+  if (saved_steps < 0) throw FileError(path, fmt::format("'steps' is {} (nothing was loaded)", saved_steps));
+  for (Tensor* slot : resets) *slot = Tensor();
+  for (auto& [slot, t] : writes) {
+    if (slot->defined()) {  // in place: a compiled TrainStep bound to it sees the new values
+      std::memcpy(slot->raw_data(), t->raw_data(), t->type().bytes());
+      slot->impl()->storage->bump_version();
+    } else {
+      *slot = t->clone();
+    }
+  }
+  set_steps(saved_steps);
+}
 
 std::vector<float> SGD::hyperparameters() const {
   return {static_cast<float>(o_.lr), static_cast<float>(o_.momentum), static_cast<float>(o_.weight_decay)};

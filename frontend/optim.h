@@ -43,9 +43,24 @@ class Optimizer {
   /// The state tensors, named ("velocity.0"), for a trace to bind.
   virtual std::vector<std::pair<std::string, Tensor>> state() const { return {}; }
 
+  /// Writes the optimizer's state (SGD's velocities, Adam's moments and step count) to `path` as
+  /// safetensors, so that training can resume: save the block's parameters beside it.
+  void save_state(const std::string& path) const;
+  /// Reads what save_state wrote, for an optimizer of the same kind over parameters of the same
+  /// shapes. A FileError says what does not fit, and then nothing has changed. State the
+  /// optimizer already has is overwritten in place (a compiled TrainStep sees it).
+  void load_state(const std::string& path);
+
  protected:
   std::vector<nn::Parameter> params_;
   std::string name_;
+
+ private:
+  /// The step count saved with the state (Adam's t), and setting it back.
+  virtual int64_t steps() const { return 0; }
+  virtual void set_steps(int64_t) {}
+  /// The state slots by kind ("velocity" -> one per parameter).
+  virtual std::vector<std::pair<std::string, std::vector<Tensor>*>> slots() { return {}; }
 };
 
 struct SGDOptions {
@@ -65,6 +80,7 @@ class SGD : public Optimizer {
   std::vector<std::pair<std::string, Tensor>> state() const override;
 
  private:
+  std::vector<std::pair<std::string, std::vector<Tensor>*>> slots() override { return {{"velocity", &velocity_}}; }
   SGDOptions o_;
   std::vector<Tensor> velocity_;
 };
@@ -89,6 +105,9 @@ class Adam : public Optimizer {
   std::vector<std::pair<std::string, Tensor>> state() const override;
 
  private:
+  int64_t steps() const override { return t_; }
+  void set_steps(int64_t t) override { t_ = t; }
+  std::vector<std::pair<std::string, std::vector<Tensor>*>> slots() override { return {{"m", &m_}, {"v", &v_}}; }
   AdamOptions o_;
   int64_t t_ = 0;
   std::vector<Tensor> m_, v_;

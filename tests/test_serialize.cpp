@@ -262,3 +262,59 @@ TEST_CASE("hostile safetensors files are FileErrors naming the file: truncated a
   CHECK(rejected > 1000);
   CHECK(loaded + rejected == 3000);
 }
+
+TEST_CASE("training resumes from saved parameters and optimizer state: SGD with momentum and Adam continue bit for bit") {
+  Scratch tmp;
+  for (const char* kind : {"sgd", "adam"}) {
+    CAPTURE(std::string(kind));
+    auto make = [] {
+      auto net = std::make_shared<nn::Sequential>();
+      net->add(nn::Dense(8, "relu"), nn::Dense(3));
+      net->initialize();
+      return net;
+    };
+    auto optimizer = [&](nn::Block& net) -> std::unique_ptr<optim::Optimizer> {
+      if (std::string(kind) == "sgd") return std::make_unique<optim::SGD>(net.parameters(), optim::SGDOptions{.lr = 0.1, .momentum = 0.9});
+      return std::make_unique<optim::Adam>(net.parameters(), optim::AdamOptions{.lr = 0.01});
+    };
+    manual_seed(7);
+    Tensor x = uniform(-1, 1, {16, 5}), y = tensor(std::vector<int64_t>{0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 0}, {16});
+    auto net = make();
+    (*net)(x);
+    auto opt = optimizer(*net);
+    auto step = [&](nn::Block& n, optim::Optimizer& o) {
+      o.zero_grad();
+      nn::cross_entropy(n(x), y).backward();
+      o.step();
+    };
+    for (int i = 0; i < 3; ++i) step(*net, *opt);
+    net->save_parameters(tmp / "net.safetensors");
+    opt->save_state(tmp / "opt.safetensors");
+    for (int i = 0; i < 3; ++i) step(*net, *opt);
+    manual_seed(8);
+    auto again = make();
+    again->load_parameters(tmp / "net.safetensors");
+    auto opt2 = optimizer(*again);
+    opt2->load_state(tmp / "opt.safetensors");
+    for (int i = 0; i < 3; ++i) step(*again, *opt2);
+    for (size_t i = 0; i < net->parameters().size(); ++i)
+      CHECK(same_bits(net->parameters()[i].data(), again->parameters()[i].data()));
+  }
+  // A state file for another optimizer, or other parameters, is refused before anything changes.
+  nn::Dense d(2);
+  d.initialize();
+  d(zeros({1, 3}));
+  optim::SGD sgd(d.parameters(), {.lr = 0.1, .momentum = 0.9});
+  optim::Adam adam(d.parameters());
+  sgd.save_state(tmp / "sgd.safetensors");
+  test::check_error<FileError>([&] { adam.load_state(tmp / "sgd.safetensors"); }, {"holds the state of SGD over 2 parameter(s); this is Adam over 2"});
+  nn::Dense wide(4);
+  wide.initialize();
+  wide(zeros({1, 3}));
+  optim::SGD other(wide.parameters(), {.lr = 0.1, .momentum = 0.9});
+  d.zero_grad();
+  nn::mse_loss(d(ones({1, 3})), zeros({1, 2})).backward();
+  sgd.step();  // now it has velocities of d's shapes
+  sgd.save_state(tmp / "sgd.safetensors");
+  test::check_error<FileError>([&] { other.load_state(tmp / "sgd.safetensors"); }, {"'velocity.0' is f32[2,3], parameter 0 is f32[4,3]"});
+}
