@@ -274,8 +274,9 @@ class Planner {
   /// A product oneDNN computes as one 2-D product: A [m, k] or, not transposed, [..., m, k] (its
   /// leading dims are rows: the same memory), times B [k, n] (or [n, k] transposed), f32.
   static std::optional<rt::FusedMatmul> flat_product(const ir::Node& mm) {
+    if (mm.op != ir::OpKind::Matmul) return std::nullopt;
     const Shape &as = mm.inputs[0]->type.shape, &bs = mm.inputs[1]->type.shape, &cs = mm.result->type.shape;
-    if (mm.op != ir::OpKind::Matmul || bs.size() != 2 || as.size() < 2 || (as.size() > 2 && mm.attrs.transpose_a) ||
+    if (bs.size() != 2 || as.size() < 2 || (as.size() > 2 && mm.attrs.transpose_a) ||
         mm.result->type.dtype != DType::kF32 || cs.numel() == 0)
       return std::nullopt;
     const int64_t n = cs[cs.size() - 1];

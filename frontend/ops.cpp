@@ -2,11 +2,15 @@
 // detail::apply, plus the composites built from them.
 #include "frontend/ops.h"
 
+#include <fmt/format.h>
+
+#include <algorithm>
 #include <cmath>
 
 #include "frontend/creation.h"
 #include "frontend/dispatch.h"
 #include "ir/infer.h"
+#include "runtime/kernels.h"
 
 namespace bj {
 
@@ -235,6 +239,57 @@ Tensor scalar_like(double v, const Tensor& like) {
   if (t == DType::kI64 && v != std::trunc(v)) t = DType::kF32;
   if (t == DType::kBool) t = DType::kF32;
   return full({}, v, t);
+}
+
+namespace {
+/// Every element of `t` as a double (i64 exactly up to 2^53).
+std::vector<double> as_doubles(const Tensor& t) {
+  if (t.dtype() == DType::kI64) {
+    const auto* p = static_cast<const int64_t*>(t.raw_data());
+    return std::vector<double>(p, p + t.numel());
+  }
+  const std::vector<float> f = t.to_vector();
+  return std::vector<double>(f.begin(), f.end());
+}
+std::pair<std::vector<double>, std::vector<double>> pair_of(const char* op, const Tensor& a, const Tensor& b) {
+  if (!a.defined() || !b.defined()) throw ValueError(op, "needs two defined tensors");
+  if (!(a.shape() == b.shape())) throw ShapeError(op, "shapes differ: " + a.type().str() + " and " + b.type().str());
+  return {as_doubles(a), as_doubles(b)};
+}
+}  // namespace
+
+void set_num_threads(int n) {
+  if (n < 1 || n > 4096) throw ValueError("set_num_threads", fmt::format("expected 1 to 4096 threads, got {}", n));
+  rt::set_num_threads(n);
+}
+int num_threads() { return rt::num_threads(); }
+
+bool allclose(const Tensor& a, const Tensor& b, double rtol, double atol, bool equal_nan) {
+  if (!(rtol >= 0) || !(atol >= 0)) throw ValueError("allclose", fmt::format("tolerances must be non-negative, got rtol {} and atol {}", rtol, atol));
+  const auto [x, y] = pair_of("allclose", a, b);
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (std::isnan(x[i]) || std::isnan(y[i])) {
+      if (!(equal_nan && std::isnan(x[i]) && std::isnan(y[i]))) return false;
+    } else if (std::isinf(x[i]) || std::isinf(y[i])) {
+      if (x[i] != y[i]) return false;
+    } else if (!(std::fabs(x[i] - y[i]) <= atol + rtol * std::fabs(y[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+double max_abs_diff(const Tensor& a, const Tensor& b) {
+  const auto [x, y] = pair_of("max_abs_diff", a, b);
+  double worst = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (std::isnan(x[i]) && std::isnan(y[i])) continue;
+    if (x[i] == y[i]) continue;  // equal infinities too
+    const double d = std::fabs(x[i] - y[i]);
+    if (std::isnan(d)) return d;
+    worst = std::max(worst, d);
+  }
+  return worst;
 }
 
 }  // namespace bj

@@ -12,6 +12,19 @@
 namespace bj {
 
 // Elementwise, one input.
+/// Threads that large kernels, oneDNN and compiled code use (torch.set_num_threads's role);
+/// BJ_NUM_THREADS or the core count until set. ValueError unless 1 <= n <= 4096.
+void set_num_threads(int n);
+int num_threads();
+
+/// True if |a - b| <= atol + rtol * |b| for every element (NumPy's allclose), a and b of the same
+/// shape (any dtypes; compared as doubles). NaN is close only to NaN, and only with `equal_nan`;
+/// an infinity only to the same infinity. ShapeError if the shapes differ.
+bool allclose(const Tensor& a, const Tensor& b, double rtol = 1e-5, double atol = 1e-8, bool equal_nan = false);
+/// The largest |a - b| over the elements (0 for empty tensors; pairs of NaNs and equal infinities
+/// count as equal): NaN if exactly one of a pair is NaN; ShapeError if the shapes differ.
+double max_abs_diff(const Tensor& a, const Tensor& b);
+
 Tensor neg(const Tensor& x);
 Tensor abs(const Tensor& x);
 Tensor relu(const Tensor& x);

@@ -129,3 +129,25 @@ TEST_CASE("dtype conversion") {
   CHECK(big.data<int64_t>()[1] == INT64_MIN);
   CHECK(big.data<int64_t>()[2] == 0);
 }
+
+TEST_CASE("allclose, max_abs_diff and set_num_threads: NumPy's rule, NaN and infinities, typed errors") {
+  const float nan = std::nanf(""), inf = INFINITY;
+  Tensor a = tensor(std::vector<float>{1, 2, inf, nan}, {4});
+  CHECK_FALSE(allclose(a, a));  // NaN is not close to NaN by default
+  CHECK(allclose(a, a, 1e-5, 1e-8, /*equal_nan=*/true));
+  CHECK(allclose(tensor(std::vector<float>{1, 100}, {2}), tensor(std::vector<float>{1.000009f, 100.0009f}, {2})));
+  CHECK_FALSE(allclose(tensor(std::vector<float>{1}, {1}), tensor(std::vector<float>{1.0001f}, {1})));
+  CHECK_FALSE(allclose(tensor(std::vector<float>{inf}, {1}), tensor(std::vector<float>{-inf}, {1})));
+  CHECK(max_abs_diff(tensor(std::vector<float>{1, -3}, {2}), tensor(std::vector<float>{1.5f, -1}, {2})) == 2);
+  CHECK(max_abs_diff(a, a) == 0);
+  CHECK(std::isnan(max_abs_diff(a, tensor(std::vector<float>{1, 2, inf, 0}, {4}))));
+  CHECK(max_abs_diff(tensor(std::vector<int64_t>{int64_t{1} << 40}, {1}), tensor(std::vector<int64_t>{(int64_t{1} << 40) + 1}, {1})) == 1);
+  CHECK(max_abs_diff(zeros({0, 3}), zeros({0, 3})) == 0);
+  test::check_error<ShapeError>([&] { allclose(zeros({2}), zeros({3})); }, {"allclose", "f32[2]", "f32[3]"});
+  test::check_error<ValueError>([&] { allclose(zeros({2}), zeros({2}), -1); }, {"non-negative"});
+  const int before = num_threads();
+  set_num_threads(1);
+  CHECK(num_threads() == 1);
+  set_num_threads(before);
+  test::check_error<ValueError>([&] { set_num_threads(0); }, {"set_num_threads", "got 0"});
+}
