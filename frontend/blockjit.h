@@ -10,6 +10,7 @@
 #include "frontend/nn/layers.h"
 #include "frontend/nn/loss.h"
 #include "frontend/nn/sequence.h"
+#include "frontend/nn/symbol_block.h"
 #include "frontend/nn/parameter.h"
 #include "frontend/nn/train_step.h"
 #include "frontend/ops.h"

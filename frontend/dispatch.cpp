@@ -2,6 +2,7 @@
 #include "frontend/dispatch.h"
 
 #include <array>
+#include <cstring>
 #include <vector>
 
 #include "frontend/autograd.h"
@@ -85,6 +86,17 @@ void apply_inplace(ir::OpKind op, Tensor& self, std::initializer_list<Tensor> ot
   self.impl()->storage->bump_version();
   autograd::finish_inplace(rec, self);
   if (!traced.empty()) trace_inplace_end(op, attrs, traced, self);
+}
+
+void assign_state(const Tensor& target, const Tensor& value) {
+  if (!target.defined() || !value.defined()) throw ValueError("assign", "an undefined tensor");
+  if (!(target.type() == value.type()))
+    throw ShapeError("assign", "value " + value.type().str() + " does not fit the state " + target.type().str());
+  if (target.requires_grad() && is_grad_enabled())
+    throw AutogradError("assign", "a tensor that requires grad is assigned in grad mode; use NoGradGuard");
+  std::memcpy(target.raw_data(), value.raw_data(), value.type().bytes());
+  target.impl()->storage->bump_version();
+  if (is_tracing()) trace_assign(target, value);
 }
 
 }  // namespace bj::detail

@@ -21,6 +21,11 @@ inline Tensor apply(ir::OpKind op, std::initializer_list<Tensor> inputs, ir::OpA
 /// self's storage; ShapeError if the result's shape differs from self's.
 void apply_inplace(ir::OpKind op, Tensor& self, std::initializer_list<Tensor> others);
 
+/// Copies `value`'s data into `target` (state: a constant, or a parameter outside grad mode), as
+/// an in-place op would, and records it as the traced graph's commit of `target` when tracing.
+/// ShapeError unless both have one type.
+void assign_state(const Tensor& target, const Tensor& value);
+
 /// A new tensor of `type` with uninitialized storage.
 Tensor empty(const Type& type);
 

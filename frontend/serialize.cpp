@@ -160,7 +160,10 @@ Parsed read_header(const std::string& path, std::ifstream& in, uint64_t size) {
 
 std::ifstream open_for_reading(const std::string& path, uint64_t& size) {
   std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) bad(path, "is a directory, not a safetensors file");
+  const auto status = std::filesystem::status(path, ec);
+  if (ec || !std::filesystem::exists(status)) bad(path, "cannot open: no such file");
+  if (std::filesystem::is_directory(status)) bad(path, "is a directory, not a file");
+  if (!std::filesystem::is_regular_file(status)) bad(path, "is not a regular file (a FIFO or a device is not read)");
   std::ifstream in(path, std::ios::binary);
   if (!in) bad(path, std::string("cannot open: ") + std::strerror(errno));
   in.seekg(0, std::ios::end);
@@ -197,15 +200,19 @@ void save(const std::string& path, const NamedTensors& tensors, const std::map<s
     throw ValueError("save", std::string("a name cannot be written as JSON: ") + e.what());
   }
   text.append((8 - text.size() % 8) % 8, ' ');  // the data starts 8-byte aligned
+  unsigned char size[8];
+  for (int i = 0; i < 8; ++i) size[i] = static_cast<unsigned char>(static_cast<uint64_t>(text.size()) >> (8 * i));
+  std::vector<std::string_view> parts{{reinterpret_cast<const char*>(size), 8}, text};
+  for (const auto& [name, t] : tensors) parts.emplace_back(static_cast<const char*>(t.raw_data()), t.type().bytes());
+  write_file(path, parts);
+}
+
+void write_file(const std::string& path, std::span<const std::string_view> parts) {
   const std::string tmp = fmt::format("{}.tmp{}", path, ::getpid());
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     if (!out) bad(path, std::string("cannot write: ") + std::strerror(errno));
-    unsigned char size[8];
-    for (int i = 0; i < 8; ++i) size[i] = static_cast<unsigned char>(static_cast<uint64_t>(text.size()) >> (8 * i));
-    out.write(reinterpret_cast<const char*>(size), 8);
-    out.write(text.data(), static_cast<std::streamsize>(text.size()));
-    for (const auto& [name, t] : tensors) out.write(static_cast<const char*>(t.raw_data()), static_cast<std::streamsize>(t.type().bytes()));
+    for (std::string_view part : parts) out.write(part.data(), static_cast<std::streamsize>(part.size()));
     out.flush();
     if (!out) {
       std::error_code ec;
@@ -219,6 +226,16 @@ void save(const std::string& path, const NamedTensors& tensors, const std::map<s
     std::filesystem::remove(tmp, ec);
     bad(path, "cannot replace it: " + ec.message());
   }
+}
+
+std::string read_file(const std::string& path, uint64_t max_bytes) {
+  uint64_t size = 0;
+  std::ifstream in = open_for_reading(path, size);
+  if (size > max_bytes) bad(path, fmt::format("has {} bytes, more than the {} this reader accepts", size, max_bytes));
+  std::string text(size, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(size));
+  if (static_cast<uint64_t>(in.gcount()) != size) bad(path, "was cut short while reading");
+  return text;
 }
 
 SafetensorsHeader load_header(const std::string& path) {

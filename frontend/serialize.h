@@ -12,6 +12,8 @@
 #pragma once
 
 #include <map>
+#include <span>
+#include <string_view>
 #include <string>
 #include <utility>
 #include <vector>
@@ -38,5 +40,12 @@ struct SafetensorsHeader {
   std::map<std::string, std::string> metadata;
 };
 SafetensorsHeader load_header(const std::string& path);
+
+/// Writes `parts`, one after another, to `path`: whole or not at all (written beside `path`,
+/// then renamed over it). FileError if it cannot be written.
+void write_file(const std::string& path, std::span<const std::string_view> parts);
+/// The whole of the regular file at `path`. FileError if it is missing, not a regular file (a
+/// directory, a FIFO, a device), unreadable or larger than `max_bytes`.
+std::string read_file(const std::string& path, uint64_t max_bytes);
 
 }  // namespace bj

@@ -54,31 +54,8 @@ class Tracer {
   std::vector<const void*> inplace_begin(ir::OpKind op, std::span<const Tensor> inputs) {
     std::vector<const void*> before;
     for (const Tensor& t : inputs) before.push_back(value(t));
-    auto* target = static_cast<ir::Value*>(const_cast<void*>(before[0]));
-    if (target->kind == ir::ValueKind::kInput)
-      throw TraceError(std::string(ir::op_name(op)) + " (in place)",
-                       "changing " + kind_name(target->kind) + " %" + target->name + " (" + target->type.str() +
-                           ") in place inside traced code is not supported; compute a new tensor instead");
-    if (target->kind != ir::ValueKind::kResult)  // state (a parameter, a constant): its last value is committed
-      state_.emplace(inputs[0].impl()->storage.get(), target);
-    // Other handles on the same storage: of the same type they see the new value (looked up by
-    // storage again); a view of another type (reshape, flatten) cannot be traced if read later.
-    const std::shared_ptr<rt::Storage>& storage = inputs[0].impl()->storage;
-    for (auto it = values_.begin(); it != values_.end();) {
-      if (it->first != inputs[0].impl().get() && it->second.first->storage == storage) {
-        keep_.push_back(it->second.first);  // its address stays taken
-        it = values_.erase(it);
-      } else {
-        ++it;
-      }
-    }
-    if (auto it = by_storage_.find(storage.get()); it != by_storage_.end()) {
-      std::vector<Type> views;
-      for (const auto& [type, v] : it->second)
-        if (!(type == inputs[0].type()) && std::find(views.begin(), views.end(), type) == views.end())
-          views.push_back(type);
-      for (Type& type : views) it->second.emplace_back(std::move(type), nullptr);  // stale from here on
-    }
+    will_write(std::string(ir::op_name(op)) + " (in place)", inputs[0],
+               static_cast<ir::Value*>(const_cast<void*>(before[0])));
     return before;
   }
 
@@ -89,7 +66,49 @@ class Tracer {
     std::vector<Type> types;
     for (ir::Value* v : ins) types.push_back(v->type);
     Type t = ir::infer(op, types, canonical);
-    ir::Value* now = g_.add_op(op, canonical, std::move(ins), t, origin());
+    wrote(self, g_.add_op(op, canonical, std::move(ins), t, origin()));
+  }
+
+  /// `target` takes `source`'s value (no op: the graph value of `source` is the new one).
+  void assign(const Tensor& target, const Tensor& source) {
+    ir::Value* now = value(source);
+    will_write("assign", target, value(target));
+    wrote(target, now);
+  }
+
+  /// State written in place, in order of first write: the parameter or constant, its last value.
+  const std::vector<std::pair<ir::Value*, ir::Value*>>& commits() const { return commits_; }
+
+  /// Before `self` (whose graph value is `target`) is written: inputs cannot be written, state
+  /// (a parameter, a constant) will be committed, and other handles on its storage are remapped.
+  void will_write(const std::string& what, const Tensor& self, ir::Value* target) {
+    if (target->kind == ir::ValueKind::kInput)
+      throw TraceError(what, "changing " + kind_name(target->kind) + " %" + target->name + " (" + target->type.str() +
+                                 ") in place inside traced code is not supported; compute a new tensor instead");
+    if (target->kind != ir::ValueKind::kResult)  // state (a parameter, a constant): its last value is committed
+      state_.emplace(self.impl()->storage.get(), target);
+    // Other handles on the same storage: of the same type they see the new value (looked up by
+    // storage again); a view of another type (reshape, flatten) cannot be traced if read later.
+    const std::shared_ptr<rt::Storage>& storage = self.impl()->storage;
+    for (auto it = values_.begin(); it != values_.end();) {
+      if (it->first != self.impl().get() && it->second.first->storage == storage) {
+        keep_.push_back(it->second.first);  // its address stays taken
+        it = values_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (auto it = by_storage_.find(storage.get()); it != by_storage_.end()) {
+      std::vector<Type> views;
+      for (const auto& [type, v] : it->second)
+        if (!(type == self.type()) && std::find(views.begin(), views.end(), type) == views.end())
+          views.push_back(type);
+      for (Type& type : views) it->second.emplace_back(std::move(type), nullptr);  // stale from here on
+    }
+  }
+
+  /// `self` now holds `now`; written state commits its last value.
+  void wrote(const Tensor& self, ir::Value* now) {
     map(self, now);
     if (auto s = state_.find(self.impl()->storage.get()); s != state_.end()) {
       auto c = std::find_if(commits_.begin(), commits_.end(), [&](const auto& w) { return w.first == s->second; });
@@ -99,9 +118,6 @@ class Tracer {
         c->second = now;
     }
   }
-
-  /// State written in place, in order of first write: the parameter or constant, its last value.
-  const std::vector<std::pair<ir::Value*, ir::Value*>>& commits() const { return commits_; }
 
   /// Binds `t` as the named constant `name` (state the traced code reads or writes, like an
   /// optimizer's moments), unless it is bound already.
@@ -140,12 +156,26 @@ class Tracer {
 
   /// `if (t)` / `while (t)`: the truth of a one-element tensor.
   void truth(const Tensor& t, bool outcome, const void* return_address) {
-    ir::Value* v = value(t);
     ir::Origin at = origin();
     if (auto site = codegen::source_site(return_address)) {
       at.file = site->file;
       at.line = site->line;
     }
+    truth_at(t, outcome, at);
+  }
+
+  /// A guard of a recorded graph, replayed: it keeps the file:line where it was first recorded.
+  void replayed_truth(const Tensor& t, bool outcome, const ir::Origin& recorded) {
+    ir::Origin at = origin();
+    if (!recorded.file.empty()) {
+      at.file = recorded.file;
+      at.line = recorded.line;
+    }
+    truth_at(t, outcome, at);
+  }
+
+  void truth_at(const Tensor& t, bool outcome, const ir::Origin& at) {
+    ir::Value* v = value(t);
     if (v->type.dtype == DType::kBool) {
       g_.add_guard(v, outcome, at);
     } else {  // nonzero is true: guard on eq(t, 0) being the opposite
@@ -672,6 +702,12 @@ void trace_random(const Tensor& t, const RandomDraw& draw) {
 }
 void trace_truth(const Tensor& t, bool outcome, const void* return_address) {
   if (t_tracer) t_tracer->truth(t, outcome, return_address);
+}
+void trace_replayed_guard(const Tensor& t, bool outcome, const ir::Origin& recorded) {
+  if (t_tracer) t_tracer->replayed_truth(t, outcome, recorded);
+}
+void trace_assign(const Tensor& target, const Tensor& value) {
+  if (t_tracer) t_tracer->assign(target, value);
 }
 void trace_raw_read(const Tensor& t, const std::source_location& where) {
   if (t_tracer) t_tracer->raw_read(t, where);

@@ -147,6 +147,11 @@ struct RandomDraw;
 void trace_random(const Tensor& t, const RandomDraw& draw);
 /// `if (t)`: `return_address` is in the user's code, for the guard's file:line.
 void trace_truth(const Tensor& t, bool outcome, const void* return_address);
+/// A guard of a recorded graph replayed eagerly (an imported block): the truth of `t` was
+/// `outcome`; the guard keeps the file:line it was first recorded at.
+void trace_replayed_guard(const Tensor& t, bool outcome, const ir::Origin& recorded);
+/// `target` (state: a parameter or a constant) took `value`'s data (dispatch's assign_state).
+void trace_assign(const Tensor& target, const Tensor& value);
 void trace_raw_read(const Tensor& t, const std::source_location& where);
 /// For item(): the graph value of t and the trace's epoch (null/0 when not tracing).
 std::pair<const void*, uint64_t> trace_scalar_source(const Tensor& t);

@@ -73,6 +73,12 @@ class TraceError : public Error {
 class FileError : public Error {
   using Error::Error;
 };
+/// A call whose data takes a path no compiled graph recorded, where there is no eager code to fall
+/// back to (a block imported without its class): the message names each graph's failed guard and
+/// where it was recorded.
+class GuardError : public Error {
+  using Error::Error;
+};
 /// A block called before its parameters were initialized.
 class NotInitializedError : public Error {
   using Error::Error;

@@ -6,6 +6,11 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <unistd.h>
 #include <functional>
 #include <string>
 #include <vector>
@@ -126,6 +131,38 @@ void check_error(F&& f, std::initializer_list<std::string> parts) {
       CHECK(msg.find(p) != std::string::npos);
     }
   }
+}
+
+/// Same type and the same bytes.
+inline bool same_bits(const Tensor& a, const Tensor& b) {
+  return a.type() == b.type() && std::memcmp(a.raw_data(), b.raw_data(), a.type().bytes()) == 0;
+}
+
+/// A fresh folder of this process under the system's temporary folder, removed at the end:
+/// `tmp / "name"` is a path in it.
+struct Scratch {
+  std::filesystem::path dir;
+  explicit Scratch(const std::string& tag = "test")
+      : dir(std::filesystem::temp_directory_path() / ("bj-" + tag + "-" + std::to_string(::getpid()))) {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+    std::filesystem::create_directories(dir);
+  }
+  ~Scratch() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  std::string operator/(const std::string& name) const { return (dir / name).string(); }
+};
+
+inline std::string read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+inline void write_bytes(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
 }
 
 }  // namespace bj::test

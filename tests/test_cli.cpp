@@ -272,3 +272,37 @@ TEST_CASE("blockjit train char-lm: options checked, a missing fortunes package n
     MESSAGE("the fortunes package is not installed: the short char-lm run is skipped");
   }
 }
+
+TEST_CASE("blockjit export and run: a zoo model exported, run without its class from the files, inputs from a file, errors named") {
+  bj::test::Scratch tmp("cli-export");
+  Result r = blockjit({"export", "fixed-hidden-mlp", "--out", tmp / "it's"});  // a quote in the name: never a shell's
+  REQUIRE(r.status == 0);
+  CHECK(contains(r.out, "1 path to"));
+  CHECK(std::filesystem::exists(tmp / "it's.ir"));
+  r = blockjit({"run", tmp / "it's", "--bench"});
+  CHECK(r.status == 0);
+  CHECK(contains(r.out, "tensor("));
+  CHECK(contains(r.out, "first call"));
+  CHECK(contains(r.out, "(compiled)"));
+  // The inputs from a safetensors file: the default input gives the default output.
+  bj::manual_seed(0);
+  bj::save(tmp / "in.safetensors", {{"x", bj::uniform(0, 1, {2, 20})}});
+  Result from_file = blockjit({"run", tmp / "it's", "--input", tmp / "in.safetensors"});
+  CHECK(from_file.status == 0);
+  CHECK(from_file.out == blockjit({"run", tmp / "it's"}).out);
+  // An input of another shape, a path the export did not record, a missing file: exit 1, named.
+  bj::save(tmp / "wide.safetensors", {{"x", bj::uniform(0, 1, {3, 20})}});
+  r = blockjit({"run", tmp / "it's", "--input", tmp / "wide.safetensors"});
+  CHECK(r.status == 1);
+  CHECK(contains(r.out, "f32[3,20]"));
+  bj::save(tmp / "far.safetensors", {{"x", bj::uniform(1000, 2000, {2, 20})}});
+  r = blockjit({"run", tmp / "it's", "--input", tmp / "far.safetensors"});
+  CHECK(r.status == 1);
+  CHECK(contains(r.out, "did not record"));
+  r = blockjit({"run", tmp / "absent"});
+  CHECK(r.status == 1);
+  CHECK(contains(r.out, "absent.ir"));
+  CHECK(blockjit({"export", "mlp"}).status == 2);  // --out is required
+  CHECK(blockjit({"run"}).status == 2);
+  CHECK(blockjit({"run", tmp / "it's", "--input"}).status == 2);
+}

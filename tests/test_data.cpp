@@ -16,17 +16,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-/// A fresh directory under the system's temporary directory, removed at the end.
-struct TempDir {
-  fs::path path;
-  TempDir() : path(fs::temp_directory_path() / ("bj-data-test-" + std::to_string(::getpid()))) {
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
-
 /// IDX bytes: the magic (unsigned bytes, `dims` dimensions), big-endian sizes, then `data`.
 std::string idx(const std::vector<uint32_t>& dims, const std::string& data, unsigned char type = 0x08) {
   std::string s{'\0', '\0', static_cast<char>(type), static_cast<char>(dims.size())};
@@ -60,35 +49,35 @@ std::string read_all(const std::string& path) {
 }  // namespace
 
 TEST_CASE("read_idx: labels as i64 and images as f32, gzip'd or plain") {
-  TempDir dir;
+  test::Scratch dir("data");
   for (bool gz : {true, false}) {
     CAPTURE(gz);
     auto write = [&](const std::string& p, const std::string& b) { gz ? write_gz(p, b) : write_plain(p, b); };
-    write(dir.file("labels"), idx({5}, std::string{0, 9, 3, 7, static_cast<char>(200)}));
-    Tensor labels = data::read_idx(dir.file("labels"));
+    write((dir / "labels"), idx({5}, std::string{0, 9, 3, 7, static_cast<char>(200)}));
+    Tensor labels = data::read_idx((dir / "labels"));
     CHECK(labels.type().str() == "i64[5]");
     CHECK(labels.to_vector() == std::vector<float>{0, 9, 3, 7, 200});
-    write(dir.file("images"), idx({2, 3, 4}, bytes_from(24, 250)));
-    Tensor images = data::read_idx(dir.file("images"));
+    write((dir / "images"), idx({2, 3, 4}, bytes_from(24, 250)));
+    Tensor images = data::read_idx((dir / "images"));
     CHECK(images.type().str() == "f32[2,3,4]");
     CHECK(images.to_vector()[0] == 250);
     CHECK(images.to_vector()[6] == 0);  // 256 wraps to the byte 0
-    write(dir.file("empty"), idx({0, 28, 28}, ""));
-    CHECK(data::read_idx(dir.file("empty")).type().str() == "f32[0,28,28]");
+    write((dir / "empty"), idx({0, 28, 28}, ""));
+    CHECK(data::read_idx((dir / "empty")).type().str() == "f32[0,28,28]");
   }
 }
 
 TEST_CASE("read_idx: missing, truncated, lying, corrupt and foreign files are DataErrors naming the file") {
-  TempDir dir;
-  const std::string f = dir.file("x.gz");
+  test::Scratch dir("data");
+  const std::string f = (dir / "x.gz");
   auto fails = [&](const std::string& bytes, const std::string& why) {
     CAPTURE(why);
     write_gz(f, bytes);
     CHECK_THROWS_WITH_AS(data::read_idx(f), doctest::Contains(why.c_str()), data::DataError);
     CHECK_THROWS_WITH_AS(data::read_idx(f), doctest::Contains(f.c_str()), data::DataError);
   };
-  CHECK_THROWS_WITH_AS(data::read_idx(dir.file("none")), doctest::Contains("no such file"), data::DataError);
-  CHECK_THROWS_WITH_AS(data::read_idx(dir.path.string()), doctest::Contains("not a regular file"), data::DataError);
+  CHECK_THROWS_WITH_AS(data::read_idx((dir / "none")), doctest::Contains("no such file"), data::DataError);
+  CHECK_THROWS_WITH_AS(data::read_idx(dir.dir.string()), doctest::Contains("not a regular file"), data::DataError);
   fails("", "no IDX header");
   fails(std::string{0, 0, 8}, "no IDX header");
   fails(idx({2, 3}, bytes_from(5)), "truncated: the header declares [2, 3] (6 bytes of data), the file has 5");
@@ -124,28 +113,28 @@ TEST_CASE("read_idx: missing, truncated, lying, corrupt and foreign files are Da
 }
 
 TEST_CASE("fashion_mnist from a directory of IDX files: shapes, scaling, checks, and the message when it is missing") {
-  TempDir dir;
+  test::Scratch dir("data");
   auto images = [&](const std::string& name, int n, uint32_t side = 28) {
-    write_gz(dir.file(name), idx({static_cast<uint32_t>(n), side, side}, bytes_from(n * static_cast<int>(side * side))));
+    write_gz((dir / name), idx({static_cast<uint32_t>(n), side, side}, bytes_from(n * static_cast<int>(side * side))));
   };
   images("train-images-idx3-ubyte.gz", 3);
-  write_gz(dir.file("train-labels-idx1-ubyte.gz"), idx({3}, std::string{4, 0, 9}));
-  data::Dataset d = data::fashion_mnist(true, dir.path.string());
+  write_gz((dir / "train-labels-idx1-ubyte.gz"), idx({3}, std::string{4, 0, 9}));
+  data::Dataset d = data::fashion_mnist(true, dir.dir.string());
   CHECK(d.images.type().str() == "f32[3,1,28,28]");
   CHECK(d.labels.to_vector() == std::vector<float>{4, 0, 9});
   CHECK(d.images.to_vector()[255] == 1.0f);  // byte 255 scaled to 1
   CHECK(d.images.to_vector()[51] == doctest::Approx(0.2));
   CHECK(d.size() == 3);
-  CHECK_THROWS_WITH_AS(data::fashion_mnist(false, dir.path.string()),
+  CHECK_THROWS_WITH_AS(data::fashion_mnist(false, dir.dir.string()),
                        doctest::Contains("apt-get install dataset-fashion-mnist"), data::DataError);
-  write_gz(dir.file("train-labels-idx1-ubyte.gz"), idx({3}, std::string{4, 10, 9}));
-  CHECK_THROWS_WITH_AS(data::fashion_mnist(true, dir.path.string()), doctest::Contains("label 10 at 1 is not a class"),
+  write_gz((dir / "train-labels-idx1-ubyte.gz"), idx({3}, std::string{4, 10, 9}));
+  CHECK_THROWS_WITH_AS(data::fashion_mnist(true, dir.dir.string()), doctest::Contains("label 10 at 1 is not a class"),
                        data::DataError);
-  write_gz(dir.file("train-labels-idx1-ubyte.gz"), idx({2}, std::string{4, 1}));
-  CHECK_THROWS_WITH_AS(data::fashion_mnist(true, dir.path.string()), doctest::Contains("[2] labels for 3 images"),
+  write_gz((dir / "train-labels-idx1-ubyte.gz"), idx({2}, std::string{4, 1}));
+  CHECK_THROWS_WITH_AS(data::fashion_mnist(true, dir.dir.string()), doctest::Contains("[2] labels for 3 images"),
                        data::DataError);
   images("train-images-idx3-ubyte.gz", 2, 27);
-  CHECK_THROWS_WITH_AS(data::fashion_mnist(true, dir.path.string()), doctest::Contains("expected [N, 28, 28]"),
+  CHECK_THROWS_WITH_AS(data::fashion_mnist(true, dir.dir.string()), doctest::Contains("expected [N, 28, 28]"),
                        data::DataError);
   CHECK(data::fashion_mnist_classes().size() == 10);
   CHECK(data::fashion_mnist_classes()[9] == "ankle boot");

@@ -22,28 +22,11 @@ namespace fs = std::filesystem;
 
 namespace {
 
-/// A scratch folder of this process, removed at the end of the test.
-struct Scratch {
-  fs::path dir = fs::temp_directory_path() / ("bj-serialize-" + std::to_string(getpid()));
-  Scratch() { fs::create_directories(dir); }
-  ~Scratch() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  std::string operator/(const std::string& name) const { return (dir / name).string(); }
-};
+using test::Scratch;
+using test::same_bits;
+using test::read_bytes;
+using test::write_bytes;
 
-bool same_bits(const Tensor& a, const Tensor& b) {
-  return a.type() == b.type() && std::memcmp(a.raw_data(), b.raw_data(), a.type().bytes()) == 0;
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
-void write_file(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
-}
 /// A safetensors file from a header text and data bytes, as any writer would lay it out.
 std::string safetensors(const std::string& header, const std::string& data) {
   std::string out(8, '\0');
@@ -55,7 +38,7 @@ std::string safetensors(const std::string& header, const std::string& data) {
 
 TEST_CASE("save_parameters and load_parameters: every zoo model into a fresh instance gives the same outputs bit for bit") {
   NoGradGuard no_grad;
-  Scratch tmp;
+  Scratch tmp("serialize");
   for (const auto& m : examples::zoo()) {
     CAPTURE(m.name);
     manual_seed(1);
@@ -81,7 +64,7 @@ TEST_CASE("save_parameters and load_parameters: every zoo model into a fresh ins
 }
 
 TEST_CASE("load_parameters: missing, extra and mismatched names are listed, options allow the first two, and a failed load changes nothing") {
-  Scratch tmp;
+  Scratch tmp("serialize");
   manual_seed(3);
   nn::Sequential a;
   a.add(nn::Dense(4, "relu"), nn::Dense(2));
@@ -125,14 +108,14 @@ TEST_CASE("load_parameters: missing, extra and mismatched names are listed, opti
 }
 
 TEST_CASE("save and load of named tensors: every dtype, empty and scalar shapes, metadata, and no half-written file") {
-  Scratch tmp;
+  Scratch tmp("serialize");
   NamedTensors t = {{"f", uniform(-1, 1, {2, 3})},
                     {"ids", tensor(std::vector<int64_t>{-5, 0, int64_t{1} << 40}, {3})},
                     {"mask", gt(uniform(0, 1, {4}), full({}, 0.5))},
                     {"empty", zeros({0, 7})},
                     {"scalar", full({}, 2.5)}};
   save(tmp / "t.safetensors", t, {{"note", "hello"}});
-  const std::string bytes = read_file(tmp / "t.safetensors");
+  const std::string bytes = read_bytes(tmp / "t.safetensors");
   uint64_t n = 0;
   std::memcpy(&n, bytes.data(), 8);
   CHECK(n % 8 == 0);  // the data starts aligned
@@ -152,9 +135,9 @@ TEST_CASE("save and load of named tensors: every dtype, empty and scalar shapes,
 }
 
 TEST_CASE("safetensors interoperability: a file from Python's struct and json loads, and ours reads back there") {
-  Scratch tmp;
+  Scratch tmp("serialize");
   const std::string in = tmp / "py.safetensors", out = tmp / "ours.safetensors", script = tmp / "st.py";
-  write_file(script, R"PY(
+  write_bytes(script, R"PY(
 import json, struct, sys
 def write(path):
     tensors = {"layer.weight": ("F32", [2, 3], struct.pack("<6f", 1, -2, 3.5, 0, -0.0, 1e-30)),
@@ -197,15 +180,15 @@ write(sys.argv[1]) if sys.argv[2] == "write" else read(sys.argv[1])
 }
 
 TEST_CASE("hostile safetensors files are FileErrors naming the file: truncated at every length, lying headers, a few thousand mutations") {
-  Scratch tmp;
+  Scratch tmp("serialize");
   const std::string path = tmp / "h.safetensors";
   auto expect = [&](const std::string& bytes, std::initializer_list<std::string> parts) {
-    write_file(path, bytes);
+    write_bytes(path, bytes);
     test::check_error<FileError>([&] { load(path); }, parts);
   };
   const std::string data(24, '\0');
   const std::string ok = R"({"a":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]}})";
-  write_file(path, safetensors(ok, data));
+  write_bytes(path, safetensors(ok, data));
   CHECK(load(path).size() == 1);
   expect("", {"h.safetensors", "truncated: 0 bytes"});
   expect(safetensors(ok, data).substr(0, 20), {"truncated"});
@@ -232,9 +215,9 @@ TEST_CASE("hostile safetensors files are FileErrors naming the file: truncated a
   manual_seed(4);
   NamedTensors t = {{"w", uniform(-1, 1, {3, 4})}, {"b", zeros({4})}, {"m", gt(ones({2}), zeros({}))}};
   save(path, t);
-  const std::string good = read_file(path);
+  const std::string good = read_bytes(path);
   for (size_t len = 0; len < good.size(); ++len) {
-    write_file(path, good.substr(0, len));
+    write_bytes(path, good.substr(0, len));
     CHECK_THROWS_AS(load(path), FileError);
   }
   std::mt19937_64 rng(9);
@@ -251,7 +234,7 @@ TEST_CASE("hostile safetensors files are FileErrors naming the file: truncated a
       }
       if (bad.empty()) bad = "x";
     }
-    write_file(path, bad);
+    write_bytes(path, bad);
     try {
       load(path);
       ++loaded;
@@ -264,7 +247,7 @@ TEST_CASE("hostile safetensors files are FileErrors naming the file: truncated a
 }
 
 TEST_CASE("training resumes from saved parameters and optimizer state: SGD with momentum and Adam continue bit for bit") {
-  Scratch tmp;
+  Scratch tmp("serialize");
   for (const char* kind : {"sgd", "adam"}) {
     CAPTURE(std::string(kind));
     auto make = [] {

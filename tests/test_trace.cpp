@@ -28,9 +28,7 @@ int uses(const ir::Graph& g, const std::string& value_name) {
   return k;
 }
 
-bool same_bits(const Tensor& a, const Tensor& b) {
-  return a.type() == b.type() && std::memcmp(a.raw_data(), b.raw_data(), a.type().bytes()) == 0;
-}
+using test::same_bits;
 
 /// The divergence check against the oracle: run(t0, x) holds exactly when
 /// tracing x takes the same path (same guard outcomes); when it holds, the

@@ -672,6 +672,73 @@ int bench(const bj::cli::Command& cmd) {
   return 0;
 }
 
+int export_command(const bj::cli::Command& c) {
+  const auto& m = bj::examples::zoo_model(c.models[0]);
+  bj::Shape input = m.input;
+  if (c.batch) input[0] = *c.batch;
+  bj::manual_seed(0);
+  auto net = m.make();
+  bj::Tensor x = bj::examples::example_input(m, input);
+  bj::NoGradGuard no_grad;  // an inference path
+  net->call_eager(x);       // deferred shapes
+  net->eval();
+  net->hybridize({.exact = c.exact});
+  (*net)(x);
+  net->export_model(*c.out);
+  const auto paths = net->stats().variants;
+  std::error_code ec;
+  fmt::print("{}: {} path{} to {}.ir ({} bytes), {} parameters and constants to {}.safetensors ({} bytes)\n", m.name,
+             paths, paths == 1 ? "" : "s", *c.out, std::filesystem::file_size(*c.out + ".ir", ec),
+             net->named_parameters().size() + net->named_constants().size(), *c.out,
+             std::filesystem::file_size(*c.out + ".safetensors", ec));
+  return 0;
+}
+
+int run_command(const bj::cli::Command& c) {
+  using clock = std::chrono::steady_clock;
+  const auto t0 = clock::now();
+  auto net = bj::nn::SymbolBlock::imports(c.file);
+  const double import_ms = std::chrono::duration<double, std::milli>(clock::now() - t0).count();
+  const auto paths = net->paths();
+  bj::Tensors inputs;
+  if (c.input) {
+    for (auto& [name, t] : bj::load(*c.input)) inputs.push_back(t);
+  } else {  // the first path's input types, filled from seed 0
+    bj::manual_seed(0);
+    for (const auto& type : paths[0].inputs) {
+      if (!type) {
+        inputs.emplace_back();
+      } else if (type->dtype == bj::DType::kF32) {
+        inputs.push_back(bj::uniform(0, 1, type->shape));
+      } else {
+        inputs.push_back(bj::zeros(type->shape).to(type->dtype));
+      }
+    }
+  }
+  bj::NoGradGuard no_grad;
+  const auto t1 = clock::now();
+  bj::Tensors outs = (*net)(inputs);
+  const double first_ms = std::chrono::duration<double, std::milli>(clock::now() - t1).count();
+  for (size_t i = 0; i < outs.size(); ++i) std::cout << (outs.size() > 1 ? fmt::format("output {}: ", i) : "") << outs[i] << "\n";
+  if (!c.bench_run) return 0;
+  const bj::nn::HybridStats s = net->stats();
+  fmt::print("imported {} ({} path{}, {} from the object cache) in {:.2f} ms; first call {:.3f} ms ({})\n", c.file,
+             paths.size(), paths.size() == 1 ? "" : "s", s.cache_hits, import_ms, first_ms,
+             s.compiled_hits == 1 ? "compiled" : "eager");
+  auto compiled = [&] { (*net)(inputs); };
+  auto replay = [&] { net->call_eager(inputs); };
+  for (int i = 0; i < 3; ++i) compiled(), replay();
+  const int cc = Timer::calls_for(compiled), ce = Timer::calls_for(replay);
+  std::vector<double> tc, te;
+  for (int round = 0; round < 11; ++round) {
+    tc.push_back(Timer::once(compiled, cc));
+    te.push_back(Timer::once(replay, ce));
+  }
+  fmt::print("compiled call {} (median of 11), eager replay {}: {:.2f}x\n", fmt_us(median(tc)), fmt_us(median(te)),
+             median(te) / median(tc));
+  return 0;
+}
+
 int models() {
   for (const auto& m : bj::examples::zoo()) fmt::print("{:<18} {}\n", m.name, m.description);
   for (const auto* list : {&bj::examples::vision_zoo(), &bj::examples::sequence_zoo()})
@@ -712,6 +779,8 @@ int main(int argc, char** argv) {
     if (c.name == "dump") return dump(c);
     if (c.name == "bench") return bench(c);
     if (c.name == "ir") return ir_command(c);
+    if (c.name == "export") return export_command(c);
+    if (c.name == "run") return run_command(c);
     return info();
   } catch (const std::exception& e) {  // bj::Error and anything else: report, never abort
     std::cerr << "blockjit: " << e.what() << "\n";

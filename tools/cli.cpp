@@ -63,6 +63,15 @@ commands:
                     --train shows the forward and backward graphs of a
                     training call instead;
                     --print-after* (or BJ_PRINT_AFTER) print the IR after passes
+  export MODEL --out PREFIX [--batch N] [--exact]
+                    hybridize a zoo model, call it once on its default
+                    input (inference), and write its compiled paths to
+                    PREFIX.ir and its parameters to PREFIX.safetensors
+  run PREFIX [--input FILE.safetensors] [--bench]
+                    import an exported model (no class needed) and print
+                    its outputs on the file's tensors (in file order) or
+                    else on seeded uniform [0, 1) inputs (ids: zeros);
+                    --bench times import, first call and compiled calls
   ir FILE [--run]   parse a text IR file, verify it, print it back; with
                     --run, interpret it on seeded random inputs (exit
                     status 3 if a guard fails on them, 1 on an error)
@@ -241,6 +250,24 @@ Command parse(const std::vector<std::string>& all) {
     parse_bench(c, args);
   } else if (c.name == "dump") {
     parse_dump(c, args);
+  } else if (c.name == "export") {
+    c.models = {model_argument(args, "export").name};
+    auto o = options(args.subspan(1), {"--out", "--batch"}, {"--exact"}, "export");
+    if (!o.count("--out") || o["--out"].empty()) throw ValueError("export", "needs --out PREFIX (writes PREFIX.ir and PREFIX.safetensors)");
+    c.out = o["--out"];
+    c.exact = o.count("--exact") > 0;
+    if (o.count("--batch"))
+      c.batch = int_option("export", "--batch", o["--batch"], 1, max_batch(examples::zoo_model(c.models[0]).input));
+  } else if (c.name == "run") {
+    if (args.empty() || args[0].empty() || args[0].starts_with("-"))
+      throw ValueError("run", "needs the PREFIX of an exported model (PREFIX.ir and PREFIX.safetensors)");
+    c.file = args[0];
+    auto o = options(args.subspan(1), {"--input"}, {"--bench"}, "run");
+    if (o.count("--input")) {
+      if (o["--input"].empty()) throw ValueError("run", "--input needs a safetensors file");
+      c.input = o["--input"];
+    }
+    c.bench_run = o.count("--bench") > 0;
   } else if (c.name == "ir") {
     if (args.empty() || args[0].empty()) throw ValueError("ir", "needs a file");
     c.file = args[0];

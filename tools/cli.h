@@ -21,24 +21,26 @@ namespace bj::cli {
 /// One command and its checked options. Every number was parsed whole and range-checked, every
 /// model name exists, every choice is one of its accepted spellings.
 struct Command {
-  std::string name;                 ///< demo, models, train, bench, dump, ir, info or help
+  std::string name;                 ///< demo, models, train, bench, dump, export, run, ir, info or help
   std::vector<std::string> models;  ///< demo: the named models (none: all); train, bench, dump: one
   std::string dump_dir;             ///< demo --dump-dir
   examples::TrainOptions train;     ///< train: --steps, --optimizer, --lr (adam's default lr is 0.01)
   std::string data;                 ///< train --data: "fashion-mnist" (else the synthetic task)
   examples::EpochOptions epochs;    ///< train --data: --epochs, --batch, --lr (0.9), the mode
   examples::LanguageModelOptions text;  ///< train of a language model (data "fortunes"): --steps, --batch, --lr
-  std::optional<int64_t> batch;     ///< bench --batch
+  std::optional<int64_t> batch;     ///< bench --batch, export --batch
   std::optional<int> threads;       ///< bench --threads
   bool json = false;                ///< bench --json
   bool train_step = false;          ///< bench --train: training steps instead of inference calls
-  bool exact = false;               ///< bench --exact: compiled code gives eager's results bit for bit
+  bool exact = false;               ///< bench, export --exact: compiled code gives eager's results bit for bit
   std::string format = "text";      ///< dump --format text|dot
   std::string stage = "traced";     ///< dump --stage traced|opt|llvm|asm
-  std::optional<std::string> out;   ///< dump --out
+  std::optional<std::string> out;   ///< dump --out; export --out (the prefix)
   bool train_graphs = false;        ///< dump --train: the forward and backward of a training call
   passes::PipelineOptions pipeline; ///< dump --print-after-all / --print-after=...
-  std::string file;                 ///< ir FILE
+  std::string file;                 ///< ir FILE; run PREFIX
+  std::optional<std::string> input; ///< run --input
+  bool bench_run = false;           ///< run --bench
   bool run = false;                 ///< ir --run
 };
 

@@ -42,6 +42,7 @@
 namespace bj::nn {
 
 class Block;
+class SymbolBlock;
 namespace detail {
 class Hybrid;
 }
@@ -137,6 +138,13 @@ class Block : public std::enable_shared_from_this<Block> {
   void load_parameters(const std::string& path, const LoadOptions& options);
   void load_parameters(const std::string& path) { load_parameters(path, LoadOptions{}); }
 
+  /// Writes this hybridized block's compiled paths outside grad mode (every variant's graph as
+  /// traced, with its guards) to PREFIX.ir and every parameter and constant to
+  /// PREFIX.safetensors, for SymbolBlock::imports (Gluon's export; `export` is a C++ keyword).
+  /// ValueError if the block is not hybridized or has no such path yet: hybridize() it and call
+  /// it under NoGradGuard on each kind of input first.
+  void export_model(const std::string& prefix) const;
+
   /// Initializes every parameter of the tree (biases keep their own zeros);
   /// parameters with deferred shapes are initialized on the first call.
   void initialize(const init::Init& init = init::uniform(), bool force_reinit = false);
@@ -164,6 +172,7 @@ class Block : public std::enable_shared_from_this<Block> {
 
  private:
   friend class detail::Hybrid;
+  friend class SymbolBlock;  // preloads its imported paths into its hybrid state
   /// forward(x) inside this block's call scope (paths in errors and traces).
   Tensor call_forward(const Tensor& x, const std::source_location& where);
   /// forward_many(inputs) likewise; ValueError if it returns no tensor or an undefined one.

@@ -397,6 +397,54 @@ void Hybrid::give_up(Entry* e, const std::string& why) {
   if (warn) log_line(fmt::format("warning: {} runs eagerly for {}: {}", name_, e->key.str(), why));
 }
 
+std::vector<Hybrid::Path> Hybrid::paths() const {
+  std::lock_guard lock(mu_);
+  std::vector<Path> out;
+  for (const auto& e : entries_) {
+    if (e->key.grad) continue;
+    for (const auto& v : e->variants) {
+      Path p;
+      p.list = e->key.list;
+      p.inputs = e->key.list ? e->key.inputs : std::vector<std::optional<Type>>{e->key.input};
+      p.training = e->key.training;
+      p.trace = v->code.forward.trace();
+      out.push_back(std::move(p));
+    }
+  }
+  return out;
+}
+
+void Hybrid::preload(const Path& path, const CompiledTraining& code) {
+  std::vector<Key> keys(1);
+  keys[0].list = path.list;
+  if (path.list)
+    keys[0].inputs = path.inputs;
+  else
+    keys[0].input = path.inputs.at(0).value();
+  keys[0].training = path.training;
+  if (!path.list) {  // a one-input path also answers a call with a list of that one input
+    keys.emplace_back();
+    keys[1].list = true;
+    keys[1].inputs = path.inputs;
+    keys[1].training = path.training;
+  }
+  std::lock_guard lock(mu_);
+  if (code.forward.executable().from_cache()) cache_hits_.fetch_add(1, std::memory_order_relaxed);
+  compile_ms_ += code.forward.executable().compile_ms();
+  for (const Key& key : keys) {
+    Entry* e = find(key);
+    if (!e) {
+      entries_.push_back(std::make_unique<Entry>(Entry{key, {}, 0, {}, false}));
+      e = entries_.back().get();
+      e->last_used = ++clock_;
+      make_room();
+    }
+    auto v = std::make_shared<Variant>(code);
+    v->number = ++e->compiled;
+    e->variants.push_back(std::move(v));
+  }
+}
+
 HybridStats Hybrid::stats() const {
   HybridStats s;
   s.calls = calls_.load();

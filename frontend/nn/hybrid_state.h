@@ -35,6 +35,21 @@ class Hybrid {
   /// One call with a list of inputs (undefined: absent), giving every output.
   Tensors call(Block& b, const Tensors& inputs, const std::source_location& where);
   HybridStats stats() const;
+
+  /// A compiled path of a call outside grad mode: what Block::export_model writes and an imported
+  /// block preloads.
+  struct Path {
+    bool list = false;  ///< called with a list (forward_many)
+    std::vector<std::optional<Type>> inputs;  ///< each input's type (nullopt: absent); one for a one-input call
+    bool training = false;
+    Trace trace;  ///< as traced (not optimized), bound to the block's parameters and constants
+  };
+  /// Every compiled variant of the keys outside grad mode, most used first within a key.
+  std::vector<Path> paths() const;
+  /// Adds `code` (compiled from path.trace) as a variant of path's key (and for a one-input
+  /// path, of the key of a call with a list of that one input).
+  void preload(const Path& path, const CompiledTraining& code);
+  const HybridizeOptions& options() const { return options_; }
   /// The stats report, for BJ_LOG=stats.
   void report() const;
 
