@@ -52,6 +52,11 @@ class Executable {
   int run(std::span<const void* const> data, std::span<const uint64_t> param_versions,
           std::vector<std::shared_ptr<rt::Storage>>& outputs) const;
 
+  /// The same, writing the outputs where `outputs` points (one buffer per graph output, of its
+  /// type's size) instead of allocating them; when a guard fails, what they hold is unspecified.
+  int run_into(std::span<const void* const> data, std::span<void* const> outputs,
+               std::span<const uint64_t> param_versions) const;
+
   /// The optimized graph that was compiled.
   const ir::Graph& graph() const { return *graph_; }
   /// How each node runs (inline loops, runtime callbacks, oneDNN products).
@@ -62,8 +67,16 @@ class Executable {
   double compile_ms() const { return compile_ms_; }
   const std::string& cache_key() const { return key_; }
 
+  using EntryFn = int32_t (*)(void* const*, const void*);
+  /// An executable over code linked ahead of time (codegen/aot_runtime.h): `optimized` is the graph
+  /// as compile() optimized it (its printed text parsed back), `entry` the code lower() made for it.
+  /// The plan is made again from the graph, as compile() made it.
+  static std::shared_ptr<Executable> prebuilt(std::unique_ptr<ir::Graph> optimized, EntryFn entry, bool exact);
+
  private:
   friend std::shared_ptr<Executable> compile(const ir::Graph&, const CompileOptions&);
+  /// Makes the plan for graph_ and prepares its oneDNN primitives and packing slots.
+  void prepare(const PlanOptions& options);
   std::unique_ptr<ir::Graph> graph_;
   Plan plan_;
   /// A parameter transposed for a small product, valid while the parameter keeps its address and version.
@@ -76,7 +89,7 @@ class Executable {
   mutable std::mutex packed_mu_;
   mutable std::vector<std::shared_ptr<const Packed>> packed_;
   std::unique_ptr<LoadedCode> code_;
-  int32_t (*entry_)(void* const*, const void*) = nullptr;
+  EntryFn entry_ = nullptr;
   std::string ir_, asm_, key_;
   bool from_cache_ = false;
   double compile_ms_ = 0;

@@ -220,11 +220,12 @@ ir::RegionKind Lowerer::nest_kind(const ir::Node& n) {
   return ir::RegionKind::kElementwise;
 }
 
-LoweredCode lower(const ir::Graph& g, const Plan& plan, bool want_ir, bool want_asm) {
+LoweredCode lower(const ir::Graph& g, const Plan& plan, bool want_ir, bool want_asm, const std::string& entry) {
   llvm::LLVMContext ctx;
   auto m = std::make_unique<llvm::Module>("bj_" + g.name(), ctx);
   prepare_module(*m);
   Lowerer(g, plan, ctx, *m).run();
+  if (entry != kEntrySymbol) m->getFunction(kEntrySymbol)->setName(entry);
   std::string err;
   llvm::raw_string_ostream es(err);
   if (llvm::verifyModule(*m, &es)) throw Error("codegen", "generated LLVM IR for " + g.name() + " is invalid: " + es.str());

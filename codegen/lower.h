@@ -24,6 +24,8 @@ struct LoweredCode {
 /// that order; see Plan::packings) and
 /// context = plan.context; it returns -1, or the index of the first guard
 /// that failed (having written no output). Throws bj::Error if LLVM fails.
-LoweredCode lower(const ir::Graph& g, const Plan& plan, bool want_ir, bool want_asm);
+/// `entry` names the entry (ahead-of-time libraries hold several graphs, each under its own name).
+LoweredCode lower(const ir::Graph& g, const Plan& plan, bool want_ir, bool want_asm,
+                  const std::string& entry = kEntrySymbol);
 
 }  // namespace bj::codegen

@@ -1,6 +1,7 @@
 // Pipeline wiring (see optimize.h).
 #include "codegen/optimize.h"
 
+#include "ir/env.h"
 #include "runtime/kernels.h"
 
 namespace bj::codegen {
@@ -19,6 +20,15 @@ passes::PassContext pass_context() {
 
 passes::PipelineReport optimize(ir::Graph& g, const passes::PipelineOptions& options) {
   return passes::run_pipeline(g, passes::default_pipeline(), pass_context(), options);
+}
+
+std::unique_ptr<ir::Graph> optimized_copy(const ir::Graph& g, bool exact) {
+  std::unique_ptr<ir::Graph> copy = ir::parse(ir::print(g));
+  passes::PipelineOptions quiet;  // prints nothing; `blockjit dump` shows the passes
+  quiet.verify = env::verify();
+  quiet.exact = exact;
+  optimize(*copy, quiet);
+  return copy;
 }
 
 }  // namespace bj::codegen

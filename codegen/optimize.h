@@ -2,6 +2,8 @@
 // evaluates with the same kernels eager mode uses.
 #pragma once
 
+#include <memory>
+
 #include "passes/pipeline.h"
 
 namespace bj::codegen {
@@ -10,5 +12,8 @@ namespace bj::codegen {
 passes::PassContext pass_context();
 /// Runs the default pipeline on `g`.
 passes::PipelineReport optimize(ir::Graph& g, const passes::PipelineOptions& options = passes::PipelineOptions::from_env());
+/// A copy of `g` optimized as compile() optimizes it: quietly, verified when BJ_VERIFY asks,
+/// `exact` as CompileOptions::exact.
+std::unique_ptr<ir::Graph> optimized_copy(const ir::Graph& g, bool exact);
 
 }  // namespace bj::codegen

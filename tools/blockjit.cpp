@@ -9,7 +9,9 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cctype>
 #include <functional>
+#include <map>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -19,6 +21,7 @@
 #include <string>
 #include <utility>
 
+#include "codegen/aot.h"
 #include "codegen/host.h"
 #include "codegen/optimize.h"
 #include "examples/seed_models.h"
@@ -683,7 +686,7 @@ int export_command(const bj::cli::Command& c) {
   net->call_eager(x);       // deferred shapes
   net->eval();
   net->hybridize({.exact = c.exact});
-  (*net)(x);
+  for (double scale : c.scales) (*net)(m.vocab ? x : x * scale);  // ids are not scaled
   net->export_model(*c.out);
   const auto paths = net->stats().variants;
   std::error_code ec;
@@ -739,6 +742,50 @@ int run_command(const bj::cli::Command& c) {
   return 0;
 }
 
+int aot_command(const bj::cli::Command& c) {
+  auto net = bj::nn::SymbolBlock::imports(c.file, {.hybridize = false});
+  bj::codegen::AotModel m;
+  if (c.aot_name) {
+    m.name = *c.aot_name;
+  } else {  // the prefix's base name as a C identifier
+    for (char ch : std::filesystem::path(c.file).filename().string())
+      m.name += std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
+    if (m.name.empty() || std::isdigit(static_cast<unsigned char>(m.name[0]))) m.name = "m_" + m.name;
+    m.name = m.name.substr(0, 64);
+  }
+  m.source = c.file;
+  m.exact = net->exact();
+  std::map<std::string, bj::Tensor> tensors;
+  for (const auto& [name, p] : net->named_parameters()) tensors[name] = p.data();
+  for (const auto& [name, t] : net->named_constants()) tensors[name] = t;
+  std::map<std::string, uint64_t> placed;
+  auto place = [&](const std::string& name) {
+    auto [it, fresh] = placed.emplace(name, 0);
+    if (fresh) {
+      m.blob.resize((m.blob.size() + 63) / 64 * 64);
+      it->second = m.blob.size();
+      const bj::Tensor& t = tensors.at(name);
+      m.blob.append(static_cast<const char*>(t.raw_data()), t.type().bytes());
+    }
+    return it->second;
+  };
+  for (const auto& p : net->paths()) {
+    bj::codegen::AotPath ap;
+    ap.graph = p.graph;
+    for (const auto* list : {&p.graph->params(), &p.graph->consts()})
+      for (const bj::ir::Value* v : *list) ap.offsets.push_back(place(v->name));
+    m.paths.push_back(std::move(ap));
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  const bj::codegen::AotFiles files = bj::codegen::write_aot_library(m, *c.out);
+  std::error_code ec;
+  fmt::print("{}: {} path{} compiled for {} in {:.0f} ms: {} ({} bytes) and {}\n", m.name, m.paths.size(),
+             m.paths.size() == 1 ? "" : "s", bj::codegen::host_info().cpu,
+             std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(), files.library,
+             std::filesystem::file_size(files.library, ec), files.header);
+  return 0;
+}
+
 int models() {
   for (const auto& m : bj::examples::zoo()) fmt::print("{:<18} {}\n", m.name, m.description);
   for (const auto* list : {&bj::examples::vision_zoo(), &bj::examples::sequence_zoo()})
@@ -781,6 +828,7 @@ int main(int argc, char** argv) {
     if (c.name == "ir") return ir_command(c);
     if (c.name == "export") return export_command(c);
     if (c.name == "run") return run_command(c);
+    if (c.name == "aot") return aot_command(c);
     return info();
   } catch (const std::exception& e) {  // bj::Error and anything else: report, never abort
     std::cerr << "blockjit: " << e.what() << "\n";

@@ -63,15 +63,23 @@ commands:
                     --train shows the forward and backward graphs of a
                     training call instead;
                     --print-after* (or BJ_PRINT_AFTER) print the IR after passes
-  export MODEL --out PREFIX [--batch N] [--exact]
-                    hybridize a zoo model, call it once on its default
-                    input (inference), and write its compiled paths to
-                    PREFIX.ir and its parameters to PREFIX.safetensors
+  export MODEL --out PREFIX [--batch N] [--scales X,Y,...] [--exact]
+                    hybridize a zoo model, call it on its default input
+                    (times each scale, default 1: inputs that take other
+                    paths record more), inference, and write its compiled
+                    paths to PREFIX.ir and its parameters to
+                    PREFIX.safetensors
   run PREFIX [--input FILE.safetensors] [--bench]
                     import an exported model (no class needed) and print
                     its outputs on the file's tensors (in file order) or
                     else on seeded uniform [0, 1) inputs (ids: zeros);
                     --bench times import, first call and compiled calls
+  aot PREFIX --out DIR [--name NAME]
+                    compile an exported model ahead of time for this CPU:
+                    DIR/libNAME.a and DIR/NAME.h with a C entry point
+                    (int NAME_run(const float* in, float* out)) that links
+                    only blockjit's AOT runtime, no LLVM (NAME: PREFIX's
+                    base name, made a C identifier)
   ir FILE [--run]   parse a text IR file, verify it, print it back; with
                     --run, interpret it on seeded random inputs (exit
                     status 3 if a guard fails on them, 1 on an error)
@@ -252,7 +260,18 @@ Command parse(const std::vector<std::string>& all) {
     parse_dump(c, args);
   } else if (c.name == "export") {
     c.models = {model_argument(args, "export").name};
-    auto o = options(args.subspan(1), {"--out", "--batch"}, {"--exact"}, "export");
+    auto o = options(args.subspan(1), {"--out", "--batch", "--scales"}, {"--exact"}, "export");
+    if (o.count("--scales")) {
+      c.scales.clear();
+      std::string_view rest = o["--scales"];
+      while (true) {
+        const size_t comma = rest.find(',');
+        c.scales.push_back(real_option("export", "--scales", std::string(rest.substr(0, comma)), -1e30, 1e30));
+        if (c.scales.size() > 64) throw ValueError("export", "--scales takes at most 64 numbers");
+        if (comma == std::string_view::npos) break;
+        rest = rest.substr(comma + 1);
+      }
+    }
     if (!o.count("--out") || o["--out"].empty()) throw ValueError("export", "needs --out PREFIX (writes PREFIX.ir and PREFIX.safetensors)");
     c.out = o["--out"];
     c.exact = o.count("--exact") > 0;
@@ -268,6 +287,14 @@ Command parse(const std::vector<std::string>& all) {
       c.input = o["--input"];
     }
     c.bench_run = o.count("--bench") > 0;
+  } else if (c.name == "aot") {
+    if (args.empty() || args[0].empty() || args[0].starts_with("-"))
+      throw ValueError("aot", "needs the PREFIX of an exported model (PREFIX.ir and PREFIX.safetensors)");
+    c.file = args[0];
+    auto o = options(args.subspan(1), {"--out", "--name"}, {}, "aot");
+    if (!o.count("--out") || o["--out"].empty()) throw ValueError("aot", "needs --out DIR (for libNAME.a and NAME.h)");
+    c.out = o["--out"];
+    if (o.count("--name")) c.aot_name = o["--name"];
   } else if (c.name == "ir") {
     if (args.empty() || args[0].empty()) throw ValueError("ir", "needs a file");
     c.file = args[0];

@@ -21,7 +21,7 @@ namespace bj::cli {
 /// One command and its checked options. Every number was parsed whole and range-checked, every
 /// model name exists, every choice is one of its accepted spellings.
 struct Command {
-  std::string name;                 ///< demo, models, train, bench, dump, export, run, ir, info or help
+  std::string name;                 ///< demo, models, train, bench, dump, export, run, aot, ir, info or help
   std::vector<std::string> models;  ///< demo: the named models (none: all); train, bench, dump: one
   std::string dump_dir;             ///< demo --dump-dir
   examples::TrainOptions train;     ///< train: --steps, --optimizer, --lr (adam's default lr is 0.01)
@@ -35,12 +35,14 @@ struct Command {
   bool exact = false;               ///< bench, export --exact: compiled code gives eager's results bit for bit
   std::string format = "text";      ///< dump --format text|dot
   std::string stage = "traced";     ///< dump --stage traced|opt|llvm|asm
-  std::optional<std::string> out;   ///< dump --out; export --out (the prefix)
+  std::optional<std::string> out;   ///< dump --out; export --out (the prefix); aot --out (a folder)
   bool train_graphs = false;        ///< dump --train: the forward and backward of a training call
   passes::PipelineOptions pipeline; ///< dump --print-after-all / --print-after=...
-  std::string file;                 ///< ir FILE; run PREFIX
+  std::string file;                 ///< ir FILE; run and aot PREFIX
   std::optional<std::string> input; ///< run --input
   bool bench_run = false;           ///< run --bench
+  std::optional<std::string> aot_name;  ///< aot --name
+  std::vector<double> scales{1.0};  ///< export --scales: the default input times each
   bool run = false;                 ///< ir --run
 };
 

@@ -266,6 +266,7 @@ std::shared_ptr<SymbolBlock> SymbolBlock::imports(const std::string& prefix, con
   auto b = std::make_shared<SymbolBlock>();
   b->set_name(f.model);
   b->file_ = ir_path;
+  b->exact_ = f.exact;
   for (const auto& [n, t] : tensors) {
     if (constant_names.count(n)) {
       b->consts_by_name_[n] = &b->add_constant(n, t);
@@ -308,6 +309,7 @@ std::shared_ptr<SymbolBlock> SymbolBlock::imports(const std::string& prefix, con
       p.inputs.emplace_back(g.inputs()[k++]->type);
     }
     p.graph = std::shared_ptr<ir::Graph>(std::move(fp.graph));
+    b->infos_.push_back({p.list, p.inputs, p.training, p.graph.get(), p.line});
     b->paths_.push_back(std::move(p));
   }
   // Inference unless every path was recorded in training mode.
@@ -331,12 +333,6 @@ std::shared_ptr<SymbolBlock> SymbolBlock::imports(const std::string& prefix, con
     b->hybrid_->preload(hp, code);
   }
   return b;
-}
-
-std::vector<SymbolBlock::PathInfo> SymbolBlock::paths() const {
-  std::vector<PathInfo> out;
-  for (const Path& p : paths_) out.push_back({p.list, p.inputs, p.training, p.graph.get(), p.line});
-  return out;
 }
 
 std::string SymbolBlock::extra_repr() const {

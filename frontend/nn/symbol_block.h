@@ -67,7 +67,9 @@ class SymbolBlock : public Block {
     int line = 0;  ///< where its graph starts in PREFIX.ir
   };
   /// The paths in the file's order.
-  std::vector<PathInfo> paths() const;
+  const std::vector<PathInfo>& paths() const { return infos_; }
+  /// The exported block was hybridized with HybridizeOptions::exact.
+  bool exact() const { return exact_; }
 
  private:
   struct Path {
@@ -83,9 +85,11 @@ class SymbolBlock : public Block {
   std::optional<Tensors> replay(const Path& p, const Tensors& present, std::string& failed);
 
   std::vector<Path> paths_;
+  std::vector<PathInfo> infos_;  // paths_ as paths() shows them
   std::map<std::string, Parameter> params_by_name_;
   std::map<std::string, Tensor*> consts_by_name_;
   std::string file_;
+  bool exact_ = false;
 };
 
 }  // namespace bj::nn
