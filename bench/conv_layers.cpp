@@ -97,6 +97,7 @@ int main(int argc, char** argv) {
   });
   net->hybridize();
   (*net)(x);
+  net->wait_for_compiles();
   // Each round runs the three one after another, so that each meets the caches the others left:
   // a network's convolutions run in sequence, each layer's weights read once per call.
   std::vector<double> dnnl_alone, eager, hybrid;

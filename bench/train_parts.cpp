@@ -42,6 +42,7 @@ int main(int argc, char** argv) {
   whole(x, labels);  // traced
   net.hybridize();
   nn::cross_entropy(net(x), labels).backward();  // traced
+  net.wait_for_compiles();
   std::vector<std::pair<const char*, std::function<void()>>> parts = {
       {"eager step (zero_grad, forward, cross-entropy, backward, SGD)",
        [&] {

@@ -39,12 +39,13 @@ std::shared_ptr<Executable> compile(const ir::Graph& g, const CompileOptions& op
       cache_remove(*dir, exe->key_);
     }
   }
-  if (!exe->code_) {
-    LoweredCode code = lower(*exe->graph_, exe->plan_, options.keep_ir, options.keep_asm);
+  if (!exe->code_) {  // the first tier's code is never cached: the cache holds optimized code only
+    exe->fast_ = options.fast;
+    LoweredCode code = lower(*exe->graph_, exe->plan_, options.keep_ir, options.keep_asm, kEntrySymbol, options.fast);
     exe->ir_ = std::move(code.llvm_ir);
     exe->asm_ = std::move(code.assembly);
     exe->code_ = load_object(code.object, kEntrySymbol);
-    if (dir) cache_write(*dir, exe->key_, key, code.object);
+    if (dir && !options.fast) cache_write(*dir, exe->key_, key, code.object);
   }
   exe->entry_ = reinterpret_cast<int32_t (*)(void* const*, const void*)>(exe->code_->entry());
   exe->compile_ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();

@@ -28,6 +28,10 @@ struct CompileOptions {
   /// Every result bit for bit as eager mode computes it (PlanOptions::exact), at some cost in
   /// speed: for reproducing an eager run exactly (HybridizeOptions::exact).
   bool exact = false;
+  /// The first tier: optimized code from the object cache if it is there, else code made in a
+  /// fraction of the time (no LLVM optimization, fast instruction selection) that runs slower,
+  /// with the same results; that code is not cached.
+  bool fast = false;
 };
 
 class Executable {
@@ -64,6 +68,8 @@ class Executable {
   const std::string& llvm_ir() const { return ir_; }
   const std::string& assembly() const { return asm_; }
   bool from_cache() const { return from_cache_; }
+  /// First-tier code (CompileOptions::fast, not from the cache): worth recompiling optimized.
+  bool fast() const { return fast_; }
   double compile_ms() const { return compile_ms_; }
   const std::string& cache_key() const { return key_; }
 
@@ -92,6 +98,7 @@ class Executable {
   EntryFn entry_ = nullptr;
   std::string ir_, asm_, key_;
   bool from_cache_ = false;
+  bool fast_ = false;
   double compile_ms_ = 0;
 };
 

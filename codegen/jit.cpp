@@ -104,9 +104,14 @@ class LoadedObject final : public LoadedCode {
   void* entry_;
 };
 
-llvm::TargetMachine& machine() {
+llvm::TargetMachine& machine(bool fast = false) {
   static std::unique_ptr<llvm::TargetMachine> tm = check(host_builder().createTargetMachine(), "creating the target machine");
-  return *tm;
+  static std::unique_ptr<llvm::TargetMachine> fast_tm = [] {
+    auto b = host_builder();
+    b.setCodeGenOptLevel(llvm::CodeGenOptLevel::None);
+    return check(b.createTargetMachine(), "creating the target machine");
+  }();
+  return fast ? *fast_tm : *tm;
 }
 
 /// Appends the object's functions to /tmp/perf-PID.map ("address size name", perf's format for
@@ -157,7 +162,7 @@ void prepare_module(llvm::Module& m) {
   m.setDataLayout(machine().createDataLayout());
 }
 
-void optimize_module(llvm::Module& m) {
+void optimize_module(llvm::Module& m, bool fast) {
   llvm::LoopAnalysisManager lam;
   llvm::FunctionAnalysisManager fam;
   llvm::CGSCCAnalysisManager cgam;
@@ -168,7 +173,10 @@ void optimize_module(llvm::Module& m) {
   pb.registerFunctionAnalyses(fam);
   pb.registerLoopAnalyses(lam);
   pb.crossRegisterProxies(lam, fam, cgam, mam);
-  pb.buildPerModuleDefaultPipeline(llvm::OptimizationLevel::O3).run(m, mam);
+  if (fast)
+    pb.buildO0DefaultPipeline(llvm::OptimizationLevel::O0).run(m, mam);
+  else
+    pb.buildPerModuleDefaultPipeline(llvm::OptimizationLevel::O3).run(m, mam);
 }
 
 std::mutex& target_mutex() {
@@ -176,11 +184,11 @@ std::mutex& target_mutex() {
   return mu;
 }
 
-std::string emit(llvm::Module& m, bool assembly) {
+std::string emit(llvm::Module& m, bool assembly, bool fast) {
   llvm::SmallVector<char, 0> buf;
   llvm::raw_svector_ostream os(buf);
   llvm::legacy::PassManager pm;
-  if (machine().addPassesToEmitFile(pm, os, nullptr,
+  if (machine(fast).addPassesToEmitFile(pm, os, nullptr,
                                     assembly ? llvm::CodeGenFileType::AssemblyFile : llvm::CodeGenFileType::ObjectFile))
     throw Error("codegen", "the target cannot emit this file type");
   pm.run(m);

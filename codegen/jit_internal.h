@@ -14,10 +14,11 @@ std::mutex& target_mutex();
 
 /// Host target triple and data layout on a fresh module.
 void prepare_module(llvm::Module& m);
-/// LLVM's O3 pipeline for the host CPU.
-void optimize_module(llvm::Module& m);
-/// The module as an object file or as assembly text.
-std::string emit(llvm::Module& m, bool assembly);
+/// LLVM's O3 pipeline for the host CPU; `fast` (the first tier): O1.
+void optimize_module(llvm::Module& m, bool fast = false);
+/// The module as an object file or as assembly text; `fast`: without the backend's optimizations
+/// (fast instruction selection), for the first tier.
+std::string emit(llvm::Module& m, bool assembly, bool fast = false);
 /// The host CPU name and features, as function attributes want them.
 std::string target_cpu();
 std::string target_features();

@@ -220,7 +220,8 @@ ir::RegionKind Lowerer::nest_kind(const ir::Node& n) {
   return ir::RegionKind::kElementwise;
 }
 
-LoweredCode lower(const ir::Graph& g, const Plan& plan, bool want_ir, bool want_asm, const std::string& entry) {
+LoweredCode lower(const ir::Graph& g, const Plan& plan, bool want_ir, bool want_asm, const std::string& entry,
+                  bool fast) {
   llvm::LLVMContext ctx;
   auto m = std::make_unique<llvm::Module>("bj_" + g.name(), ctx);
   prepare_module(*m);
@@ -231,13 +232,13 @@ LoweredCode lower(const ir::Graph& g, const Plan& plan, bool want_ir, bool want_
   if (llvm::verifyModule(*m, &es)) throw Error("codegen", "generated LLVM IR for " + g.name() + " is invalid: " + es.str());
   LoweredCode out;
   std::lock_guard lock(target_mutex());
-  optimize_module(*m);
+  optimize_module(*m, fast);
   if (want_ir) {
     llvm::raw_string_ostream os(out.llvm_ir);
     m->print(os, nullptr);
   }
-  if (want_asm) out.assembly = emit(*m, /*assembly=*/true);
-  out.object = emit(*m, /*assembly=*/false);
+  if (want_asm) out.assembly = emit(*m, /*assembly=*/true, fast);
+  out.object = emit(*m, /*assembly=*/false, fast);
   return out;
 }
 

@@ -25,7 +25,9 @@ struct LoweredCode {
 /// context = plan.context; it returns -1, or the index of the first guard
 /// that failed (having written no output). Throws bj::Error if LLVM fails.
 /// `entry` names the entry (ahead-of-time libraries hold several graphs, each under its own name).
+/// `fast`: the first tier, compiled in a fraction of the time (O1, fast instruction selection)
+/// into slower code.
 LoweredCode lower(const ir::Graph& g, const Plan& plan, bool want_ir, bool want_asm,
-                  const std::string& entry = kEntrySymbol);
+                  const std::string& entry = kEntrySymbol, bool fast = false);
 
 }  // namespace bj::codegen

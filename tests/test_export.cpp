@@ -45,6 +45,7 @@ std::shared_ptr<nn::Block> exported_fixed_hidden(const std::string& prefix, cons
   net->hybridize();
   (*net)(x);
   (*net)(x * 64.0);
+  net->wait_for_compiles();  // the optimized code, which the import runs
   net->export_model(prefix);
   return net;
 }
@@ -65,6 +66,7 @@ TEST_CASE("export and import: every zoo model runs compiled at once with the ori
     net->eval();
     net->hybridize();
     (*net)(x);                   // traced and compiled
+    net->wait_for_compiles();    // optimized code, as the import runs
     const Tensor want = (*net)(x);  // compiled
     REQUIRE(net->stats().compiled_hits == 1);
     net->export_model(tmp / m->name);
@@ -300,6 +302,7 @@ TEST_CASE("an exported training-mode path updates BatchNorm's running statistics
   net->call_eager(x);
   net->hybridize();
   (*net)(x);
+  net->wait_for_compiles();
   net->export_model(tmp / "bn");
   auto compiled = nn::SymbolBlock::imports(tmp / "bn");
   auto replayed = nn::SymbolBlock::imports(tmp / "bn", {.hybridize = false});

@@ -53,6 +53,11 @@ commands:
                     model's against random next tokens), else the mean
                     squared error against a random target; --exact compiles
                     code that gives eager's results bit for bit
+  bench MODEL --compile [--json]
+                    hybridize to first compiled call, medians of 3: cold
+                    (object cache off, optimized at once), first tier
+                    (cache off, tiered: the default) and from the object
+                    cache, and the second tier's compile time
   bench guard-cost [--json]
                     what checking one guard costs in compiled code
   dump MODEL [--stage traced|opt|llvm|asm] [--format text|dot] [--out FILE]
@@ -201,8 +206,10 @@ void parse_bench(Command& c, std::span<const std::string> args) {
   }
   const examples::ZooModel& m = model_argument(args, "bench");
   c.models = {m.name};
-  auto o = options(args.subspan(1), {"--batch", "--threads"}, {"--json", "--train", "--exact"}, "bench");
+  auto o = options(args.subspan(1), {"--batch", "--threads"}, {"--json", "--train", "--exact", "--compile"}, "bench");
   c.train_step = o.count("--train") > 0;
+  c.compile_times = o.count("--compile") > 0;
+  if (c.train_step && c.compile_times) throw ValueError("bench", "--train and --compile exclude each other");
   c.exact = o.count("--exact") > 0;
   if (o.count("--batch")) c.batch = int_option("bench", "--batch", o["--batch"], 1, max_batch(m.input));
   if (o.count("--threads"))

@@ -358,6 +358,10 @@ void Block::hybridize(bool on) {
 
 HybridStats Block::stats() const { return hybrid_ ? hybrid_->stats() : HybridStats{}; }
 
+void Block::wait_for_compiles() {
+  if (auto h = hybrid_) h->wait_for_compiles();
+}
+
 uint64_t Block::structure_fingerprint() const {
   uint64_t h = kFnvOffset;
   fingerprint_into(h, training_);

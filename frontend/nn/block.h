@@ -89,6 +89,10 @@ class Block : public std::enable_shared_from_this<Block> {
   bool is_hybridized() const { return hybrid_ != nullptr; }
   /// Counters since hybridize() (all zero if not hybridized).
   HybridStats stats() const;
+  /// Returns once this hybridized block's compiles have finished: background ones, and the
+  /// optimized recompiles of first-tier variants (HybridizeOptions::tiered). For benchmarks that
+  /// time steady-state calls; calls never need it.
+  void wait_for_compiles();
 
   /// Registers `block` as child `name`. An rvalue is moved into the tree; an
   /// lvalue must already be in a tree and is shared. Returns the child.

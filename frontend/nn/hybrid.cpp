@@ -56,9 +56,11 @@ std::string HybridStats::str() const {
   std::string reasons;
   for (const auto& [why, n] : eager_reasons) reasons += fmt::format("{}{}: {}", reasons.empty() ? "" : ", ", why, n);
   std::string s = fmt::format("{} calls: {} compiled, {} eager{}; {} traces, {} variants, {} compile failures, "
-                              "{:.1f} ms compiling ({} from the object cache)",
+                              "{:.1f} ms compiling ({} from the object cache, {} first-tier variant{} upgraded{})",
                               calls, compiled_hits, eager_fallbacks, reasons.empty() ? "" : " (" + reasons + ")",
-                              traces, variants, compile_failures, compile_ms, cache_hits);
+                              traces, variants, compile_failures, compile_ms, cache_hits, upgrades,
+                              upgrades == 1 ? "" : "s",
+                              upgrades_pending ? fmt::format(", {} upgrading", upgrades_pending) : "");
   for (const GuardFailure& g : guard_failures)
     s += fmt::format("\n  {} of variant {} ({}) failed {} time{}, recorded at {}{}", g.guard, g.variant, g.key, g.count,
                      g.count == 1 ? "" : "s", g.origin.str(), g.exact_value ? " (compares an exact value)" : "");
@@ -110,6 +112,13 @@ Hybrid::Hybrid(Block& b, HybridizeOptions options)
 }
 
 Hybrid::~Hybrid() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+    upgrades_.clear();  // queued upgrades are dropped; the one compiling finishes
+  }
+  work_cv_.notify_all();
+  if (upgrader_.joinable()) upgrader_.join();
   for (std::thread& t : workers_) t.join();
   std::lock_guard lock(g_live_mu);
   if (live().erase(this)) report();
@@ -132,6 +141,7 @@ void Hybrid::make_room() {
     for (auto it = entries_.begin(); it != entries_.end(); ++it)
       if ((*it)->pending == 0 && (lru == entries_.end() || (*it)->last_used < (*lru)->last_used)) lru = it;
     if (lru == entries_.end()) return;  // every key is compiling: keep them (bounded by the threads)
+    if ((*lru)->upgrading > 0) evicted_.push_back(std::move(*lru));  // the upgrader still writes to it
     entries_.erase(lru);  // calls running its variants hold their own references
   }
 }
@@ -347,6 +357,7 @@ std::optional<Tensors> Hybrid::miss(Block& b, std::span<const Tensor> inputs, co
     std::lock_guard lock(mu_);
     --e->pending;
     drop_if_empty(e);  // a bad input leaves no empty key behind
+    done_cv_.notify_all();
     throw;
   }
   Tensors out(t.trace.outputs.begin(), t.trace.outputs.begin() + t.forward_outputs);
@@ -368,8 +379,16 @@ void Hybrid::compile_variant(Entry* e, TrainingTrace t) {
     codegen::CompileOptions co;
     co.use_cache = options_.use_cache;
     co.exact = options_.exact;
+    co.fast = options_.tiered && !options_.exact && !options_.background;
     auto v = std::make_shared<Variant>(compile_training(t, co));
-    std::lock_guard lock(mu_);
+    const bool first_tier = v->code.forward.executable().fast() || (v->code.backward && v->code.backward->executable().fast());
+    std::unique_lock lock(mu_);
+    if (first_tier) {  // the optimized code follows from the upgrader thread
+      ++e->upgrading;
+      upgrades_.push_back({e, v, std::move(t)});
+      if (!upgrader_.joinable()) upgrader_ = std::thread([this] { upgrade_loop(); });
+      work_cv_.notify_all();
+    }
     for (const codegen::Executable* exe : {&v->code.forward.executable(), v->code.backward ? &v->code.backward->executable() : nullptr}) {
       if (!exe) continue;
       compile_ms_ += exe->compile_ms();
@@ -377,6 +396,7 @@ void Hybrid::compile_variant(Entry* e, TrainingTrace t) {
     }
     if (e->variants.empty()) make_room();  // a key that compiled makes room (e is pending: kept)
     --e->pending;
+    done_cv_.notify_all();
     v->number = ++e->compiled;
     e->variants.push_back(std::move(v));
   } catch (const std::exception& err) {
@@ -385,12 +405,69 @@ void Hybrid::compile_variant(Entry* e, TrainingTrace t) {
   }
 }
 
+void Hybrid::upgrade_loop() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    work_cv_.wait(lock, [&] { return stopping_ || !upgrades_.empty(); });
+    if (stopping_) return;
+    Upgrade job = std::move(upgrades_.front());
+    upgrades_.pop_front();
+    lock.unlock();
+    std::shared_ptr<Variant> better;
+    std::string failure;
+    try {
+      codegen::CompileOptions co;
+      co.use_cache = options_.use_cache;
+      better = std::make_shared<Variant>(compile_training(job.trace, co));
+    } catch (const std::exception& err) {  // the first tier keeps running
+      failure = err.what();
+    }
+    lock.lock();
+    if (better) {
+      for (auto& v : job.entry->variants)
+        if (v == job.variant) {
+          better->number = v->number;
+          for (int g = 0; g <= v->code.forward.guard_count(); ++g)
+            better->guard_failures[g].store(v->guard_failures[g].load(std::memory_order_relaxed), std::memory_order_relaxed);
+          v = better;  // calls already running the first tier hold their own reference
+        }
+      for (const codegen::Executable* exe :
+           {&better->code.forward.executable(), better->code.backward ? &better->code.backward->executable() : nullptr})
+        if (exe) compile_ms_ += exe->compile_ms();
+      upgraded_.fetch_add(1, std::memory_order_relaxed);
+    }
+    --job.entry->upgrading;
+    std::erase_if(evicted_, [](const auto& e) { return e->upgrading == 0; });
+    done_cv_.notify_all();
+    if (log_flags().recompiles) {
+      const std::string what = better ? fmt::format("{}: variant {} ({}) now runs optimized code", name_,
+                                                    job.variant->number, job.entry->key.str())
+                                      : fmt::format("{}: optimizing variant {} ({}) failed, it keeps its first-tier "
+                                                    "code: {}", name_, job.variant->number, job.entry->key.str(), failure);
+      lock.unlock();
+      log_line(what);
+      lock.lock();
+    }
+  }
+}
+
+void Hybrid::wait_for_compiles() {
+  std::unique_lock lock(mu_);
+  done_cv_.wait(lock, [&] {
+    for (const auto* list : {&entries_, &retired_, &evicted_})
+      for (const auto& e : *list)
+        if (e->pending > 0 || e->upgrading > 0) return false;
+    return true;
+  });
+}
+
 void Hybrid::give_up(Entry* e, const std::string& why) {
   bool warn = false;
   {
     std::lock_guard lock(mu_);
     make_room();  // keys that will not compile count against max_keys too (e is pending: kept)
     --e->pending;
+    done_cv_.notify_all();
     e->failed = why;
     warn = !std::exchange(warned_, true);
   }
@@ -453,11 +530,13 @@ HybridStats Hybrid::stats() const {
   s.traces = traces_.load();
   s.compile_failures = compile_failures_.load();
   s.cache_hits = cache_hits_.load();
+  s.upgrades = upgraded_.load();
   std::lock_guard lock(mu_);
   s.compile_ms = compile_ms_;
   s.eager_reasons.assign(eager_reasons_.begin(), eager_reasons_.end());
   s.keys = static_cast<int64_t>(entries_.size());
   for (const auto& e : entries_) {
+    s.upgrades_pending += e->upgrading;
     s.variants += static_cast<int64_t>(e->variants.size());
     for (const auto& v : e->variants)
       for (int g = 0; g < v->code.forward.guard_count(); ++g)

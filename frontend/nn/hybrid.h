@@ -36,6 +36,11 @@ struct HybridizeOptions {
   /// such differences grow (as between any two orders of float arithmetic), so this is how a
   /// compiled run reproduces an eager one exactly.
   bool exact = false;
+  /// Tiered compilation: a new variant is first compiled without LLVM's optimizations (about ten
+  /// times faster to compile, slower to run, the same results) unless the object cache holds its
+  /// optimized code, and is then recompiled optimized on a background thread and swapped in.
+  /// Off in exact mode and with `background` (no call waits for LLVM there anyway).
+  bool tiered = true;
 };
 
 /// What a hybridized block did, since hybridize().
@@ -56,6 +61,8 @@ struct HybridStats {
   int64_t variants = 0;          ///< compiled variants now kept
   int64_t compile_failures = 0;  ///< traces that could not be compiled
   int64_t cache_hits = 0;        ///< variants loaded from the on-disk object cache (no LLVM run)
+  int64_t upgrades = 0;          ///< first-tier variants recompiled optimized and swapped in
+  int64_t upgrades_pending = 0;  ///< first-tier variants still running while their optimized code compiles
   double compile_ms = 0;         ///< total time in optimization and LLVM
   std::vector<GuardFailure> guard_failures;  ///< per guard of every variant, those that failed
   /// Why calls ran eagerly: reason -> count ("new path", "grad mode", "variant cap", ...).

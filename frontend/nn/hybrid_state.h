@@ -3,6 +3,8 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -35,6 +37,8 @@ class Hybrid {
   /// One call with a list of inputs (undefined: absent), giving every output.
   Tensors call(Block& b, const Tensors& inputs, const std::source_location& where);
   HybridStats stats() const;
+  /// Returns once no compile (background or second tier) of this block is running or queued.
+  void wait_for_compiles();
 
   /// A compiled path of a call outside grad mode: what Block::export_model writes and an imported
   /// block preloads.
@@ -79,6 +83,7 @@ class Hybrid {
     std::string failed;      // why this key runs eagerly for good (compile or trace failure)
     bool cap_logged = false;
     int compiled = 0;        // variants numbered so far
+    int upgrading = 0;       // first-tier variants queued or compiling optimized (the key is kept meanwhile)
     uint64_t last_used = 0;  // for dropping the least recently used key
   };
 
@@ -98,6 +103,8 @@ class Hybrid {
   std::optional<Tensors> miss(Block& b, std::span<const Tensor> inputs, const std::source_location& where,
                               const Key& key, int compiled_seen, const Variant* failed_variant, int failed_guard);
   void compile_variant(Entry* e, TrainingTrace t);
+  /// The second tier: recompiles first-tier variants optimized, one at a time, and swaps them in.
+  void upgrade_loop();
   /// A trace of `e`'s key that will not compile: the key runs eagerly from now on (one warning per block).
   void give_up(Entry* e, const std::string& why);
   Entry* find(const Key& key);                     // call with mu_ held
@@ -121,6 +128,17 @@ class Hybrid {
   std::map<std::string, int64_t> eager_reasons_;
   bool warned_ = false;
   std::vector<std::thread> workers_;  // background compiles; joined by the destructor
+  struct Upgrade {
+    Entry* entry;
+    std::shared_ptr<const Variant> variant;  // the first-tier variant to replace
+    TrainingTrace trace;
+  };
+  std::deque<Upgrade> upgrades_;  // queued for the upgrader
+  std::vector<std::unique_ptr<Entry>> evicted_;  // keys dropped by make_room while their upgrade was queued
+  std::thread upgrader_;          // started with the first upgrade; joined by the destructor
+  std::condition_variable work_cv_, done_cv_;
+  bool stopping_ = false;
+  std::atomic<int64_t> upgraded_{0};
 };
 
 }  // namespace bj::nn::detail
