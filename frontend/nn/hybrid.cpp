@@ -56,11 +56,14 @@ std::string HybridStats::str() const {
   std::string reasons;
   for (const auto& [why, n] : eager_reasons) reasons += fmt::format("{}{}: {}", reasons.empty() ? "" : ", ", why, n);
   std::string s = fmt::format("{} calls: {} compiled, {} eager{}; {} traces, {} variants, {} compile failures, "
-                              "{:.1f} ms compiling ({} from the object cache, {} first-tier variant{} upgraded{})",
+                              "{:.1f} ms compiling ({} from the object cache{})",
                               calls, compiled_hits, eager_fallbacks, reasons.empty() ? "" : " (" + reasons + ")",
-                              traces, variants, compile_failures, compile_ms, cache_hits, upgrades,
-                              upgrades == 1 ? "" : "s",
-                              upgrades_pending ? fmt::format(", {} upgrading", upgrades_pending) : "");
+                              traces, variants, compile_failures, compile_ms, cache_hits,
+                              upgrades + upgrades_pending == 0
+                                  ? std::string()
+                                  : fmt::format(", {} first-tier variant{} upgraded to optimized code{}", upgrades,
+                                                upgrades == 1 ? "" : "s",
+                                                upgrades_pending ? fmt::format(", {} upgrading", upgrades_pending) : ""));
   for (const GuardFailure& g : guard_failures)
     s += fmt::format("\n  {} of variant {} ({}) failed {} time{}, recorded at {}{}", g.guard, g.variant, g.key, g.count,
                      g.count == 1 ? "" : "s", g.origin.str(), g.exact_value ? " (compares an exact value)" : "");
