@@ -17,6 +17,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 #include <nlohmann/json.hpp>
@@ -81,10 +82,12 @@ void Block::export_model(const std::string& prefix) const {
     add(name, p.data(), false);
   }
   for (const auto& [name, c] : named_constants()) add(name, c, true);
+  std::string model = name();  // one line, whatever the block was named
+  std::replace_if(model.begin(), model.end(), [](char c) { return c == '\n' || c == '\r'; }, ' ');
   std::string text = fmt::format("blockjit-export {}\n# The compiled paths of {}, one graph each, as traced; "
                                  "parameters and constants in the .safetensors file beside this one.\n"
                                  "model {}\nexact {}\n",
-                                 kExportFormatVersion, name(), name(), hybrid_->options().exact ? 1 : 0);
+                                 kExportFormatVersion, model, model, hybrid_->options().exact ? 1 : 0);
   std::set<const ir::Graph*> written;  // a path kept under two keys (an imported one-input path) once
   for (const auto& p : paths) {
     const Trace& t = p.trace;
