@@ -139,6 +139,12 @@ AotFiles write_aot_library(const AotModel& m, const std::string& dir) {
     throw ValueError("aot", "the name '" + m.name + "' is not a C identifier (letters, digits and _, at most 64)");
   if (m.paths.empty()) throw ValueError("aot", m.name + " has no path to compile");
   for (const AotPath& p : m.paths)
+    if (!p.graph->commits().empty())
+      throw ValueError("aot", fmt::format("a path of {} updates state in place (BatchNorm's running statistics in "
+                                          "training mode), which a library's read-only tensors cannot hold: export "
+                                          "the model in eval mode",
+                                          m.name));
+  for (const AotPath& p : m.paths)
     if (signature(*p.graph) != signature(*m.paths[0].graph))
       throw ValueError("aot", fmt::format("{}'s paths take different inputs or give different outputs ({} and {}); "
                                           "a library's entry takes one signature: export one kind of input",

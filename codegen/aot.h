@@ -31,7 +31,8 @@ struct AotFiles {
 };
 
 /// Compiles `m` for this CPU and writes DIR/libNAME.a and DIR/NAME.h. ValueError for a name that
-/// is not a C identifier or paths of different signatures; bj::Error if LLVM fails.
+/// is not a C identifier, paths of different signatures or a path that writes state (commits);
+/// bj::Error if LLVM fails.
 AotFiles write_aot_library(const AotModel& m, const std::string& dir);
 
 }  // namespace bj::codegen

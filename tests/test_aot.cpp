@@ -7,6 +7,7 @@
 
 #include <thread>
 
+#include "codegen/aot.h"
 #include "fh_aot.h"
 #include "seed_mlp.h"
 #include "tests/helpers.h"
@@ -115,4 +116,25 @@ TEST_CASE("an AOT library whose description does not fit this runtime is refused
   cut.n_paths = 1;
   cut.paths = &garbled;
   refused(cut, "cannot be prepared");
+}
+
+TEST_CASE("blockjit aot refuses paths that write state and names that are not C identifiers") {
+  test::Scratch tmp("aot");
+  manual_seed(7);
+  auto net = std::make_shared<nn::Sequential>();
+  net->add(nn::Dense(4), nn::BatchNorm());
+  net->initialize();
+  const Tensor x = uniform(-1, 1, {8, 3});
+  NoGradGuard no_grad;  // training mode: the path commits BatchNorm's running statistics
+  net->call_eager(x);
+  net->hybridize();
+  (*net)(x);
+  net->export_model(tmp / "bn");
+  auto imported = nn::SymbolBlock::imports(tmp / "bn", {.hybridize = false});
+  codegen::AotModel m;
+  m.name = "bn";
+  m.paths.push_back({imported->paths()[0].graph, {}});
+  test::check_error<ValueError>([&] { codegen::write_aot_library(m, tmp / "out"); }, {"updates state", "eval mode"});
+  m.name = "1-bad name";
+  test::check_error<ValueError>([&] { codegen::write_aot_library(m, tmp / "out"); }, {"not a C identifier"});
 }
