@@ -41,7 +41,8 @@ std::optional<std::string> fortunes_dir();
 /// BJ_PERF_MAP: 1 appends every compiled function to /tmp/perf-PID.map, so `perf report` names
 /// the code of each graph and region (default 0).
 bool perf_map();
-/// BJ_FAULT: test hooks (`compile` makes every compilation fail).
+/// BJ_FAULT: test hooks (`compile` makes every compilation fail; `slow-compiled` makes every
+/// compiled call of a block hybridized from then on wait 2 ms, for the adaptive fallback's tests).
 bool fault(std::string_view what);
 
 }  // namespace bj::env

@@ -2,9 +2,12 @@
 // code (no LLVM optimization) at once, is recompiled optimized on the
 // upgrader thread and swapped in; results agree with eager mode before and
 // after the swap, also while many threads call during it, and the object
-// cache's optimized code skips the first tier.
+// cache's optimized code skips the first tier. The adaptive fallback
+// (HybridizeOptions::adaptive) serves a key eagerly when its compiled code is
+// not faster, and says so.
 #include <doctest/doctest.h>
 
+#include <cstdlib>
 #include <thread>
 
 #include "examples/zoo.h"
@@ -64,7 +67,7 @@ TEST_CASE("tiered compilation: 8 threads calling during the swap all get eager's
   const Tensor x = uniform(-1, 1, {2, 20});
   NoGradGuard no_grad;
   const Tensor want = net->call_eager(x);
-  net->hybridize({.use_cache = false});
+  net->hybridize({.use_cache = false, .adaptive = false});  // every call compiled: no eager timing samples
   (*net)(x);  // traced: the first tier runs from here, the upgrade is queued
   std::vector<std::thread> threads;
   std::vector<int> wrong(8, 0);
@@ -99,4 +102,54 @@ TEST_CASE("tiered compilation: optimized code in the object cache skips the firs
   (*net)(x);
   CHECK(net->stats().upgrades == 0);
   CHECK(net->stats().upgrades_pending == 0);
+}
+
+TEST_CASE("adaptive fallback: a key whose compiled code is slower ends up served eagerly, reported, results eager's") {
+  // The test hook makes every compiled call of a block hybridized under it wait 2 ms.
+  ::setenv("BJ_FAULT", "slow-compiled", 1);
+  ::setenv("BJ_LOG", "recompiles", 1);
+  std::vector<std::string> log;
+  nn::set_log_handler([&](const std::string& line) { log.push_back(line); });
+  manual_seed(7);
+  auto net = examples::zoo_model("mlp").make();
+  const Tensor x = uniform(-1, 1, {2, 20});
+  NoGradGuard no_grad;
+  const Tensor want = net->call_eager(x);
+  net->hybridize();
+  ::unsetenv("BJ_FAULT");  // read when hybridizing
+  (*net)(x);  // traced
+  net->wait_for_compiles();
+  for (int i = 0; i < 30; ++i) test::check_near((*net)(x), want, {1e-5, 1e-6});
+  nn::set_log_handler(nullptr);
+  ::unsetenv("BJ_LOG");
+  const nn::HybridStats s = net->stats();
+  CHECK(s.slower_keys == 1);
+  CHECK(s.compiled_hits == 8);  // the timed calls; then 3 timed eager ones, then eager
+  CHECK(s.str().find("served eagerly") != std::string::npos);
+  bool reported = false, slower = false;
+  for (const auto& line : log) reported |= line.find("runs eagerly: compiled code took") != std::string::npos;
+  for (const auto& [why, n] : s.eager_reasons) slower |= why == "compiled slower" && n == 30 - 8 - 3;
+  CHECK(reported);
+  CHECK(slower);
+}
+
+TEST_CASE("adaptive fallback: a key whose compiled code is faster stays compiled after its timing calls") {
+  manual_seed(8);
+  auto net = examples::zoo_model("mlp").make();
+  const Tensor x = uniform(-1, 1, {2, 20});
+  NoGradGuard no_grad;
+  const Tensor want = net->call_eager(x);
+  net->hybridize();
+  (*net)(x);  // traced
+  net->wait_for_compiles();
+  for (int i = 0; i < 30; ++i) test::check_near((*net)(x), want, {1e-5, 1e-6});
+  const nn::HybridStats s = net->stats();
+  CHECK(s.slower_keys == 0);
+  CHECK(s.compiled_hits == 30 - 3);  // three calls ran eagerly, timed
+  CHECK(s.eager_fallbacks == 1 + 3);
+  // Opting out: every call compiled.
+  net->hybridize({.adaptive = false});
+  (*net)(x);
+  for (int i = 0; i < 20; ++i) (*net)(x);
+  CHECK(net->stats().compiled_hits == 20);
 }

@@ -544,7 +544,7 @@ int bench_train(const bj::cli::Command& cmd, const bj::examples::ZooModel& m, bj
     labels = bj::uniform(-1, 1, probe.shape());
   }
   bj::optim::SGD opt(net->parameters(), {.lr = 1e-4});
-  net->hybridize({.exact = cmd.exact});
+  net->hybridize({.exact = cmd.exact, .adaptive = false});  // timed as compiled, always
   auto step = [&](bool compiled) {
     opt.zero_grad();
     bj::Tensor loss = loss_fn(compiled ? (*net)(x) : net->call_eager(x), labels);
@@ -672,7 +672,7 @@ int bench(const bj::cli::Command& cmd) {
   bj::Tensor x = bj::examples::example_input(m, input);
   bj::NoGradGuard no_grad;  // inference on both sides
   net->call_eager(x);       // deferred shapes
-  net->hybridize({.exact = cmd.exact});
+  net->hybridize({.exact = cmd.exact, .adaptive = false});  // timed as compiled, always
   bj::Tensor ye = net->call_eager(x);
   (*net)(x);  // traced and compiled
   net->wait_for_compiles();

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <algorithm>
 #include <set>
+#include <thread>
 
 #include "frontend/autograd.h"
 #include "frontend/nn/block.h"
@@ -64,6 +65,9 @@ std::string HybridStats::str() const {
                                   : fmt::format(", {} first-tier variant{} upgraded to optimized code{}", upgrades,
                                                 upgrades == 1 ? "" : "s",
                                                 upgrades_pending ? fmt::format(", {} upgrading", upgrades_pending) : ""));
+  if (slower_keys)
+    s += fmt::format("; {} key{} served eagerly, its compiled code being no faster", slower_keys,
+                     slower_keys == 1 ? "" : "s");
   for (const GuardFailure& g : guard_failures)
     s += fmt::format("\n  {} of variant {} ({}) failed {} time{}, recorded at {}{}", g.guard, g.variant, g.key, g.count,
                      g.count == 1 ? "" : "s", g.origin.str(), g.exact_value ? " (compares an exact value)" : "");
@@ -105,7 +109,8 @@ Hybrid::Hybrid(Block& b, HybridizeOptions options)
       name_(b.name()),
       epoch_seen_(structure_epoch()),
       fingerprint_(b.structure_fingerprint()),
-      has_params_(!b.named_parameters().empty()) {
+      has_params_(!b.named_parameters().empty()),
+      slow_compiled_(env::fault("slow-compiled")) {
   if (log_flags().stats) {
     static std::once_flag once;
     std::call_once(once, [] { std::atexit(report_live_at_exit); });
@@ -188,9 +193,63 @@ Tensors Hybrid::eager(Block& b, const Key& key, std::span<const Tensor> inputs, 
   return b.call_forward(Tensors(inputs.begin(), inputs.end()), where);
 }
 
+namespace {
+constexpr size_t kCompiledSamples = 8, kEagerSamples = 3;
+constexpr int64_t kRecheckCalls = 5000;
+constexpr double kMargin = 0.95;  // compiled must take under 95 % of eager's time
+
+double median_of(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+}  // namespace
+
+Hybrid::Probe Hybrid::probe(Entry& e) {
+  if (!options_.adaptive || e.key.grad || e.variants.empty() || e.pending > 0 || e.upgrading > 0) return Probe::kNone;
+  if (e.serve_eager) {
+    if (++e.served_eager < kRecheckCalls) return Probe::kServeEager;
+    e.serve_eager = false;  // look again: the machine or the data may have changed
+    e.compiled_us.clear();
+    e.eager_us.clear();
+  }
+  if (e.compiled_us.size() < kCompiledSamples) return Probe::kTimeCompiled;
+  if (e.eager_us.size() < kEagerSamples) return Probe::kTimeEager;
+  return Probe::kNone;
+}
+
+void Hybrid::record_time(const Key& key, Probe kind, double us) {
+  std::string notice;
+  {
+    std::lock_guard lock(mu_);
+    Entry* e = find(key);
+    if (!e) return;
+    auto& samples = kind == Probe::kTimeCompiled ? e->compiled_us : e->eager_us;
+    if (samples.size() >= (kind == Probe::kTimeCompiled ? kCompiledSamples : kEagerSamples)) return;
+    samples.push_back(us);
+    if (kind != Probe::kTimeEager || e->eager_us.size() < kEagerSamples) return;
+    const double compiled = median_of(e->compiled_us), eager = median_of(e->eager_us);
+    if (compiled < kMargin * eager) return;
+    e->serve_eager = true;
+    e->served_eager = 0;
+    notice = fmt::format("{}: {} runs eagerly: compiled code took {:.2f} us per call, eager mode {:.2f} us "
+                         "(checked again after {} calls)",
+                         name_, key.str(), compiled, eager, kRecheckCalls);
+  }
+  if (log_flags().recompiles) log_line(notice);
+}
+
+Tensors Hybrid::adaptive_eager(Block& b, const Key& key, std::span<const Tensor> inputs,
+                               const std::source_location& where, Probe probe) {
+  if (probe == Probe::kServeEager) return eager(b, key, inputs, where, "compiled slower");
+  const auto t0 = std::chrono::steady_clock::now();
+  Tensors out = eager(b, key, inputs, where, "timing eager mode");
+  record_time(key, Probe::kTimeEager, std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+  return out;
+}
+
 template <class Run>
 bool Hybrid::try_variants(const Key& key, Run&& run, int& compiled_seen,
-                          std::shared_ptr<const Variant>& failed_variant, int& failed_guard) {
+                          std::shared_ptr<const Variant>& failed_variant, int& failed_guard, Probe& probe) {
   // The variants to try, copied under the lock: the call holds references, so a key dropped
   // meanwhile (make_room) frees its code only when the last call using it returns.
   constexpr size_t kSmall = 4;
@@ -200,6 +259,8 @@ bool Hybrid::try_variants(const Key& key, Run&& run, int& compiled_seen,
   {
     std::lock_guard lock(mu_);
     if (Entry* e = find(key)) {
+      probe = this->probe(*e);
+      if (probe == Probe::kTimeEager || probe == Probe::kServeEager) return false;  // the caller runs it eagerly
       n = e->variants.size();
       compiled_seen = e->compiled;
       if (n > kSmall) large.resize(n);
@@ -207,10 +268,15 @@ bool Hybrid::try_variants(const Key& key, Run&& run, int& compiled_seen,
     }
   }
   const std::shared_ptr<const Variant>* variants = n > kSmall ? large.data() : small;
+  const auto t0 = probe == Probe::kTimeCompiled ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
   for (size_t i = 0; i < n; ++i) {
     const int failed = run(*variants[i]);
+    if (failed < 0 && slow_compiled_) std::this_thread::sleep_for(std::chrono::milliseconds(2));
     if (failed < 0) {
       hits_.fetch_add(1, std::memory_order_relaxed);
+      if (probe == Probe::kTimeCompiled)
+        record_time(key, probe,
+                    std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
       if (i > 0) {  // move a variant that hits ahead of one that did not
         std::lock_guard lock(mu_);
         if (Entry* e = find(key))
@@ -241,9 +307,11 @@ Tensor Hybrid::call(Block& b, const Tensor& x, const std::source_location& where
     int compiled_seen = 0, failed_guard = -1;
     std::shared_ptr<const Variant> failed_variant;
     Tensor out;
+    Probe probe = Probe::kNone;
     if (try_variants(key, [&](const Variant& v) { return v.code.try_run(x, out); }, compiled_seen, failed_variant,
-                     failed_guard))
+                     failed_guard, probe))
       return out;
+    if (probe == Probe::kTimeEager || probe == Probe::kServeEager) return adaptive_eager(b, key, {&x, 1}, where, probe)[0];
     if (std::optional<Tensors> outs = miss(b, {&x, 1}, where, key, compiled_seen, failed_variant.get(), failed_guard))
       return (*outs)[0];
   }
@@ -275,9 +343,11 @@ Tensors Hybrid::call(Block& b, const Tensors& inputs, const std::source_location
     int compiled_seen = 0, failed_guard = -1;
     std::shared_ptr<const Variant> failed_variant;
     Tensors outs;
+    Probe probe = Probe::kNone;
     if (try_variants(key, [&](const Variant& v) { return v.code.try_run(present, outs); }, compiled_seen,
-                     failed_variant, failed_guard))
+                     failed_variant, failed_guard, probe))
       return outs;
+    if (probe == Probe::kTimeEager || probe == Probe::kServeEager) return adaptive_eager(b, key, inputs, where, probe);
     if (std::optional<Tensors> got = miss(b, inputs, where, key, compiled_seen, failed_variant.get(), failed_guard))
       return *got;
   }
@@ -294,7 +364,8 @@ std::optional<Tensors> Hybrid::miss(Block& b, std::span<const Tensor> inputs, co
       std::string seen;
       for (const auto& other : entries_) seen += (seen.empty() ? "" : "; ") + other->key.str();
       why = seen.empty() ? "first call (" + key.str() + ")" : "new key " + key.str() + " (cached: " + seen + ")";
-      entries_.push_back(std::make_unique<Entry>(Entry{key, {}, 0, {}, false}));
+      entries_.push_back(std::make_unique<Entry>());
+      entries_.back()->key = key;
       e = entries_.back().get();
       e->last_used = ++clock_;
     }
@@ -514,7 +585,8 @@ void Hybrid::preload(const Path& path, const CompiledTraining& code) {
   for (const Key& key : keys) {
     Entry* e = find(key);
     if (!e) {
-      entries_.push_back(std::make_unique<Entry>(Entry{key, {}, 0, {}, false}));
+      entries_.push_back(std::make_unique<Entry>());
+      entries_.back()->key = key;
       e = entries_.back().get();
       e->last_used = ++clock_;
       make_room();
@@ -540,6 +612,7 @@ HybridStats Hybrid::stats() const {
   s.keys = static_cast<int64_t>(entries_.size());
   for (const auto& e : entries_) {
     s.upgrades_pending += e->upgrading;
+    s.slower_keys += e->serve_eager;
     s.variants += static_cast<int64_t>(e->variants.size());
     for (const auto& v : e->variants)
       for (int g = 0; g < v->code.forward.guard_count(); ++g)

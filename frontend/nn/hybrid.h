@@ -41,6 +41,10 @@ struct HybridizeOptions {
   /// optimized code, and is then recompiled optimized on a background thread and swapped in.
   /// Off in exact mode and with `background` (no call waits for LLVM there anyway).
   bool tiered = true;
+  /// Adaptive fallback: a key outside grad mode times its first optimized compiled calls and a
+  /// few eager ones; if compiled code is not at least 5 % faster, its calls run eagerly (reported
+  /// in stats and BJ_LOG=recompiles) and the verdict is checked again every 5000 calls.
+  bool adaptive = true;
 };
 
 /// What a hybridized block did, since hybridize().
@@ -63,6 +67,7 @@ struct HybridStats {
   int64_t cache_hits = 0;        ///< variants loaded from the on-disk object cache (no LLVM run)
   int64_t upgrades = 0;          ///< first-tier variants recompiled optimized and swapped in
   int64_t upgrades_pending = 0;  ///< first-tier variants still running while their optimized code compiles
+  int64_t slower_keys = 0;       ///< keys now served eagerly because compiled code was not faster (adaptive)
   double compile_ms = 0;         ///< total time in optimization and LLVM
   std::vector<GuardFailure> guard_failures;  ///< per guard of every variant, those that failed
   /// Why calls ran eagerly: reason -> count ("new path", "grad mode", "variant cap", ...).

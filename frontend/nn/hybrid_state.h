@@ -84,6 +84,10 @@ class Hybrid {
     bool cap_logged = false;
     int compiled = 0;        // variants numbered so far
     int upgrading = 0;       // first-tier variants queued or compiling optimized (the key is kept meanwhile)
+    // Adaptive fallback (HybridizeOptions::adaptive): per-call times, then the verdict.
+    std::vector<double> compiled_us, eager_us;
+    bool serve_eager = false;  // compiled code was not faster: calls run eagerly
+    int64_t served_eager = 0;  // calls since the verdict (checked again past kRecheckCalls)
     uint64_t last_used = 0;  // for dropping the least recently used key
   };
 
@@ -95,9 +99,17 @@ class Hybrid {
                 const std::string& reason);
   /// Tries `key`'s variants, most used first, with run(variant) (-1 or the failed guard). True on
   /// a hit; otherwise what the caller's miss needs: the variants it saw and the last failure.
+  /// What the adaptive fallback asks of a call (decided under the lock, with the lookup).
+  enum class Probe { kNone, kTimeCompiled, kTimeEager, kServeEager };
   template <class Run>
   bool try_variants(const Key& key, Run&& run, int& compiled_seen, std::shared_ptr<const Variant>& failed_variant,
-                    int& failed_guard);
+                    int& failed_guard, Probe& probe);
+  Probe probe(Entry& e);  // call with mu_ held
+  /// Adds a timed call of `key` (compiled or eager) and decides once there are enough.
+  void record_time(const Key& key, Probe kind, double us);
+  /// A call `probe` sends to eager mode: timed (kTimeEager) or served (kServeEager).
+  Tensors adaptive_eager(Block& b, const Key& key, std::span<const Tensor> inputs, const std::source_location& where,
+                         Probe probe);
   /// A call no variant took: trace it (or run it eagerly). Nothing (the caller looks again) when
   /// `key` compiled a variant since the caller's lookup saw `compiled_seen` of them.
   std::optional<Tensors> miss(Block& b, std::span<const Tensor> inputs, const std::source_location& where,
@@ -138,6 +150,7 @@ class Hybrid {
   std::thread upgrader_;          // started with the first upgrade; joined by the destructor
   std::condition_variable work_cv_, done_cv_;
   bool stopping_ = false;
+  const bool slow_compiled_;  // BJ_FAULT=slow-compiled: compiled calls wait 2 ms (a test hook)
   std::atomic<int64_t> upgraded_{0};
 };
 
