@@ -32,7 +32,7 @@ double median(std::vector<double> v) {
 int compare(const char* name, const std::string& prefix, int (*run)(const float*, float*), int calls) {
   using namespace bj;
   const auto t0 = std::chrono::steady_clock::now();
-  auto jit = nn::SymbolBlock::imports(prefix);
+  auto jit = nn::SymbolBlock::imports(prefix, {.adaptive = false});  // always the compiled code
   NoGradGuard no_grad;
   manual_seed(0);
   const Tensor x = uniform(0, 1, jit->paths()[0].inputs[0]->shape);

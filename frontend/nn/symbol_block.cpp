@@ -318,7 +318,7 @@ std::shared_ptr<SymbolBlock> SymbolBlock::imports(const std::string& prefix, con
   // Inference unless every path was recorded in training mode.
   b->train(std::all_of(b->paths_.begin(), b->paths_.end(), [](const Path& p) { return p.training; }));
   if (!options.hybridize) return b;
-  b->hybridize(HybridizeOptions{.use_cache = options.use_cache, .exact = f.exact});
+  b->hybridize(HybridizeOptions{.use_cache = options.use_cache, .exact = f.exact, .adaptive = options.adaptive});
   for (const Path& p : b->paths_) {
     detail::Hybrid::Path hp;
     hp.list = p.list;

@@ -44,6 +44,7 @@ class SymbolBlock : public Block {
     /// it holds them); false leaves it eager: every call replays a graph.
     bool hybridize = true;
     bool use_cache = true;  ///< the on-disk object cache (BJ_CACHE=0 also turns it off)
+    bool adaptive = true;   ///< HybridizeOptions::adaptive (off: calls on a recorded path always run compiled)
   };
   /// Reads PREFIX.ir and PREFIX.safetensors (written by Block::export_model). FileError naming
   /// the file, and the line for the graphs, for anything wrong: a missing or truncated file,
