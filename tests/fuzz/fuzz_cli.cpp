@@ -38,9 +38,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   const std::string& n = c.name;
   require(n == "help" || n == "demo" || n == "models" || n == "train" || n == "bench" || n == "dump" || n == "ir" ||
-              n == "info",
+              n == "info" || n == "export" || n == "run" || n == "aot",
           "an unknown command name");
-  if (n == "train" || n == "bench" || n == "dump") require(c.models.size() == 1, "one model");
+  if (n == "train" || n == "bench" || n == "dump" || n == "export") require(c.models.size() == 1, "one model");
+  if (n == "export" || n == "aot") require(c.out.has_value(), "--out");
+  if (n == "run" || n == "aot") require(!c.file.empty() && c.file[0] != '-', "a prefix");
+  if (n == "export") require(!c.scales.empty() && c.scales.size() <= 64, "one to 64 scales");
+  if (c.input) require(!c.input->empty(), "a non-empty --input");
   if (n == "train") {
     require(c.train.steps >= 1 && c.train.log_every >= 1, "positive step counts");
     require(c.train.lr > 0 && c.train.lr <= 1e3, "a finite, positive learning rate");
