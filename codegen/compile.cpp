@@ -9,18 +9,19 @@
 #include "codegen/lower.h"
 #include "codegen/object_cache.h"
 #include "codegen/optimize.h"
+#include "passes/passes.h"
+#include "ir/batch.h"
 #include "ir/env.h"
 #include "ir/error.h"
 #include "ir/hash.h"
 
 namespace bj::codegen {
 
-std::shared_ptr<Executable> compile(const ir::Graph& g, const CompileOptions& options) {
-  if (env::fault("compile"))
-    throw Error("codegen", "compilation of " + g.name() + " failed on purpose (BJ_FAULT=compile, a test hook)");
-  auto t0 = std::chrono::steady_clock::now();
+/// Compiles an optimized (memory-planned) graph.
+std::shared_ptr<Executable> compile_optimized(std::unique_ptr<ir::Graph> g, const CompileOptions& options,
+                                              std::chrono::steady_clock::time_point t0) {
   auto exe = std::shared_ptr<Executable>(new Executable);
-  exe->graph_ = optimized_copy(g, options.exact);
+  exe->graph_ = std::move(g);
   exe->prepare({.params_change = options.training, .exact = options.exact});
   const HostInfo& host = host_info();
   // Everything that determines the code; the whole key is stored in (and checked against) the entry.
@@ -50,6 +51,27 @@ std::shared_ptr<Executable> compile(const ir::Graph& g, const CompileOptions& op
   exe->entry_ = reinterpret_cast<int32_t (*)(void* const*, const void*)>(exe->code_->entry());
   exe->compile_ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   return exe;
+}
+
+std::shared_ptr<Executable> compile(const ir::Graph& g, const CompileOptions& options) {
+  if (env::fault("compile"))
+    throw Error("codegen", "compilation of " + g.name() + " failed on purpose (BJ_FAULT=compile, a test hook)");
+  const auto t0 = std::chrono::steady_clock::now();
+  return compile_optimized(optimized_copy(g, options.exact), options, t0);
+}
+
+std::shared_ptr<Executable> compile_dynamic(const ir::Graph& a, int64_t ba, const ir::Graph& b, int64_t bb,
+                                            const CompileOptions& options) {
+  if (env::fault("compile"))
+    throw Error("codegen", "compilation of " + b.name() + " failed on purpose (BJ_FAULT=compile, a test hook)");
+  const auto t0 = std::chrono::steady_clock::now();
+  if (options.exact || !a.commits().empty() || !b.commits().empty() || !ir::unify_batch(a, ba, b, bb)) return nullptr;
+  std::unique_ptr<ir::Graph> oa = optimized_copy(a, false), ob = optimized_copy(b, false);
+  const auto factors = ir::unify_batch(*oa, ba, *ob, bb);  // passes may decide by size: check again
+  if (!factors) return nullptr;
+  ir::set_batch(*ob, bb, *factors);
+  passes::plan_memory(*ob, pass_context());  // batched values per unit of batch size
+  return compile_optimized(std::move(ob), options, t0);
 }
 
 }  // namespace bj::codegen

@@ -6,6 +6,7 @@
 // running LLVM.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -54,12 +55,20 @@ class Executable {
   /// addresses in the graph's order. Fills `outputs` (cleared when a guard
   /// fails) and returns the failed guard's index or -1.
   int run(std::span<const void* const> data, std::span<const uint64_t> param_versions,
-          std::vector<std::shared_ptr<rt::Storage>>& outputs) const;
+          std::vector<std::shared_ptr<rt::Storage>>& outputs, int64_t batch = 0) const;
 
   /// The same, writing the outputs where `outputs` points (one buffer per graph output, of its
   /// type's size) instead of allocating them; when a guard fails, what they hold is unspecified.
   int run_into(std::span<const void* const> data, std::span<void* const> outputs,
-               std::span<const uint64_t> param_versions) const;
+               std::span<const uint64_t> param_versions, int64_t batch = 0) const;
+
+  /// Code for every batch size (compile_dynamic): the raw runs above take the call's batch size.
+  bool dynamic() const { return graph_->batch > 0; }
+  /// The call's batch size given the dims 0 of the inputs that scale with it (-1 if they
+  /// disagree); 0 for code for one batch size.
+  int64_t batch_of(std::span<const int64_t> input_dim0) const;
+  /// Output i's type at batch size `batch` (as graph() says for code for one batch size).
+  Type output_type(size_t i, int64_t batch) const;
 
   /// The optimized graph that was compiled.
   const ir::Graph& graph() const { return *graph_; }
@@ -81,6 +90,8 @@ class Executable {
 
  private:
   friend std::shared_ptr<Executable> compile(const ir::Graph&, const CompileOptions&);
+  friend std::shared_ptr<Executable> compile_optimized(std::unique_ptr<ir::Graph>, const CompileOptions&,
+                                                       std::chrono::steady_clock::time_point);
   /// Makes the plan for graph_ and prepares its oneDNN primitives and packing slots.
   void prepare(const PlanOptions& options);
   std::unique_ptr<ir::Graph> graph_;
@@ -105,5 +116,12 @@ class Executable {
 /// Optimizes a copy of `g` with the default pipeline and compiles it.
 /// Throws bj::Error (with LLVM's message) if code generation fails.
 std::shared_ptr<Executable> compile(const ir::Graph& g, const CompileOptions& options = {});
+
+/// Code for every batch size from two traces of one program at batch sizes `ba` != `bb` (both
+/// > 0; see ir/batch.h): both are optimized, and if the optimized graphs still unify, the second
+/// is compiled with its batched dims taken from each call. nullptr if they do not unify or the
+/// graph commits state.
+std::shared_ptr<Executable> compile_dynamic(const ir::Graph& a, int64_t ba, const ir::Graph& b, int64_t bb,
+                                            const CompileOptions& options = {});
 
 }  // namespace bj::codegen

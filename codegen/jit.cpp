@@ -80,6 +80,7 @@ class Jit {
       syms[jit_->mangleAndIntern(name)] = {llvm::orc::ExecutorAddr::fromPtr(addr), llvm::JITSymbolFlags::Exported};
     };
     add("bj_rt_call_node", reinterpret_cast<void*>(&bj_rt_call_node));
+    add("bj_rt_call_node_batch", reinterpret_cast<void*>(&bj_rt_call_node_batch));
     add("bj_rt_parallel_for", reinterpret_cast<void*>(&bj_rt_parallel_for));
     add("memcpy", reinterpret_cast<void*>(&::memcpy));
     add("memset", reinterpret_cast<void*>(&::memset));

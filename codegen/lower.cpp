@@ -76,6 +76,7 @@ void Lowerer::bind_buffers() {
   }
   arena_ = load(k++);
   for (size_t i = 0; i < plan_.packings.size(); ++i) packed_.push_back(load(k++));
+  if (dynamic()) batch_main_ = b_.CreatePtrToInt(load(k++), i64_);  // the call's batch size (ir/batch.h)
   for (size_t i = 0; i < g_.commits().size(); ++i)  // state computed straight into its memory
     if (plan_.commit_in_place[i]) addr_[g_.commits()[i].value] = addr_.at(g_.commits()[i].target);
 }
@@ -91,10 +92,13 @@ LV* Lowerer::address(const ir::Value* v) {
     auto* gv = new llvm::GlobalVariable(module_, arr->getType(), true, llvm::GlobalValue::PrivateLinkage, arr, "literal");
     gv->setAlignment(llvm::Align(64));
     a = gv;
-  } else if (v->offset >= 0) {
-    a = b_.CreateConstInBoundsGEP1_64(i8_, arena_, static_cast<uint64_t>(v->offset));
-  } else if (auto s = plan_.scratch.find(v); s != plan_.scratch.end()) {
-    a = b_.CreateConstInBoundsGEP1_64(i8_, arena_, static_cast<uint64_t>(s->second));
+  } else if (v->offset >= 0 || plan_.scratch.count(v)) {
+    const int64_t at = v->offset >= 0 ? v->offset : plan_.scratch.at(v);
+    if (dynamic() && v->batch)  // per unit of batch size, after the static part
+      a = b_.CreateInBoundsGEP(i8_, arena_, b_.CreateAdd(b_.getInt64(static_cast<uint64_t>(plan_.arena_bytes)),
+                                                         b_.CreateMul(batch_main_, b_.getInt64(static_cast<uint64_t>(at)))));
+    else
+      a = b_.CreateConstInBoundsGEP1_64(i8_, arena_, static_cast<uint64_t>(at));
   } else {
     throw Error("codegen", "value of type " + v->type.str() + " has no memory (internal error in the plan)");
   }
@@ -120,11 +124,17 @@ void Lowerer::emit_callback(const ir::Node& n) {
 }
 
 void Lowerer::emit_call_node(int32_t id, const std::vector<LV*>& inputs, LV* out) {
-  auto* fty = llvm::FunctionType::get(b_.getVoidTy(), {ptr_, i32_, ptr_, ptr_}, false);
-  llvm::FunctionCallee fn = module_.getOrInsertFunction("bj_rt_call_node", fty);
   auto* arr = entry_alloca(llvm::ArrayType::get(ptr_, std::max<size_t>(inputs.size(), 1)));
   for (size_t i = 0; i < inputs.size(); ++i)
     b_.CreateStore(inputs[i], b_.CreateConstInBoundsGEP2_64(arr->getAllocatedType(), arr, 0, i));
+  if (dynamic()) {  // the runtime gives batched operands the call's batch size
+    auto* fty = llvm::FunctionType::get(b_.getVoidTy(), {ptr_, i32_, ptr_, ptr_, i64_}, false);
+    b_.CreateCall(module_.getOrInsertFunction("bj_rt_call_node_batch", fty),
+                  {ctx_, b_.getInt32(static_cast<uint32_t>(id)), arr, out, batch_main_});
+    return;
+  }
+  auto* fty = llvm::FunctionType::get(b_.getVoidTy(), {ptr_, i32_, ptr_, ptr_}, false);
+  llvm::FunctionCallee fn = module_.getOrInsertFunction("bj_rt_call_node", fty);
   b_.CreateCall(fn, {ctx_, b_.getInt32(static_cast<uint32_t>(id)), arr, out});
 }
 
@@ -150,7 +160,7 @@ void Lowerer::emit_output_copies() {
       written[v] = true;
       continue;
     }
-    b_.CreateMemCpy(dst, llvm::MaybeAlign(4), address(v), llvm::MaybeAlign(4), v->type.bytes());
+    b_.CreateMemCpy(dst, llvm::MaybeAlign(4), address(v), llvm::MaybeAlign(4), bytes_of(v));
   }
 }
 
@@ -185,7 +195,7 @@ void Lowerer::emit_planned(const ir::Node& n) {
   if ((np.strategy == Strategy::kLoops || exact) && inline_movement(n)) {
     if (n.op == ir::OpKind::Reshape)  // the same bytes in the same order
       b_.CreateMemCpy(address(n.result), llvm::MaybeAlign(1), address(n.inputs[0]), llvm::MaybeAlign(1),
-                      n.result->type.bytes());
+                      bytes_of(n.result));
     else
       emit_elementwise(body, stores, n.result->type.shape);
     return;

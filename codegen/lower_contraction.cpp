@@ -89,7 +89,7 @@ void Lowerer::emit_contraction(const std::vector<const ir::Node*>& body, const s
       val[ext[e]] = load_element(ext[e]->type, ptrs[2 + e], offset(ivs, space.strides[2 + e]));
     for (const ir::Node* n : epilogue) val[n->result] = scalar(*n, val);
     store_values(stores, 2 + ext.size(), ptrs, ivs, space, val);
-  });
+  }, mm.result->batch != 0);
 }
 
 void Lowerer::store_lanes(LV* v, LV* dst, int64_t count) {
@@ -159,7 +159,7 @@ void Lowerer::emit_row_product(const ir::Node& mm, LV* out) {
     };
     if (full > 0) loop(i64c(0), i64c(full), [&](LV* jv) { columns(b_.CreateMul(jv, i64c(16)), false); });
     if (tail > 0) columns(i64c(full * 16), true);
-  });
+  }, mm.result->batch != 0);
 }
 
 void Lowerer::emit_dot_product(const ir::Node& mm, LV* out) {
@@ -201,7 +201,7 @@ void Lowerer::emit_dot_product(const ir::Node& mm, LV* out) {
   ops.addrs.push_back(out);
   // One block of `rows` columns of C starting at column j0, for every row of A.
   auto block = [&](const std::vector<LV*>& ptrs, LV* j0, int64_t rows) {
-    loop(i64c(0), i64c(M_), [&](LV* i) {
+    loop(i64c(0), extent(M_, mm.result->batch != 0), [&](LV* i) {
       LV* a_row = b_.CreateInBoundsGEP(f32_, ptrs[0], b_.CreateMul(i, i64c(K_)));
       std::vector<LV*> b_rows;
       for (int64_t r = 0; r < rows; ++r)
@@ -285,16 +285,19 @@ void Lowerer::emit_packed_contraction(const ir::Node& mm, const std::vector<cons
   for (const ir::Value* v : stores) add_operand(ops, v, contiguous_strides(cs));
   const bool direct = epilogue.empty() && stores.size() == 1 && stores[0] == mm.result && NP == N_;
   const int64_t V = NP / 16;
-  const auto [MR, NR, U] = packed_tiling(M_, V, K_);
+  // Rows that scale with the batch (ir/batch.h): tiles as for 16 rows (measured: 12 gave MR = 3,
+  // a third slower on the seed MLP), then a tile per leftover row.
+  const bool rows_vary = dynamic() && mm.result->batch;
+  const auto [MR, NR, U] = packed_tiling(rows_vary ? 16 : M_, V, K_);
   auto i64c = [&](int64_t v) { return b_.getInt64(static_cast<uint64_t>(v)); };
   auto* vty = llvm::FixedVectorType::get(f32_, 16);
   llvm::Function* fma = llvm::Intrinsic::getDeclaration(&module_, llvm::Intrinsic::fmuladd, {vty});
-  emit_loop_function(Space{{M_ / MR}, {}}, ops.addrs, false, [&](const std::vector<LV*>& ivs, const std::vector<LV*>& ptrs) {
-    LV* i0 = b_.CreateMul(ivs[0], i64c(MR));
+  // Rows [i0, i0 + mr) of C.
+  auto tile = [&](LV* i0, const int64_t mr, const std::vector<LV*>& ptrs) {
     loop(i64c(0), i64c(V / NR), [&](LV* jt) {
       LV* col = b_.CreateMul(jt, i64c(NR * 16));  // first column of the tile
       // The k loop, U steps at a time, with the U*T accumulators in registers (all 0 when K is 0).
-      const int64_t T = MR * NR;  // accumulators per k
+      const int64_t T = mr * NR;  // accumulators per k
       llvm::BranchInst* latch = nullptr;
       Accumulators next = accumulate(K_, U, Accumulators(U * T, llvm::ConstantAggregateZero::get(vty)),
                                      [&](LV* k, Accumulators acc) {
@@ -305,7 +308,7 @@ void Lowerer::emit_packed_contraction(const ir::Node& mm, const std::vector<cons
           for (int64_t c = 0; c < NR; ++c)
             b.push_back(b_.CreateAlignedLoad(vty, b_.CreateConstInBoundsGEP1_64(f32_, brow, static_cast<uint64_t>(c * 16)),
                                              llvm::Align(4)));
-          for (int64_t r = 0; r < MR; ++r) {
+          for (int64_t r = 0; r < mr; ++r) {
             LV* ai = b_.CreateAdd(b_.CreateMul(b_.CreateAdd(i0, i64c(r)), i64c(a_i)), b_.CreateMul(kk, i64c(a_k)));
             LV* a = b_.CreateVectorSplat(16, b_.CreateLoad(f32_, b_.CreateInBoundsGEP(f32_, ptrs[0], ai)));
             for (int64_t c = 0; c < NR; ++c) {
@@ -316,10 +319,10 @@ void Lowerer::emit_packed_contraction(const ir::Node& mm, const std::vector<cons
         }
         return acc;
       }, &latch);
-      if (latch) limit_unroll(latch, 2);  // the body is already U*MR*NR multiply-adds: unrolled by 2 at most
+      if (latch) limit_unroll(latch, 2);  // the body is already U*mr*NR multiply-adds: unrolled by 2 at most
       for (int64_t t = 0; t < T; ++t)  // the U partial sums of each accumulator
         for (int64_t u = 1; u < U; ++u) next[t] = b_.CreateFAdd(next[t], next[u * T + t]);
-      for (int64_t r = 0; r < MR; ++r) {
+      for (int64_t r = 0; r < mr; ++r) {
         LV* row = b_.CreateInBoundsGEP(f32_, ptrs[2], b_.CreateAdd(b_.CreateMul(b_.CreateAdd(i0, i64c(r)), i64c(NP)), col));
         for (int64_t c = 0; c < NR; ++c)
           b_.CreateAlignedStore(next[r * NR + c], b_.CreateConstInBoundsGEP1_64(f32_, row, static_cast<uint64_t>(c * 16)),
@@ -327,7 +330,7 @@ void Lowerer::emit_packed_contraction(const ir::Node& mm, const std::vector<cons
       }
     });
     if (direct) return;
-    loop(i64c(0), i64c(MR), [&](LV* r) {
+    loop(i64c(0), i64c(mr), [&](LV* r) {
       LV* i = b_.CreateAdd(i0, r);
       LV* row = b_.CreateInBoundsGEP(f32_, ptrs[2], b_.CreateMul(i, i64c(NP)));
       loop(i64c(0), i64c(N_), [&](LV* j) {
@@ -340,7 +343,26 @@ void Lowerer::emit_packed_contraction(const ir::Node& mm, const std::vector<cons
           store_element(stores[s]->type, val.at(stores[s]), ptrs[3 + ext.size() + s], offset(at, ops.strides[3 + ext.size() + s]));
       });
     });
-  });
+  };
+  if (!rows_vary) {
+    emit_loop_function(Space{{M_ / MR}, {}}, ops.addrs, false, [&](const std::vector<LV*>& ivs, const std::vector<LV*>& ptrs) {
+      tile(b_.CreateMul(ivs[0], i64c(MR)), MR, ptrs);
+    });
+    return;
+  }
+  auto rows = [&] { return extent(M_, true); };
+  for (const int64_t mr : {MR, int64_t{1}}) {  // whole tiles, then the rows left (as many as MR - 1)
+    if (mr == MR && MR == 1) continue;
+    auto saved = b_.saveIP();
+    std::vector<LV*> ptrs;
+    LoopFunction lf = begin_loop_function(mr == 1 ? "packed_rows" : "packed_tiles", ops.addrs.size(), ptrs);
+    LV* first = mr == 1 ? b_.CreateMul(b_.CreateUDiv(rows(), i64c(MR)), i64c(MR)) : i64c(0);
+    loop(lf.body->getArg(0), lf.body->getArg(1), [&](LV* iv) { tile(b_.CreateAdd(first, b_.CreateMul(iv, i64c(mr))), mr, ptrs); });
+    b_.CreateRetVoid();
+    b_.restoreIP(saved);
+    LV* count = mr == 1 ? (MR == 1 ? rows() : b_.CreateURem(rows(), i64c(MR))) : b_.CreateUDiv(rows(), i64c(MR));
+    call_loop_function(lf.wrapper, ops.addrs, count, false);
+  }
 }
 
 }  // namespace bj::codegen

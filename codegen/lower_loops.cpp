@@ -6,6 +6,8 @@
 namespace bj::codegen {
 
 Lowerer::LoopFunction Lowerer::begin_loop_function(const char* name, size_t n, std::vector<LV*>& ptrs) {
+  const size_t operands = n;
+  if (dynamic()) ++n;  // the batch size, last
   auto* wty = llvm::FunctionType::get(b_.getVoidTy(), {i64_, i64_, ptr_}, false);
   auto* wrapper = llvm::Function::Create(wty, llvm::Function::InternalLinkage, name, module_);
   std::vector<llvm::Type*> params{i64_, i64_};
@@ -24,25 +26,67 @@ Lowerer::LoopFunction Lowerer::begin_loop_function(const char* name, size_t n, s
   b_.CreateRetVoid();
   b_.SetInsertPoint(llvm::BasicBlock::Create(llvm_, "entry", body));
   ptrs.clear();
-  for (size_t i = 0; i < n; ++i) ptrs.push_back(body->getArg(static_cast<unsigned>(i + 2)));
+  for (size_t i = 0; i < operands; ++i) ptrs.push_back(body->getArg(static_cast<unsigned>(i + 2)));
+  if (dynamic()) batch_fn_ = b_.CreatePtrToInt(body->getArg(static_cast<unsigned>(operands + 2)), i64_);
   return {wrapper, body};
 }
 
 void Lowerer::call_loop_function(llvm::Function* fn, const std::vector<LV*>& operands, int64_t outer, bool parallel) {
-  auto* arr = entry_alloca(llvm::ArrayType::get(ptr_, std::max<size_t>(operands.size(), 1)));
-  for (size_t i = 0; i < operands.size(); ++i)
-    b_.CreateStore(operands[i], b_.CreateConstInBoundsGEP2_64(arr->getAllocatedType(), arr, 0, i));
-  LV* n = b_.getInt64(static_cast<uint64_t>(outer));
-  if (parallel) {
-    auto* pty = llvm::FunctionType::get(b_.getVoidTy(), {ptr_, i64_, ptr_}, false);
-    b_.CreateCall(module_.getOrInsertFunction("bj_rt_parallel_for", pty), {fn, n, arr});
+  call_loop_function(fn, operands, b_.getInt64(static_cast<uint64_t>(outer)), parallel);
+}
+
+void Lowerer::call_loop_function(llvm::Function* fn, const std::vector<LV*>& operands, LV* n, bool parallel,
+                                 int64_t per_outer) {
+  std::vector<LV*> all = operands;
+  if (dynamic()) all.push_back(b_.CreateIntToPtr(batch_main_, ptr_));
+  auto* arr = entry_alloca(llvm::ArrayType::get(ptr_, std::max<size_t>(all.size(), 1)));
+  for (size_t i = 0; i < all.size(); ++i)
+    b_.CreateStore(all[i], b_.CreateConstInBoundsGEP2_64(arr->getAllocatedType(), arr, 0, i));
+  auto* pty = llvm::FunctionType::get(b_.getVoidTy(), {ptr_, i64_, ptr_}, false);
+  auto pooled = [&] { b_.CreateCall(module_.getOrInsertFunction("bj_rt_parallel_for", pty), {fn, n, arr}); };
+  auto direct = [&] { b_.CreateCall(fn, {b_.getInt64(0), n, arr}); };
+  if (per_outer > 0 && !llvm::isa<llvm::ConstantInt>(n)) {  // the batch decides: enough work for the pool?
+    const int64_t min_outer = std::max<int64_t>(2, (2 * rt::kParallelGrain + per_outer - 1) / per_outer);
+    auto* pool_bb = llvm::BasicBlock::Create(llvm_, "pooled", main_);
+    auto* direct_bb = llvm::BasicBlock::Create(llvm_, "direct", main_);
+    auto* done = llvm::BasicBlock::Create(llvm_, "called", main_);
+    b_.CreateCondBr(b_.CreateICmpSGE(n, b_.getInt64(static_cast<uint64_t>(min_outer))), pool_bb, direct_bb);
+    b_.SetInsertPoint(pool_bb);
+    pooled();
+    b_.CreateBr(done);
+    b_.SetInsertPoint(direct_bb);
+    direct();
+    b_.CreateBr(done);
+    b_.SetInsertPoint(done);
+  } else if (parallel) {
+    pooled();
   } else {
-    b_.CreateCall(fn, {b_.getInt64(0), n, arr});
+    direct();
   }
 }
 
+LV* Lowerer::batch_size() {
+  return b_.GetInsertBlock()->getParent() == main_ ? batch_main_ : batch_fn_;
+}
+
+LV* Lowerer::extent(int64_t n, bool batched) {
+  if (!batched || !dynamic()) return b_.getInt64(static_cast<uint64_t>(n));
+  return b_.CreateMul(batch_size(), b_.getInt64(static_cast<uint64_t>(n / g_.batch)), "", true, true);
+}
+
+LV* Lowerer::bytes_of(const ir::Value* v) { return extent(static_cast<int64_t>(v->type.bytes()), v->batch != 0); }
+
+bool Lowerer::batched(const std::vector<const ir::Node*>& body, const std::vector<const ir::Value*>& stores) {
+  for (const ir::Node* n : body)
+    if (n->result && n->result->batch) return true;
+  for (const ir::Value* v : stores)
+    if (v->batch) return true;
+  return false;
+}
+
 void Lowerer::emit_loop_function(const Space& space, const std::vector<LV*>& operands, bool parallel,
-                                 const std::function<void(const std::vector<LV*>& ivs, const std::vector<LV*>& ptrs)>& body) {
+                                 const std::function<void(const std::vector<LV*>& ivs, const std::vector<LV*>& ptrs)>& body,
+                                 bool batched) {
   auto saved = b_.saveIP();
   std::vector<LV*> ptrs;
   LoopFunction lf = begin_loop_function("loop", operands.size(), ptrs);
@@ -61,7 +105,11 @@ void Lowerer::emit_loop_function(const Space& space, const std::vector<LV*>& ope
   nest(0);
   b_.CreateRetVoid();
   b_.restoreIP(saved);
-  call_loop_function(lf.wrapper, operands, space.dims[0], parallel);
+  if (batched && dynamic())
+    call_loop_function(lf.wrapper, operands, extent(space.dims[0], true), parallel,
+                       parallel ? space.dims.numel() / std::max<int64_t>(space.dims[0], 1) : 0);
+  else
+    call_loop_function(lf.wrapper, operands, space.dims[0], parallel);
 }
 
 void Lowerer::limit_unroll(llvm::Instruction* latch, int count) {

@@ -40,7 +40,9 @@ void Lowerer::emit_reduction(const std::vector<const ir::Node*>& body, const std
   LV* out = ptrs[out_k];
   const ir::Combine how = *ir::reduction(red.op);
   LV* start = identity(how, in.numel() == 0);
-  loop(b_.getInt64(0), b_.getInt64(static_cast<uint64_t>(out_count)),
+  // Batched (ir/batch.h): dim 0, which is not reduced, takes the call's batch size.
+  const bool rows_vary = dynamic() && red.inputs[0]->batch;
+  loop(b_.getInt64(0), extent(out_count, rows_vary),
        [&](LV* i) { b_.CreateStore(start, b_.CreateInBoundsGEP(f32_, out, i)); });
   std::vector<LV*> ivs;
   auto element = [&](const std::vector<LV*>& at) {  // the reduced operand's value at `at`, storing yields
@@ -51,7 +53,7 @@ void Lowerer::emit_reduction(const std::vector<const ir::Node*>& body, const std
     return val.at(red.inputs[0]);
   };
   std::function<void(int)> nest = [&](int d) {
-    LV* hi = b_.getInt64(static_cast<uint64_t>(space.dims[d]));
+    LV* hi = extent(space.dims[d], rows_vary && d == 0);
     if (d == last && inner_reduced) {
       LV* total = accumulate(space.dims[d], 1, {identity(how, false)}, [&](LV* iv, const Accumulators& acc) {
         ivs.push_back(iv);

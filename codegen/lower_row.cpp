@@ -156,6 +156,11 @@ void Lowerer::emit_row(const std::vector<const ir::Node*>& body, const std::vect
   outer_nest(0);
   b_.CreateRetVoid();
   b_.restoreIP(saved);
+  if (dynamic() && first->inputs[0]->batch) {  // the call's batch size gives the rows, and decides the pool
+    call_loop_function(lf.wrapper, ops.addrs, extent(outer.dims[0], true), true,
+                       space.numel() * passes / std::max<int64_t>(outer.dims[0], 1));
+    return;
+  }
   const bool parallel = space.numel() * passes >= 2 * rt::kParallelGrain && outer.dims[0] > 1;
   call_loop_function(lf.wrapper, ops.addrs, outer.dims[0], parallel);
 }

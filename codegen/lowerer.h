@@ -80,13 +80,30 @@ class Lowerer {
     llvm::Function* body;
   };
   LoopFunction begin_loop_function(const char* name, size_t n, std::vector<LV*>& ptrs);
-  /// In main: fn(0, outer, addresses of `operands`), through the thread pool when `parallel`.
+  /// In main: fn(0, outer, addresses of `operands`), through the thread pool when `parallel`. In
+  /// code for every batch size, the batch size goes along as one more operand, and with
+  /// `per_outer` (work per outer iteration) set, whether to use the pool is decided at run time.
   void call_loop_function(llvm::Function* fn, const std::vector<LV*>& operands, int64_t outer, bool parallel);
+  void call_loop_function(llvm::Function* fn, const std::vector<LV*>& operands, LV* outer, bool parallel,
+                          int64_t per_outer = 0);
   /// A loop function over `space` (its outermost dim split by begin/end);
   /// `body(ivs, ptrs)` emits one innermost iteration. Called from main with
   /// the addresses of `operands`, in parallel when `parallel`.
   void emit_loop_function(const Space& space, const std::vector<LV*>& operands, bool parallel,
-                          const std::function<void(const std::vector<LV*>& ivs, const std::vector<LV*>& ptrs)>& body);
+                          const std::function<void(const std::vector<LV*>& ivs, const std::vector<LV*>& ptrs)>& body,
+                          bool batched = false);
+
+  // ---- code for every batch size (ir/batch.h) ----
+  bool dynamic() const { return g_.batch > 0; }
+  /// The call's batch size, in the function being emitted (main or a loop function).
+  LV* batch_size();
+  /// `n`, a count at the graph's batch size: in code for every batch size, when `batched`, the
+  /// same count at the call's (n / Graph::batch * batch).
+  LV* extent(int64_t n, bool batched);
+  /// The bytes of value `v` (at the call's batch size).
+  LV* bytes_of(const ir::Value* v);
+  /// True if a loop nest computing `body` and storing `stores` runs over a batched space.
+  static bool batched(const std::vector<const ir::Node*>& body, const std::vector<const ir::Value*>& stores);
   /// Loop metadata on `latch`: LLVM unrolls that loop at most `count` times.
   void limit_unroll(llvm::Instruction* latch, int count);
   /// for (iv = lo; iv < hi; ++iv) body(iv)
@@ -190,6 +207,7 @@ class Lowerer {
   llvm::PointerType* ptr_;
   llvm::Function* main_ = nullptr;
   LV *bufs_ = nullptr, *ctx_ = nullptr, *arena_ = nullptr;
+  LV *batch_main_ = nullptr, *batch_fn_ = nullptr;  // the call's batch size in main, in the loop function being emitted
   std::unordered_map<const ir::Value*, LV*> addr_;
   std::vector<LV*> output_addr_;
   std::vector<LV*> packed_;  // packed weights, one per plan_.packings entry

@@ -124,11 +124,17 @@ bool inline_reduction(const ir::Node& n) {
   return n.kind == ir::NodeKind::kOp && ir::has_trait(n.op, ir::kReduction) && n.result->type.dtype == DType::kF32;
 }
 
+namespace {
+/// Rows at which a product whose rows scale with the batch is judged (inline_matmul).
+constexpr int64_t kDynamicProductRows = 16;
+}  // namespace
+
 bool inline_matmul(const ir::Node& n) {
   if (n.kind != ir::NodeKind::kOp || n.op != ir::OpKind::Matmul) return false;
   const Shape &a = n.inputs[0]->type.shape, &c = n.result->type.shape;
   if (a.size() != 2 || n.inputs[1]->type.shape.size() != 2) return false;
   const int64_t k = n.attrs.transpose_a ? a[0] : a[1];
+  if (n.result->batch) return c[1] * k * kDynamicProductRows < rt::kDnnlMinMacs;
   return c[0] * c[1] * k < rt::kDnnlMinMacs;
 }
 
@@ -185,6 +191,7 @@ class Planner {
  public:
   Planner(const ir::Graph& g, const PlanOptions& options) : g_(g), options_(options) {
     p_.arena_bytes = std::max<int64_t>(g.arena_bytes, 0);
+    p_.arena_row_bytes = g.arena_row_bytes;
     for (const ir::Value* v : g.outputs()) has_memory_.insert(v);
     for (size_t i = 0; i < g.params().size(); ++i) param_index_[g.params()[i]] = static_cast<int>(i);
   }
@@ -192,8 +199,14 @@ class Planner {
   Plan run() {
     // In graph order within each sweep: callback indices and packing slots are part of the code.
     const auto cone = guard_cone(g_);
+    if (g_.batch > 0)
+      for (const auto& n : g_.nodes())
+        if (plannable(*n) && batched(*n) && (options_.exact || cone.count(n.get()) || !dynamic_loops(*n))) {
+          p_.nodes[n.get()].strategy = Strategy::kRuntime;  // eager's kernels, at the call's batch size
+          for (const ir::Node* b : body_of(*n)) call(*b);
+        }
     for (const auto& n : g_.nodes())
-      if (plannable(*n) && (options_.exact || cone.count(n.get()))) plan_in_cone(*n);
+      if (plannable(*n) && !planned(*n) && (options_.exact || cone.count(n.get()))) plan_in_cone(*n);
     for (const auto& n : g_.nodes())
       if (plannable(*n) && !planned(*n)) plan_dnnl(*n);
     for (const auto& n : g_.nodes())
@@ -207,6 +220,32 @@ class Planner {
  private:
   static bool plannable(const ir::Node& n) { return n.kind == ir::NodeKind::kOp || n.kind == ir::NodeKind::kRegion; }
   bool planned(const ir::Node& n) const { return p_.nodes.count(&n) > 0; }
+
+  /// In a graph for every batch size: true if `n` reads or makes a batched value.
+  static bool batched(const ir::Node& n) {
+    for (const ir::Node* b : body_of(n)) {
+      if (b->result && b->result->batch) return true;
+      for (const ir::Value* v : b->inputs)
+        if (v->batch) return true;
+    }
+    return false;
+  }
+  /// True if codegen's loops for batched node `n` take the batch size at run time: the batch is
+  /// their outer dimension (elementwise work; reductions, rows and products that keep dim 0).
+  static bool dynamic_loops(const ir::Node& n) {
+    const std::vector<const ir::Node*> body = body_of(n);
+    for (const ir::Node* b : body) {
+      if (b->op == ir::OpKind::Reshape && b->inputs[0]->batch != b->result->batch) return false;
+      if (ir::has_trait(b->op, ir::kReduction) &&
+          (!b->inputs[0]->batch || std::find(b->attrs.dims.begin(), b->attrs.dims.end(), 0) != b->attrs.dims.end()))
+        return false;
+      if (ir::has_trait(b->op, ir::kContraction) &&
+          (b->op != ir::OpKind::Matmul || b->attrs.transpose_a || b->inputs[1]->batch || !b->inputs[0]->batch ||
+           b->inputs[0]->type.shape.size() != 2))
+        return false;
+    }
+    return true;
+  }
 
   /// Sweep 1. A guard's input cone runs as eager does: no oneDNN fusion, no packing, eager's
   /// kernels where inline code could differ (see guard_cone()).
@@ -230,7 +269,7 @@ class Planner {
     const ir::Node& mm = *body.front();
     if (mm.op == ir::OpKind::Conv2d) return plan_packed_conv(n);
     std::optional<rt::FusedMatmul> product = flat_product(mm);
-    if (!product || inline_matmul(mm)) return;
+    if (!product || inline_matmul(mm) || batched(n)) return;  // primitives are made for one size
     rt::FusedMatmul f = *product;
     if (f.m * f.n * f.k < rt::kDnnlMinMacs) return;  // a batch of rows too small for oneDNN: the runtime's loops
     const ir::Value *cur = mm.result, *bias = nullptr;
@@ -246,7 +285,7 @@ class Planner {
       d.packing = static_cast<int>(p_.packings.size());
       p_.packings.push_back({param_index_.at(mm.inputs[1]), 0, 0, f, std::nullopt});
     }
-    rt::JitNode jn{mm.op, mm.attrs, {mm.inputs[0]->type, mm.inputs[1]->type}, cur->type, f, std::nullopt};
+    rt::JitNode jn{mm.op, mm.attrs, {mm.inputs[0]->type, mm.inputs[1]->type}, cur->type, f, std::nullopt, {}, 0};
     if (bias) jn.inputs.push_back(bias->type);
     for (const ir::Value* v : {static_cast<const ir::Value*>(mm.inputs[0]), static_cast<const ir::Value*>(mm.inputs[1]), bias})
       if (v) operand_needs_memory(v);
@@ -264,7 +303,7 @@ class Planner {
     DnnlProduct d{static_cast<int32_t>(p_.context.nodes.size()), static_cast<int>(p_.packings.size()), nullptr,
                   n.result, 1};
     p_.packings.push_back({param_index_.at(n.inputs[1]), 0, 0, std::nullopt, c});
-    rt::JitNode jn{n.op, n.attrs, {n.inputs[0]->type, n.inputs[1]->type}, n.result->type, std::nullopt, c};
+    rt::JitNode jn{n.op, n.attrs, {n.inputs[0]->type, n.inputs[1]->type}, n.result->type, std::nullopt, c, {}, 0};
     operand_needs_memory(n.inputs[0]);
     needs_memory(n.result);
     p_.context.nodes.push_back(std::move(jn));
@@ -309,6 +348,7 @@ class Planner {
     if (b->type.shape[1] * (n_pad - cols) > 8 * 16 * cols) return;
     // Packing moves the whole weight; when it changes every call, that pays off only for enough rows.
     if (options_.params_change && m < kPackRowsWhenParamsChange) return;
+    if (mm.result->batch && n_pad != cols) return;  // padded rows would be batched scratch: plain loops
     NodePlan np{Strategy::kPacked, -1, -1, std::nullopt};
     for (size_t i = 0; i < p_.packings.size(); ++i)
       if (p_.packings[i].param == param_index_.at(b) && !p_.packings[i].dnnl) np.packing = static_cast<int>(i);
@@ -417,6 +457,11 @@ class Planner {
   /// Gives `v` arena memory if memory planning left it in registers (the runtime writes memory).
   void needs_memory(const ir::Value* v) {
     if (v->offset >= 0 || has_memory_.count(v) || p_.scratch.count(v)) return;
+    if (g_.batch > 0 && v->batch) {  // per unit of batch size, after the static part
+      p_.scratch[v] = p_.arena_row_bytes;
+      p_.arena_row_bytes += (static_cast<int64_t>(v->type.bytes()) / g_.batch + 63) / 64 * 64;
+      return;
+    }
     p_.scratch[v] = p_.arena_bytes;
     p_.arena_bytes += (static_cast<int64_t>(v->type.bytes()) + 63) / 64 * 64;
   }
@@ -427,10 +472,14 @@ class Planner {
 
   /// Node `n` runs through bj_rt_call_node.
   void call(const ir::Node& n) {
-    rt::JitNode jn{n.op, n.attrs, {}, n.result->type, std::nullopt, std::nullopt};
+    rt::JitNode jn{n.op, n.attrs, {}, n.result->type, std::nullopt, std::nullopt, {}, 0};
     for (const ir::Value* v : n.inputs) {
       jn.inputs.push_back(v->type);
       operand_needs_memory(v);
+    }
+    if (g_.batch > 0) {
+      for (const ir::Value* v : n.inputs) jn.input_batch.push_back(v->batch);
+      jn.output_batch = n.result->batch;
     }
     needs_memory(n.result);
     p_.callback[&n] = static_cast<int32_t>(p_.context.nodes.size());

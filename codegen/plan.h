@@ -72,6 +72,9 @@ struct Plan {
   /// Extra arena space (after memory planning's) for values that need memory.
   std::unordered_map<const ir::Value*, int64_t> scratch;
   int64_t arena_bytes = 0;  ///< memory planning's arena plus scratch
+  /// A graph for every batch size (ir/batch.h): bytes per unit of batch size after arena_bytes,
+  /// where batched values live (their offsets and their `scratch` are per unit).
+  int64_t arena_row_bytes = 0;
   rt::JitContext context;
   /// Per commit of the graph: its value is computed straight into the target's memory (the loop
   /// that computes it reads the target only at the element it writes, no guard follows it and
@@ -100,7 +103,8 @@ bool exact_lowering(const ir::Node& n);
 bool inline_movement(const ir::Node& n);
 /// True if codegen emits loops for this reduction (f32 sum/max/min).
 bool inline_reduction(const ir::Node& n);
-/// True if codegen emits loops for this matrix product (2-D f32, small).
+/// True if codegen emits loops for this matrix product (2-D f32, small). A product whose rows scale
+/// with the batch (ir/batch.h) is judged per row: loops when n * k is small.
 bool inline_matmul(const ir::Node& n);
 /// True if an inline product (outside guard cones) runs as row updates: B is read as stored
 /// (not transposed), so each row of C is sum_k A(i,k) * B(k,:) over whole vectors of B's row

@@ -137,7 +137,7 @@ int CompiledTraining::try_run(const Tensor& x, Tensor& out) const {
   thread_local std::vector<std::shared_ptr<rt::Storage>> outputs;
   const int failed = forward.try_run(x, outputs);
   if (failed >= 0) return failed;
-  out = detail::tensor_over(outputs[0], forward.executable().graph().outputs()[0]->type);
+  out = detail::tensor_over(outputs[0], forward.output_type(0, {&x, 1}));
   if (backward) backward->attach({&out, 1}, {&x, 1}, forward.trace(), outputs);
   outputs.clear();
   return -1;
@@ -147,10 +147,9 @@ int CompiledTraining::try_run(std::span<const Tensor> inputs, Tensors& outs) con
   std::vector<std::shared_ptr<rt::Storage>> storages;
   const int failed = forward.try_run(inputs, storages);
   if (failed >= 0) return failed;
-  const ir::Graph& g = forward.executable().graph();
   outs.clear();
   for (size_t i = 0; i < static_cast<size_t>(outputs); ++i)
-    outs.push_back(detail::tensor_over(storages[i], g.outputs()[i]->type));
+    outs.push_back(detail::tensor_over(storages[i], forward.output_type(i, inputs)));
   if (backward) backward->attach(outs, inputs, forward.trace(), storages);
   return -1;
 }

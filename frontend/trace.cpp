@@ -610,9 +610,27 @@ GraphRun CompiledTrace::run(const std::vector<Tensor>& inputs) const {
   }
   bump_written(trace_, written_);
   GraphRun out;
-  out.outputs = wrap(std::move(r.outputs), g);
+  if (exe_->dynamic()) {
+    for (size_t i = 0; i < r.outputs.size(); ++i)
+      out.outputs.push_back(detail::tensor_over(std::move(r.outputs[i]), output_type(i, inputs)));
+  } else {
+    out.outputs = wrap(std::move(r.outputs), g);
+  }
   return out;
 }
+
+namespace {
+/// The batch size of a call of code for every batch size on `inputs` (0 for code for one size).
+int64_t batch_of(const codegen::Executable& exe, std::span<const Tensor> inputs) {
+  if (!exe.dynamic()) return 0;
+  int64_t dim0[64];
+  const size_t n = std::min<size_t>(inputs.size(), 64);
+  for (size_t i = 0; i < n; ++i) dim0[i] = inputs[i].dim() > 0 ? inputs[i].shape()[0] : 0;
+  const int64_t batch = exe.batch_of({dim0, n});
+  if (batch < 0) throw ShapeError(exe.graph().name(), "the inputs disagree on the batch size");
+  return batch;
+}
+}  // namespace
 
 int CompiledTrace::try_run(std::span<const Tensor> inputs, std::vector<std::shared_ptr<rt::Storage>>& outputs) const {
   const bool random = trace_.rng_input >= 0;  // then the generator's state is one more input
@@ -641,7 +659,7 @@ int CompiledTrace::try_run(std::span<const Tensor> inputs, std::vector<std::shar
     ver[i] = p.impl()->storage->version();
   }
   for (const Tensor& c : trace_.consts) data[k++] = c.raw_data();
-  const int failed = exe_->run({data, n}, {ver, trace_.params.size()}, outputs);
+  const int failed = exe_->run({data, n}, {ver, trace_.params.size()}, outputs, batch_of(*exe_, inputs));
   if (failed >= 0 && random) detail::return_random(draw);  // the eager call that follows draws these
   if (failed < 0) bump_written(trace_, written_);
   return failed;
@@ -654,9 +672,12 @@ int CompiledTrace::try_run(const Tensor& x, std::vector<std::shared_ptr<rt::Stor
 int CompiledTrace::try_run(const Tensor& x, Tensor& out) const {
   thread_local std::vector<std::shared_ptr<rt::Storage>> outputs;
   int failed = try_run(x, outputs);
-  if (failed < 0)
-    out = detail::tensor_over(std::move(outputs[0]), exe_->graph().outputs()[0]->type);
+  if (failed < 0) out = detail::tensor_over(std::move(outputs[0]), output_type(0, {&x, 1}));
   return failed;
+}
+
+Type CompiledTrace::output_type(size_t i, std::span<const Tensor> inputs) const {
+  return exe_->output_type(i, batch_of(*exe_, inputs));
 }
 
 bool CompiledTrace::guard_reads_exact_value(int index) const {

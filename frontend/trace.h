@@ -113,6 +113,8 @@ class CompiledTrace {
   /// The same for a graph of several inputs (without the generator's state, which this adds),
   /// whose types the caller has matched with the trace's.
   int try_run(std::span<const Tensor> inputs, std::vector<std::shared_ptr<rt::Storage>>& outputs) const;
+  /// Output i's type for a call on `inputs` (code for every batch size: at their batch size).
+  Type output_type(size_t i, std::span<const Tensor> inputs) const;
   /// Guard `index` as printed ("guard %12 == true") and where it was recorded.
   std::string describe_guard(int index, ir::Origin* origin = nullptr) const;
   /// True if guard `index` compares an exact value the host read as a plain number (an item()

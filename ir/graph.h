@@ -48,6 +48,10 @@ struct Value {
   std::string name;      ///< inputs, params and consts: their name; results: empty
   Node* def = nullptr;   ///< results: the node that computes the value
   int64_t offset = -1;   ///< byte offset in the arena, once memory planning placed it
+                         ///< (a batched value's: per unit of batch size, see Graph::batch)
+  /// In a graph for every batch size (Graph::batch > 0): dim 0 is `batch` times the call's batch
+  /// size (type.shape has it at Graph::batch). 0: every dim is as type says.
+  int32_t batch = 0;
 };
 
 enum class NodeKind : uint8_t { kOp, kLiteral, kGuard, kRegion };
@@ -127,8 +131,13 @@ class Graph {
   std::vector<std::unique_ptr<Node>>& mutable_nodes() { return nodes_; }
   /// Replaces every use of `from` (operands, region yields, graph outputs, committed values) by `to`.
   void replace_uses(Value* from, Value* to);
-  /// Bytes of the arena memory planning laid out (-1: not planned).
+  /// Bytes of the arena memory planning laid out (-1: not planned); for a graph for every batch
+  /// size, that of its static values, then `arena_row_bytes` per unit of batch size.
   int64_t arena_bytes = -1;
+  int64_t arena_row_bytes = 0;
+  /// > 0: the graph serves every batch size (ir/batch.h). Its types give batched dims as at this
+  /// batch size; the values with Value::batch set scale with the call's.
+  int64_t batch = 0;
 
   const std::vector<Value*>& inputs() const { return inputs_; }
   const std::vector<Value*>& params() const { return params_; }

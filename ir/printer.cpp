@@ -13,6 +13,9 @@
 //
 // After memory planning, the header says `arena N` and each value placed in
 // the arena carries its byte offset: `%3: f32[2,256] @1024 = relu(%2)`.
+// A graph for every batch size (ir/batch.h) says `batch N (traced at 8)` in
+// its header and prints its batched dims as N: `%3: f32[N,256] @256`, whose
+// offset is per unit of N past the static values (`arena 1024+1088N`).
 // Results are numbered in program order; inputs, parameters and constants
 // print by name. Floats print in their shortest exact form, so the text
 // parses back to the same bits.
@@ -123,8 +126,16 @@ class Printer {
     return s + "]";
   }
 
+  /// A batched value's dim 0 prints as N (or kN): the call's batch size (ir/batch.h).
+  std::string type(const Value* v) const {
+    if (!v->batch || g_.batch <= 0) return v->type.str();
+    std::string s = std::string(dtype_name(v->type.dtype)) + "[" + (v->batch == 1 ? "" : std::to_string(v->batch)) + "N";
+    for (int i = 1; i < v->type.shape.size(); ++i) s += "," + std::to_string(v->type.shape[i]);
+    return s + "]";
+  }
+
   std::string def(const Value* v) const {
-    std::string s = name(v) + ": " + v->type.str();
+    std::string s = name(v) + ": " + type(v);
     if (v->offset >= 0) s += " @" + std::to_string(v->offset);
     return s;
   }
@@ -164,11 +175,13 @@ class Printer {
   std::string print() const {
     std::string out = "graph @" + g_.name() + "(";
     for (size_t i = 0; i < g_.inputs().size(); ++i)
-      out += (i ? ", " : "") + name(g_.inputs()[i]) + ": " + g_.inputs()[i]->type.str();
+      out += (i ? ", " : "") + name(g_.inputs()[i]) + ": " + type(g_.inputs()[i]);
     out += ") -> (";
-    for (size_t i = 0; i < g_.outputs().size(); ++i) out += (i ? ", " : "") + g_.outputs()[i]->type.str();
+    for (size_t i = 0; i < g_.outputs().size(); ++i) out += (i ? ", " : "") + type(g_.outputs()[i]);
     out += ")";
+    if (g_.batch > 0) out += " batch N (traced at " + std::to_string(g_.batch) + ")";
     if (g_.arena_bytes >= 0) out += " arena " + std::to_string(g_.arena_bytes);
+    if (g_.arena_row_bytes > 0) out += "+" + std::to_string(g_.arena_row_bytes) + "N";
     out += " {\n";
     for (Value* v : g_.params()) out += "  param " + name(v) + ": " + v->type.str() + "\n";
     for (Value* v : g_.consts()) out += "  const " + name(v) + ": " + v->type.str() + "\n";

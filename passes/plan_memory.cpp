@@ -49,7 +49,9 @@ Lifetimes lifetimes(ir::Graph& g) {
   };
   auto add = [&](ir::Value* v, size_t at) {
     if (uses.output.count(v)) return;
-    int64_t size = (static_cast<int64_t>(v->type.bytes()) + kAlign - 1) / kAlign * kAlign;
+    // A batched value (ir/batch.h) is placed per unit of batch size, in the arena's second part.
+    const int64_t bytes = static_cast<int64_t>(v->type.bytes()) / (g.batch > 0 && v->batch ? g.batch : 1);
+    int64_t size = (bytes + kAlign - 1) / kAlign * kAlign;
     interval_of[v] = out.intervals.size();
     out.intervals.push_back({v, at, last_use(v, at), std::max<int64_t>(size, kAlign)});
   };
@@ -79,14 +81,11 @@ int64_t intermediate_bytes(const ir::Graph& g) {
   return total;
 }
 
-bool plan_memory(ir::Graph& g, const PassContext&) {
-  Lifetimes life = lifetimes(g);
-  std::vector<Interval>& ivs = life.intervals;
-  // The plan before, to report whether this one differs (a planned graph planned again does not).
-  std::vector<int64_t> before;
-  for (const Interval& iv : ivs) before.push_back(iv.value->offset);
-  for (const auto& [view, root] : life.views) before.push_back(view->offset);
-  const int64_t arena_before = g.arena_bytes;
+namespace {
+
+/// Gives each interval an offset (best fit among the blocks freed so far, else the arena's end);
+/// returns the arena's size.
+int64_t place(const std::vector<const Interval*>& ivs) {
   std::map<int64_t, int64_t> free_blocks;  // offset -> size
   std::multimap<size_t, const Interval*> ending;  // end position -> interval, for release
   int64_t arena = 0;
@@ -105,7 +104,8 @@ bool plan_memory(ir::Graph& g, const PassContext&) {
     }
     free_blocks[off] = size;
   };
-  for (const Interval& iv : ivs) {
+  for (const Interval* ivp : ivs) {
+    const Interval& iv = *ivp;
     while (!ending.empty() && ending.begin()->first < iv.begin) {
       const Interval* done = ending.begin()->second;
       release(done->value->offset, done->size);
@@ -130,8 +130,27 @@ bool plan_memory(ir::Graph& g, const PassContext&) {
     }
     ending.emplace(iv.end, &iv);
   }
+  return arena;
+}
+
+}  // namespace
+
+bool plan_memory(ir::Graph& g, const PassContext&) {
+  Lifetimes life = lifetimes(g);
+  std::vector<Interval>& ivs = life.intervals;
+  // The plan before, to report whether this one differs (a planned graph planned again does not).
+  std::vector<int64_t> before;
+  for (const Interval& iv : ivs) before.push_back(iv.value->offset);
+  for (const auto& [view, root] : life.views) before.push_back(view->offset);
+  const int64_t arena_before = g.arena_bytes, rows_before = g.arena_row_bytes;
+  // Static values and batched ones (sizes per unit of batch size) are placed apart: scaling
+  // the second part by the call's batch size keeps every pair of them apart.
+  std::vector<const Interval*> fixed, batched;
+  for (const Interval& iv : ivs) (g.batch > 0 && iv.value->batch ? batched : fixed).push_back(&iv);
+  const int64_t arena = place(fixed);
+  g.arena_row_bytes = place(batched);
   g.arena_bytes = arena;
-  bool changed = arena != arena_before;
+  bool changed = arena != arena_before || g.arena_row_bytes != rows_before;
   for (size_t i = 0; i < ivs.size(); ++i) changed |= ivs[i].value->offset != before[i];
   for (size_t i = 0; i < life.views.size(); ++i) {
     auto [view, root] = life.views[i];

@@ -24,6 +24,10 @@ struct JitNode {
   std::optional<FusedMatmul> fused;
   /// Set for a convolution whose weights (input 1) compiled code keeps packed: runs conv_packed.
   std::optional<PackedConv> conv;
+  /// In code for every batch size (ir/batch.h): per input, and for the output, how many times the
+  /// call's batch size dim 0 is (0: as the type says). Empty in code for one batch size.
+  std::vector<int32_t> input_batch;
+  int32_t output_batch = 0;
 };
 
 /// The table a compiled function's callbacks index into (read-only while running).
@@ -36,6 +40,8 @@ struct JitContext {
 extern "C" {
 /// Runs node `id` of `ctx` (a JitContext) on `inputs`, writing `out`.
 void bj_rt_call_node(const void* ctx, int32_t id, const void* const* inputs, void* out);
+/// The same in code for every batch size: types with a batched dim 0 take `batch`.
+void bj_rt_call_node_batch(const void* ctx, int32_t id, const void* const* inputs, void* out, int64_t batch);
 /// Calls fn(begin, end, bufs) over [0, n) in chunks on the runtime's threads
 /// (OpenMP); one call on the calling thread when one thread is configured.
 void bj_rt_parallel_for(void (*fn)(int64_t, int64_t, void* const*), int64_t n, void* const* bufs);

@@ -75,33 +75,38 @@ std::shared_ptr<examples::FixedHiddenMLP> fixed_hidden_mlp() {
 }  // namespace
 
 TEST_CASE("every zoo model hybridized equals eager on many random inputs, batch sizes making new variants") {
-  for (const auto& m : examples::zoo()) {
-    CAPTURE(m.name);
-    manual_seed(11);
-    auto net = m.make();
-    net->initialize(init::xavier(), true);
-    NoGradGuard no_grad;
-    net->hybridize();
-    int calls = 0;
-    std::vector<int64_t> batches{2, 1, 2, 7, 33, 1, 2};
-    for (int64_t batch : batches) {
-      CAPTURE(batch);
-      Shape shape = m.input;
-      shape[0] = batch;
-      for (int k = 0; k < 6; ++k) {
-        Tensor x = uniform(-2, 2, shape);
-        Tensor y = (*net)(x);
-        ++calls;
-        check_near(y, net->call_eager(x), kTol);
+  for (const bool dynamic : {false, true})  // a variant per batch size, or one for every size
+    for (const auto& m : examples::zoo()) {
+      CAPTURE(m.name);
+      CAPTURE(dynamic);
+      manual_seed(11);
+      auto net = m.make();
+      net->initialize(init::xavier(), true);
+      NoGradGuard no_grad;
+      net->hybridize({.dynamic_batch = dynamic});
+      int calls = 0;
+      std::vector<int64_t> batches{2, 1, 2, 7, 33, 1, 2};
+      for (int64_t batch : batches) {
+        CAPTURE(batch);
+        Shape shape = m.input;
+        shape[0] = batch;
+        for (int k = 0; k < 6; ++k) {
+          Tensor x = uniform(-2, 2, shape);
+          Tensor y = (*net)(x);
+          ++calls;
+          check_near(y, net->call_eager(x), kTol);
+        }
       }
+      nn::HybridStats s = net->stats();
+      CHECK(s.calls == calls);
+      if (dynamic)
+        CHECK(s.dynamic_variants <= 1);
+      else
+        CHECK(s.variants >= 4);  // one per batch size at least
+      CHECK(s.compiled_hits + s.eager_fallbacks == calls);
+      CHECK(s.compiled_hits >= calls - 2 * s.traces);
+      CHECK(s.compile_failures == 0);
     }
-    nn::HybridStats s = net->stats();
-    CHECK(s.calls == calls);
-    CHECK(s.variants >= 4);  // one per batch size at least
-    CHECK(s.compiled_hits + s.eager_fallbacks == calls);
-    CHECK(s.compiled_hits >= calls - 2 * s.traces);
-    CHECK(s.compile_failures == 0);
-  }
 }
 
 TEST_CASE("FixedHiddenMLP and chimera on inputs needing 0 to 12 halvings in random order: always the eager answer") {

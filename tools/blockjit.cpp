@@ -658,6 +658,95 @@ int bench_compile(const bj::cli::Command& cmd, const bj::examples::ZooModel& m, 
   return 0;
 }
 
+/// bench MODEL --batches: one block called at each size in turn, with dynamic batch and without.
+int bench_batches(const bj::cli::Command& cmd, const bj::examples::ZooModel& m) {
+  bj::NoGradGuard no_grad;
+  auto at = [&](int64_t n) {
+    bj::Shape s = m.input;
+    s[0] = n;
+    return bj::examples::example_input(m, s, static_cast<uint64_t>(n) + 1);
+  };
+  // Two copies with the same weights: the default (dynamic batch) and a variant per size.
+  auto make = [&] {
+    bj::manual_seed(0);
+    auto net = m.make();
+    net->call_eager(at(cmd.batches[0]));  // deferred shapes
+    return net;
+  };
+  auto dynamic = make(), fixed = make();
+  // The object cache off: neither finds code the other compiled.
+  dynamic->hybridize({.use_cache = false, .adaptive = false});
+  fixed->hybridize({.max_keys = static_cast<int>(cmd.batches.size()) + 1, .use_cache = false, .adaptive = false,
+                    .dynamic_batch = false});
+  struct Size {
+    int64_t batch;
+    bj::Tensor x;
+    double eager_us = 0, fixed_us = 0, dynamic_us = 0;
+  };
+  std::vector<Size> sizes;
+  double worst = 0;
+  // Every size in turn (traced, compiled or adopted), then checked against eager mode.
+  auto first_calls = [&](bj::nn::Block& net) {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int64_t n : cmd.batches) {
+      const bj::Tensor x = at(n);
+      net(x);
+      net.wait_for_compiles();
+    }
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  };
+  const double dynamic_ms = first_calls(*dynamic), fixed_ms = first_calls(*fixed);
+  for (int64_t n : cmd.batches) {
+    Size sz{n, at(n)};
+    const bj::Tensor want = dynamic->call_eager(sz.x);
+    for (auto* net : {dynamic.get(), fixed.get()}) {
+      const bj::Tensor got = (*net)(sz.x);
+      if (want.numel() > 0)
+        worst = std::max(worst, static_cast<double>(bj::max(bj::abs(got - want)).item()) /
+                                     std::max(1.0, static_cast<double>(bj::max(bj::abs(want)).item())));
+    }
+    sizes.push_back(std::move(sz));
+  }
+  for (Size& sz : sizes) {  // interleaved per size, so the three see the same machine
+    auto eager = [&] { dynamic->call_eager(sz.x); };
+    auto fix = [&] { (*fixed)(sz.x); };
+    auto dyn = [&] { (*dynamic)(sz.x); };
+    const int ce = Timer::calls_for(eager, 3000), cf = Timer::calls_for(fix, 3000), cd = Timer::calls_for(dyn, 3000);
+    std::vector<double> te, tf, td;
+    for (int round = 0; round < 5; ++round) {
+      te.push_back(Timer::once(eager, ce));
+      tf.push_back(Timer::once(fix, cf));
+      td.push_back(Timer::once(dyn, cd));
+    }
+    sz.eager_us = median(te);
+    sz.fixed_us = median(tf);
+    sz.dynamic_us = median(td);
+  }
+  const bj::nn::HybridStats ds = dynamic->stats(), fs = fixed->stats();
+  if (cmd.json) {
+    std::string rows;
+    for (const Size& sz : sizes)
+      rows += fmt::format("{}{{\"batch\": {}, \"eager_us\": {:.3f}, \"fixed_us\": {:.3f}, \"dynamic_us\": {:.3f}}}",
+                          rows.empty() ? "" : ", ", sz.batch, sz.eager_us, sz.fixed_us, sz.dynamic_us);
+    fmt::print("{{\"model\": \"{}\", \"cpu\": \"{}\", \"variants\": {}, \"dynamic_sizes\": {}, \"compile_ms\": {:.1f}, "
+               "\"first_calls_ms\": {:.1f}, \"fixed_variants\": {}, \"fixed_compile_ms\": {:.1f}, "
+               "\"fixed_first_calls_ms\": {:.1f}, \"max_rel_diff\": {:.3g}, \"sizes\": [{}]}}\n",
+               m.name, bj::codegen::host_info().cpu, ds.variants, ds.dynamic_sizes, ds.compile_ms, dynamic_ms,
+               fs.variants, fs.compile_ms, fixed_ms, worst, rows);
+    return 0;
+  }
+  fmt::print("{} at {} batch sizes (CPU {}), both checked against eager mode (largest difference {:.2g}):\n"
+             "  dynamic batch  {:3} variant(s), {:8.1f} ms compiling, first calls of every size {:8.1f} ms\n"
+             "  fixed sizes    {:3} variant(s), {:8.1f} ms compiling, first calls of every size {:8.1f} ms\n"
+             "  {:>6} {:>12} {:>12} {:>12} {:>16}\n",
+             m.name, sizes.size(), bj::codegen::host_info().cpu, worst, ds.variants, ds.compile_ms, dynamic_ms,
+             fs.variants, fs.compile_ms, fixed_ms, "batch", "eager", "fixed size", "dynamic", "dynamic / fixed");
+  for (const Size& sz : sizes)
+    fmt::print("  {:>6} {:>12} {:>12} {:>12} {:>15.2f}x\n", sz.batch, fmt_us(sz.eager_us), fmt_us(sz.fixed_us),
+               fmt_us(sz.dynamic_us), sz.dynamic_us / sz.fixed_us);
+  return 0;
+}
+
 int bench(const bj::cli::Command& cmd) {
   if (cmd.models[0] == "guard-cost") return guard_cost(cmd.json);
   const auto& m = bj::examples::zoo_model(cmd.models[0]);
@@ -667,6 +756,7 @@ int bench(const bj::cli::Command& cmd) {
   bj::rt::set_num_threads(threads);
   if (cmd.train_step) return bench_train(cmd, m, input, threads);
   if (cmd.compile_times) return bench_compile(cmd, m, input);
+  if (!cmd.batches.empty()) return bench_batches(cmd, m);
   bj::manual_seed(0);
   auto net = m.make();
   bj::Tensor x = bj::examples::example_input(m, input);

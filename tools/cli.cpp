@@ -53,6 +53,12 @@ commands:
                     model's against random next tokens), else the mean
                     squared error against a random target; --exact compiles
                     code that gives eager's results bit for bit
+  bench MODEL --batches N,N,... [--json]
+                    one block called at each batch size in turn, hybridized
+                    with dynamic batch (one variant for every size) and
+                    without (a variant per size): variants, compile time,
+                    and per size the medians of eager, fixed-size and
+                    dynamic calls
   bench MODEL --compile [--json]
                     hybridize to first compiled call, medians of 3: cold
                     (object cache off, optimized at once), first tier
@@ -113,6 +119,19 @@ double real_option(const char* cmd, const std::string& name, const std::string& 
 }
 
 int max_threads() { return 4 * static_cast<int>(std::max(1u, std::thread::hardware_concurrency())); }
+
+/// A comma-separated list of at most `most` items, each parsed by `item`.
+template <class F>
+auto list_option(const char* cmd, const std::string& name, std::string_view text, size_t most, F&& item) {
+  std::vector<decltype(item(std::string()))> out;
+  while (true) {
+    const size_t comma = text.find(',');
+    out.push_back(item(std::string(text.substr(0, comma))));
+    if (out.size() > most) throw ValueError(cmd, fmt::format("{} takes at most {} values", name, most));
+    if (comma == std::string_view::npos) return out;
+    text = text.substr(comma + 1);
+  }
+}
 
 int64_t max_batch(const Shape& input) {
   const int64_t per_row = std::max<int64_t>(1, input.numel() / std::max<int64_t>(1, input[0])) * 4 * 64;
@@ -206,10 +225,16 @@ void parse_bench(Command& c, std::span<const std::string> args) {
   }
   const examples::ZooModel& m = model_argument(args, "bench");
   c.models = {m.name};
-  auto o = options(args.subspan(1), {"--batch", "--threads"}, {"--json", "--train", "--exact", "--compile"}, "bench");
+  auto o = options(args.subspan(1), {"--batch", "--threads", "--batches"}, {"--json", "--train", "--exact", "--compile"},
+                   "bench");
   c.train_step = o.count("--train") > 0;
   c.compile_times = o.count("--compile") > 0;
-  if (c.train_step && c.compile_times) throw ValueError("bench", "--train and --compile exclude each other");
+  if (o.count("--batches"))
+    c.batches = list_option("bench", "--batches", o["--batches"], 256, [&](const std::string& x) {
+      return int_option("bench", "--batches", x, 0, max_batch(m.input));
+    });
+  if (c.train_step + c.compile_times + !c.batches.empty() > 1)
+    throw ValueError("bench", "--train, --compile and --batches exclude each other");
   c.exact = o.count("--exact") > 0;
   if (o.count("--batch")) c.batch = int_option("bench", "--batch", o["--batch"], 1, max_batch(m.input));
   if (o.count("--threads"))
@@ -268,17 +293,9 @@ Command parse(const std::vector<std::string>& all) {
   } else if (c.name == "export") {
     c.models = {model_argument(args, "export").name};
     auto o = options(args.subspan(1), {"--out", "--batch", "--scales"}, {"--exact"}, "export");
-    if (o.count("--scales")) {
-      c.scales.clear();
-      std::string_view rest = o["--scales"];
-      while (true) {
-        const size_t comma = rest.find(',');
-        c.scales.push_back(real_option("export", "--scales", std::string(rest.substr(0, comma)), -1e30, 1e30));
-        if (c.scales.size() > 64) throw ValueError("export", "--scales takes at most 64 numbers");
-        if (comma == std::string_view::npos) break;
-        rest = rest.substr(comma + 1);
-      }
-    }
+    if (o.count("--scales"))
+      c.scales = list_option("export", "--scales", o["--scales"], 64,
+                             [](const std::string& x) { return real_option("export", "--scales", x, -1e30, 1e30); });
     if (!o.count("--out") || o["--out"].empty()) throw ValueError("export", "needs --out PREFIX (writes PREFIX.ir and PREFIX.safetensors)");
     c.out = o["--out"];
     c.exact = o.count("--exact") > 0;

@@ -33,6 +33,7 @@ struct Command {
   bool json = false;                ///< bench --json
   bool train_step = false;          ///< bench --train: training steps instead of inference calls
   bool compile_times = false;       ///< bench --compile: hybridize-to-first-compiled-call times
+  std::vector<int64_t> batches;     ///< bench --batches: dynamic against fixed-size variants per batch size
   bool exact = false;               ///< bench, export --exact: compiled code gives eager's results bit for bit
   std::string format = "text";      ///< dump --format text|dot
   std::string stage = "traced";     ///< dump --stage traced|opt|llvm|asm

@@ -11,6 +11,7 @@
 #include "frontend/autograd.h"
 #include "frontend/nn/block.h"
 #include "frontend/nn/hybrid_state.h"
+#include "ir/batch.h"
 #include "ir/env.h"
 
 namespace bj::nn {
@@ -65,6 +66,9 @@ std::string HybridStats::str() const {
                                   : fmt::format(", {} first-tier variant{} upgraded to optimized code{}", upgrades,
                                                 upgrades == 1 ? "" : "s",
                                                 upgrades_pending ? fmt::format(", {} upgrading", upgrades_pending) : ""));
+  if (dynamic_variants)
+    s += fmt::format("; {} variant{} for every batch size, serving {} size{}", dynamic_variants,
+                     dynamic_variants == 1 ? "" : "s", dynamic_sizes, dynamic_sizes == 1 ? "" : "s");
   if (slower_keys)
     s += fmt::format("; {} key{} served eagerly, its compiled code being no faster", slower_keys,
                      slower_keys == 1 ? "" : "s");
@@ -171,6 +175,8 @@ void Hybrid::refresh_structure(Block& b) {
       dropped = entries_.size();
       for (auto& e : entries_) retired_.push_back(std::move(e));
       entries_.clear();
+      dropped += dynamic_.size();
+      dynamic_.clear();  // calls running its code hold their own references
       fingerprint_ = fp;
     }
     has_params_ = has_params;
@@ -312,6 +318,7 @@ Tensor Hybrid::call(Block& b, const Tensor& x, const std::source_location& where
                      failed_guard, probe))
       return out;
     if (probe == Probe::kTimeEager || probe == Probe::kServeEager) return adaptive_eager(b, key, {&x, 1}, where, probe)[0];
+    if (try_dynamic(key, [&](const Variant& v) { return v.code.try_run(x, out); })) return out;
     if (std::optional<Tensors> outs = miss(b, {&x, 1}, where, key, compiled_seen, failed_variant.get(), failed_guard))
       return (*outs)[0];
   }
@@ -348,6 +355,7 @@ Tensors Hybrid::call(Block& b, const Tensors& inputs, const std::source_location
                      failed_variant, failed_guard, probe))
       return outs;
     if (probe == Probe::kTimeEager || probe == Probe::kServeEager) return adaptive_eager(b, key, inputs, where, probe);
+    if (try_dynamic(key, [&](const Variant& v) { return v.code.try_run(present, outs); })) return outs;
     if (std::optional<Tensors> got = miss(b, inputs, where, key, compiled_seen, failed_variant.get(), failed_guard))
       return *got;
   }
@@ -440,6 +448,13 @@ std::optional<Tensors> Hybrid::miss(Block& b, std::span<const Tensor> inputs, co
     return out;
   }
   t.trace.outputs.clear();  // the eager values (and gradients) are not needed to compile
+  if (adopt_dynamic(key, t)) {  // a variant for every batch size serves this call's from now on
+    std::lock_guard lock(mu_);
+    --e->pending;
+    drop_if_empty(e);
+    done_cv_.notify_all();
+    return out;
+  }
   if (options_.background) {
     std::lock_guard lock(mu_);
     workers_.emplace_back([this, e, t = std::move(t)]() mutable { compile_variant(e, std::move(t)); });
@@ -477,6 +492,176 @@ void Hybrid::compile_variant(Entry* e, TrainingTrace t) {
     compile_failures_.fetch_add(1, std::memory_order_relaxed);
     give_up(e, err.what());
   }
+}
+
+namespace {
+/// Traces at batch sizes that do not unify, per block, after which no more are tried.
+constexpr int kMaxUnifyFailures = 8;
+}  // namespace
+
+std::vector<int64_t> Hybrid::dims0(const Key& key) {
+  std::vector<int64_t> out;
+  auto dim0 = [](const Type& t) { return t.shape.empty() ? int64_t{-1} : t.shape[0]; };
+  if (!key.list) return {dim0(key.input)};
+  for (const auto& t : key.inputs) out.push_back(t ? dim0(*t) : -1);
+  return out;
+}
+
+bool Hybrid::same_family(const Key& a, const Key& b) {
+  if (a.list != b.list || a.training != b.training || a.grad != b.grad || a.input_grad != b.input_grad ||
+      a.inputs.size() != b.inputs.size())
+    return false;
+  auto alike = [](const Type& x, const Type& y) {
+    if (x.dtype != y.dtype || x.shape.size() != y.shape.size()) return false;
+    for (int d = 1; d < x.shape.size(); ++d)
+      if (x.shape[d] != y.shape[d]) return false;
+    return true;
+  };
+  if (!a.list) return alike(a.input, b.input);
+  for (size_t i = 0; i < a.inputs.size(); ++i)
+    if (a.inputs[i].has_value() != b.inputs[i].has_value() || (a.inputs[i] && !alike(*a.inputs[i], *b.inputs[i])))
+      return false;
+  return true;
+}
+
+std::optional<int64_t> Hybrid::batch_in(const Dynamic& d, const Key& key) {
+  if (!same_family(d.key, key)) return std::nullopt;
+  const std::vector<int64_t> mine = dims0(d.key), theirs = dims0(key);
+  int64_t batch = -1;
+  for (size_t i = 0; i < mine.size(); ++i) {
+    const int32_t k = d.input_factors[i];
+    if (k == 0) {
+      if (mine[i] != theirs[i]) return std::nullopt;
+      continue;
+    }
+    if (theirs[i] < 0 || theirs[i] % k != 0 || (batch >= 0 && theirs[i] / k != batch)) return std::nullopt;
+    batch = theirs[i] / k;
+  }
+  if (batch < 0) return std::nullopt;
+  return batch;
+}
+
+template <class Run>
+bool Hybrid::try_dynamic(const Key& key, Run&& run) {
+  if (!options_.dynamic_batch || key.grad) return false;
+  std::shared_ptr<const Variant> v;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& d : dynamic_)
+      if (auto batch = batch_in(*d, key); batch && d->sizes.count(*batch)) {
+        v = d->variant;
+        break;
+      }
+  }
+  if (!v) return false;
+  const int failed = run(*v);
+  if (failed < 0) {
+    hits_.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+  v->guard_failures[failed].fetch_add(1, std::memory_order_relaxed);  // the miss traces this path
+  return false;
+}
+
+bool Hybrid::adopt_dynamic(const Key& key, const TrainingTrace& t) {
+  if (!options_.dynamic_batch || options_.exact || key.grad || t.backward || t.trace.rng_input >= 0 ||
+      !t.trace.graph->commits().empty())
+    return false;
+  std::shared_ptr<Dynamic> family;
+  std::shared_ptr<const Variant> donor;
+  Key donor_key;
+  int64_t batch = -1;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& d : dynamic_)
+      if (auto b = batch_in(*d, key)) {
+        family = d;
+        batch = *b;
+        break;
+      }
+    if (!family && dynamic_failures_ < kMaxUnifyFailures)
+      for (const auto& e : entries_)
+        if (!(e->key == key) && same_family(e->key, key) && !e->variants.empty() &&
+            !e->variants.front()->code.backward) {
+          donor = e->variants.front();
+          donor_key = e->key;
+          break;
+        }
+  }
+  if (family) {  // this size's trace must be the same program: then the variant serves it
+    if (!ir::fits_batch(*family->traced, family->batch, family->factors, *t.trace.graph, batch)) return false;
+    {
+      std::lock_guard lock(mu_);
+      family->sizes.insert(batch);
+    }
+    if (log_flags().recompiles)
+      log_line(fmt::format("{}: batch size {} traced the same program: the variant for every batch size serves {}",
+                           name_, batch, key.str()));
+    return true;
+  }
+  if (!donor) return false;
+  // The batch sizes: the dims 0 of the first input whose dim 0 differs.
+  const std::vector<int64_t> mine = dims0(key), theirs = dims0(donor_key);
+  int64_t b_new = -1, b_old = -1;
+  for (size_t i = 0; i < mine.size(); ++i)
+    if (mine[i] != theirs[i]) {
+      b_new = mine[i];
+      b_old = theirs[i];
+      break;
+    }
+  const Trace& old_trace = donor->code.forward.trace();
+  if (b_new <= 0 || b_old <= 0 || old_trace.rng_input >= 0) return false;
+  // Compiled at the larger size (every batched dim then is at least 2: no loop drops it).
+  const bool new_larger = b_new > b_old;
+  const Trace& small = new_larger ? old_trace : t.trace;
+  const Trace& large = new_larger ? t.trace : old_trace;
+  const int64_t bs = std::min(b_new, b_old), bl = std::max(b_new, b_old);
+  std::optional<std::vector<int32_t>> factors = ir::unify_batch(*small.graph, bs, *large.graph, bl);
+  std::shared_ptr<codegen::Executable> exe;
+  std::string failure;
+  if (factors) {
+    try {
+      codegen::CompileOptions co;
+      co.use_cache = options_.use_cache;
+      exe = codegen::compile_dynamic(*small.graph, bs, *large.graph, bl, co);
+    } catch (const std::exception& err) {
+      failure = err.what();
+    }
+  }
+  if (!exe) {
+    std::lock_guard lock(mu_);
+    ++dynamic_failures_;
+    if (!failure.empty()) compile_failures_.fetch_add(1, std::memory_order_relaxed);
+    if (log_flags().recompiles)
+      log_line(fmt::format("{}: batch sizes {} and {} of {} {}", name_, b_old, b_new, key.str(),
+                           failure.empty() ? "do not trace the same program: each keeps a variant of its own"
+                                           : "did not compile as one variant: " + failure));
+    return false;
+  }
+  auto d = std::make_shared<Dynamic>();
+  d->key = new_larger ? key : donor_key;
+  d->traced = large.graph;
+  d->factors = *factors;
+  d->batch = bl;
+  d->sizes = {bs, bl};
+  size_t k = 0;  // per input of the key, its factor: the graph's inputs are the key's present ones
+  for (const auto& in : key.list ? key.inputs : std::vector<std::optional<Type>>{key.input})
+    d->input_factors.push_back(in ? (*factors)[k++] : 0);
+  auto v = std::make_shared<Variant>(CompiledTraining{CompiledTrace(large, exe), nullptr, donor->code.outputs});
+  v->number = 1;
+  d->variant = v;
+  const double ms = exe->compile_ms();
+  {
+    std::lock_guard lock(mu_);
+    compile_ms_ += ms;
+    if (exe->from_cache()) cache_hits_.fetch_add(1, std::memory_order_relaxed);
+    dynamic_.push_back(d);
+  }
+  if (log_flags().recompiles)
+    log_line(fmt::format("{}: batch sizes {} and {} of {} traced the same program: one variant now serves every "
+                         "batch size whose trace fits ({:.1f} ms compiling)",
+                         name_, b_old, b_new, key.str(), ms));
+  return true;
 }
 
 void Hybrid::upgrade_loop() {
@@ -610,6 +795,11 @@ HybridStats Hybrid::stats() const {
   s.compile_ms = compile_ms_;
   s.eager_reasons.assign(eager_reasons_.begin(), eager_reasons_.end());
   s.keys = static_cast<int64_t>(entries_.size());
+  for (const auto& d : dynamic_) {
+    ++s.dynamic_variants;
+    ++s.variants;
+    s.dynamic_sizes += static_cast<int64_t>(d->sizes.size());
+  }
   for (const auto& e : entries_) {
     s.upgrades_pending += e->upgrading;
     s.slower_keys += e->serve_eager;

@@ -45,6 +45,12 @@ struct HybridizeOptions {
   /// few eager ones; if compiled code is not at least 5 % faster, its calls run eagerly (reported
   /// in stats and BJ_LOG=recompiles) and the verdict is checked again every 5000 calls.
   bool adaptive = true;
+  /// Dynamic batch: outside grad mode, when a call misses only in its inputs' leading (batch)
+  /// dim and a variant for another batch size exists, the two traces are unified into one
+  /// variant for every batch size (loops with a run-time trip count). Each later batch size's
+  /// first call still runs eagerly and is traced; if its trace is that program at that size, the
+  /// variant serves the size from then on, else a variant of its own is compiled as before.
+  bool dynamic_batch = true;
 };
 
 /// What a hybridized block did, since hybridize().
@@ -68,6 +74,8 @@ struct HybridStats {
   int64_t upgrades = 0;          ///< first-tier variants recompiled optimized and swapped in
   int64_t upgrades_pending = 0;  ///< first-tier variants still running while their optimized code compiles
   int64_t slower_keys = 0;       ///< keys now served eagerly because compiled code was not faster (adaptive)
+  int64_t dynamic_variants = 0;  ///< variants for every batch size (counted in `variants` too)
+  int64_t dynamic_sizes = 0;     ///< batch sizes they serve
   double compile_ms = 0;         ///< total time in optimization and LLVM
   std::vector<GuardFailure> guard_failures;  ///< per guard of every variant, those that failed
   /// Why calls ran eagerly: reason -> count ("new path", "grad mode", "variant cap", ...).

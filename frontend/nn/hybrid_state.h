@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <span>
 #include <source_location>
 #include <string>
@@ -116,6 +117,29 @@ class Hybrid {
                               const Key& key, int compiled_seen, const Variant* failed_variant, int failed_guard);
   void compile_variant(Entry* e, TrainingTrace t);
   /// The second tier: recompiles first-tier variants optimized, one at a time, and swaps them in.
+  /// One variant for every batch size of a family of keys (the same but for their inputs' dim 0).
+  struct Dynamic {
+    Key key;                                  // the family's key at batch size `batch`
+    std::shared_ptr<const Variant> variant;   // its code
+    std::shared_ptr<const ir::Graph> traced;  // the trace it was compiled from, at `batch`
+    std::vector<int32_t> factors;             // per value of `traced` (ir::values_in_order)
+    std::vector<int32_t> input_factors;       // per input of the key (absent: 0)
+    int64_t batch = 0;
+    std::set<int64_t> sizes;                  // batch sizes whose trace fits: the variant serves them
+  };
+  /// The batch size of `key` in `d`'s family, if it is one of it.
+  static std::optional<int64_t> batch_in(const Dynamic& d, const Key& key);
+  /// The inputs' dims 0 of a key (absent inputs: -1).
+  static std::vector<int64_t> dims0(const Key& key);
+  /// True if keys `a` and `b` differ at most in their inputs' dims 0.
+  static bool same_family(const Key& a, const Key& b);
+  /// A call of a size a dynamic variant serves: true with `run`'s result -1, else false (a failed
+  /// guard is counted).
+  template <class Run>
+  bool try_dynamic(const Key& key, Run&& run);
+  /// After a miss traced `t` at `key` outside grad mode: true if a dynamic variant now serves the
+  /// call's batch size (its trace fits, or it unified with another size's variant and compiled).
+  bool adopt_dynamic(const Key& key, const TrainingTrace& t);
   void upgrade_loop();
   /// A trace of `e`'s key that will not compile: the key runs eagerly from now on (one warning per block).
   void give_up(Entry* e, const std::string& why);
@@ -152,6 +176,8 @@ class Hybrid {
   bool stopping_ = false;
   const bool slow_compiled_;  // BJ_FAULT=slow-compiled: compiled calls wait 2 ms (a test hook)
   std::atomic<int64_t> upgraded_{0};
+  std::vector<std::shared_ptr<Dynamic>> dynamic_;  // under mu_
+  int dynamic_failures_ = 0;  // traces that did not unify (past kMaxUnifyFailures no more are tried)
 };
 
 }  // namespace bj::nn::detail

@@ -1,0 +1,121 @@
+// Graphs for every batch size (see batch.h).
+#include "ir/batch.h"
+
+#include <functional>
+#include <unordered_map>
+
+namespace bj::ir {
+
+namespace {
+
+std::vector<const Node*> nodes_in_order(const Graph& g) {
+  std::vector<const Node*> out;
+  for_each_node(g.nodes(), [&](const Node& n) { out.push_back(&n); });
+  return out;
+}
+
+/// Compares two graphs value by value and node by node; `dim0(i, a, b)` decides whether dims 0
+/// `a` and `b` of value i (values_in_order) agree.
+bool same_program(const Graph& a, const Graph& b, const std::function<bool(size_t, int64_t, int64_t)>& dim0) {
+  const std::vector<const Value*> va = values_in_order(a), vb = values_in_order(b);
+  if (va.size() != vb.size() || a.inputs().size() != b.inputs().size() || a.params().size() != b.params().size() ||
+      a.consts().size() != b.consts().size() || a.outputs().size() != b.outputs().size() ||
+      a.commits().size() != b.commits().size())
+    return false;
+  std::unordered_map<const Value*, size_t> ia, ib;
+  for (size_t i = 0; i < va.size(); ++i) {
+    ia[va[i]] = i;
+    ib[vb[i]] = i;
+    const Type &ta = va[i]->type, &tb = vb[i]->type;
+    if (va[i]->kind != vb[i]->kind || va[i]->name != vb[i]->name || ta.dtype != tb.dtype ||
+        ta.shape.size() != tb.shape.size())
+      return false;
+    for (int d = 1; d < ta.shape.size(); ++d)
+      if (ta.shape[d] != tb.shape[d]) return false;
+    if (!ta.shape.empty() && !dim0(i, ta.shape[0], tb.shape[0])) return false;
+  }
+  auto same_values = [&](const std::vector<Value*>& x, const std::vector<Value*>& y) {
+    if (x.size() != y.size()) return false;
+    for (size_t i = 0; i < x.size(); ++i)
+      if (ia.at(x[i]) != ib.at(y[i])) return false;
+    return true;
+  };
+  const std::vector<const Node*> na = nodes_in_order(a), nb = nodes_in_order(b);
+  if (na.size() != nb.size()) return false;
+  for (size_t i = 0; i < na.size(); ++i) {
+    const Node &x = *na[i], &y = *nb[i];
+    if (x.kind != y.kind || x.expect != y.expect || x.data != y.data || x.body.size() != y.body.size() ||
+        (x.kind == NodeKind::kRegion && x.region != y.region) || !same_values(x.inputs, y.inputs) ||
+        !same_values(x.yields, y.yields) || (x.result == nullptr) != (y.result == nullptr) ||
+        (x.result && ia.at(x.result) != ib.at(y.result)))
+      return false;
+    if (x.kind != NodeKind::kOp) continue;
+    if (x.op != y.op) return false;
+    OpAttrs ax = x.attrs, ay = y.attrs;
+    if (op_info(x.op).attrs & kShape) {  // a target shape: the result's, which the types compare
+      if (ax.dims != x.result->type.shape || ay.dims != y.result->type.shape) return false;
+      ax.dims = ay.dims = Shape{};
+    }
+    if (!(ax == ay)) return false;
+  }
+  if (!same_values(a.outputs(), b.outputs())) return false;
+  for (size_t i = 0; i < a.commits().size(); ++i)
+    if (ia.at(a.commits()[i].target) != ib.at(b.commits()[i].target) ||
+        ia.at(a.commits()[i].value) != ib.at(b.commits()[i].value))
+      return false;
+  return true;
+}
+
+}  // namespace
+
+std::vector<const Value*> values_in_order(const Graph& g) {
+  std::vector<const Value*> out;
+  for (auto* list : {&g.inputs(), &g.params(), &g.consts()}) out.insert(out.end(), list->begin(), list->end());
+  for_each_node(g.nodes(), [&](const Node& n) {
+    if (n.result) out.push_back(n.result);
+  });
+  return out;
+}
+
+std::optional<std::vector<int32_t>> unify_batch(const Graph& a, int64_t ba, const Graph& b, int64_t bb) {
+  if (ba <= 0 || bb <= 0 || ba == bb) return std::nullopt;
+  std::vector<int32_t> factors(values_in_order(b).size(), 0);
+  bool any = false;
+  const bool same = same_program(a, b, [&](size_t i, int64_t da, int64_t db) {
+    if (da == db) return true;
+    if (db % bb != 0 || db / bb > (int64_t{1} << 30)) return false;
+    const int64_t k = db / bb;
+    if (k < 1 || da != k * ba) return false;
+    factors[i] = static_cast<int32_t>(k);
+    any = true;
+    return true;
+  });
+  // Inputs must scale (else nothing depends on the batch); parameters and constants must not.
+  if (!same || !any) return std::nullopt;
+  const size_t fixed = b.inputs().size() + b.params().size() + b.consts().size();
+  for (size_t i = b.inputs().size(); i < fixed; ++i)
+    if (factors[i]) return std::nullopt;
+  return factors;
+}
+
+void set_batch(Graph& g, int64_t batch, const std::vector<int32_t>& factors) {
+  const std::vector<const Value*> vs = values_in_order(g);
+  for (size_t i = 0; i < vs.size(); ++i) const_cast<Value*>(vs[i])->batch = factors.at(i);
+  g.batch = batch;
+}
+
+bool fits_batch(const Graph& g, int64_t g_batch, const std::vector<int32_t>& factors, const Graph& other, int64_t n) {
+  if (n < 0 || factors.size() != values_in_order(g).size()) return false;
+  return same_program(g, other, [&](size_t i, int64_t dg, int64_t d) {
+    const int64_t k = factors[i];
+    return k == 0 ? dg == d : dg == k * g_batch && d == k * n;
+  });
+}
+
+Type type_at(const Graph& g, const Value& v, int64_t n) {
+  Type t = v.type;
+  if (v.batch > 0 && g.batch > 0) t.shape[0] = v.batch * n;
+  return t;
+}
+
+}  // namespace bj::ir
