@@ -267,9 +267,10 @@ class Planner {
       return;
     const std::vector<const ir::Node*> body = body_of(n);
     const ir::Node& mm = *body.front();
+    if (batched(n)) return;  // primitives are made for one size
     if (mm.op == ir::OpKind::Conv2d) return plan_packed_conv(n);
     std::optional<rt::FusedMatmul> product = flat_product(mm);
-    if (!product || inline_matmul(mm) || batched(n)) return;  // primitives are made for one size
+    if (!product || inline_matmul(mm)) return;
     rt::FusedMatmul f = *product;
     if (f.m * f.n * f.k < rt::kDnnlMinMacs) return;  // a batch of rows too small for oneDNN: the runtime's loops
     const ir::Value *cur = mm.result, *bias = nullptr;

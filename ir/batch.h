@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "ir/graph.h"
@@ -23,8 +24,9 @@ std::vector<const Value*> values_in_order(const Graph& g);
 
 /// If `a` (traced at batch size `ba`) and `b` (at `bb`; ba != bb, both > 0) are one program but
 /// for their batch sizes: per value of `b` (values_in_order), how many times the batch size its
-/// dim 0 is (0: a static dim). nullopt otherwise.
-std::optional<std::vector<int32_t>> unify_batch(const Graph& a, int64_t ba, const Graph& b, int64_t bb);
+/// dim 0 is (0: a static dim). nullopt otherwise, with the first difference in `why` if given.
+std::optional<std::vector<int32_t>> unify_batch(const Graph& a, int64_t ba, const Graph& b, int64_t bb,
+                                                std::string* why = nullptr);
 
 /// Makes `g` a graph for every batch size: its types are at batch size `batch` and value i
 /// (values_in_order) scales by `factors[i]`.
@@ -32,7 +34,8 @@ void set_batch(Graph& g, int64_t batch, const std::vector<int32_t>& factors);
 
 /// True if `other` (traced at batch size `n`, any n >= 0) is `g`, a graph for every batch size
 /// (or a graph traced at `g_batch` whose values scale by `factors`), at batch size n.
-bool fits_batch(const Graph& g, int64_t g_batch, const std::vector<int32_t>& factors, const Graph& other, int64_t n);
+bool fits_batch(const Graph& g, int64_t g_batch, const std::vector<int32_t>& factors, const Graph& other, int64_t n,
+                std::string* why = nullptr);
 
 /// The type of batched value `v` of a graph for every batch size at batch size `n`.
 Type type_at(const Graph& g, const Value& v, int64_t n);

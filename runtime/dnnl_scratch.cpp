@@ -1,5 +1,9 @@
 #include "runtime/dnnl_scratch.h"
 
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
 #include <cstdlib>
 #include <memory>
 #include <new>
@@ -38,6 +42,22 @@ void Primitive::execute(const dnnl::stream& stream, std::unordered_map<int, dnnl
 void Primitive::execute(const dnnl::stream& stream, const dnnl::memory& from, const dnnl::memory& to) const {
   std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
   execute(stream, args);
+}
+
+OneThreadIf::OneThreadIf(bool on) {
+#if defined(_OPENMP)
+  if (!on) return;
+  saved_ = omp_get_max_threads();
+  omp_set_num_threads(1);  // a per-thread setting: other threads' calls keep theirs
+#else
+  (void)on;
+#endif
+}
+
+OneThreadIf::~OneThreadIf() {
+#if defined(_OPENMP)
+  if (saved_ > 0) omp_set_num_threads(saved_);
+#endif
 }
 
 }  // namespace bj::rt

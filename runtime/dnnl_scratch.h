@@ -21,6 +21,18 @@ void* thread_scratch(int role, size_t bytes);
 /// Role 3 of thread_scratch holds oneDNN's scratchpads; roles 0..2 are for callers' own copies.
 inline constexpr int kScratchpadRole = 3;
 
+/// While alive, if `on`: this thread's OpenMP parallel regions (oneDNN's) run on it alone.
+class OneThreadIf {
+ public:
+  explicit OneThreadIf(bool on);
+  ~OneThreadIf();
+  OneThreadIf(const OneThreadIf&) = delete;
+  OneThreadIf& operator=(const OneThreadIf&) = delete;
+
+ private:
+  int saved_ = 0;  // the thread's OpenMP thread count before, 0: unchanged
+};
+
 /// A primitive made with dnnl_attr(), and the scratchpad it asks for.
 struct Primitive {
   dnnl::primitive prim;

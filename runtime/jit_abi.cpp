@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "runtime/kernels.h"
+#include "runtime/threads.h"
 
 extern "C" void bj_rt_call_node(const void* ctx, int32_t id, const void* const* inputs, void* out) {
   const auto& node = static_cast<const bj::rt::JitContext*>(ctx)->nodes[static_cast<size_t>(id)];
@@ -39,11 +40,6 @@ extern "C" void bj_rt_call_node_batch(const void* ctx, int32_t id, const void* c
 }
 
 extern "C" void bj_rt_parallel_for(void (*fn)(int64_t, int64_t, void* const*), int64_t n, void* const* bufs) {
-  const int threads = std::min<int64_t>(bj::rt::num_threads(), n);
-  if (threads <= 1) {
-    fn(0, n, bufs);
-    return;
-  }
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int t = 0; t < threads; ++t) fn(n * t / threads, n * (t + 1) / threads, bufs);
+  const int threads = static_cast<int>(std::min<int64_t>(bj::rt::num_threads(), n));
+  bj::rt::parallel_chunks(n, threads, [&](int64_t begin, int64_t end) { fn(begin, end, bufs); });
 }

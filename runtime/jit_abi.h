@@ -43,6 +43,6 @@ void bj_rt_call_node(const void* ctx, int32_t id, const void* const* inputs, voi
 /// The same in code for every batch size: types with a batched dim 0 take `batch`.
 void bj_rt_call_node_batch(const void* ctx, int32_t id, const void* const* inputs, void* out, int64_t batch);
 /// Calls fn(begin, end, bufs) over [0, n) in chunks on the runtime's threads
-/// (OpenMP); one call on the calling thread when one thread is configured.
+/// (runtime/threads.h); one call on the calling thread when one thread is configured.
 void bj_rt_parallel_for(void (*fn)(int64_t, int64_t, void* const*), int64_t n, void* const* bufs);
 }

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "runtime/kernels.h"
+#include "runtime/threads.h"
 
 namespace bj::rt {
 
@@ -24,9 +25,7 @@ void parallel_range(int64_t n, Body&& body) {
     body(int64_t{0}, n);
     return;
   }
-  int64_t chunks = std::min<int64_t>(nt, n / kParallelGrain);
-#pragma omp parallel for num_threads(chunks) schedule(static)
-  for (int64_t c = 0; c < chunks; ++c) body(n * c / chunks, n * (c + 1) / chunks);
+  parallel_chunks(n, static_cast<int>(std::min<int64_t>(nt, n / kParallelGrain)), body);
 }
 
 /// The canonical sum (see kSumLanes in kernels.h) of x[k] * y[k] (of x[k] when y is null) for k

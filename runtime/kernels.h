@@ -41,6 +41,10 @@ inline constexpr int64_t kParallelGrain = int64_t{1} << 16;
 /// Matrix products with at least this many multiply-adds run through oneDNN, in eager mode and in
 /// compiled code alike; smaller ones are loops.
 inline constexpr int64_t kDnnlMinMacs = int64_t{1} << 18;  // 64^3
+/// oneDNN products of fewer multiply-adds run on the calling thread alone: waking the other
+/// threads costs more than they save (measured: the seed MLP's batch-64 products, 330 K each,
+/// took 12 us on one thread and 18 us on two), and a thread whose core is busy stalls them.
+inline constexpr int64_t kDnnlParallelMacs = int64_t{1} << 22;
 
 /// A large 2-D product run by oneDNN with its bias add fused into the
 /// primitive: C[m,n] = A·B + bias, A stored [m,k] ([k,m] if ta), B
@@ -69,7 +73,8 @@ size_t conv_packed_weight_bytes(const PackedConv& c);
 void conv_pack_weight(const PackedConv& c, const float* w, void* packed);
 void conv_packed(const PackedConv& c, const float* x, const void* packed_w, float* y);
 
-/// Threads used by large kernels (OpenMP); BJ_NUM_THREADS or the core count.
+/// Threads used by large kernels and loops (runtime/threads.h) and by oneDNN (OpenMP); BJ_NUM_THREADS
+/// or the core count.
 int num_threads();
 void set_num_threads(int n);
 

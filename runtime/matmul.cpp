@@ -116,6 +116,7 @@ class DnnlMatmuls {
     memory c(p.pd.dst_desc(), engine_, C);
     std::unordered_map<int, memory> args{{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}};
     if (f.bias) args.emplace(DNNL_ARG_BIAS, memory(p.pd.bias_desc(), engine_, const_cast<float*>(bias)));
+    const OneThreadIf one(f.m * f.n * f.k < kDnnlParallelMacs);
     p.prim.execute(stream, args);
     stream.wait();
   }
@@ -183,8 +184,7 @@ void kernel_Matmul(Inputs in, const ir::OpAttrs& attrs, const View& out) {
   const int64_t macs = g.m * g.n * g.k;
   const int nt = static_cast<int>(std::min<int64_t>(num_threads(), nb));
   if (nt <= 1 || macs >= kDnnlMinMacs || nb * macs < 2 * kParallelGrain) return items(0, nb);
-#pragma omp parallel for num_threads(nt) schedule(static)
-  for (int t = 0; t < nt; ++t) items(nb * t / nt, nb * (t + 1) / nt);
+  parallel_chunks(nb, nt, items);
 }
 
 void matmul_prepare(const FusedMatmul& f) { dnnl_matmuls().primitive(f); }

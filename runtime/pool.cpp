@@ -52,8 +52,7 @@ struct Window {
     };
     const int nt = static_cast<int>(std::min<int64_t>(num_threads(), planes));
     if (nt <= 1 || planes * h * w < 2 * kParallelGrain) return planes_in(0, planes);
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int t = 0; t < nt; ++t) planes_in(planes * t / nt, planes * (t + 1) / nt);
+    parallel_chunks(planes, nt, planes_in);
   }
 };
 

@@ -589,7 +589,14 @@ bool Hybrid::adopt_dynamic(const Key& key, const TrainingTrace& t) {
         }
   }
   if (family) {  // this size's trace must be the same program: then the variant serves it
-    if (!ir::fits_batch(*family->traced, family->batch, family->factors, *t.trace.graph, batch)) return false;
+    std::string why;
+    if (!ir::fits_batch(*family->traced, family->batch, family->factors, *t.trace.graph, batch, &why)) {
+      if (log_flags().recompiles)
+        log_line(fmt::format("{}: batch size {} is another program than the variant for every batch size ({}): it "
+                             "gets a variant of its own",
+                             name_, batch, why));
+      return false;
+    }
     {
       std::lock_guard lock(mu_);
       family->sizes.insert(batch);
@@ -616,7 +623,8 @@ bool Hybrid::adopt_dynamic(const Key& key, const TrainingTrace& t) {
   const Trace& small = new_larger ? old_trace : t.trace;
   const Trace& large = new_larger ? t.trace : old_trace;
   const int64_t bs = std::min(b_new, b_old), bl = std::max(b_new, b_old);
-  std::optional<std::vector<int32_t>> factors = ir::unify_batch(*small.graph, bs, *large.graph, bl);
+  std::string why;
+  std::optional<std::vector<int32_t>> factors = ir::unify_batch(*small.graph, bs, *large.graph, bl, &why);
   std::shared_ptr<codegen::Executable> exe;
   std::string failure;
   if (factors) {
@@ -634,7 +642,8 @@ bool Hybrid::adopt_dynamic(const Key& key, const TrainingTrace& t) {
     if (!failure.empty()) compile_failures_.fetch_add(1, std::memory_order_relaxed);
     if (log_flags().recompiles)
       log_line(fmt::format("{}: batch sizes {} and {} of {} {}", name_, b_old, b_new, key.str(),
-                           failure.empty() ? "do not trace the same program: each keeps a variant of its own"
+                           failure.empty() ? "do not trace the same program (" + (why.empty() ? "the optimized graphs differ" : why) +
+                                                 "): each keeps a variant of its own"
                                            : "did not compile as one variant: " + failure));
     return false;
   }
