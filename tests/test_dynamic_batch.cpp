@@ -8,6 +8,8 @@
 
 #include <fmt/format.h>
 
+#include <thread>
+
 #include "codegen/executable.h"
 #include "frontend/dispatch.h"
 #include "frontend/trace.h"
@@ -225,4 +227,37 @@ TEST_CASE("dynamic batch: code for every batch size computes what the interprete
       test::check_near(detail::tensor_over(got.outputs[i], t), detail::tensor_over(want.outputs[i], t), {1e-4, 1e-5});
     }
   }
+}
+
+TEST_CASE("dynamic batch: 8 threads calling at many batch sizes at once all get eager's results") {
+  const auto& m = examples::zoo_model("mlp");
+  manual_seed(17);
+  auto net = m.make();
+  NoGradGuard no_grad;
+  net->call_eager(input_at(m, 2, 1));
+  std::vector<Tensor> xs, want;
+  for (int64_t b = 0; b < 24; ++b) {
+    xs.push_back(input_at(m, b, static_cast<uint64_t>(b) + 40));
+    want.push_back(net->call_eager(xs.back()));
+  }
+  net->hybridize({.use_cache = false, .adaptive = false});
+  std::vector<std::thread> threads;
+  std::vector<int> wrong(8, 0);
+  for (int t = 0; t < 8; ++t)
+    threads.emplace_back([&, t] {
+      NoGradGuard inner;
+      for (int i = 0; i < 60; ++i) {
+        const size_t k = static_cast<size_t>((i * 7 + t * 5) % 24);
+        if (!test::near((*net)(xs[k]), want[k], {1e-5, 1e-6})) ++wrong[static_cast<size_t>(t)];
+      }
+    });
+  for (auto& th : threads) th.join();
+  for (int w : wrong) CHECK(w == 0);
+  CHECK(net->stats().dynamic_variants <= 1);
+  // Every size was seen: calls now run compiled code (a variant of its own, or the dynamic one).
+  net->wait_for_compiles();
+  const int64_t traces = net->stats().traces, hits = net->stats().compiled_hits;
+  for (size_t k = 0; k < xs.size(); ++k) test::check_near((*net)(xs[k]), want[k], {1e-5, 1e-6});
+  CHECK(net->stats().traces == traces);
+  CHECK(net->stats().compiled_hits == hits + 24);
 }
