@@ -56,13 +56,15 @@ inline void make_guards_hold(ir::Graph& g, const Bindings& b) {
 }
 
 /// A random graph of about `size` nodes whose guards all hold for Bindings::random_for(g, seed).
-inline std::unique_ptr<ir::Graph> random_graph(uint64_t seed, int size = 24) {
+/// `batch` is the leading dim of its input x and of some shapes it draws: the same seed at
+/// another batch size often gives the same program at that size (ir/batch.h).
+inline std::unique_ptr<ir::Graph> random_graph(uint64_t seed, int size = 24, int64_t batch = 4) {
   std::mt19937_64 rng(seed);
   auto pick = [&](size_t n) { return static_cast<size_t>(rng() % n); };
   auto g = std::make_unique<ir::Graph>("random" + std::to_string(seed));
-  const Shape shapes[] = {{4, 5}, {5}, {1, 5}, {4, 1}, {3, 4, 5}, {}};
+  const Shape shapes[] = {{batch, 5}, {5}, {1, 5}, {batch, 1}, {3, 4, 5}, {}};
   std::vector<ir::Value*> pool;
-  pool.push_back(g->add_input("x", {kF32, {4, 5}}));
+  pool.push_back(g->add_input("x", {kF32, {batch, 5}}));
   pool.push_back(g->add_input("y", {kF32, shapes[pick(5)]}));
   pool.push_back(g->add_param("w", {kF32, {5, 6}}));
   pool.push_back(g->add_const("c", {kF32, {5}}));

@@ -17,6 +17,7 @@
 #include "examples/zoo.h"
 #include "ir/batch.h"
 #include "tests/helpers.h"
+#include "tests/random_graph.h"
 
 using namespace bj;
 
@@ -260,4 +261,45 @@ TEST_CASE("dynamic batch: 8 threads calling at many batch sizes at once all get 
   for (size_t k = 0; k < xs.size(); ++k) test::check_near((*net)(xs[k]), want[k], {1e-5, 1e-6});
   CHECK(net->stats().traces == traces);
   CHECK(net->stats().compiled_hits == hits + 24);
+}
+
+TEST_CASE("dynamic batch: random graphs compiled for every batch size agree with the interpreter at other sizes") {
+  int unified = 0, runs = 0;
+  auto views = [](const std::vector<Tensor>& ts) {
+    std::vector<rt::ConstView> v;
+    for (const Tensor& t : ts) v.push_back({t.raw_data(), t.type()});
+    return v;
+  };
+  for (uint64_t seed = 0; seed < 200; ++seed) {
+    CAPTURE(seed);
+    auto a = test::random_graph(seed, 24, 3), b = test::random_graph(seed, 24, 7);
+    const auto factors = ir::unify_batch(*a, 3, *b, 7);
+    if (!factors) continue;  // the sizes changed the program (a broadcast, a guard, a size cap)
+    auto exe = codegen::compile_dynamic(*a, 3, *b, 7, {.use_cache = false});
+    if (!exe) continue;
+    ++unified;
+    for (int64_t n : {1, 2, 5, 9, 16}) {
+      CAPTURE(n);
+      auto gn = test::random_graph(seed, 24, n);
+      if (!ir::fits_batch(*b, 7, *factors, *gn, n)) continue;
+      const auto data = test::Bindings::random_for(*gn, seed);  // its guards hold on these
+      const auto want = test::interpret(*gn, data);
+      auto in = views(data.inputs), p = views(data.params), c = views(data.consts);
+      const auto got = exe->run(in, p, c);
+      ++runs;
+      if (got.failed_guard >= 0) {  // a guard on a sum that reassociation moved across its threshold
+        WARN_MESSAGE(false, "seed " << seed << " at " << n << ": compiled guard " << got.failed_guard << " failed");
+        continue;
+      }
+      REQUIRE(want.failed_guard == nullptr);
+      for (size_t i = 0; i < gn->outputs().size(); ++i) {
+        const Type& t = gn->outputs()[i]->type;
+        CHECK(exe->output_type(i, n) == t);
+        test::check_near(detail::tensor_over(got.outputs[i], t), detail::tensor_over(want.outputs[i], t), {1e-4, 1e-5});
+      }
+    }
+  }
+  MESSAGE(unified << " of 200 random graphs unified across batch sizes 3 and 7; " << runs << " runs at other sizes");
+  CHECK(unified >= 20);
+  CHECK(runs >= 50);
 }
