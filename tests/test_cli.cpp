@@ -103,6 +103,15 @@ TEST_CASE("blockjit train --hybridize and --step train through compiled code, an
     CHECK(contains(b.out, key));
 }
 
+TEST_CASE("blockjit bench --batches: one variant for every batch size against a variant per size, in JSON") {
+  // 1 compiles a variant of its own; 5 unifies with it; 0 and 8 are that program at their sizes.
+  Result r = blockjit({"bench", "mlp", "--batches", "1,5,0,8", "--json", "--threads", "1"});
+  REQUIRE(r.status == 0);
+  for (const char* key : {"\"variants\": 2", "\"fixed_variants\": 4", "\"dynamic_sizes\": 4", "\"sizes\": [",
+                          "\"batch\": 0", "\"batch\": 8", "\"fixed_us\"", "\"dynamic_us\"", "\"eager_us\""})
+    CHECK(contains(r.out, key));
+}
+
 TEST_CASE("blockjit parses numbers strictly: whole string, in range, the option named in the error") {
   struct Case {
     std::vector<std::string> args;
@@ -117,6 +126,9 @@ TEST_CASE("blockjit parses numbers strictly: whole string, in range, the option 
       {{"bench", "mlp", "--batch", ""}, "--batch needs a whole number"},
       {{"bench", "mlp", "--threads", "9999"}, "--threads must be between 1 and"},
       {{"bench", "mlp", "--threads", "2x"}, "--threads needs a whole number, got '2x'"},
+      {{"bench", "mlp", "--batches", "1,,2"}, "--batches needs a whole number, got ''"},
+      {{"bench", "mlp", "--batches", "1,-2"}, "--batches must be between 0 and"},
+      {{"bench", "mlp", "--batches", "3", "--compile"}, "--train, --compile and --batches exclude each other"},
       {{"train", "mlp", "--steps", "1e3"}, "--steps needs a whole number, got '1e3'"},
       {{"train", "mlp", "--steps", "3x"}, "--steps needs a whole number, got '3x'"},
       {{"train", "mlp", "--steps", "99999999999999999999"}, "--steps must be between 1 and"},

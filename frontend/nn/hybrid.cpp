@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <algorithm>
 #include <set>
+#include <tuple>
 #include <thread>
 
 #include "frontend/autograd.h"
@@ -524,6 +525,13 @@ bool Hybrid::same_family(const Key& a, const Key& b) {
   return true;
 }
 
+std::pair<int64_t, int64_t> Hybrid::batch_sizes(const Key& a, const Key& b) {
+  const std::vector<int64_t> da = dims0(a), db = dims0(b);
+  for (size_t i = 0; i < da.size() && i < db.size(); ++i)
+    if (da[i] != db[i]) return {da[i], db[i]};
+  return {-1, -1};
+}
+
 std::optional<int64_t> Hybrid::batch_in(const Dynamic& d, const Key& key) {
   if (!same_family(d.key, key)) return std::nullopt;
   const std::vector<int64_t> mine = dims0(d.key), theirs = dims0(key);
@@ -570,7 +578,7 @@ bool Hybrid::adopt_dynamic(const Key& key, const TrainingTrace& t) {
   std::shared_ptr<Dynamic> family;
   std::shared_ptr<const Variant> donor;
   Key donor_key;
-  int64_t batch = -1;
+  int64_t batch = -1, b_new = -1, b_old = -1;
   {
     std::lock_guard lock(mu_);
     for (const auto& d : dynamic_)
@@ -580,44 +588,38 @@ bool Hybrid::adopt_dynamic(const Key& key, const TrainingTrace& t) {
         break;
       }
     if (!family && dynamic_failures_ < kMaxUnifyFailures)
-      for (const auto& e : entries_)
+      for (const auto& e : entries_)  // a donor: another batch size (not 0) of the family, compiled
         if (!(e->key == key) && same_family(e->key, key) && !e->variants.empty() &&
-            !e->variants.front()->code.backward) {
+            !e->variants.front()->code.backward && e->variants.front()->code.forward.trace().rng_input < 0) {
+          std::tie(b_new, b_old) = batch_sizes(key, e->key);
+          if (b_new <= 0 || b_old <= 0) continue;
           donor = e->variants.front();
           donor_key = e->key;
           break;
         }
   }
-  if (family) {  // this size's trace must be the same program: then the variant serves it
+  // This size's trace must be `fam`'s program at that size: then its variant serves the size.
+  auto join = [&](Dynamic& fam, int64_t n) {
     std::string why;
-    if (!ir::fits_batch(*family->traced, family->batch, family->factors, *t.trace.graph, batch, &why)) {
+    if (!ir::fits_batch(*fam.traced, fam.batch, fam.factors, *t.trace.graph, n, &why)) {
       if (log_flags().recompiles)
         log_line(fmt::format("{}: batch size {} is another program than the variant for every batch size ({}): it "
                              "gets a variant of its own",
-                             name_, batch, why));
+                             name_, n, why));
       return false;
     }
     {
       std::lock_guard lock(mu_);
-      family->sizes.insert(batch);
+      fam.sizes.insert(n);
     }
     if (log_flags().recompiles)
       log_line(fmt::format("{}: batch size {} traced the same program: the variant for every batch size serves {}",
-                           name_, batch, key.str()));
+                           name_, n, key.str()));
     return true;
-  }
+  };
+  if (family) return join(*family, batch);
   if (!donor) return false;
-  // The batch sizes: the dims 0 of the first input whose dim 0 differs.
-  const std::vector<int64_t> mine = dims0(key), theirs = dims0(donor_key);
-  int64_t b_new = -1, b_old = -1;
-  for (size_t i = 0; i < mine.size(); ++i)
-    if (mine[i] != theirs[i]) {
-      b_new = mine[i];
-      b_old = theirs[i];
-      break;
-    }
   const Trace& old_trace = donor->code.forward.trace();
-  if (b_new <= 0 || b_old <= 0 || old_trace.rng_input >= 0) return false;
   // Compiled at the larger size (every batched dim then is at least 2: no loop drops it).
   const bool new_larger = b_new > b_old;
   const Trace& small = new_larger ? old_trace : t.trace;
@@ -664,8 +666,15 @@ bool Hybrid::adopt_dynamic(const Key& key, const TrainingTrace& t) {
     std::lock_guard lock(mu_);
     compile_ms_ += ms;
     if (exe->from_cache()) cache_hits_.fetch_add(1, std::memory_order_relaxed);
-    dynamic_.push_back(d);
+    for (const auto& other : dynamic_)  // another thread's call made one meanwhile: that one serves
+      if (auto b = batch_in(*other, key)) {
+        family = other;
+        batch = *b;
+        break;
+      }
+    if (!family) dynamic_.push_back(d);
   }
+  if (family) return join(*family, batch);
   if (log_flags().recompiles)
     log_line(fmt::format("{}: batch sizes {} and {} of {} traced the same program: one variant now serves every "
                          "batch size whose trace fits ({:.1f} ms compiling)",

@@ -14,6 +14,7 @@
 #include <source_location>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "frontend/nn/hybrid.h"
@@ -129,6 +130,8 @@ class Hybrid {
   };
   /// The batch size of `key` in `d`'s family, if it is one of it.
   static std::optional<int64_t> batch_in(const Dynamic& d, const Key& key);
+  /// The batch sizes of two keys of a family: the dims 0 of the first input whose dim 0 differs.
+  static std::pair<int64_t, int64_t> batch_sizes(const Key& a, const Key& b);
   /// The inputs' dims 0 of a key (absent inputs: -1).
   static std::vector<int64_t> dims0(const Key& key);
   /// True if keys `a` and `b` differ at most in their inputs' dims 0.
