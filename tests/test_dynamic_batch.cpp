@@ -303,3 +303,22 @@ TEST_CASE("dynamic batch: random graphs compiled for every batch size agree with
   CHECK(unified >= 20);
   CHECK(runs >= 50);
 }
+
+TEST_CASE("dynamic batch: with background compiles the unifying compile runs on the worker too") {
+  const auto& m = examples::zoo_model("mlp");
+  manual_seed(19);
+  auto net = m.make();
+  NoGradGuard no_grad;
+  net->call_eager(input_at(m, 2, 1));
+  net->hybridize({.background = true, .use_cache = false, .adaptive = false});
+  for (int64_t b : {3, 6, 9, 12}) {
+    const Tensor x = input_at(m, b, static_cast<uint64_t>(b));
+    test::check_near((*net)(x), net->call_eager(x), {1e-5, 1e-6});  // eager while compiling
+    net->wait_for_compiles();
+    test::check_near((*net)(x), net->call_eager(x), {1e-5, 1e-6});
+  }
+  const nn::HybridStats s = net->stats();
+  CHECK(s.dynamic_variants == 1);
+  CHECK(s.variants == 2);
+  CHECK(s.dynamic_sizes == 4);
+}

@@ -449,18 +449,19 @@ std::optional<Tensors> Hybrid::miss(Block& b, std::span<const Tensor> inputs, co
     return out;
   }
   t.trace.outputs.clear();  // the eager values (and gradients) are not needed to compile
-  if (adopt_dynamic(key, t)) {  // a variant for every batch size serves this call's from now on
+  // A variant for every batch size may serve this call's size from now on; else this trace compiles.
+  auto compile = [this, e, key](TrainingTrace t) {
+    if (!adopt_dynamic(key, t)) return compile_variant(e, std::move(t));
     std::lock_guard lock(mu_);
     --e->pending;
     drop_if_empty(e);
     done_cv_.notify_all();
-    return out;
-  }
+  };
   if (options_.background) {
     std::lock_guard lock(mu_);
-    workers_.emplace_back([this, e, t = std::move(t)]() mutable { compile_variant(e, std::move(t)); });
+    workers_.emplace_back([compile, t = std::move(t)]() mutable { compile(std::move(t)); });
   } else
-    compile_variant(e, std::move(t));
+    compile(std::move(t));
   return out;
 }
 
