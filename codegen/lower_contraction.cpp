@@ -285,10 +285,11 @@ void Lowerer::emit_packed_contraction(const ir::Node& mm, const std::vector<cons
   for (const ir::Value* v : stores) add_operand(ops, v, contiguous_strides(cs));
   const bool direct = epilogue.empty() && stores.size() == 1 && stores[0] == mm.result && NP == N_;
   const int64_t V = NP / 16;
-  // Rows that scale with the batch (ir/batch.h): tiles as for 16 rows (measured: 12 gave MR = 3,
-  // a third slower on the seed MLP), then a tile per leftover row.
+  // Tiles as for 16 rows (measured on the seed MLP: tiles of 3 rows, which a row count such as 12
+  // or 39 gave, were a third to half slower), then a tile per leftover row; the row count is the
+  // call's when the rows scale with the batch (ir/batch.h).
   const bool rows_vary = dynamic() && mm.result->batch;
-  const auto [MR, NR, U] = packed_tiling(rows_vary ? 16 : M_, V, K_);
+  const auto [MR, NR, U] = packed_tiling(16, V, K_);
   auto i64c = [&](int64_t v) { return b_.getInt64(static_cast<uint64_t>(v)); };
   auto* vty = llvm::FixedVectorType::get(f32_, 16);
   llvm::Function* fma = llvm::Intrinsic::getDeclaration(&module_, llvm::Intrinsic::fmuladd, {vty});
@@ -344,15 +345,10 @@ void Lowerer::emit_packed_contraction(const ir::Node& mm, const std::vector<cons
       });
     });
   };
-  if (!rows_vary) {
-    emit_loop_function(Space{{M_ / MR}, {}}, ops.addrs, false, [&](const std::vector<LV*>& ivs, const std::vector<LV*>& ptrs) {
-      tile(b_.CreateMul(ivs[0], i64c(MR)), MR, ptrs);
-    });
-    return;
-  }
-  auto rows = [&] { return extent(M_, true); };
+  auto rows = [&] { return extent(M_, rows_vary); };
   for (const int64_t mr : {MR, int64_t{1}}) {  // whole tiles, then the rows left (as many as MR - 1)
     if (mr == MR && MR == 1) continue;
+    if (!rows_vary && (mr == MR ? M_ / MR : MR == 1 ? M_ : M_ % MR) == 0) continue;  // no such rows
     auto saved = b_.saveIP();
     std::vector<LV*> ptrs;
     LoopFunction lf = begin_loop_function(mr == 1 ? "packed_rows" : "packed_tiles", ops.addrs.size(), ptrs);
