@@ -17,11 +17,16 @@ std::vector<const Node*> nodes_in_order(const Graph& g) {
 
 /// Compares two graphs value by value and node by node; `dim0(i, a, b)` decides whether dims 0
 /// `a` and `b` of value i (values_in_order) agree.
-/// Where value `v` of `g` comes from, for messages: its node as printed and the node's origin.
-std::string where(const Graph& g, const Value* v) {
-  if (!v->def) return "%" + v->name;
-  return "`" + describe(g, *v->def) + "` (" + v->def->origin.str() + ")";
+/// Node `n` as printed, cut short (a large literal prints as all its bytes), and its origin.
+std::string node_text(const Graph& g, const Node& n) {
+  constexpr size_t kMost = 100;
+  std::string text = describe(g, n);
+  if (text.size() > kMost) text = text.substr(0, kMost) + "...";
+  return "`" + text + "` (" + n.origin.str() + ")";
 }
+
+/// Where value `v` of `g` comes from, for messages.
+std::string where(const Graph& g, const Value* v) { return v->def ? node_text(g, *v->def) : "%" + v->name; }
 
 bool same_program(const Graph& a, const Graph& b, const std::function<bool(size_t, int64_t, int64_t)>& dim0,
                   std::string* why) {
@@ -58,7 +63,7 @@ bool same_program(const Graph& a, const Graph& b, const std::function<bool(size_
   if (na.size() != nb.size()) return differ("they record different numbers of nodes");
   for (size_t i = 0; i < na.size(); ++i) {
     const Node &x = *na[i], &y = *nb[i];
-    const std::string node = "`" + describe(b, y) + "` (" + y.origin.str() + ")";
+    const std::string node = node_text(b, y);
     if (x.kind == NodeKind::kLiteral && y.kind == NodeKind::kLiteral && x.data != y.data)
       return differ("literal " + node + " holds other data (made from the batch size, or of its size)");
     if (x.kind == NodeKind::kGuard && y.kind == NodeKind::kGuard && x.expect != y.expect)
@@ -67,7 +72,7 @@ bool same_program(const Graph& a, const Graph& b, const std::function<bool(size_
         (x.kind == NodeKind::kRegion && x.region != y.region) || !same_values(x.inputs, y.inputs) ||
         !same_values(x.yields, y.yields) || (x.result == nullptr) != (y.result == nullptr) ||
         (x.result && ia.at(x.result) != ib.at(y.result)) || (x.kind == NodeKind::kOp && x.op != y.op))
-      return differ(node + " is not `" + describe(a, x) + "`");
+      return differ(node + " is not " + node_text(a, x));
     if (x.kind != NodeKind::kOp) continue;
     OpAttrs ax = x.attrs, ay = y.attrs;
     if (op_info(x.op).attrs & kShape) {  // a target shape: the result's, which the types compare
