@@ -1,6 +1,7 @@
-// Where a training step's time goes, for the seed MLP at batch 2 (one
-// thread): the eager step, the hybridized step, and the parts of the
-// hybridized one. Medians of interleaved rounds; run on a quiet machine.
+// Where a training step's time goes, for the seed MLP at batch 2 (or
+// --batch N; one thread): the eager step, the hybridized step, and the parts
+// of the hybridized one, with plain SGD as `blockjit bench --train` times it.
+// Medians of interleaved rounds; run on a quiet machine.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -26,18 +27,25 @@ double once(const std::function<void()>& f, int calls) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // --only K: time part K alone (for a profiler), 10x longer.
-  const int only = argc == 3 && std::string(argv[1]) == "--only" ? std::stoi(argv[2]) : -1;
+  // --only K: time part K alone (for a profiler), 10x longer. --batch N: the batch size.
+  int only = -1;
+  int64_t batch = 2;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (std::string(argv[i]) == "--only") only = std::stoi(argv[i + 1]);
+    if (std::string(argv[i]) == "--batch") batch = std::stoll(argv[i + 1]);
+  }
   rt::set_num_threads(1);
   manual_seed(0);
   examples::MLP net;
   net.initialize();
-  Tensor x = uniform(-1, 1, {2, 20});
-  Tensor labels = tensor(std::vector<int64_t>{1, 2}, {2});
-  optim::SGD opt(net.parameters(), {.lr = 1e-4, .momentum = 0.9});
+  Tensor x = uniform(-1, 1, {batch, 20});
+  std::vector<int64_t> classes(static_cast<size_t>(batch));
+  for (int64_t i = 0; i < batch; ++i) classes[static_cast<size_t>(i)] = (i + 1) % 10;
+  Tensor labels = tensor(classes, {batch});
+  optim::SGD opt(net.parameters(), {.lr = 1e-4});
   examples::MLP twin;  // the same model for the whole-step graph
   twin.initialize();
-  optim::SGD twin_opt(twin.parameters(), {.lr = 1e-4, .momentum = 0.9});
+  optim::SGD twin_opt(twin.parameters(), {.lr = 1e-4});
   nn::TrainStep whole(twin, nn::cross_entropy, twin_opt);
   whole(x, labels);  // traced
   net.hybridize();
@@ -68,7 +76,7 @@ int main(int argc, char** argv) {
   std::vector<std::vector<double>> times(parts.size());
   for (int round = 0; round < 15; ++round)
     for (size_t i = 0; i < parts.size(); ++i)
-      if (only < 0 || static_cast<size_t>(only) == i) times[i].push_back(once(parts[i].second, only < 0 ? 2000 : 20000));
+      if (only < 0 || static_cast<size_t>(only) == i) times[i].push_back(once(parts[i].second, std::max<int>(1, static_cast<int>((only < 0 ? 4000 : 40000) / batch))));
   for (size_t i = 0; i < parts.size(); ++i) {
     if (times[i].empty()) continue;
     std::sort(times[i].begin(), times[i].end());

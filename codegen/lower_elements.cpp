@@ -63,8 +63,8 @@ LV* Lowerer::compare(ir::Cmp c, LV* a, LV* b, bool boolean) {
 }
 
 LV* Lowerer::maximum(LV* a, LV* b, bool max) {
-  LV* beyond = max ? b_.CreateFCmpOGT(a, b) : b_.CreateFCmpOLT(a, b);
-  return b_.CreateSelect(b_.CreateOr(b_.CreateFCmpUNO(a, a), beyond), a, b);
+  // llvm.maximum/minimum are IEEE 754-2019's, as ir::maximum: the loop vectorizer reduces them.
+  return max ? b_.CreateBinaryIntrinsic(llvm::Intrinsic::maximum, a, b) : b_.CreateBinaryIntrinsic(llvm::Intrinsic::minimum, a, b);
 }
 
 LV* Lowerer::identity(ir::Combine c, bool empty) {

@@ -149,7 +149,7 @@ class Lowerer {
   LV* scalar(const ir::Node& n, const Scalars& val);
   /// ir::holds(c, a, b): ordered float predicates (false with NaN), unsigned ones for bools.
   LV* compare(ir::Cmp c, LV* a, LV* b, bool boolean);
-  /// ir::maximum(a, b) (or ir::minimum when !max): a if a is NaN or beyond b, else b.
+  /// ir::maximum(a, b) (or ir::minimum when !max): NaN if either is, -0 below +0.
   LV* maximum(LV* a, LV* b, bool max);
   /// Where reduction `c` starts (ir::identity), or, over an empty axis, its result.
   LV* identity(ir::Combine c, bool empty);

@@ -6,6 +6,7 @@
 // ir/ops.def without its facts does not compile (-Wswitch is an error).
 #pragma once
 
+#include <cmath>
 #include <limits>
 #include <optional>
 #include <type_traits>
@@ -104,16 +105,28 @@ constexpr T negated(T a) {
 
 // ---- maximum and minimum ---------------------------------------------------------------------
 
-/// NaN-propagating maximum (the op `maximum`; the reduction `max` combines with it): a NaN `a`
-/// wins, then the larger; a NaN `b` loses no comparison, so it wins too.
+/// IEEE 754-2019 maximum (the op `maximum`; the reduction `max` combines with it): NaN if either
+/// operand is NaN, else the larger, with -0 below +0. So it is commutative and associative, and
+/// a `max` reduction gives the same bits in any order: compiled code reduces in vectors
+/// (llvm.maximum), eager one element at a time. Integers: the larger.
 template <class T>
 constexpr T maximum(T a, T b) {
-  return (a > b || a != a) ? a : b;
+  if constexpr (std::is_floating_point_v<T>) {
+    if (a != a) return a;
+    if (b != b) return b;
+    if (a == b) return std::signbit(a) ? b : a;  // only +0 and -0 are equal and differ
+  }
+  return a > b ? a : b;
 }
-/// NaN-propagating minimum (the op `minimum`, the reduction `min`).
+/// IEEE 754-2019 minimum (the op `minimum`, the reduction `min`): NaN wins, -0 below +0.
 template <class T>
 constexpr T minimum(T a, T b) {
-  return (a < b || a != a) ? a : b;
+  if constexpr (std::is_floating_point_v<T>) {
+    if (a != a) return a;
+    if (b != b) return b;
+    if (a == b) return std::signbit(a) ? a : b;
+  }
+  return a < b ? a : b;
 }
 
 // ---- reductions ------------------------------------------------------------------------------
@@ -171,7 +184,7 @@ constexpr T empty_reduction(Combine c) {
   return c == Combine::kMul ? T(1) : T(0);
 }
 
-/// The accumulator after value v: v is the newer operand, so a NaN v propagates through max/min.
+/// The accumulator after value v (max and min: a NaN on either side propagates).
 template <class T>
 constexpr T combine(Combine c, T acc, T v) {
   switch (c) {

@@ -4,9 +4,11 @@
 // random graphs, guards, the object cache across processes, concurrency.
 #include <unistd.h>
 
+#include <bit>
 #include <cstdio>
 #include <fstream>
 #include <filesystem>
+#include <random>
 #include <set>
 #include <thread>
 
@@ -473,6 +475,66 @@ TEST_CASE("reductions over an empty axis compiled: +0 for sum (not the accumulat
     CHECK(std::signbit(compiled.outputs[0].data<float>()[i]) == std::signbit(eager.outputs[0].data<float>()[i]));
     CHECK(compiled.outputs[1].data<float>()[i] == 1.0f);
   }
+}
+
+TEST_CASE("max and min are IEEE 754-2019's (-0 below +0, NaN wins): the same bits eager, interpreted and compiled in vectors") {
+  // Rows of 67 (vectors and a tail) holding zeros of both signs at random places, -inf, NaN;
+  // compiled code reduces them in vectors and in another order than eager's one element at a
+  // time, so the answer must not depend on the order.
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  std::mt19937 gen(7);
+  const int64_t rows = 9, cols = 67;
+  std::vector<float> a(rows * cols), b(rows * cols);
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j) {
+      const bool neg = gen() % 2;
+      a[i * cols + j] = i < 4 ? (neg ? -0.0f : 0.0f) : i < 6 ? (neg ? -inf : -0.0f) : float(int(gen() % 7) - 3);
+      b[i * cols + j] = gen() % 2 ? -0.0f : 0.0f;
+    }
+  for (int64_t j = 0; j < cols; ++j) a[1 * cols + j] = -0.0f;  // a row of -0 only
+  a[2 * cols + 66] = 0.0f;                                    // one +0, in the tail
+  a[3 * cols + 5] = nan;
+  a[7 * cols + 66] = nan;
+  const V in{tensor(a, {rows, cols}), tensor(b, {rows, cols})};
+  const Fn fns[] = {
+      [](const V& v) { return max(v[0], {1}, false); },
+      [](const V& v) { return min(v[0], {1}, false); },
+      [](const V& v) { return max(v[0], {0}, false); },
+      [](const V& v) { return min(v[0], {0}, false); },
+      [](const V& v) { return v[0] - max(v[0], {1}, true); },  // a row region, as softmax's
+      [](const V& v) { return maximum(v[0], v[1]) + minimum(v[1], v[0]) * 2; },
+      [](const V& v) { return maximum(v[1], v[0]) - minimum(v[0], v[1]); },
+  };
+  for (size_t f = 0; f < std::size(fns); ++f) {
+    CAPTURE(f);
+    Trace t = trace("ieee_max", [&](const V& v) { return V{fns[f](v)}; }, in);
+    CompiledTrace c = compile(t);
+    GraphRun compiled = c.run(in), interpreted = run(t, in);
+    REQUIRE(compiled.guards_hold);
+    const Tensor eager = fns[f](in);
+    const std::vector<float> e = eager.to_vector(), ci = compiled.outputs[0].to_vector(), ii = interpreted.outputs[0].to_vector();
+    REQUIRE(ci.size() == e.size());
+    for (size_t i = 0; i < e.size(); ++i) {
+      CAPTURE(i);
+      CHECK(std::isnan(ci[i]) == std::isnan(e[i]));
+      CHECK(std::isnan(ii[i]) == std::isnan(e[i]));
+      if (!std::isnan(e[i])) {
+        CHECK(std::bit_cast<uint32_t>(ci[i]) == std::bit_cast<uint32_t>(e[i]));
+        CHECK(std::bit_cast<uint32_t>(ii[i]) == std::bit_cast<uint32_t>(e[i]));
+      }
+    }
+  }
+  // The values themselves, eager.
+  const Tensor zeros_row = tensor(std::vector<float>{-0.0f, 0.0f, -0.0f}, {3});
+  CHECK(!std::signbit(max(zeros_row).item()));
+  CHECK(std::signbit(min(zeros_row).item()));
+  const Tensor pz = tensor(std::vector<float>{0.0f}, {1}), nz = tensor(std::vector<float>{-0.0f}, {1});
+  CHECK(!std::signbit(maximum(pz, nz).item()));
+  CHECK(!std::signbit(maximum(nz, pz).item()));
+  CHECK(std::signbit(minimum(pz, nz).item()));
+  CHECK(std::signbit(minimum(nz, pz).item()));
+  CHECK(std::isnan(max(tensor(std::vector<float>{1.0f, nan, inf}, {3})).item()));
+  CHECK(std::isnan(minimum(tensor(std::vector<float>{-inf}, {1}), tensor(std::vector<float>{nan}, {1})).item()));
 }
 
 TEST_CASE("products with an empty inner dimension are +0 in every strategy (loops, packed, runtime), as eager") {
