@@ -2,6 +2,7 @@
 #include "codegen/plan.h"
 
 #include "ir/error.h"
+#include "ir/semantics.h"
 #include "runtime/kernels.h"
 
 #include <algorithm>
@@ -41,22 +42,7 @@ bool inline_elementwise(const ir::Node& n) {
 }
 
 bool exact_inline(const ir::Node& n) {
-  if (!inline_elementwise(n)) return false;
-  using K = ir::OpKind;
-  switch (n.op) {
-    case K::Neg: case K::Abs: case K::Relu: case K::Sqrt: case K::Cast: case K::Add: case K::Sub: case K::Mul:
-    case K::Div: case K::Maximum: case K::Minimum: case K::Gt: case K::Lt: case K::Ge: case K::Le: case K::Eq:
-    case K::Where:
-      return true;
-    case K::Pow: return n.attrs.scalar == 1 || n.attrs.scalar == 2;
-    case K::Exp: case K::Log: case K::Tanh: case K::Sigmoid:
-    case K::Sum: case K::Prod: case K::Max: case K::Min: case K::Matmul:
-    case K::Permute: case K::Reshape: case K::Expand: case K::Concat: case K::Slice: case K::RandUniform:
-    case K::CrossEntropy: case K::CrossEntropyGrad: case K::Embedding: case K::EmbeddingGrad: case K::Conv2d: case K::Conv2dGradInput:
-    case K::Conv2dGradWeight: case K::MaxPool2d: case K::MaxPool2dGrad: case K::AvgPool2d: case K::AvgPool2dGrad:
-      return false;
-  }
-  return false;
+  return inline_elementwise(n) && ir::same_bits_everywhere(n.op, n.attrs);
 }
 
 namespace {

@@ -129,6 +129,30 @@ constexpr T minimum(T a, T b) {
   return a < b ? a : b;
 }
 
+// ---- rounding ------------------------------------------------------------------------------
+
+/// True if elementwise op `op` (with `attrs`) gives the same bits wherever it runs: eager's
+/// kernel, the interpreter, compiled code, exact or not. These are IEEE's correctly rounded
+/// operations (add, mul, div, sqrt...), compares and selects; not exp, log, tanh, sigmoid or
+/// powers other than x^1 and x^2, which compiled code approximates.
+constexpr bool same_bits_everywhere(OpKind op, const OpAttrs& attrs) {
+  using K = OpKind;
+  switch (op) {
+    case K::Neg: case K::Abs: case K::Relu: case K::Sqrt: case K::Cast: case K::Add: case K::Sub: case K::Mul:
+    case K::Div: case K::Maximum: case K::Minimum: case K::Gt: case K::Lt: case K::Ge: case K::Le: case K::Eq:
+    case K::Where:
+      return true;
+    case K::Pow: return attrs.scalar == 1 || attrs.scalar == 2;
+    case K::Exp: case K::Log: case K::Tanh: case K::Sigmoid:
+    case K::Sum: case K::Prod: case K::Max: case K::Min: case K::Matmul:
+    case K::Permute: case K::Reshape: case K::Expand: case K::Concat: case K::Slice: case K::RandUniform:
+    case K::CrossEntropy: case K::CrossEntropyGrad: case K::Embedding: case K::EmbeddingGrad: case K::Conv2d: case K::Conv2dGradInput:
+    case K::Conv2dGradWeight: case K::MaxPool2d: case K::MaxPool2dGrad: case K::AvgPool2d: case K::AvgPool2dGrad:
+      return false;
+  }
+  return false;
+}
+
 // ---- reductions ------------------------------------------------------------------------------
 
 /// How a reduction combines its values.

@@ -9,6 +9,16 @@
 // 4. Copy the backward's nodes, in order, into the backward graph. An operand
 //    the forward owns becomes a backward input (a saved value; a literal is
 //    copied instead), and a saved result becomes one more forward output.
+//
+// Between 2 and 4, what to save is chosen (rematerialization): a saved value
+// that an elementwise op computes is instead recomputed in the backward from
+// the values its elementwise cone starts at, when those cost fewer bytes to
+// keep than what they replace (values already saved, parameters, constants,
+// literals and graph inputs cost nothing more). LayerNorm's scaled output
+// comes back from the normalized one and the parameters. The recomputed ops
+// are IEEE arithmetic, which rounds the same in the forward and
+// the backward, exact or not, so gradients do not change. GELU keeps its
+// pre-activation and its tanh instead of six tensors of that size.
 #include "ir/split.h"
 
 #include <functional>
@@ -16,6 +26,7 @@
 #include <unordered_set>
 
 #include "ir/error.h"
+#include "ir/semantics.h"
 
 namespace bj::ir {
 
@@ -33,6 +44,59 @@ std::unordered_set<const Value*> reach(const Graph& g, std::vector<const Value*>
       for (const Value* v : n.inputs) needed.insert(v);
   }
   return needed;
+}
+
+/// An op the backward may compute again instead of reading it saved: elementwise, pure, f32 or
+/// bool (compiled loops handle those; i64 work goes through runtime calls), and rounding the
+/// same wherever it runs. Not tanh or exp: the forward may have computed those exactly (a
+/// guard's input cone) and the backward approximately, and a max's gradient compares values
+/// with the saved maximum for equality.
+bool recomputable(const Node& n) {
+  return n.kind == NodeKind::kOp && has_trait(n.op, kElementwise) && has_trait(n.op, kPure) &&
+         same_bits_everywhere(n.op, n.attrs) &&
+         (n.result->type.dtype == DType::kF32 || n.result->type.dtype == DType::kBool);
+}
+
+int64_t bytes(const Value* v) { return static_cast<int64_t>(v->type.bytes()); }
+
+/// Chooses the values the backward reads saved (see the file comment). `saved` starts as every
+/// forward value the backward reads; `free` holds those that cost nothing to keep.
+void rematerialize(const Graph& g, std::unordered_set<const Value*>& saved, const std::function<bool(const Value*)>& free) {
+  auto cost = [&](const std::unordered_set<const Value*>& set) {
+    int64_t total = 0;
+    for (const Value* v : set) total += free(v) ? 0 : bytes(v);
+    return total;
+  };
+  bool changed = true;
+  while (changed) {
+    changed = false;
+    std::vector<const Value*> order;  // latest first
+    for (auto it = g.nodes().rbegin(); it != g.nodes().rend(); ++it)
+      if ((*it)->result && saved.count((*it)->result)) order.push_back((*it)->result);
+    for (const Value* v : order) {
+      if (!saved.count(v) || free(v) || !v->def || !recomputable(*v->def)) continue;
+      // The frontier of v's elementwise cone: where recomputing it would start.
+      std::unordered_set<const Value*> frontier, seen;
+      std::vector<const Value*> work(v->def->inputs.begin(), v->def->inputs.end());
+      while (!work.empty()) {
+        const Value* u = work.back();
+        work.pop_back();
+        if (!seen.insert(u).second) continue;
+        if (free(u) || saved.count(u) || !u->def || !recomputable(*u->def)) {
+          frontier.insert(u);
+          continue;
+        }
+        work.insert(work.end(), u->def->inputs.begin(), u->def->inputs.end());
+      }
+      std::unordered_set<const Value*> next = saved;
+      next.erase(v);
+      next.insert(frontier.begin(), frontier.end());
+      if (cost(next) < cost(saved)) {
+        saved = std::move(next);
+        changed = true;
+      }
+    }
+  }
 }
 
 }  // namespace
@@ -57,6 +121,26 @@ BackwardSplit split_backward(const Graph& joint, int forward_outputs, int gradie
   // 2. The backward: its outputs, through nodes the forward does not own.
   std::vector<const Value*> grads(joint.outputs().begin() + forward_outputs, joint.outputs().end());
   auto backward = reach(joint, grads, [&](const Node& n) { return !in_forward(n); });
+
+  // What to save, and so which forward nodes the backward computes again.
+  auto free = [&](const Value* v) {
+    return v->kind != ValueKind::kResult || v->def->kind == NodeKind::kLiteral;  // inputs, parameters, constants
+  };
+  std::unordered_set<const Value*> saved_values;
+  for (const auto& n : joint.nodes())
+    if (!in_forward(*n) && backward.count(n->result))
+      for (const Value* v : n->inputs)
+        if (v->kind == ValueKind::kResult && forward.count(v) && !gradient.count(v)) saved_values.insert(v);
+  for (const Value* v : grads)
+    if (v->kind == ValueKind::kResult && forward.count(v)) saved_values.insert(v);
+  std::unordered_set<const Value*> kept_for_outputs;  // a gradient output the forward computes stays its value
+  for (const Value* v : grads) kept_for_outputs.insert(v);
+  rematerialize(joint, saved_values, [&](const Value* v) { return free(v) || kept_for_outputs.count(v); });
+  auto in_backward = [&](const Node& n) {  // the backward's own nodes, and the forward's it computes again
+    if (n.kind == NodeKind::kGuard) return false;
+    return !in_forward(n) || (recomputable(n) && !saved_values.count(n.result));
+  };
+  backward = reach(joint, grads, in_backward);
 
   BackwardSplit s;
   s.forward = std::make_unique<Graph>(joint.name());
@@ -136,7 +220,7 @@ BackwardSplit split_backward(const Graph& joint, int forward_outputs, int gradie
     return bmap[v] = mapped;
   };
   for (const auto& n : joint.nodes()) {
-    if (in_forward(*n) || !backward.count(n->result)) continue;
+    if (!in_backward(*n) || !backward.count(n->result)) continue;
     std::vector<Value*> ins;
     for (const Value* v : n->inputs) ins.push_back(operand(v));
     bmap[n->result] = copy(b, *n, ins);

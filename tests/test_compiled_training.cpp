@@ -11,6 +11,7 @@
 #include "examples/seed_models.h"
 #include "examples/training.h"
 #include "examples/zoo.h"
+#include "ir/split.h"
 #include "tests/helpers.h"
 #include "tests/random_program.h"
 
@@ -123,6 +124,61 @@ TEST_CASE("compiled training: random blocks with data-dependent control flow, ea
   }
   MESSAGE(compiled << " of 192 training calls ran compiled code");
   CHECK(compiled >= 48);
+}
+
+TEST_CASE("compiled training saves less: IEEE elementwise work is redone in the backward, gradients unchanged") {
+  // Dense -> LayerNorm -> GELU -> Dense -> max-centring guarded by the max: the backward redoes
+  // LayerNorm's scale and shift and GELU's arithmetic from what it keeps, but not tanh (the
+  // forward computes the guard's cone exactly, the backward approximately, and the max's
+  // gradient compares values with the saved max for equality).
+  struct Net : nn::Block {
+    nn::Dense& d1 = add("d1", nn::Dense(16));
+    nn::LayerNorm& norm = add("norm", nn::LayerNorm(16));
+    nn::Dense& d2 = add("d2", nn::Dense(8));
+    Tensor forward(const Tensor& x) override {
+      Tensor h = d2(nn::gelu(norm(d1(x))));
+      Tensor t = tanh(h) * 2 + 1;
+      return t.max() > 0.5f ? t - t.max() : t * 3;
+    }
+  };
+  manual_seed(31);
+  Net net;
+  net.initialize();
+  Tensor x0 = uniform(-1, 1, {5, 12});
+  net.call_eager(x0);
+  TrainingTrace t = trace_training(net, x0);
+  const ir::BackwardSplit split =
+      ir::split_backward(*t.trace.graph, t.forward_outputs, static_cast<int>(t.grad_outputs.size()));
+  int hidden_saved = 0;  // kept only for the backward, of the hidden width
+  for (const auto& sv : split.saved)
+    if (sv.from == ir::BackwardSplit::Saved::From::kForwardOutput && sv.index > 0)
+      hidden_saved += split.forward->outputs()[static_cast<size_t>(sv.index)]->type.shape == Shape{5, 16};
+  // Of the hidden width: LayerNorm's centred input and tanh. The normalized values, GELU's input
+  // and its other factors come back from those, the standard deviation and the parameters
+  // (saved without recomputation: eight tensors of that width).
+  CHECK(hidden_saved == 2);
+  for (bool exact : {false, true}) {
+    CAPTURE(exact);
+    manual_seed(31);
+    Net twin;
+    twin.initialize();
+    twin.call_eager(x0);
+    Tensor weight = uniform(-1, 1, {5, 8});
+    twin.hybridize({.exact = exact});
+    for (int call = 0; call < 4; ++call) {
+      Tensor x = uniform(-1, 1, {5, 12}) * static_cast<float>(call + 1);
+      x.set_requires_grad();
+      Grads want = step(twin, x, weight, true);
+      Grads got = step(twin, x, weight, false);
+      if (exact) {  // bit for bit
+        check_l2(got.input, want.input, "input gradient", 0, 0);
+        for (size_t i = 0; i < got.params.size(); ++i) check_l2(got.params[i], want.params[i], "parameter", 0, 0);
+      } else {
+        check_same(got, want);
+      }
+    }
+    CHECK(twin.stats().compiled_hits >= 3);
+  }
 }
 
 TEST_CASE("compiled training: a Dense used three times sums its gradient, calls accumulate until zero_grad") {
