@@ -11,9 +11,17 @@
 //                                operands already give it its shape (the
 //                                broadcast reads the same values; the
 //                                gradients of keepdim reductions look so)
+//   concat(a0, a1, ...) + concat(b0, b1, ...) along one axis
+//                             -> concat(a0 + b0, a1 + b1, ...) where the
+//                                pieces line up (a broadcast scalar such as
+//                                a zero fill splits to fit): the gradient of
+//                                several slices of one tensor (attention's
+//                                q, k and v) is then one concat of small sums
+//                                instead of full-size concats of zeros added
 // A rewrite to x applies only when x already has the result's type (a
 // broadcast by the literal would change the shape). Nodes left unused are
 // for dead-code elimination.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -62,6 +70,92 @@ ir::Value* identity_operand(const ir::Node& n) {
 
 bool is_op(const ir::Value* v, ir::OpKind k) { return v->def && v->def->kind == ir::NodeKind::kOp && v->def->op == k; }
 
+/// A piece of a concat along its axis: [start, end), and the scalar literal it broadcasts if it
+/// is one (then any part of it is that scalar expanded).
+struct Piece {
+  ir::Value* value;
+  int64_t start, end;
+  ir::Value* scalar;
+};
+
+std::vector<Piece> pieces(const ir::Value* concat) {
+  const int axis = static_cast<int>(concat->def->attrs.axis);
+  std::vector<Piece> out;
+  int64_t at = 0;
+  for (ir::Value* p : concat->def->inputs) {
+    const int64_t len = p->type.shape[axis];
+    if (len == 0) continue;
+    ir::Value* scalar = nullptr;
+    if (is_op(p, ir::OpKind::Expand)) {
+      ir::Value* x = p->def->inputs[0];
+      if (x->def && x->def->kind == ir::NodeKind::kLiteral && x->type.numel() == 1) scalar = x;
+    }
+    out.push_back({p, at, at + len, scalar});
+    at += len;
+  }
+  return out;
+}
+
+/// If nodes[i] adds two concats along one axis whose pieces line up (see the file comment),
+/// inserts the concat of the pieces' sums before it, points its uses there and returns how many
+/// nodes it inserted; 0 otherwise.
+size_t split_sum_of_concats(ir::Graph& g, size_t i) {
+  using K = ir::OpKind;
+  auto& nodes = g.mutable_nodes();
+  ir::Node& n = *nodes[i];
+  if (n.op != K::Add || n.inputs.size() != 2) return 0;
+  ir::Value *a = n.inputs[0], *b = n.inputs[1];
+  if (!is_op(a, K::Concat) || !is_op(b, K::Concat) || a->def->attrs.axis != b->def->attrs.axis ||
+      a->type != n.result->type || b->type != n.result->type)
+    return 0;
+  const int axis = static_cast<int>(a->def->attrs.axis);
+  const std::vector<Piece> pa = pieces(a), pb = pieces(b);
+  std::vector<int64_t> cuts{0};
+  for (const auto* ps : {&pa, &pb})
+    for (const Piece& p : *ps) cuts.push_back(p.end);
+  std::sort(cuts.begin(), cuts.end());
+  cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
+  auto cut_inside = [&](const Piece& p) {
+    return std::any_of(cuts.begin(), cuts.end(), [&](int64_t c) { return c > p.start && c < p.end; });
+  };
+  for (const auto* ps : {&pa, &pb})
+    for (const Piece& p : *ps)
+      if (!p.scalar && cut_inside(p)) return 0;  // a computed piece would have to be sliced
+  if (cuts.size() < 2) return 0;                 // an empty axis
+  std::vector<std::unique_ptr<ir::Node>> made;
+  std::vector<ir::Value*> sums;
+  for (size_t k = 0; k + 1 < cuts.size(); ++k) {
+    Type t = n.result->type;
+    t.shape[axis] = cuts[k + 1] - cuts[k];
+    auto term = [&](const std::vector<Piece>& ps) {  // a broadcast scalar stays a scalar
+      const Piece& p = *std::find_if(ps.begin(), ps.end(), [&](const Piece& q) { return q.end > cuts[k]; });
+      return p.scalar ? p.scalar : p.value;
+    };
+    ir::Value* x = term(pa);
+    ir::Value* y = term(pb);
+    if (x->type.numel() == 1 && y->type.numel() == 1 && t.numel() != 1) {  // two fills: one sum, expanded
+      ir::OpAttrs none;
+      const Type both[] = {x->type, y->type};
+      made.push_back(g.make_op(K::Add, {}, {x, y}, ir::infer(K::Add, both, none), n.origin));
+      ir::OpAttrs to;
+      to.dims = t.shape;
+      made.push_back(g.make_op(K::Expand, to, {made.back()->result}, t, n.origin));
+    } else {
+      made.push_back(g.make_op(K::Add, {}, {x, y}, t, n.origin));
+    }
+    sums.push_back(made.back()->result);
+  }
+  if (sums.size() > 1) {
+    made.push_back(g.make_op(K::Concat, a->def->attrs, sums, n.result->type, n.origin));
+  }
+  ir::Value* result = made.back()->result;
+  const size_t count = made.size();
+  nodes.insert(nodes.begin() + static_cast<std::ptrdiff_t>(i), std::make_move_iterator(made.begin()),
+               std::make_move_iterator(made.end()));
+  g.replace_uses(n.result, result);
+  return count;
+}
+
 }  // namespace
 
 bool simplify(ir::Graph& g, const PassContext&) {
@@ -73,6 +167,11 @@ bool simplify(ir::Graph& g, const PassContext&) {
     if (n.kind != ir::NodeKind::kOp) continue;
     if (ir::Value* x = identity_operand(n)) {
       g.replace_uses(n.result, x);
+      changed = true;
+      continue;
+    }
+    if (const size_t made = split_sum_of_concats(g, i)) {
+      i += made;  // nodes[i] is the add again, now unused
       changed = true;
       continue;
     }
