@@ -1,7 +1,9 @@
 // Matrix products. Batched operands broadcast over their leading dims; each
 // 2-D product runs as a loop specialized for small shapes (oneDNN's call
 // overhead would dominate the seed's 2x20x256 products) or, from
-// kDnnlMinMacs multiply-adds up, as a cached oneDNN matmul primitive.
+// kDnnlMinMacs multiply-adds up, as a cached oneDNN matmul primitive (one
+// batched primitive for a batch of such products that broadcasts nothing,
+// such as attention's per-head products).
 #include <dnnl.hpp>
 
 #include <map>
@@ -78,7 +80,7 @@ BJ_AVX2_CLONE void gemm_loops(const FusedMatmul& g, const float* A, const float*
 /// oneDNN matmul primitives, created once per distinct product and kept.
 class DnnlMatmuls {
  public:
-  using Key = std::tuple<int64_t, int64_t, int64_t, bool, bool, bool, bool>;
+  using Key = std::tuple<int64_t, int64_t, int64_t, bool, bool, bool, bool, int64_t>;
   struct Entry {
     dnnl::matmul::primitive_desc pd;
     Primitive prim;
@@ -86,13 +88,22 @@ class DnnlMatmuls {
     Primitive pack;  ///< plain_b -> the weights layout pd chose (when packed_b)
   };
 
-  const Entry& primitive(const FusedMatmul& f) {
+  /// The primitive for f, or with batch > 1 for `batch` products of f's shape whose operands and
+  /// results follow one another in memory (no bias, B as stored).
+  const Entry& primitive(const FusedMatmul& f, int64_t batch = 1) {
     using dnnl::memory;
-    Key key{f.m, f.n, f.k, f.ta, f.tb, f.bias, f.packed_b};
+    Key key{f.m, f.n, f.k, f.ta, f.tb, f.bias, f.packed_b, batch};
     std::lock_guard lock(mu_);
     auto it = cache_.find(key);
     if (it != cache_.end()) return it->second;
     const auto f32 = memory::data_type::f32;
+    if (batch > 1) {
+      memory::desc a({batch, f.m, f.k}, f32, f.ta ? memory::dims{f.m * f.k, 1, f.m} : memory::dims{f.m * f.k, f.k, 1});
+      memory::desc b({batch, f.k, f.n}, f32, f.tb ? memory::dims{f.k * f.n, 1, f.k} : memory::dims{f.k * f.n, f.n, 1});
+      memory::desc c({batch, f.m, f.n}, f32, memory::dims{f.m * f.n, f.n, 1});
+      dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a, b, c), dnnl_attr(), engine_);
+      return cache_.emplace(key, Entry{pd, Primitive::make<dnnl::matmul>(pd), b, {}}).first->second;
+    }
     memory::desc a({f.m, f.k}, f32, f.ta ? memory::dims{1, f.m} : memory::dims{f.k, 1});
     memory::desc b({f.k, f.n}, f32, f.tb ? memory::dims{1, f.k} : memory::dims{f.n, 1});
     memory::desc c({f.m, f.n}, f32, memory::dims{f.n, 1});
@@ -107,16 +118,16 @@ class DnnlMatmuls {
     return cache_.emplace(key, std::move(e)).first->second;
   }
 
-  void run(const FusedMatmul& f, const float* A, const void* B, const float* bias, float* C) {
+  void run(const FusedMatmul& f, const float* A, const void* B, const float* bias, float* C, int64_t batch = 1) {
     using dnnl::memory;
-    const Entry& p = primitive(f);
+    const Entry& p = primitive(f, batch);
     thread_local dnnl::stream stream(engine_);
     memory a(p.pd.src_desc(), engine_, const_cast<float*>(A));
     memory b(p.pd.weights_desc(), engine_, const_cast<void*>(B));
     memory c(p.pd.dst_desc(), engine_, C);
     std::unordered_map<int, memory> args{{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}};
     if (f.bias) args.emplace(DNNL_ARG_BIAS, memory(p.pd.bias_desc(), engine_, const_cast<float*>(bias)));
-    const OneThreadIf one(f.m * f.n * f.k < kDnnlParallelMacs);
+    const OneThreadIf one(batch * f.m * f.n * f.k < kDnnlParallelMacs);
     p.prim.execute(stream, args);
     stream.wait();
   }
@@ -182,6 +193,8 @@ void kernel_Matmul(Inputs in, const ir::OpAttrs& attrs, const View& out) {
   // across threads. Each product is computed as on one thread, so results do not change. Large
   // ones run one after another, each on every thread through oneDNN.
   const int64_t macs = g.m * g.n * g.k;
+  if (nb > 1 && g.k > 0 && macs >= kDnnlMinMacs && ba == batch && bb == batch)
+    return dnnl_matmuls().run(g, A, B, nullptr, C, nb);  // a batch of products, one oneDNN call
   const int nt = static_cast<int>(std::min<int64_t>(num_threads(), nb));
   if (nt <= 1 || macs >= kDnnlMinMacs || nb * macs < 2 * kParallelGrain) return items(0, nb);
   parallel_chunks(nb, nt, items);

@@ -250,6 +250,23 @@ TEST_CASE("matmul: small loops, oneDNN, transposes and batches against a referen
   Tensor z = matmul(bb, cc);
   CHECK(z.shape() == Shape{2, 3, 4, 2});
   check_close(z[1][2], matmul(bb[1][0], cc[2]), 1e-5, 1e-6);
+  // A batch of oneDNN-sized products that broadcasts nothing is one batched primitive: each
+  // product against the reference, in every transpose (attention's per-head products).
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      CAPTURE(ta);
+      CAPTURE(tb);
+      Tensor x = uniform(-1, 1, ta ? Shape{2, 3, 72, 64} : Shape{2, 3, 64, 72});
+      Tensor v = uniform(-1, 1, tb ? Shape{2, 3, 80, 72} : Shape{2, 3, 72, 80});
+      Tensor batched = matmul(x, v, ta, tb);
+      CHECK(batched.shape() == Shape{2, 3, 64, 80});
+      for (int64_t i = 0; i < 2; ++i)
+        for (int64_t j = 0; j < 3; ++j) {
+          Tensor xa = ta ? x[i][j].transpose() : x[i][j], vb = tb ? v[i][j].transpose() : v[i][j];
+          check_close(batched[i][j], bj::test::reference_matmul(values(xa), values(vb), 64, 72, 80),
+                      1e-4, 1e-4);
+        }
+    }
   check_close(matmul(zeros({2, 0}), zeros({0, 3})), {0, 0, 0, 0, 0, 0});
   CHECK_THROWS_AS(matmul(ones({2, 3}), ones({4, 2})), ShapeError);
   CHECK_THROWS_AS(matmul(ones({3}), ones({3, 2})), ShapeError);
