@@ -27,6 +27,7 @@ bool fold(ir::Graph& g, const PassContext& ctx);
 bool simplify(ir::Graph& g, const PassContext& ctx);
 bool fold_batchnorm(ir::Graph& g, const PassContext& ctx);
 bool schedule_guards(ir::Graph& g, const PassContext& ctx);
+bool recompute_cheap(ir::Graph& g, const PassContext& ctx);
 bool fuse_row(ir::Graph& g, const PassContext& ctx);
 bool fuse_contraction(ir::Graph& g, const PassContext& ctx);
 bool fuse_reduction(ir::Graph& g, const PassContext& ctx);

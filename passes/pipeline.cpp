@@ -17,6 +17,7 @@ const std::vector<Pass>& all_passes() {
       {"cse", cse},
       {"dce", dce},
       {"schedule-guards", schedule_guards},
+      {"recompute-cheap", recompute_cheap},
       {"fuse-row", fuse_row},
       {"fuse-contraction", fuse_contraction},
       {"fuse-reduction", fuse_reduction},
@@ -47,16 +48,19 @@ const std::vector<Step>& default_pipeline() {
       // 3. Guards as early as their inputs allow, before fusion groups
       //    nodes: a diverging call stops before the work it would discard.
       {{pass_named("schedule-guards")}},
-      // 4. Fusion, the most specific first: rows (softmax, LayerNorm: reductions
+      // 4. Cheap IEEE elementwise values read by several loops are computed in each of them
+      //    instead of stored once (after cse, which would merge the copies).
+      {{pass_named("recompute-cheap")}},
+      // 5. Fusion, the most specific first: rows (softmax, LayerNorm: reductions
       //    over trailing axes with the work around them), matmul epilogues, then
       //    the producers of each reduction, then whatever elementwise work is left.
       {{pass_named("fuse-row")}},
       {{pass_named("fuse-contraction")}},
       {{pass_named("fuse-reduction")}},
       {{pass_named("fuse-elementwise")}},
-      // 5. Fusion may leave values no one reads any more.
+      // 6. Fusion may leave values no one reads any more.
       {{pass_named("dce")}},
-      // 6. Last: offsets in one arena for what must live in memory.
+      // 7. Last: offsets in one arena for what must live in memory.
       {{pass_named("plan-memory")}},
   };
   return steps;
