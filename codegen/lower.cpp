@@ -215,6 +215,7 @@ void Lowerer::emit_planned(const ir::Node& n) {
     case Strategy::kLoops:
     case Strategy::kExactLoops: break;
   }
+  if (inline_loss(n)) return emit_cross_entropy(n);
   switch (nest_kind(n)) {
     case ir::RegionKind::kElementwise: return emit_elementwise(body, stores, body.front()->result->type.shape);
     case ir::RegionKind::kReduction: return exact ? emit_exact_row_sum(body, stores) : emit_reduction(body, stores);

@@ -14,6 +14,7 @@
 //   lower_row.cpp          row regions: softmax, LayerNorm, a row at a time
 //   lower_contraction.cpp  contraction regions: dot-product loops, the
 //                          register-blocked kernel over packed weights
+//   lower_loss.cpp         cross-entropy and its gradient, a row at a time
 #pragma once
 
 #include <llvm/IR/IRBuilder.h>
@@ -197,6 +198,8 @@ class Lowerer {
   /// (vectorized by LLVM).
   void emit_packed_contraction(const ir::Node& mm, const std::vector<const ir::Node*>& epilogue,
                                const std::vector<const ir::Value*>& stores, const NodePlan& np);
+  /// cross_entropy or cross_entropy_grad (inline_loss()) as loops over the rows (lower_loss.cpp).
+  void emit_cross_entropy(const ir::Node& n);
 
   const ir::Graph& g_;
   const Plan& plan_;

@@ -41,6 +41,12 @@ bool inline_elementwise(const ir::Node& n) {
   return f32_or_bool(n.result->type);
 }
 
+bool inline_loss(const ir::Node& n) {
+  if (n.kind != ir::NodeKind::kOp || (n.op != ir::OpKind::CrossEntropy && n.op != ir::OpKind::CrossEntropyGrad)) return false;
+  const ir::Value* logits = n.inputs[0];
+  return logits->type.dtype == DType::kF32 && logits->type.shape.size() == 2 && !logits->batch;
+}
+
 bool exact_inline(const ir::Node& n) {
   return inline_elementwise(n) && ir::same_bits_everywhere(n.op, n.attrs);
 }
@@ -356,7 +362,8 @@ class Planner {
   void plan_rest(const ir::Node& n) {
     NodePlan& np = p_.nodes[&n];
     if (n.kind == ir::NodeKind::kOp) {
-      np.strategy = inline_elementwise(n) || inline_reduction(n) || inline_matmul(n) || inline_movement(n)
+      np.strategy = inline_elementwise(n) || inline_reduction(n) || inline_matmul(n) || inline_movement(n) ||
+                            inline_loss(n)
                         ? Strategy::kLoops
                         : Strategy::kRuntime;
       if (np.strategy == Strategy::kRuntime) call(n);

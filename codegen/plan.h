@@ -89,6 +89,9 @@ inline constexpr int kPowMaxInlineExponent = 16;
 bool inline_pow(double p);
 /// True if codegen emits loops for elementwise op `n` (f32 and bool values).
 bool inline_elementwise(const ir::Node& n);
+/// True if codegen emits loops for `n`, a cross_entropy or cross_entropy_grad of f32 logits
+/// [N, C] (not in code for every batch size), outside guard cones and exact mode.
+bool inline_loss(const ir::Node& n);
 /// True if op `n`'s inline loop gives eager's kernel's result bit for bit on every input: the
 /// elementwise ops IEEE arithmetic rounds once (add, mul, div, sqrt, compares, selects...), not
 /// the approximated ones (exp, log, tanh, sigmoid, pow other than x^1 and x^2).

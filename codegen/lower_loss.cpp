@@ -1,0 +1,98 @@
+// The cross-entropy ops (ir/ops.def) as loops, one row of logits at a time:
+// a pass for the row's maximum, one summing exp(x - max), then the row's
+// loss (forward) or its gradient row (backward), with exp and log as the
+// vectorizable IR of lower_math.cpp instead of the runtime kernel's libm
+// calls. As the kernel: a target outside [0, C) makes the loss NaN (its
+// gradient row NaN) and is never used as an index; each row's sum of
+// exponentials and the forward's total over rows (in row order, divided by
+// N: NaN for N = 0) are kept in double, so a well-fitted batch's small loss
+// keeps its digits.
+// The row sums reassociate and exp and log are approximations, so results
+// differ from eager's in the last bits; guard cones and exact mode keep the
+// runtime kernel (plan.cpp: inline_loss).
+#include "codegen/lower_math.h"
+#include "codegen/lowerer.h"
+#include "runtime/kernels.h"
+
+#include <limits>
+
+namespace bj::codegen {
+
+void Lowerer::emit_cross_entropy(const ir::Node& n) {
+  const bool grad = n.op == ir::OpKind::CrossEntropyGrad;
+  const ir::Value *logits = n.inputs[0], *targets = n.inputs[1];
+  const int64_t rows = logits->type.shape[0], cols = logits->type.shape[1];
+  auto fp = [&](double v) { return llvm::ConstantFP::get(f32_, v); };
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  if (rows == 0 || cols == 0) {  // the mean over no row, or every target out of range; an empty gradient
+    if (!grad) b_.CreateStore(fp(nan), address(n.result));
+    return;
+  }
+  std::vector<LV*> operands{address(logits), address(targets)};
+  if (grad) operands.push_back(address(n.inputs[2]));
+  operands.push_back(address(n.result));
+  auto saved = b_.saveIP();
+  std::vector<LV*> ptrs;
+  LoopFunction lf = begin_loop_function(grad ? "cross_entropy_grad" : "cross_entropy", operands.size(), ptrs);
+  llvm::Function* fn = lf.body;
+  LV *x = ptrs[0], *t = ptrs[1], *out = ptrs.back();
+  LV* cols_v = b_.getInt64(static_cast<uint64_t>(cols));
+  // The forward's running total over rows, in double (as the kernel's).
+  llvm::Type* f64 = b_.getDoubleTy();
+  llvm::AllocaInst* total = nullptr;
+  if (!grad) {
+    total = b_.CreateAlloca(f64);
+    b_.CreateStore(llvm::ConstantFP::get(f64, 0.0), total);
+  }
+  LV* scale = grad ? b_.CreateFDiv(b_.CreateFPExt(b_.CreateLoad(f32_, ptrs[2]), f64),
+                                   llvm::ConstantFP::get(f64, static_cast<double>(rows)))
+                   : nullptr;
+  loop(fn->getArg(0), fn->getArg(1), [&](LV* i) {
+    LV* row = b_.CreateInBoundsGEP(f32_, x, b_.CreateMul(i, cols_v));
+    LV* target = b_.CreateLoad(i64_, b_.CreateInBoundsGEP(i64_, t, i));
+    LV* valid = b_.CreateAnd(b_.CreateICmpSGE(target, b_.getInt64(0)), b_.CreateICmpSLT(target, cols_v));
+    LV* at = b_.CreateSelect(valid, target, b_.getInt64(0));  // never an index outside the row
+    auto element = [&](LV* j) { return b_.CreateLoad(f32_, b_.CreateInBoundsGEP(f32_, row, j)); };
+    LV* m = accumulate(cols, 1, {identity(ir::Combine::kMax, false)}, [&](LV* j, const Accumulators& a) {
+              return Accumulators{combine(ir::Combine::kMax, a[0], element(j))};
+            })[0];
+    // s in double, as the kernel's: a well-fitted row's s is 1 + (a little), and its loss is that little.
+    LV* s = accumulate(cols, 1, {llvm::ConstantFP::get(f64, -0.0)}, [&](LV* j, const Accumulators& a) {
+              LV* e = b_.CreateFPExt(math::exp(b_, b_.CreateFSub(element(j), m)), f64);
+              return Accumulators{combine(ir::Combine::kAdd, a[0], e)};
+            })[0];
+    if (!grad) {  // loss_i = log(s) + m - x[t], added up in double
+      // log(s) = log(f) + log(s / f) for f = s rounded to float; the second term is (s - f) / f to
+      // well below float's precision, so the f32 log's relative error (8e-8) is all that is left.
+      LV* f = b_.CreateFPTrunc(s, f32_);
+      LV* fd = b_.CreateFPExt(f, f64);
+      LV* log_s = b_.CreateFAdd(b_.CreateFPExt(math::log(b_, f), f64), b_.CreateFDiv(b_.CreateFSub(s, fd), fd));
+      LV* loss = b_.CreateFSub(b_.CreateFAdd(log_s, b_.CreateFPExt(m, f64)), b_.CreateFPExt(element(at), f64));
+      loss = b_.CreateSelect(valid, loss, llvm::ConstantFP::getNaN(f64));
+      b_.CreateStore(b_.CreateFAdd(b_.CreateLoad(f64, total), loss), total);
+      return;
+    }
+    // The gradient row: k exp(x - m) with k = g / (N s), and g / N less at the target.
+    LV* k_d = b_.CreateFDiv(scale, s);
+    LV* k_or_nan = b_.CreateSelect(valid, b_.CreateFPTrunc(k_d, f32_), fp(nan));
+    LV* out_row = b_.CreateInBoundsGEP(f32_, out, b_.CreateMul(i, cols_v));
+    loop(b_.getInt64(0), cols_v, [&](LV* j) {
+      b_.CreateStore(b_.CreateFMul(k_or_nan, math::exp(b_, b_.CreateFSub(element(j), m))),
+                     b_.CreateInBoundsGEP(f32_, out_row, j));
+    });
+    // At the target, k exp(x - m) - g / N in double: for a well-fitted row the two nearly cancel.
+    LV* e_t = b_.CreateFPExt(math::exp(b_, b_.CreateFSub(element(at), m)), f64);
+    LV* fixed = b_.CreateFPTrunc(b_.CreateFSub(b_.CreateFMul(k_d, e_t), scale), f32_);
+    b_.CreateStore(b_.CreateSelect(valid, fixed, fp(nan)), b_.CreateInBoundsGEP(f32_, out_row, at));
+  });
+  if (!grad)
+    b_.CreateStore(b_.CreateFPTrunc(b_.CreateFDiv(b_.CreateLoad(f64, total), llvm::ConstantFP::get(f64, static_cast<double>(rows))), f32_),
+                   out);
+  b_.CreateRetVoid();
+  b_.restoreIP(saved);
+  // The forward's total runs over every row in order, so one call; gradient rows split among threads.
+  const bool parallel = grad && rows > 1 && rows * cols * 3 >= 2 * rt::kParallelGrain;
+  call_loop_function(lf.wrapper, operands, rows, parallel);
+}
+
+}  // namespace bj::codegen
