@@ -13,12 +13,12 @@
 // Between 2 and 4, what to save is chosen (rematerialization): a saved value
 // that an elementwise op computes is instead recomputed in the backward from
 // the values its elementwise cone starts at, when those cost fewer bytes to
-// keep than what they replace (values already saved, parameters, constants,
-// literals and graph inputs cost nothing more). LayerNorm's scaled output
-// comes back from the normalized one and the parameters. The recomputed ops
-// are IEEE arithmetic, which rounds the same in the forward and
-// the backward, exact or not, so gradients do not change. GELU keeps its
-// pre-activation and its tanh instead of six tensors of that size.
+// keep than it does (values already saved, parameters, constants, literals
+// and graph inputs cost nothing more). Only IEEE arithmetic, compares and
+// selects are recomputed: they round the same in the forward and the
+// backward, exact or not, so gradients do not change. LayerNorm then keeps
+// its centred input and standard deviation, not its normalized and scaled
+// outputs; GELU its pre-activation and tanh, not the products around them.
 #include "ir/split.h"
 
 #include <functional>
@@ -57,24 +57,16 @@ bool recomputable(const Node& n) {
          (n.result->type.dtype == DType::kF32 || n.result->type.dtype == DType::kBool);
 }
 
-int64_t bytes(const Value* v) { return static_cast<int64_t>(v->type.bytes()); }
-
 /// Chooses the values the backward reads saved (see the file comment). `saved` starts as every
 /// forward value the backward reads; `free` holds those that cost nothing to keep.
 void rematerialize(const Graph& g, std::unordered_set<const Value*>& saved, const std::function<bool(const Value*)>& free) {
-  auto cost = [&](const std::unordered_set<const Value*>& set) {
-    int64_t total = 0;
-    for (const Value* v : set) total += free(v) ? 0 : bytes(v);
-    return total;
-  };
+  auto cost = [&](const Value* v) { return free(v) ? int64_t{0} : static_cast<int64_t>(v->type.bytes()); };
   bool changed = true;
   while (changed) {
     changed = false;
-    std::vector<const Value*> order;  // latest first
-    for (auto it = g.nodes().rbegin(); it != g.nodes().rend(); ++it)
-      if ((*it)->result && saved.count((*it)->result)) order.push_back((*it)->result);
-    for (const Value* v : order) {
-      if (!saved.count(v) || free(v) || !v->def || !recomputable(*v->def)) continue;
+    for (auto it = g.nodes().rbegin(); it != g.nodes().rend(); ++it) {  // latest first
+      const Value* v = (*it)->result;
+      if (!v || !saved.count(v) || free(v) || !recomputable(**it)) continue;
       // The frontier of v's elementwise cone: where recomputing it would start.
       std::unordered_set<const Value*> frontier, seen;
       std::vector<const Value*> work(v->def->inputs.begin(), v->def->inputs.end());
@@ -88,13 +80,13 @@ void rematerialize(const Graph& g, std::unordered_set<const Value*>& saved, cons
         }
         work.insert(work.end(), u->def->inputs.begin(), u->def->inputs.end());
       }
-      std::unordered_set<const Value*> next = saved;
-      next.erase(v);
-      next.insert(frontier.begin(), frontier.end());
-      if (cost(next) < cost(saved)) {
-        saved = std::move(next);
-        changed = true;
-      }
+      int64_t added = 0;  // what keeping the frontier costs beyond what is kept already
+      for (const Value* u : frontier)
+        if (!saved.count(u)) added += cost(u);
+      if (added >= cost(v)) continue;
+      saved.erase(v);
+      saved.insert(frontier.begin(), frontier.end());
+      changed = true;
     }
   }
 }

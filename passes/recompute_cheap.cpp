@@ -29,7 +29,6 @@ bool absorbs(const ir::Node& n) {
   return n.kind == ir::NodeKind::kOp && (ir::has_trait(n.op, ir::kElementwise) || ir::has_trait(n.op, ir::kReduction));
 }
 
-
 /// True if op node n is cheap to compute again in another loop (see the file comment).
 bool cheap(const ir::Node& n) {
   if (n.kind != ir::NodeKind::kOp || !ir::has_trait(n.op, ir::kElementwise) || !ir::has_trait(n.op, ir::kPure) ||
@@ -55,13 +54,20 @@ bool recompute_cheap(ir::Graph& g, const PassContext&) {
   auto& nodes = g.mutable_nodes();
   const auto pos = positions(g);
   // Per node: the position of the latest op no fusion absorbs that it reads, directly or through
-  // ops fusion may absorb (-1: none).
+  // ops fusion may absorb (-1: none). A value a region yields (a graph fused already) counts as
+  // made by an op fusion does not absorb, at the region's position.
   std::unordered_map<const ir::Node*, int64_t> barrier;
+  std::unordered_map<const ir::Value*, int64_t> yielded_at;
+  for (const auto& np : nodes)
+    for (const ir::Value* y : np->yields) yielded_at[y] = static_cast<int64_t>(pos.at(np.get()));
   for (const auto& np : nodes) {
     int64_t latest = -1;
     for (const ir::Value* v : np->inputs) {
       if (!v->def || v->def->kind == ir::NodeKind::kLiteral) continue;
-      latest = std::max(latest, absorbs(*v->def) ? barrier.at(v->def) : static_cast<int64_t>(pos.at(v->def)));
+      if (auto y = yielded_at.find(v); y != yielded_at.end())
+        latest = std::max(latest, y->second);
+      else
+        latest = std::max(latest, absorbs(*v->def) ? barrier.at(v->def) : static_cast<int64_t>(pos.at(v->def)));
     }
     barrier[np.get()] = latest;
   }
