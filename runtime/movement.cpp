@@ -66,6 +66,7 @@ void kernel_Concat(Inputs in, const ir::OpAttrs& attrs, const View& out) {
   for (const ConstView& v : in) {
     int64_t row = v.type.numel() / std::max<int64_t>(outer, 1) * elem;
     const char* src = static_cast<const char*>(v.data);
+    if (row == 0) continue;  // an empty piece may have no memory at all (memcpy from null is undefined)
     for (int64_t o = 0; o < outer; ++o) std::memcpy(dst + o * out_row + col, src + o * row, row);
     col += row;
   }
