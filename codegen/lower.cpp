@@ -218,7 +218,8 @@ void Lowerer::emit_planned(const ir::Node& n) {
   if (inline_loss(n)) return emit_cross_entropy(n);
   switch (nest_kind(n)) {
     case ir::RegionKind::kElementwise: return emit_elementwise(body, stores, body.front()->result->type.shape);
-    case ir::RegionKind::kReduction: return exact ? emit_exact_row_sum(body, stores) : emit_reduction(body, stores);
+    case ir::RegionKind::kReduction:  // max and min are exact in any order
+      return exact && body.back()->op == ir::OpKind::Sum ? emit_exact_row_sum(body, stores) : emit_reduction(body, stores);
     case ir::RegionKind::kContraction: return emit_contraction(body, stores, exact);
     case ir::RegionKind::kRow: return emit_row(body, stores, exact);
   }

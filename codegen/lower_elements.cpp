@@ -28,6 +28,7 @@ LV* Lowerer::scalar(const ir::Node& n, const Scalars& val) {
     case K::Cast: {
       DType from = n.inputs[0]->type.dtype, to = n.attrs.dtype;
       if (from == to) return in(0);
+      if (from == DType::kI64) return to == DType::kBool ? b_.CreateICmpNE(in(0), b_.getInt64(0)) : b_.CreateSIToFP(in(0), f32_);
       if (to == DType::kBool) return b_.CreateFCmpUNE(in(0), fp(0));
       return b_.CreateUIToFP(in(0), f32_);
     }

@@ -173,9 +173,12 @@ LV* Lowerer::offset(const std::vector<LV*>& ivs, const Shape& strides) {
   return off;
 }
 
+llvm::Type* Lowerer::element_type(DType t) const { return t == DType::kBool ? i8_ : t == DType::kI64 ? i64_ : f32_; }
+
 LV* Lowerer::load_element(const Type& t, LV* base, LV* off) {
   if (t.dtype == DType::kBool)
     return b_.CreateICmpNE(b_.CreateLoad(i8_, b_.CreateInBoundsGEP(i8_, base, off)), b_.getInt8(0));
+  if (t.dtype == DType::kI64) return b_.CreateLoad(i64_, b_.CreateInBoundsGEP(i64_, base, off));
   return b_.CreateLoad(f32_, b_.CreateInBoundsGEP(f32_, base, off));
 }
 

@@ -140,7 +140,7 @@ void Lowerer::emit_row(const std::vector<const ir::Node*>& body, const std::vect
     if (d == static_cast<int>(outer.dims.size())) {
       std::vector<LV*> base;
       for (size_t i = 0; i < ptrs.size(); ++i) {
-        llvm::Type* t = operand_type(i).dtype == DType::kBool ? i8_ : f32_;
+        llvm::Type* t = element_type(operand_type(i).dtype);
         base.push_back(b_.CreateInBoundsGEP(t, ptrs[i], offset(outer_ivs, outer.strides[i])));
       }
       return at_row(base);

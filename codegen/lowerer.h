@@ -118,6 +118,8 @@ class Lowerer {
                           llvm::BranchInst** latch = nullptr);
   /// Element offset sum(iv[d] * stride[d]).
   LV* offset(const std::vector<LV*>& ivs, const Shape& strides);
+  /// The LLVM type one element of `t` is stored as (bool as i8).
+  llvm::Type* element_type(DType t) const;
   LV* load_element(const Type& t, LV* base, LV* off);
   void store_element(const Type& t, LV* v, LV* base, LV* off);
   /// The memory operands of a loop nest: addresses and element strides over its iteration space.

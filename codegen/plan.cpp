@@ -36,8 +36,8 @@ bool inline_pow(double p) {
 bool inline_elementwise(const ir::Node& n) {
   if (n.kind != ir::NodeKind::kOp || !ir::has_trait(n.op, ir::kElementwise)) return false;
   if (n.op == ir::OpKind::Pow && !inline_pow(n.attrs.scalar)) return false;
-  for (const ir::Value* v : n.inputs)
-    if (!f32_or_bool(v->type)) return false;
+  for (const ir::Value* v : n.inputs)  // a cast reads integers too
+    if (!f32_or_bool(v->type) && !(n.op == ir::OpKind::Cast && v->type.dtype == DType::kI64)) return false;
   return f32_or_bool(n.result->type);
 }
 
@@ -63,6 +63,11 @@ bool exact_row_sum(const ir::Node& n) {
   }
   return r <= rt::kSumBlock;
 }
+/// A max or min: the extreme of a set is the same in any order (ties of -0 and +0 and NaNs included,
+/// as ir::maximum orders them), so the vectorized reduction is eager's.
+bool exact_extremum(const ir::Node& n) {
+  return (n.op == ir::OpKind::Max || n.op == ir::OpKind::Min) && inline_reduction(n);
+}
 bool exact_product(const ir::Node& n) {
   return inline_matmul(n) && n.result->type.dtype == DType::kF32;
 }
@@ -77,10 +82,12 @@ bool inline_movement(const ir::Node& n) {
 bool exact_lowering(const ir::Node& n) {
   auto exact = [](const auto& b) { return exact_inline(*b); };
   if (n.kind == ir::NodeKind::kOp)
-    return exact_inline(n) || inline_movement(n) || (n.op == ir::OpKind::Sum && exact_row_sum(n)) || (n.op == ir::OpKind::Matmul && exact_product(n));
+    return exact_inline(n) || inline_movement(n) || (n.op == ir::OpKind::Sum && exact_row_sum(n)) || exact_extremum(n) ||
+           (n.op == ir::OpKind::Matmul && exact_product(n));
   if (n.kind != ir::NodeKind::kRegion || n.body.empty()) return false;
   const ir::Node &front = *n.body.front(), &back = *n.body.back();
-  if (n.region == ir::RegionKind::kReduction) return back.op == ir::OpKind::Sum && exact_row_sum(back) && std::all_of(n.body.begin(), n.body.end() - 1, exact);
+  if (n.region == ir::RegionKind::kReduction)
+    return (exact_row_sum(back) || exact_extremum(back)) && std::all_of(n.body.begin(), n.body.end() - 1, exact);
   if (n.region == ir::RegionKind::kRow)  // sums in the canonical order, exact elementwise work
     return std::all_of(n.body.begin(), n.body.end(), [&](const auto& b) {
       return ir::has_trait(b->op, ir::kReduction) ? exact_row_sum(*b) : exact_inline(*b);

@@ -18,6 +18,14 @@
 //                                several slices of one tensor (attention's
 //                                q, k and v) is then one concat of small sums
 //                                instead of full-size concats of zeros added
+//   cast(min(x)) to f32, x i64 -> min(cast(x)) (and max): rounding to f32 is
+//                                monotone, so the extreme of the rounded values
+//                                is the rounded extreme; compiled code then
+//                                reduces f32 in a loop (cross-entropy's label
+//                                range check) instead of calling the runtime.
+//                                Only over a non-empty input (the two empty
+//                                reductions' identities differ) and for a
+//                                reduction nothing else reads
 // A rewrite to x applies only when x already has the result's type (a
 // broadcast by the literal would change the shape). Nodes left unused are
 // for dead-code elimination.
@@ -156,15 +164,45 @@ size_t split_sum_of_concats(ir::Graph& g, size_t i) {
   return count;
 }
 
+/// If nodes[i] casts an integer min or max to f32 (see the file comment), rewrites it to reduce the
+/// cast input and returns 1 (the cast it inserted before it); 0 otherwise.
+size_t cast_before_extremum(ir::Graph& g, size_t i, std::optional<Uses>& uses) {
+  using K = ir::OpKind;
+  auto& nodes = g.mutable_nodes();
+  ir::Node& n = *nodes[i];
+  if (n.op != K::Cast || n.attrs.dtype != DType::kF32) return 0;
+  ir::Value* r = n.inputs[0];
+  if (!is_op(r, K::Max) && !is_op(r, K::Min)) return 0;
+  ir::Node& red = *r->def;
+  ir::Value* x = red.inputs[0];
+  if (x->type.dtype != DType::kI64 || x->type.numel() == 0 || x->batch || r->batch) return 0;
+  if (!uses) uses = compute_uses(g);
+  if (uses->of(r).size() != 1 || uses->output[r]) return 0;
+  ir::OpAttrs to;
+  to.dtype = DType::kF32;
+  auto cast = g.make_op(K::Cast, to, {x}, Type{DType::kF32, x->type.shape}, n.origin);
+  n.op = red.op;
+  n.attrs = red.attrs;
+  n.inputs[0] = cast->result;
+  nodes.insert(nodes.begin() + static_cast<std::ptrdiff_t>(i), std::move(cast));
+  return 1;
+}
+
 }  // namespace
 
 bool simplify(ir::Graph& g, const PassContext&) {
   using K = ir::OpKind;
   bool changed = false;
   auto& nodes = g.mutable_nodes();
+  std::optional<Uses> uses;  // computed when a rewrite first asks; it only asks about values it keeps
   for (size_t i = 0; i < nodes.size(); ++i) {
     ir::Node& n = *nodes[i];
     if (n.kind != ir::NodeKind::kOp) continue;
+    if (cast_before_extremum(g, i, uses)) {
+      ++i;  // nodes[i] is the cast again, now a reduction
+      changed = true;
+      continue;
+    }
     if (ir::Value* x = identity_operand(n)) {
       g.replace_uses(n.result, x);
       changed = true;

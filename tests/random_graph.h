@@ -19,7 +19,10 @@ struct Bindings {
   static Bindings random_for(const ir::Graph& g, uint64_t seed) {
     manual_seed(seed);
     Bindings b;
-    for (const ir::Value* v : g.inputs()) b.inputs.push_back(uniform(-2, 2, v->type.shape));
+    for (const ir::Value* v : g.inputs()) {  // of the input's dtype: integers from -20 to 20
+      Tensor x = uniform(-2, 2, v->type.shape);
+      b.inputs.push_back(v->type.dtype == DType::kF32 ? x : (x * 10.0).to(v->type.dtype));
+    }
     for (const ir::Value* v : g.params()) b.params.push_back(uniform(-1, 1, v->type.shape));
     for (const ir::Value* v : g.consts()) b.consts.push_back(uniform(0.5, 1.5, v->type.shape));
     return b;

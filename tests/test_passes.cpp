@@ -2,6 +2,8 @@
 // the zoo, semantics preserved by every pass on the zoo and on hundreds of
 // random graphs, memory plans without overlaps, the pass manager's dumps.
 #include <cstdlib>
+#include <cstring>
+#include <limits>
 #include <fstream>
 #include <sstream>
 
@@ -328,6 +330,54 @@ TEST_CASE("the seed MLP has two contraction regions and each FixedHiddenMLP halv
     if (ops == std::vector<std::string>{"mul", "mul", "sum"} && n->yields.size() == 2) ++fused_halvings;
   }
   CHECK(fused_halvings == halvings);
+}
+
+TEST_CASE("an integer min or max cast to f32 (a label range check), compiled, equals eager at i64's extremes") {
+  // Rounding to f32 is monotone, so simplify reduces the cast values; codegen then reads the
+  // integers in a loop. Ties and values that round across powers of two are where it could go wrong.
+  auto g = ir::parse(
+      "graph @range(%t: i64[7], %g: i64[7]) -> (f32[], f32[], bool[], f32[], f32[]) {\n"
+      "  %0: i64[] = min(%t) {axes=[0]}\n"
+      "  %1: f32[] = cast(%0) {dtype=f32}\n"
+      "  %2: i64[] = max(%t) {axes=[0]}\n"
+      "  %3: f32[] = cast(%2) {dtype=f32}\n"
+      "  %4: f32[] = literal 0\n"
+      "  %5: bool[] = lt(%1, %4)\n"
+      "  %6: i64[] = min(%g) {axes=[0]}\n"
+      "  %7: f32[] = cast(%6) {dtype=f32}\n"
+      "  %8: i64[] = max(%g) {axes=[0]}\n"
+      "  %9: f32[] = cast(%8) {dtype=f32}\n"
+      "  return %1, %3, %5, %7, %9\n"
+      "}\n");
+  const int64_t big = int64_t{1} << 53;
+  const std::vector<std::vector<int64_t>> cases = {
+      {std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max(), 0, -1, 1, big + 1, -(big + 1)},
+      {16777217, 16777216, 16777215, -16777217, -16777216, 3, 2},
+      {big + 1, big + 2, big + 3, big - 1, big, big + 5, big + 7},
+  };
+  for (const auto& t : cases) {
+    CAPTURE(t);
+    std::vector<int64_t> rev(t.rbegin(), t.rend());
+    const Tensor a = tensor(t, {7}), b = tensor(rev, {7});
+    const rt::ConstView in[] = {{a.raw_data(), a.type()}, {b.raw_data(), b.type()}};
+    const auto want = rt::interpret(*g, in, {}, {});
+    auto simplified = ir::parse(ir::print(*g));
+    passes::run_pipeline(*simplified, {{{passes::pass_named("simplify"), passes::pass_named("dce")}}},
+                         codegen::pass_context(), quiet());
+    const auto got = rt::interpret(*simplified, in, {}, {});
+    codegen::CompileOptions co;
+    co.use_cache = false;
+    const auto exe = codegen::compile(*g, co);
+    CHECK(exe->plan().context.nodes.empty());  // no runtime kernel: loops over the integers
+    const auto compiled = exe->run(in, {}, {});
+    REQUIRE(compiled.failed_guard == -1);
+    for (size_t i = 0; i < want.outputs.size(); ++i) {
+      CAPTURE(i);
+      const size_t bytes = g->outputs()[i]->type.bytes();
+      CHECK(std::memcmp(want.outputs[i]->data(), got.outputs[i]->data(), bytes) == 0);
+      CHECK(std::memcmp(want.outputs[i]->data(), compiled.outputs[i]->data(), bytes) == 0);
+    }
+  }
 }
 
 TEST_CASE("the pass manager prints after passes, says (unchanged), and knows its passes") {
