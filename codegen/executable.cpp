@@ -124,18 +124,30 @@ int64_t Executable::batch_of(std::span<const int64_t> input_dim0) const {
 Type Executable::output_type(size_t i, int64_t batch) const { return ir::type_at(*graph_, *graph_->outputs()[i], batch); }
 
 int Executable::run(std::span<const void* const> data, std::span<const uint64_t> param_versions,
-                    std::vector<std::shared_ptr<rt::Storage>>& outputs, int64_t batch) const {
+                    std::vector<std::shared_ptr<rt::Storage>>& outputs, int64_t batch,
+                    std::span<rt::Storage* const> reuse) const {
   const ir::Graph& g = *graph_;
   outputs.clear();
   void* small[8];
   std::vector<void*> large(g.outputs().size() > 8 ? g.outputs().size() : 0);
   void** out = large.empty() ? small : large.data();
   for (size_t i = 0; i < g.outputs().size(); ++i) {
-    outputs.push_back(rt::make_storage(output_type(i, batch).bytes()));
-    out[i] = outputs.back()->data();
+    const size_t bytes = dynamic() ? output_type(i, batch).bytes() : g.outputs()[i]->type.bytes();
+    if (i < reuse.size() && reuse[i] && reuse[i]->bytes() == bytes) {
+      outputs.emplace_back();
+      out[i] = reuse[i]->data();
+    } else {
+      outputs.push_back(rt::make_storage(bytes));
+      out[i] = outputs.back()->data();
+    }
   }
   const int failed = run_into(data, {out, g.outputs().size()}, param_versions, batch);
-  if (failed >= 0) outputs.clear();
+  if (failed >= 0) {
+    outputs.clear();
+    return failed;
+  }
+  for (size_t i = 0; i < reuse.size() && i < outputs.size(); ++i)
+    if (!outputs[i]) reuse[i]->bump_version();  // written in place
   return failed;
 }
 

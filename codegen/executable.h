@@ -53,9 +53,12 @@ class Executable {
   /// The same without checks or views, for callers that bound the data
   /// themselves: `data` holds the inputs', parameters' and constants'
   /// addresses in the graph's order. Fills `outputs` (cleared when a guard
-  /// fails) and returns the failed guard's index or -1.
+  /// fails) and returns the failed guard's index or -1. Output i is written over `reuse[i]` where
+  /// that is given and of its type's size (its version then moves, and outputs[i] is null: the
+  /// caller holds it), else into a new storage.
   int run(std::span<const void* const> data, std::span<const uint64_t> param_versions,
-          std::vector<std::shared_ptr<rt::Storage>>& outputs, int64_t batch = 0) const;
+          std::vector<std::shared_ptr<rt::Storage>>& outputs, int64_t batch = 0,
+          std::span<rt::Storage* const> reuse = {}) const;
 
   /// The same, writing the outputs where `outputs` points (one buffer per graph output, of its
   /// type's size) instead of allocating them; when a guard fails, what they hold is unspecified.

@@ -463,5 +463,20 @@ void set_grad(const Tensor& leaf, Tensor grad) {
   m->grad = std::move(grad);
 }
 
+rt::Storage* sole_grad_storage(const Tensor& leaf, const Type& type) {
+  const AutogradMeta* m = meta(leaf);
+  if (!m || !m->grad.defined()) return nullptr;
+  const auto& g = m->grad.impl();
+  if (g.use_count() != 1 || g->autograd || g->storage.use_count() != 1 || g->type != type ||
+      g->storage->bytes() != type.bytes())
+    return nullptr;
+  return g->storage.get();
+}
+
+Tensor take_grad(const Tensor& leaf) {
+  AutogradMeta* m = meta(leaf);
+  return m ? std::move(m->grad) : Tensor();
+}
+
 }  // namespace autograd
 }  // namespace bj

@@ -91,6 +91,12 @@ std::shared_ptr<Node> gradient_edge(const Tensor& t);
 /// Sets the grad() of `leaf` (a tensor that requires grad) to `grad`: what backward leaves after
 /// zero_grad, for a compiled step that computed the gradient itself.
 void set_grad(const Tensor& leaf, Tensor grad);
+/// The storage of `leaf`'s gradient when nothing but `leaf` holds that gradient or its storage and
+/// it has type `type`; else null. A compiled step may write the next gradient there, unseen by
+/// anyone, instead of allocating one (eager's zero_grad would have dropped the old one).
+rt::Storage* sole_grad_storage(const Tensor& leaf, const Type& type);
+/// Moves `leaf`'s gradient out (leaving none), for a caller that puts it back with set_grad.
+Tensor take_grad(const Tensor& leaf);
 /// Makes `t` require grad with `node` as its grad_fn (for nodes made outside the op table,
 /// such as a compiled backward).
 void set_grad_fn(Tensor& t, std::shared_ptr<Node> node);

@@ -632,7 +632,8 @@ int64_t batch_of(const codegen::Executable& exe, std::span<const Tensor> inputs)
 }
 }  // namespace
 
-int CompiledTrace::try_run(std::span<const Tensor> inputs, std::vector<std::shared_ptr<rt::Storage>>& outputs) const {
+int CompiledTrace::try_run(std::span<const Tensor> inputs, std::vector<std::shared_ptr<rt::Storage>>& outputs,
+                           std::span<rt::Storage* const> reuse) const {
   const bool random = trace_.rng_input >= 0;  // then the generator's state is one more input
   const size_t n = inputs.size() + random + trace_.params.size() + trace_.consts.size();
   const void* small[32];
@@ -659,7 +660,7 @@ int CompiledTrace::try_run(std::span<const Tensor> inputs, std::vector<std::shar
     ver[i] = p.impl()->storage->version();
   }
   for (const Tensor& c : trace_.consts) data[k++] = c.raw_data();
-  const int failed = exe_->run({data, n}, {ver, trace_.params.size()}, outputs, batch_of(*exe_, inputs));
+  const int failed = exe_->run({data, n}, {ver, trace_.params.size()}, outputs, batch_of(*exe_, inputs), reuse);
   if (failed >= 0 && random) detail::return_random(draw);  // the eager call that follows draws these
   if (failed < 0) bump_written(trace_, written_);
   return failed;

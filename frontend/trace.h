@@ -112,7 +112,9 @@ class CompiledTrace {
   int try_run(const Tensor& x, std::vector<std::shared_ptr<rt::Storage>>& outputs) const;
   /// The same for a graph of several inputs (without the generator's state, which this adds),
   /// whose types the caller has matched with the trace's.
-  int try_run(std::span<const Tensor> inputs, std::vector<std::shared_ptr<rt::Storage>>& outputs) const;
+  /// `reuse` as for Executable::run.
+  int try_run(std::span<const Tensor> inputs, std::vector<std::shared_ptr<rt::Storage>>& outputs,
+              std::span<rt::Storage* const> reuse = {}) const;
   /// Output i's type for a call on `inputs` (code for every batch size: at their batch size).
   Type output_type(size_t i, std::span<const Tensor> inputs) const;
   /// Guard `index` as printed ("guard %12 == true") and where it was recorded.

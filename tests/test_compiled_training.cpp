@@ -361,6 +361,64 @@ TEST_CASE("whole-step training: the compiled update equals step() on the same gr
   }
 }
 
+TEST_CASE("whole-step training: a gradient no one else holds is written over, one a user kept is not") {
+  manual_seed(37);
+  examples::MLP net, twin;
+  net.initialize();
+  twin.initialize();
+  Tensor x = uniform(-1, 1, {2, 20}), y = tensor(std::vector<int64_t>{3, 8}, {2});
+  net.call_eager(x);
+  twin.call_eager(x);
+  auto pn = net.parameters(), pt = twin.parameters();
+  for (size_t i = 0; i < pn.size(); ++i) pt[i].set_data(pn[i].data().clone());
+  optim::SGD on(pn, {.lr = 0.1}), ot(pt, {.lr = 0.1});
+  nn::TrainStep step(net, nn::cross_entropy, on);
+  auto eager_step = [&] {
+    ot.zero_grad();
+    nn::cross_entropy(twin.call_eager(x), y).backward();
+    ot.step();
+  };
+  for (int i = 0; i < 3; ++i) {  // traced, then compiled
+    step(x, y);
+    eager_step();
+  }
+  REQUIRE(step.stats().compiled_hits == 2);
+  const Tensor& w = pn[0].data();
+  const void* where = w.grad().raw_data();
+  const uint64_t version = w.grad().impl()->storage->version();
+  // Nobody holds the gradient: the next step writes the new one into the same storage, and its
+  // version moves (what compiled code that packed it would look at).
+  step(x, y);
+  eager_step();
+  CHECK(w.grad().raw_data() == where);
+  CHECK(w.grad().impl()->storage->version() != version);
+  for (size_t k = 0; k < pn.size(); ++k) check_l2(pn[k].data().grad(), pt[k].data().grad(), "gradient " + std::to_string(k));
+  // A gradient the user kept (or a view sharing its storage) keeps its values: the step makes a
+  // new one, as eager's zero_grad and backward would.
+  Tensor kept = w.grad();
+  Tensor bias_view = pn[1].data().grad().detach();
+  const std::vector<double> kept_values = test::values(kept), bias_values = test::values(bias_view);
+  for (int i = 0; i < 2; ++i) {
+    step(x, y);
+    eager_step();
+  }
+  CHECK(test::values(kept) == kept_values);
+  CHECK(test::values(bias_view) == bias_values);
+  CHECK(w.grad().raw_data() != kept.raw_data());
+  CHECK(pn[1].data().grad().raw_data() != bias_view.raw_data());
+  for (size_t k = 0; k < pn.size(); ++k) {
+    check_l2(pn[k].data().grad(), pt[k].data().grad(), "gradient " + std::to_string(k));
+    check_l2(pn[k].data(), pt[k].data(), "parameter " + std::to_string(k));
+  }
+  // A gradient of another type (set by hand) is not written over either.
+  autograd::set_grad(w, zeros({1}));
+  step(x, y);
+  eager_step();
+  CHECK(w.grad().type() == pt[0].data().grad().type());
+  check_l2(w.grad(), pt[0].data().grad(), "gradient after a foreign one");
+  CHECK(step.stats().compiled_hits == 6);
+}
+
 TEST_CASE("whole-step training: FixedHiddenMLP's paths, parameters replaced between steps, bad losses") {
   manual_seed(27);
   SUBCASE("each path a variant, the parameters after every step equal an eager twin's") {

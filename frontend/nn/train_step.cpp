@@ -86,6 +86,21 @@ struct TrainStep::State {
     return hyper;
   }
 
+  /// A compiled step's inputs: x, target, the hyperparameters, the loss's gradient. Kept between
+  /// calls (only x and target change; they are let go after each call).
+  std::vector<Tensor> call;
+  std::vector<Tensor>& call_inputs(const Tensor& x, const Tensor& target) {
+    const std::vector<Tensor>& h = hyperparameters();
+    if (call.size() != h.size() + 3 || (!h.empty() && call[2].impl() != h[0].impl())) {
+      call.assign(2, Tensor());
+      call.insert(call.end(), h.begin(), h.end());
+      call.emplace_back();
+    }
+    call[0] = x;
+    call[1] = target;
+    return call;
+  }
+
   /// Leaves the gradients in the parameters' grad(), as backward after zero_grad does.
   void set_grads(const Trace& t, const std::vector<int>& gradients, std::vector<Tensor>& grads) {
     opt.zero_grad();
@@ -94,10 +109,21 @@ struct TrainStep::State {
       autograd::set_grad(w, std::move(grads[i]));
     }
   }
+
+  /// Per output of `v`: the storage of the gradient it replaces where no one else can see that
+  /// gradient (the loss, output 0, is always new).
+  std::vector<rt::Storage*> reuse;
+  void find_reusable(const StepVariant& v) {
+    const ir::Graph& g = v.code.executable().graph();
+    reuse.assign(g.outputs().size(), nullptr);
+    for (size_t i = 0; i < v.gradients.size(); ++i)
+      reuse[i + 1] = autograd::sole_grad_storage(v.code.trace().params[static_cast<size_t>(v.gradients[i])].data(),
+                                                 g.outputs()[i + 1]->type);
+  }
 };
 
 TrainStep::TrainStep(Block& net, Loss loss, optim::Optimizer& optimizer, HybridizeOptions options)
-    : s_(std::make_unique<State>(State{net, std::move(loss), optimizer, options, {}, {}, {}, {}})) {
+    : s_(std::make_unique<State>(State{net, std::move(loss), optimizer, options, {}, {}, {}, {}, {}, {}})) {
   if (!s_->loss) throw ValueError("TrainStep", "needs a loss function");
 }
 
@@ -113,30 +139,37 @@ Tensor TrainStep::operator()(const Tensor& x, const Tensor& target) {
   if (!e.failed.empty()) return s.eager(x, target, "not compilable");
   // The first step creates the optimizer's state, which compiled steps then update in place.
   if (!s.opt.ready()) return s.eager(x, target, "optimizer state");
-  const std::vector<Tensor>& hyper = s.hyperparameters();
   thread_local std::vector<std::shared_ptr<rt::Storage>> outputs;
-  thread_local std::vector<Tensor> inputs;
-  inputs.assign({x, target});
-  inputs.insert(inputs.end(), hyper.begin(), hyper.end());
-  inputs.emplace_back();
+  std::vector<Tensor>& inputs = s.call_inputs(x, target);
+  const std::vector<Tensor>& hyper = s.hyper;
+  auto let_go = [&] { inputs[0] = inputs[1] = Tensor(); };
   for (size_t i = 0; i < e.variants.size(); ++i) {
     const StepVariant& v = *e.variants[i];
-    inputs.back() = v.one;  // the types match the key's
-    if (v.code.try_run(inputs, outputs) >= 0) continue;
+    if (inputs.back().impl() != v.one.impl()) inputs.back() = v.one;  // the types match the key's
+    s.find_reusable(v);
+    if (v.code.try_run(inputs, outputs, s.reuse) >= 0) continue;
     ++s.stats.compiled_hits;
     const ir::Graph& g = v.code.executable().graph();
-    std::vector<Tensor> grads;
-    for (size_t k = 1; k < outputs.size(); ++k)
-      grads.push_back(bj::detail::tensor_over(std::move(outputs[k]), g.outputs()[k]->type));
+    // A gradient written over the old one stays the parameter's grad(); the others are new tensors.
+    thread_local std::vector<Tensor> grads;
+    grads.clear();
+    for (size_t k = 1; k < outputs.size(); ++k) {
+      const Tensor& w = v.code.trace().params[static_cast<size_t>(v.gradients[k - 1])].data();
+      grads.push_back(outputs[k] ? bj::detail::tensor_over(std::move(outputs[k]), g.outputs()[k]->type)
+                                 : autograd::take_grad(w));
+    }
     Tensor loss = bj::detail::tensor_over(std::move(outputs[0]), g.outputs()[0]->type);
     outputs.clear();
-    inputs.clear();
+    let_go();
+    s.reuse.clear();
     s.set_grads(v.code.trace(), v.gradients, grads);
+    grads.clear();
     s.opt.stepped();  // the weights and the optimizer's state were committed by the compiled step
     if (i > 0) std::swap(e.variants[i], e.variants[i - 1]);  // the path taken moves ahead
     return loss;
   }
-  inputs.clear();
+  let_go();
+  s.reuse.clear();
   if (static_cast<int>(e.variants.size()) >= s.options.max_variants) return s.eager(x, target, "variant cap");
   // A new path: run the step eagerly while recording forward, loss, backward and update.
   ++s.stats.traces;
