@@ -15,8 +15,16 @@
 namespace bj::rt {
 
 uint64_t Storage::next_version() {
+  // Each thread takes a block of versions at a time: unique across threads without an atomic
+  // operation on one shared counter per write.
+  constexpr uint64_t kBlock = 1024;
   static std::atomic<uint64_t> counter{1};
-  return counter.fetch_add(1, std::memory_order_relaxed);
+  thread_local uint64_t next = 0, end = 0;
+  if (next == end) {
+    next = counter.fetch_add(kBlock, std::memory_order_relaxed);
+    end = next + kBlock;
+  }
+  return next++;
 }
 
 namespace {

@@ -33,7 +33,7 @@ class Storage {
 
   void* data() const { return data_; }
   size_t bytes() const { return bytes_; }
-  /// Identifies the storage's contents: drawn from one process-wide counter
+  /// Identifies the storage's contents: drawn from one process-wide counter (in blocks per thread)
   /// at construction and at every in-place write, so no two storages (even
   /// one freed and another handed the same address) and no two states of one
   /// storage share a version. Autograd compares it to tell that a saved
