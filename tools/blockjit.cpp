@@ -406,6 +406,7 @@ int dump(const bj::cli::Command& c) {
       bj::codegen::CompileOptions co;
       co.keep_ir = stage == "llvm";
       co.keep_asm = stage == "asm";
+      co.training = c.train_graphs;  // as compiled training compiles them: the parameters change between calls
       auto exe = bj::codegen::compile(*g, co);
       part = stage == "llvm" ? exe->llvm_ir() : exe->assembly();
     }
