@@ -1,8 +1,9 @@
 // The cross-entropy ops (ir/ops.def) as loops, one row of logits at a time:
 // a pass for the row's maximum, one summing exp(x - max), then the row's
 // loss (forward) or its gradient row (backward), with exp and log as the
-// vectorizable IR of lower_math.cpp instead of the runtime kernel's libm
-// calls. As the kernel: a target outside [0, C) makes the loss NaN (its
+// IR of lower_math.cpp instead of the runtime kernel's libm calls. Each pass
+// takes the row 16 lanes at a time (the last vector masked), so a row of 10
+// classes is one vector per pass rather than a chain of 10 scalar steps. As the kernel: a target outside [0, C) makes the loss NaN (its
 // gradient row NaN) and is never used as an index; each row's sum of
 // exponentials and the forward's total over rows (in row order, divided by
 // N: NaN for N = 0) are kept in double, so a well-fitted batch's small loss
@@ -14,6 +15,7 @@
 #include "codegen/lowerer.h"
 #include "runtime/kernels.h"
 
+#include <functional>
 #include <limits>
 
 namespace bj::codegen {
@@ -47,20 +49,55 @@ void Lowerer::emit_cross_entropy(const ir::Node& n) {
   LV* scale = grad ? b_.CreateFDiv(b_.CreateFPExt(b_.CreateLoad(f32_, ptrs[2]), f64),
                                    llvm::ConstantFP::get(f64, static_cast<double>(rows)))
                    : nullptr;
+  // The row 16 lanes at a time: whole vectors, then the masked rest.
+  constexpr int kLanes = 16;
+  auto* vty = llvm::FixedVectorType::get(f32_, kLanes);
+  auto* dty = llvm::FixedVectorType::get(f64, kLanes);
+  const int64_t whole = cols / kLanes * kLanes, rest = cols % kLanes;
+  std::vector<llvm::Constant*> lanes;
+  for (int l = 0; l < kLanes; ++l) lanes.push_back(b_.getInt1(l < rest));
+  llvm::Constant* rest_mask = llvm::ConstantVector::get(lanes);
+  LV* lowest = llvm::ConstantFP::getInfinity(vty, true);  // max's identity, in the masked lanes
+  auto vectors = [&](const Accumulators& init, const std::function<Accumulators(LV* j, LV* mask, const Accumulators&)>& next) {
+    Accumulators acc = accumulate(whole, kLanes, init, [&](LV* j, const Accumulators& a) { return next(j, nullptr, a); });
+    return rest ? next(b_.getInt64(static_cast<uint64_t>(whole)), rest_mask, acc) : acc;
+  };
   loop(fn->getArg(0), fn->getArg(1), [&](LV* i) {
     LV* row = b_.CreateInBoundsGEP(f32_, x, b_.CreateMul(i, cols_v));
     LV* target = b_.CreateLoad(i64_, b_.CreateInBoundsGEP(i64_, t, i));
     LV* valid = b_.CreateAnd(b_.CreateICmpSGE(target, b_.getInt64(0)), b_.CreateICmpSLT(target, cols_v));
     LV* at = b_.CreateSelect(valid, target, b_.getInt64(0));  // never an index outside the row
     auto element = [&](LV* j) { return b_.CreateLoad(f32_, b_.CreateInBoundsGEP(f32_, row, j)); };
-    LV* m = accumulate(cols, 1, {identity(ir::Combine::kMax, false)}, [&](LV* j, const Accumulators& a) {
-              return Accumulators{combine(ir::Combine::kMax, a[0], element(j))};
-            })[0];
+    auto load = [&](LV* j, LV* mask) -> LV* {
+      LV* p = b_.CreateInBoundsGEP(f32_, row, j);
+      return mask ? static_cast<LV*>(b_.CreateMaskedLoad(vty, p, llvm::Align(4), mask, lowest))
+                  : static_cast<LV*>(b_.CreateAlignedLoad(vty, p, llvm::Align(4)));
+    };
+    LV* mv = vectors({lowest}, [&](LV* j, LV* mask, const Accumulators& a) {
+               return Accumulators{b_.CreateBinaryIntrinsic(llvm::Intrinsic::maximum, a[0], load(j, mask))};
+             })[0];
+    LV* m = b_.CreateUnaryIntrinsic(llvm::Intrinsic::vector_reduce_fmaximum, mv);  // NaN wins, as ir::maximum
+    LV* m_v = b_.CreateVectorSplat(kLanes, m);
+    auto exps = [&](LV* j, LV* mask) {  // exp(x - m); 0 in masked lanes
+      LV* zero = llvm::ConstantAggregateZero::get(vty);
+      LV* d = b_.CreateFSub(load(j, mask), m_v);
+      if (!mask) return math::exp(b_, d);
+      // exp(0) where no element is: exp(-inf) would go through subnormal arithmetic, which costs
+      // about a hundred cycles a lane on some CPUs.
+      return b_.CreateSelect(mask, math::exp(b_, b_.CreateSelect(mask, d, zero)), zero);
+    };
     // s in double, as the kernel's: a well-fitted row's s is 1 + (a little), and its loss is that little.
-    LV* s = accumulate(cols, 1, {llvm::ConstantFP::get(f64, -0.0)}, [&](LV* j, const Accumulators& a) {
-              LV* e = b_.CreateFPExt(math::exp(b_, b_.CreateFSub(element(j), m)), f64);
-              return Accumulators{combine(ir::Combine::kAdd, a[0], e)};
-            })[0];
+    LV* sv = vectors({llvm::ConstantFP::get(dty, -0.0)}, [&](LV* j, LV* mask, const Accumulators& a) {
+               return Accumulators{b_.CreateFAdd(a[0], b_.CreateFPExt(exps(j, mask), dty))};
+             })[0];
+    LV* s;
+    {
+      llvm::IRBuilderBase::FastMathFlagGuard reassoc(b_);
+      llvm::FastMathFlags fmf;
+      fmf.setAllowReassoc();
+      b_.setFastMathFlags(fmf);
+      s = b_.CreateFAddReduce(llvm::ConstantFP::get(f64, -0.0), sv);
+    }
     if (!grad) {  // loss_i = log(s) + m - x[t], added up in double
       // log(s) = log(f) + log(s / f) for f = s rounded to float; the second term is (s - f) / f to
       // well below float's precision, so the f32 log's relative error (8e-8) is all that is left.
@@ -74,11 +111,16 @@ void Lowerer::emit_cross_entropy(const ir::Node& n) {
     }
     // The gradient row: k exp(x - m) with k = g / (N s), and g / N less at the target.
     LV* k_d = b_.CreateFDiv(scale, s);
-    LV* k_or_nan = b_.CreateSelect(valid, b_.CreateFPTrunc(k_d, f32_), fp(nan));
+    LV* k_or_nan = b_.CreateVectorSplat(kLanes, b_.CreateSelect(valid, b_.CreateFPTrunc(k_d, f32_), fp(nan)));
     LV* out_row = b_.CreateInBoundsGEP(f32_, out, b_.CreateMul(i, cols_v));
-    loop(b_.getInt64(0), cols_v, [&](LV* j) {
-      b_.CreateStore(b_.CreateFMul(k_or_nan, math::exp(b_, b_.CreateFSub(element(j), m))),
-                     b_.CreateInBoundsGEP(f32_, out_row, j));
+    vectors({}, [&](LV* j, LV* mask, const Accumulators&) {
+      LV* v = b_.CreateFMul(k_or_nan, exps(j, mask));
+      LV* p = b_.CreateInBoundsGEP(f32_, out_row, j);
+      if (mask)
+        b_.CreateMaskedStore(v, p, llvm::Align(4), mask);
+      else
+        b_.CreateAlignedStore(v, p, llvm::Align(4));
+      return Accumulators{};
     });
     // At the target, k exp(x - m) - g / N in double: for a well-fitted row the two nearly cancel.
     LV* e_t = b_.CreateFPExt(math::exp(b_, b_.CreateFSub(element(at), m)), f64);

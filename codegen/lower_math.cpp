@@ -23,12 +23,15 @@ llvm::FastMathFlags approximation_flags() {
   return f;
 }
 
+/// i32 of x's shape (a scalar, or a vector of as many lanes): the type of x's bits.
+llvm::Type* bits_type(IRBuilder<>& B, LV* x) { return x->getType()->getWithNewType(B.getInt32Ty()); }
+
 }  // namespace
 
 LV* poly(IRBuilder<>& B, LV* x, std::initializer_list<double> coeffs) {  // Horner, highest degree first
   LV* p = nullptr;
-  for (double c : coeffs) p = p ? B.CreateFAdd(B.CreateFMul(p, x), llvm::ConstantFP::get(B.getFloatTy(), c))
-                                : static_cast<LV*>(llvm::ConstantFP::get(B.getFloatTy(), c));
+  for (double c : coeffs) p = p ? B.CreateFAdd(B.CreateFMul(p, x), llvm::ConstantFP::get(x->getType(), c))
+                                : static_cast<LV*>(llvm::ConstantFP::get(x->getType(), c));
   return p;
 }
 
@@ -38,7 +41,9 @@ LV* poly(IRBuilder<>& B, LV* x, std::initializer_list<double> coeffs) {  // Horn
 /// stays finite) and, with `subnormals`, a = 64 for n < -60 (so 2^n down to 2^-150 is reached
 /// through a normal factor and one final rounding into the subnormals). NaN stays NaN.
 LV* exp_clamped(IRBuilder<>& B, LV* xc, bool subnormals) {
-  auto fp = [&](double v) { return llvm::ConstantFP::get(B.getFloatTy(), v); };
+  auto fp = [&](double v) { return llvm::ConstantFP::get(xc->getType(), v); };
+  llvm::Type* ity = bits_type(B, xc);
+  auto i32 = [&](int64_t v) { return llvm::ConstantInt::get(ity, static_cast<uint64_t>(v)); };
   llvm::IRBuilderBase::FastMathFlagGuard guard(B);
   B.setFastMathFlags(approximation_flags());
   // n = round(x / ln2) by the 1.5 * 2^23 shifter: t's low mantissa bits hold n as an integer.
@@ -48,19 +53,19 @@ LV* exp_clamped(IRBuilder<>& B, LV* xc, bool subnormals) {
   LV* z = B.CreateFMul(r, r);
   LV* p = poly(B, r, {1.9875691500E-4, 1.3981999507E-3, 8.3334519073E-3, 4.1665795894E-2, 1.6666665459E-1, 5.0000001201E-1});
   LV* y = B.CreateFAdd(B.CreateFAdd(B.CreateFMul(p, z), r), fp(1.0));
-  LV* bits = B.CreateAdd(B.CreateShl(B.CreateBitCast(t, B.getInt32Ty()), 23), B.getInt32(126 << 23));
+  LV* bits = B.CreateAdd(B.CreateShl(B.CreateBitCast(t, ity), 23), i32(126 << 23));
   LV* scale = fp(2.0);  // 2^(1-a)
   if (subnormals) {
     LV* tiny = B.CreateFCmpOLT(n, fp(-60.0));
-    bits = B.CreateAdd(bits, B.CreateSelect(tiny, B.getInt32(64 << 23), B.getInt32(0)));
+    bits = B.CreateAdd(bits, B.CreateSelect(tiny, i32(64 << 23), i32(0)));
     scale = B.CreateSelect(tiny, fp(std::ldexp(1.0, -63)), scale);
   }
-  return B.CreateFMul(B.CreateFMul(y, B.CreateBitCast(bits, B.getFloatTy())), scale);
+  return B.CreateFMul(B.CreateFMul(y, B.CreateBitCast(bits, xc->getType())), scale);
 }
 
 /// x clamped to [lo, hi] (NaN stays NaN).
 LV* clamp(IRBuilder<>& B, LV* x, double lo, double hi) {
-  auto fp = [&](double v) { return llvm::ConstantFP::get(B.getFloatTy(), v); };
+  auto fp = [&](double v) { return llvm::ConstantFP::get(x->getType(), v); };
   LV* c = B.CreateSelect(B.CreateFCmpOGT(x, fp(hi)), fp(hi), x);
   return B.CreateSelect(B.CreateFCmpOLT(c, fp(lo)), fp(lo), c);
 }
@@ -74,9 +79,9 @@ constexpr double kExpMin = -103.972084045410156;  // 0xc2cff1b5: exp(x) < 2^-150
 /// x < -103.97 (where the exact value rounds to 0); +inf above 88.7228317 exactly where
 /// the correctly rounded exp overflows; NaN stays NaN.
 LV* exp(IRBuilder<>& B, LV* x) {
-  auto fp = [&](double v) { return llvm::ConstantFP::get(B.getFloatTy(), v); };
+  auto fp = [&](double v) { return llvm::ConstantFP::get(x->getType(), v); };
   LV* res = exp_clamped(B, clamp(B, x, kExpMin, kExpMax), true);
-  res = B.CreateSelect(B.CreateFCmpOGT(x, fp(kExpMax)), llvm::ConstantFP::getInfinity(B.getFloatTy()), res);
+  res = B.CreateSelect(B.CreateFCmpOGT(x, fp(kExpMax)), llvm::ConstantFP::getInfinity(x->getType()), res);
   res = B.CreateSelect(B.CreateFCmpOLT(x, fp(kExpMin)), fp(0.0), res);
   return B.CreateSelect(B.CreateFCmpUNO(x, x), x, res);
 }
@@ -85,17 +90,19 @@ LV* exp(IRBuilder<>& B, LV* x) {
 /// polynomial in m-1. Max relative error measured 8e-8; log(0) = -inf, log(x<0) =
 /// NaN, log(inf) = inf; subnormal inputs are scaled by 2^23 first.
 LV* log(IRBuilder<>& B, LV* x) {
-  auto fp = [&](double v) { return llvm::ConstantFP::get(B.getFloatTy(), v); };
+  auto fp = [&](double v) { return llvm::ConstantFP::get(x->getType(), v); };
+  llvm::Type *fty = x->getType(), *ity = bits_type(B, x);
+  auto i32 = [&](int64_t v) { return llvm::ConstantInt::get(ity, static_cast<uint64_t>(v)); };
   llvm::IRBuilderBase::FastMathFlagGuard guard(B);
   B.setFastMathFlags(approximation_flags());
   LV* tiny = B.CreateFCmpOLT(x, fp(1.17549435e-38));
   LV* xs = B.CreateSelect(tiny, B.CreateFMul(x, fp(8388608.0)), x);
-  LV* bits = B.CreateBitCast(xs, B.getInt32Ty());
-  LV* e = B.CreateSub(B.CreateAnd(B.CreateLShr(bits, 23), B.getInt32(0xff)), B.getInt32(126));
-  e = B.CreateSub(e, B.CreateSelect(tiny, B.getInt32(23), B.getInt32(0)));
-  LV* m = B.CreateBitCast(B.CreateOr(B.CreateAnd(bits, B.getInt32(0x807fffff)), B.getInt32(0x3f000000)), B.getFloatTy());
+  LV* bits = B.CreateBitCast(xs, ity);
+  LV* e = B.CreateSub(B.CreateAnd(B.CreateLShr(bits, 23), i32(0xff)), i32(126));
+  e = B.CreateSub(e, B.CreateSelect(tiny, i32(23), i32(0)));
+  LV* m = B.CreateBitCast(B.CreateOr(B.CreateAnd(bits, i32(0x807fffff)), i32(0x3f000000)), fty);
   LV* small = B.CreateFCmpOLT(m, fp(0.707106781186547524));
-  LV* ef = B.CreateSIToFP(B.CreateSub(e, B.CreateSelect(small, B.getInt32(1), B.getInt32(0))), B.getFloatTy());
+  LV* ef = B.CreateSIToFP(B.CreateSub(e, B.CreateSelect(small, i32(1), i32(0))), fty);
   LV* mm = B.CreateFSub(B.CreateSelect(small, B.CreateFAdd(m, m), m), fp(1.0));
   LV* z = B.CreateFMul(mm, mm);
   LV* p = poly(B, mm, {7.0376836292E-2, -1.1514610310E-1, 1.1676998740E-1, -1.2420140846E-1, 1.4249322787E-1,
@@ -104,9 +111,9 @@ LV* log(IRBuilder<>& B, LV* x) {
   y = B.CreateFAdd(y, B.CreateFMul(ef, fp(-2.12194440e-4)));
   y = B.CreateFSub(y, B.CreateFMul(z, fp(0.5)));
   LV* r = B.CreateFAdd(B.CreateFAdd(mm, y), B.CreateFMul(ef, fp(0.693359375)));
-  r = B.CreateSelect(B.CreateFCmpOEQ(x, fp(0.0)), llvm::ConstantFP::getInfinity(B.getFloatTy(), true), r);
-  r = B.CreateSelect(B.CreateFCmpOLT(x, fp(0.0)), llvm::ConstantFP::getNaN(B.getFloatTy()), r);
-  r = B.CreateSelect(B.CreateFCmpOEQ(x, llvm::ConstantFP::getInfinity(B.getFloatTy())), x, r);
+  r = B.CreateSelect(B.CreateFCmpOEQ(x, fp(0.0)), llvm::ConstantFP::getInfinity(fty, true), r);
+  r = B.CreateSelect(B.CreateFCmpOLT(x, fp(0.0)), llvm::ConstantFP::getNaN(fty), r);
+  r = B.CreateSelect(B.CreateFCmpOEQ(x, llvm::ConstantFP::getInfinity(fty)), x, r);
   return B.CreateSelect(B.CreateFCmpUNO(x, x), x, r);
 }
 
@@ -132,7 +139,7 @@ LV* tanh(IRBuilder<>& B, LV* x) {
 /// x = -87.33 and -88.72 the result is subnormal. Relative error at most 2.5e-7 where the result is
 /// normal; NaN stays NaN.
 LV* sigmoid(IRBuilder<>& B, LV* x) {
-  auto fp = [&](double v) { return llvm::ConstantFP::get(B.getFloatTy(), v); };
+  auto fp = [&](double v) { return llvm::ConstantFP::get(x->getType(), v); };
   LV* nx = B.CreateFNeg(x);
   LV* d = B.CreateFAdd(fp(1.0), exp_clamped(B, clamp(B, nx, -87.0, kExpMax), false));
   return B.CreateSelect(B.CreateFCmpOGT(nx, fp(kExpMax)), fp(0.0), B.CreateFDiv(fp(1.0), d));
@@ -144,12 +151,12 @@ LV* sigmoid(IRBuilder<>& B, LV* x) {
 /// |p| * 2^-23 where the result is normal (1.9e-6 for |p| = 16; exact for powers of 2 and small
 /// integers). Overflow, zeros, infinities and NaN behave as powf's.
 LV* pow(IRBuilder<>& B, LV* x, double p) {
-  auto fp = [&](double v) { return llvm::ConstantFP::get(B.getFloatTy(), v); };
+  auto fp = [&](double v) { return llvm::ConstantFP::get(x->getType(), v); };
   const float q = static_cast<float>(p);
   if (q == 0.5f) {
     LV* r = B.CreateFAdd(B.CreateUnaryIntrinsic(llvm::Intrinsic::sqrt, x), fp(0.0));  // sqrt(-0) + 0 = +0
-    return B.CreateSelect(B.CreateFCmpOEQ(x, llvm::ConstantFP::getInfinity(B.getFloatTy(), true)),
-                          llvm::ConstantFP::getInfinity(B.getFloatTy()), r);
+    return B.CreateSelect(B.CreateFCmpOEQ(x, llvm::ConstantFP::getInfinity(x->getType(), true)),
+                          llvm::ConstantFP::getInfinity(x->getType()), r);
   }
   auto k = static_cast<int64_t>(std::fabs(q));
   LV* base = q < 0 ? B.CreateFDiv(fp(1.0), x) : x;

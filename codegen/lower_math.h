@@ -1,5 +1,6 @@
 // Internal to codegen/: transcendental functions as vectorizable LLVM IR
-// (see lower_math.cpp), for lower.cpp's scalar expressions.
+// (see lower_math.cpp), for lower.cpp's scalar expressions. Each takes an f32
+// or a vector of f32 and computes lane by lane.
 #pragma once
 
 #include <llvm/IR/IRBuilder.h>
