@@ -39,12 +39,18 @@ void Lowerer::run() {
   ctx_ = main_->getArg(1);
   bind_buffers();
   int guard = 0;
-  for (const auto& n : g_.nodes()) {
-    switch (n->kind) {
+  const auto& nodes = g_.nodes();
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const ir::Node& n = *nodes[i];
+    if (i + 1 < nodes.size() && fusible_losses(n, *nodes[i + 1])) {  // the loss and, right after it, its gradient
+      emit_cross_entropy(n, nodes[++i].get());
+      continue;
+    }
+    switch (n.kind) {
       case ir::NodeKind::kLiteral: break;  // globals, made on first use
-      case ir::NodeKind::kGuard: emit_guard(*n, guard++); break;
+      case ir::NodeKind::kGuard: emit_guard(n, guard++); break;
       case ir::NodeKind::kOp:
-      case ir::NodeKind::kRegion: emit_planned(*n); break;
+      case ir::NodeKind::kRegion: emit_planned(n); break;
     }
   }
   emit_output_copies();

@@ -20,29 +20,49 @@
 
 namespace bj::codegen {
 
-void Lowerer::emit_cross_entropy(const ir::Node& n) {
-  const bool grad = n.op == ir::OpKind::CrossEntropyGrad;
+bool Lowerer::fusible_losses(const ir::Node& ce, const ir::Node& grad) const {
+  return ce.kind == ir::NodeKind::kOp && ce.op == ir::OpKind::CrossEntropy && grad.kind == ir::NodeKind::kOp &&
+         grad.op == ir::OpKind::CrossEntropyGrad && ce.inputs[0] == grad.inputs[0] && ce.inputs[1] == grad.inputs[1] &&
+         grad.inputs[2] != ce.result &&  // the gradient of the loss itself is read before the loss exists
+         plan_.at(ce).strategy == Strategy::kLoops && plan_.at(grad).strategy == Strategy::kLoops &&
+         inline_loss(ce) && !parallel_gradient(grad);
+}
+
+bool Lowerer::parallel_gradient(const ir::Node& grad) const {
+  const int64_t rows = grad.inputs[0]->type.shape[0], cols = grad.inputs[0]->type.shape[1];
+  return rows > 1 && rows * cols * 3 >= 2 * rt::kParallelGrain;
+}
+
+void Lowerer::emit_cross_entropy(const ir::Node& n, const ir::Node* with_grad) {
+  // `n` is the loss, its gradient, or (with_grad) the loss with its gradient right after it: one
+  // pass over the rows then makes both, each row's maximum and sum found once.
+  const ir::Node* loss_node = n.op == ir::OpKind::CrossEntropy ? &n : nullptr;
+  const ir::Node* grad_node = with_grad ? with_grad : loss_node ? nullptr : &n;
+  const bool grad = grad_node != nullptr;
   const ir::Value *logits = n.inputs[0], *targets = n.inputs[1];
   const int64_t rows = logits->type.shape[0], cols = logits->type.shape[1];
   auto fp = [&](double v) { return llvm::ConstantFP::get(f32_, v); };
   const float nan = std::numeric_limits<float>::quiet_NaN();
   if (rows == 0 || cols == 0) {  // the mean over no row, or every target out of range; an empty gradient
-    if (!grad) b_.CreateStore(fp(nan), address(n.result));
+    if (loss_node) b_.CreateStore(fp(nan), address(loss_node->result));
     return;
   }
   std::vector<LV*> operands{address(logits), address(targets)};
-  if (grad) operands.push_back(address(n.inputs[2]));
-  operands.push_back(address(n.result));
+  if (grad) operands.push_back(address(grad_node->inputs[2]));
+  if (loss_node) operands.push_back(address(loss_node->result));
+  if (grad) operands.push_back(address(grad_node->result));
   auto saved = b_.saveIP();
   std::vector<LV*> ptrs;
-  LoopFunction lf = begin_loop_function(grad ? "cross_entropy_grad" : "cross_entropy", operands.size(), ptrs);
+  LoopFunction lf = begin_loop_function(!grad ? "cross_entropy" : loss_node ? "cross_entropy_and_grad" : "cross_entropy_grad",
+                                        operands.size(), ptrs);
   llvm::Function* fn = lf.body;
   LV *x = ptrs[0], *t = ptrs[1], *out = ptrs.back();
+  LV* loss_out = loss_node ? ptrs[grad ? 3 : 2] : nullptr;
   LV* cols_v = b_.getInt64(static_cast<uint64_t>(cols));
   // The forward's running total over rows, in double (as the kernel's).
   llvm::Type* f64 = b_.getDoubleTy();
   llvm::AllocaInst* total = nullptr;
-  if (!grad) {
+  if (loss_node) {
     total = b_.CreateAlloca(f64);
     b_.CreateStore(llvm::ConstantFP::get(f64, 0.0), total);
   }
@@ -98,7 +118,7 @@ void Lowerer::emit_cross_entropy(const ir::Node& n) {
       b_.setFastMathFlags(fmf);
       s = b_.CreateFAddReduce(llvm::ConstantFP::get(f64, -0.0), sv);
     }
-    if (!grad) {  // loss_i = log(s) + m - x[t], added up in double
+    if (loss_node) {  // loss_i = log(s) + m - x[t], added up in double
       // log(s) = log(f) + log(s / f) for f = s rounded to float; the second term is (s - f) / f to
       // well below float's precision, so the f32 log's relative error (8e-8) is all that is left.
       LV* f = b_.CreateFPTrunc(s, f32_);
@@ -107,7 +127,7 @@ void Lowerer::emit_cross_entropy(const ir::Node& n) {
       LV* loss = b_.CreateFSub(b_.CreateFAdd(log_s, b_.CreateFPExt(m, f64)), b_.CreateFPExt(element(at), f64));
       loss = b_.CreateSelect(valid, loss, llvm::ConstantFP::getNaN(f64));
       b_.CreateStore(b_.CreateFAdd(b_.CreateLoad(f64, total), loss), total);
-      return;
+      if (!grad) return;
     }
     // The gradient row: k exp(x - m) with k = g / (N s), and g / N less at the target.
     LV* k_d = b_.CreateFDiv(scale, s);
@@ -127,14 +147,13 @@ void Lowerer::emit_cross_entropy(const ir::Node& n) {
     LV* fixed = b_.CreateFPTrunc(b_.CreateFSub(b_.CreateFMul(k_d, e_t), scale), f32_);
     b_.CreateStore(b_.CreateSelect(valid, fixed, fp(nan)), b_.CreateInBoundsGEP(f32_, out_row, at));
   });
-  if (!grad)
+  if (loss_node)
     b_.CreateStore(b_.CreateFPTrunc(b_.CreateFDiv(b_.CreateLoad(f64, total), llvm::ConstantFP::get(f64, static_cast<double>(rows))), f32_),
-                   out);
+                   loss_out);
   b_.CreateRetVoid();
   b_.restoreIP(saved);
   // The forward's total runs over every row in order, so one call; gradient rows split among threads.
-  const bool parallel = grad && rows > 1 && rows * cols * 3 >= 2 * rt::kParallelGrain;
-  call_loop_function(lf.wrapper, operands, rows, parallel);
+  call_loop_function(lf.wrapper, operands, rows, !loss_node && parallel_gradient(n));
 }
 
 }  // namespace bj::codegen

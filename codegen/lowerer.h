@@ -201,7 +201,13 @@ class Lowerer {
   void emit_packed_contraction(const ir::Node& mm, const std::vector<const ir::Node*>& epilogue,
                                const std::vector<const ir::Value*>& stores, const NodePlan& np);
   /// cross_entropy or cross_entropy_grad (inline_loss()) as loops over the rows (lower_loss.cpp).
-  void emit_cross_entropy(const ir::Node& n);
+  /// The cross-entropy op `n` as loops; with `with_grad` (its gradient, where fusible_losses), both.
+  void emit_cross_entropy(const ir::Node& n, const ir::Node* with_grad = nullptr);
+  /// True if `grad` is the gradient of the loss `ce` (same logits and targets), both planned as
+  /// loops, and small enough that its rows need not be split among threads: one pass makes both.
+  bool fusible_losses(const ir::Node& ce, const ir::Node& grad) const;
+  /// True if the gradient's rows are worth splitting among threads.
+  bool parallel_gradient(const ir::Node& grad) const;
 
   const ir::Graph& g_;
   const Plan& plan_;

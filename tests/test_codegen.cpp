@@ -587,6 +587,59 @@ TEST_CASE("cross-entropy compiled as loops: a well-fitted batch's small loss kee
   check(zeros({0, 4}), tensor(std::vector<int64_t>{}, {0}), true);  // the mean over no row
 }
 
+TEST_CASE("cross-entropy and its gradient right after it compile to one pass over the rows, equal to eager") {
+  // A training step's loss: the loss and its gradient (from an output gradient g) are adjacent ops on
+  // the same logits; codegen makes both in one loop (each row's maximum and sum found once).
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  manual_seed(9);
+  for (int64_t classes : {int64_t{1}, int64_t{10}, int64_t{16}, int64_t{37}}) {
+    for (int64_t rows : {int64_t{1}, int64_t{5}, int64_t{64}}) {
+      CAPTURE(classes);
+      CAPTURE(rows);
+      std::vector<float> x = uniform(-4, 4, {rows, classes}).to_vector();
+      std::vector<int64_t> y(static_cast<size_t>(rows));
+      for (int64_t i = 0; i < rows; ++i) y[static_cast<size_t>(i)] = (i * 3) % classes;
+      if (rows > 2) {  // a row with +inf, one with NaN, one target out of range
+        x[0] = inf;
+        x[static_cast<size_t>(classes + classes - 1)] = nan;
+        y[2] = classes;
+      }
+      const V in{tensor(x, {rows, classes}), tensor(y, {rows}), tensor(std::vector<float>{0.5f}, {})};
+      auto body = [](const V& v) {
+        return V{cross_entropy_unchecked(v[0], v[1]), cross_entropy_grad(v[0], v[1], v[2])};
+      };
+      Trace t = trace("loss", body, in);
+      codegen::CompileOptions co;
+      co.use_cache = false;
+      co.keep_ir = true;
+      CompiledTrace c = compile(t, co);
+      CHECK(c.executable().llvm_ir().find("cross_entropy_and_grad") != std::string::npos);
+      GraphRun compiled = c.run(in), eager = run(t, in);
+      REQUIRE(compiled.guards_hold);
+      for (size_t o = 0; o < 2; ++o) {
+        const std::vector<float> gc = compiled.outputs[o].to_vector(), ge = eager.outputs[o].to_vector();
+        REQUIRE(gc.size() == ge.size());
+        for (size_t i = 0; i < gc.size(); ++i) {
+          CAPTURE(o);
+          CAPTURE(i);
+          CHECK(std::isnan(gc[i]) == std::isnan(ge[i]));
+          if (!std::isnan(ge[i])) CHECK(std::fabs(gc[i] - ge[i]) <= 2e-6 * std::fabs(ge[i]) + 1e-7);
+        }
+      }
+    }
+  }
+  // The gradient of the loss itself (g is the loss) cannot be made in the loss's pass: two loops.
+  const V in{uniform(-1, 1, {3, 10}), tensor(std::vector<int64_t>{1, 2, 3}, {3})};
+  Trace t = trace("self", [](const V& v) { return V{cross_entropy_grad(v[0], v[1], cross_entropy_unchecked(v[0], v[1]))}; }, in);
+  codegen::CompileOptions co;
+  co.use_cache = false;
+  co.keep_ir = true;
+  CompiledTrace c = compile(t, co);
+  CHECK(c.executable().llvm_ir().find("cross_entropy_and_grad") == std::string::npos);
+  const std::vector<float> got = c.run(in).outputs.at(0).to_vector(), want = run(t, in).outputs.at(0).to_vector();
+  for (size_t i = 0; i < got.size(); ++i) CHECK(std::fabs(got[i] - want[i]) <= 2e-6 * std::fabs(want[i]) + 1e-7);
+}
+
 TEST_CASE("products with an empty inner dimension are +0 in every strategy (loops, packed, runtime), as eager") {
   // A parameter with a 0 dimension cannot come from a Block (0 means "not known yet"), but a graph
   // in text can hold one: x[4,0] times w[units,0] transposed.
