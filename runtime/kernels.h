@@ -36,7 +36,11 @@ inline constexpr int kSumLanes = 16;
 inline constexpr int64_t kSumBlock = 4096;
 
 /// Elements below which a loop (an eager kernel's or a compiled one's) stays on the calling thread.
-inline constexpr int64_t kParallelGrain = int64_t{1} << 16;
+/// Waking a sleeping worker costs tens of microseconds on a virtual machine (an interrupt between
+/// cores goes through the hypervisor): at 2^16 the seed MLP's batch-512 step ran 1.6x slower on two
+/// threads than on one (a Zen 5 VM); at 2^18 it runs as fast, and the transformer-block's two-thread
+/// call got faster too.
+inline constexpr int64_t kParallelGrain = int64_t{1} << 18;
 
 /// Matrix products with at least this many multiply-adds run through oneDNN, in eager mode and in
 /// compiled code alike; smaller ones are loops.
