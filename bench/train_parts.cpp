@@ -29,7 +29,7 @@ double once(const std::function<void()>& f, int calls) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // --only K: time part K alone (for a profiler), 10x longer. --batch N: the batch size.
+  // --only K: time part K alone (for a profiler), 100x longer. --batch N: the batch size.
   int only = -1;
   int64_t batch = 2;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -91,7 +91,7 @@ int main(int argc, char** argv) {
   std::vector<std::vector<double>> times(parts.size());
   for (int round = 0; round < 15; ++round)
     for (size_t i = 0; i < parts.size(); ++i)
-      if (only < 0 || static_cast<size_t>(only) == i) times[i].push_back(once(parts[i].second, std::max<int>(1, static_cast<int>((only < 0 ? 4000 : 40000) / batch))));
+      if (only < 0 || static_cast<size_t>(only) == i) times[i].push_back(once(parts[i].second, std::max<int>(1, static_cast<int>((only < 0 ? 4000 : 400000) / batch))));
   for (size_t i = 0; i < parts.size(); ++i) {
     if (times[i].empty()) continue;
     std::sort(times[i].begin(), times[i].end());

@@ -3,7 +3,10 @@
 // loss (forward) or its gradient row (backward), with exp and log as the
 // IR of lower_math.cpp instead of the runtime kernel's libm calls. Each pass
 // takes the row 16 lanes at a time (the last vector masked), so a row of 10
-// classes is one vector per pass rather than a chain of 10 scalar steps. As the kernel: a target outside [0, C) makes the loss NaN (its
+// classes is one vector per pass rather than a chain of 10 scalar steps;
+// with at most 16 classes and at least 16 rows, 16 rows at a time instead
+// (a vector per class, gathered down the rows), so that rows' reductions do
+// not wait on each other. As the kernel: a target outside [0, C) makes the loss NaN (its
 // gradient row NaN) and is never used as an index; each row's sum of
 // exponentials and the forward's total over rows (in row order, divided by
 // N: NaN for N = 0) are kept in double, so a well-fitted batch's small loss
@@ -82,6 +85,11 @@ void Lowerer::emit_cross_entropy(const ir::Node& n, const ir::Node* with_grad) {
     Accumulators acc = accumulate(whole, kLanes, init, [&](LV* j, const Accumulators& a) { return next(j, nullptr, a); });
     return rest ? next(b_.getInt64(static_cast<uint64_t>(whole)), rest_mask, acc) : acc;
   };
+  if (cols <= kLanes && rows >= kLanes) {
+    // Few classes: 16 rows at a time, one vector per class (gathered down the rows), so that no
+    // step waits on a row's reductions: the row maxima, sums and losses are lane-wise.
+    emit_cross_entropy_across_rows(fn->getArg(0), fn->getArg(1), {x, t, out}, cols, loss_node != nullptr, grad, scale, total);
+  } else {
   loop(fn->getArg(0), fn->getArg(1), [&](LV* i) {
     LV* row = b_.CreateInBoundsGEP(f32_, x, b_.CreateMul(i, cols_v));
     LV* target = b_.CreateLoad(i64_, b_.CreateInBoundsGEP(i64_, t, i));
@@ -147,6 +155,7 @@ void Lowerer::emit_cross_entropy(const ir::Node& n, const ir::Node* with_grad) {
     LV* fixed = b_.CreateFPTrunc(b_.CreateFSub(b_.CreateFMul(k_d, e_t), scale), f32_);
     b_.CreateStore(b_.CreateSelect(valid, fixed, fp(nan)), b_.CreateInBoundsGEP(f32_, out_row, at));
   });
+  }
   if (loss_node)
     b_.CreateStore(b_.CreateFPTrunc(b_.CreateFDiv(b_.CreateLoad(f64, total), llvm::ConstantFP::get(f64, static_cast<double>(rows))), f32_),
                    loss_out);
@@ -154,6 +163,79 @@ void Lowerer::emit_cross_entropy(const ir::Node& n, const ir::Node* with_grad) {
   b_.restoreIP(saved);
   // The forward's total runs over every row in order, so one call; gradient rows split among threads.
   call_loop_function(lf.wrapper, operands, rows, !loss_node && parallel_gradient(n));
+}
+
+void Lowerer::emit_cross_entropy_across_rows(LV* begin, LV* end, std::array<LV*, 3> logits_targets_out, int64_t cols,
+                                             bool loss, bool grad, LV* scale, llvm::AllocaInst* total) {
+  constexpr int kLanes = 16;
+  auto [x, t, out] = logits_targets_out;
+  llvm::Type* f64 = b_.getDoubleTy();
+  auto* vty = llvm::FixedVectorType::get(f32_, kLanes);
+  auto* dty = llvm::FixedVectorType::get(f64, kLanes);
+  auto* tty = llvm::FixedVectorType::get(i64_, kLanes);
+  const llvm::Align align(4);
+  auto splat = [&](LV* v) { return b_.CreateVectorSplat(kLanes, v); };
+  auto fsplat = [&](double v) { return llvm::ConstantFP::get(vty, v); };
+  auto dsplat = [&](double v) { return llvm::ConstantFP::get(dty, v); };
+  // Element offsets in a block of rows: lane * cols + j.
+  auto offsets = [&](int64_t j) {
+    std::vector<llvm::Constant*> o;
+    for (int l = 0; l < kLanes; ++l) o.push_back(b_.getInt32(static_cast<uint32_t>(l * cols + j)));
+    return llvm::ConstantVector::get(o);
+  };
+  std::vector<llvm::Constant*> lane_ids;
+  for (int l = 0; l < kLanes; ++l) lane_ids.push_back(b_.getInt64(static_cast<uint64_t>(l)));
+  LV* lanes = llvm::ConstantVector::get(lane_ids);
+  LV* blocks = b_.CreateUDiv(b_.CreateAdd(b_.CreateSub(end, begin), b_.getInt64(kLanes - 1)), b_.getInt64(kLanes));
+  LV* cols_v = b_.getInt64(static_cast<uint64_t>(cols));
+  loop(b_.getInt64(0), blocks, [&](LV* blk) {
+    LV* i0 = b_.CreateAdd(begin, b_.CreateMul(blk, b_.getInt64(kLanes)));
+    LV* live = b_.CreateICmpSLT(b_.CreateAdd(splat(i0), lanes), splat(end));  // rows past the end: no access
+    LV* base = b_.CreateInBoundsGEP(f32_, x, b_.CreateMul(i0, cols_v));
+    LV* out_base = grad ? b_.CreateInBoundsGEP(f32_, out, b_.CreateMul(i0, cols_v)) : nullptr;
+    // Dead lanes read 0 (a row whose exp is 1, never the subnormal path) and are never stored.
+    auto gather = [&](LV* idx) { return b_.CreateMaskedGather(vty, b_.CreateInBoundsGEP(f32_, base, idx), align, live, fsplat(0)); };
+    std::vector<LV*> v;
+    LV* m = nullptr;
+    for (int64_t j = 0; j < cols; ++j) {
+      v.push_back(gather(offsets(j)));
+      m = m ? b_.CreateBinaryIntrinsic(llvm::Intrinsic::maximum, m, v.back()) : v.back();  // NaN wins, as ir::maximum
+    }
+    std::vector<LV*> e;
+    LV* s = dsplat(-0.0);  // in double, in class order
+    for (int64_t j = 0; j < cols; ++j) {
+      e.push_back(math::exp(b_, b_.CreateFSub(v[static_cast<size_t>(j)], m)));
+      s = b_.CreateFAdd(s, b_.CreateFPExt(e.back(), dty));
+    }
+    LV* target = b_.CreateMaskedLoad(tty, b_.CreateInBoundsGEP(i64_, t, i0), llvm::Align(8), live,
+                                     llvm::ConstantAggregateZero::get(tty));
+    LV* valid = b_.CreateAnd(b_.CreateICmpSGE(target, splat(b_.getInt64(0))), b_.CreateICmpSLT(target, splat(cols_v)));
+    LV* at = b_.CreateTrunc(b_.CreateSelect(valid, target, llvm::ConstantAggregateZero::get(tty)),
+                            llvm::FixedVectorType::get(b_.getInt32Ty(), kLanes));  // never an index outside the row
+    LV* at_offsets = b_.CreateAdd(offsets(0), at);
+    LV* x_t = gather(at_offsets);
+    if (loss) {  // as the row loop: log(s) + m - x[t], the rows added to the total in order
+      LV* f = b_.CreateFPTrunc(s, vty);
+      LV* fd = b_.CreateFPExt(f, dty);
+      LV* log_s = b_.CreateFAdd(b_.CreateFPExt(math::log(b_, f), dty), b_.CreateFDiv(b_.CreateFSub(s, fd), fd));
+      LV* l = b_.CreateFSub(b_.CreateFAdd(log_s, b_.CreateFPExt(m, dty)), b_.CreateFPExt(x_t, dty));
+      l = b_.CreateSelect(valid, l, llvm::ConstantFP::getNaN(dty));
+      l = b_.CreateSelect(live, l, dsplat(-0.0));  // t + -0 is t
+      b_.CreateStore(b_.CreateFAddReduce(b_.CreateLoad(f64, total), l), total);  // ordered: no reassociation
+    }
+    if (!grad) return;
+    LV* scale_v = splat(scale);
+    LV* k_d = b_.CreateFDiv(scale_v, s);
+    LV* k = b_.CreateSelect(valid, b_.CreateFPTrunc(k_d, vty), fsplat(std::numeric_limits<float>::quiet_NaN()));
+    for (int64_t j = 0; j < cols; ++j)
+      b_.CreateMaskedScatter(b_.CreateFMul(k, e[static_cast<size_t>(j)]), b_.CreateInBoundsGEP(f32_, out_base, offsets(j)),
+                             align, live);
+    // At the target, k exp(x - m) - g / N in double (stored last, over the column's value).
+    LV* e_t = b_.CreateFPExt(math::exp(b_, b_.CreateFSub(x_t, m)), dty);
+    LV* fixed = b_.CreateFPTrunc(b_.CreateFSub(b_.CreateFMul(k_d, e_t), scale_v), vty);
+    fixed = b_.CreateSelect(valid, fixed, fsplat(std::numeric_limits<float>::quiet_NaN()));
+    b_.CreateMaskedScatter(fixed, b_.CreateInBoundsGEP(f32_, out_base, at_offsets), align, live);
+  });
 }
 
 }  // namespace bj::codegen

@@ -21,6 +21,7 @@
 #include <llvm/IR/LLVMContext.h>
 #include <llvm/IR/Module.h>
 
+#include <array>
 #include <functional>
 #include <unordered_set>
 #include <unordered_map>
@@ -206,6 +207,10 @@ class Lowerer {
   /// True if `grad` is the gradient of the loss `ce` (same logits and targets), both planned as
   /// loops, and small enough that its rows need not be split among threads: one pass makes both.
   bool fusible_losses(const ir::Node& ce, const ir::Node& grad) const;
+  /// emit_cross_entropy's loop over rows [begin, end) for at most 16 classes: 16 rows at a time,
+  /// a vector per class; `total` is the forward's running sum (with `loss`), `scale` g / N.
+  void emit_cross_entropy_across_rows(LV* begin, LV* end, std::array<LV*, 3> logits_targets_out, int64_t cols,
+                                      bool loss, bool grad, LV* scale, llvm::AllocaInst* total);
   /// True if the gradient's rows are worth splitting among threads.
   bool parallel_gradient(const ir::Node& grad) const;
 

@@ -96,6 +96,10 @@ TEST_CASE("blockjit train --hybridize and --step train through compiled code, an
   CHECK(contains(d.out, "graph @mlp.step("));
   CHECK(contains(d.out, "commit %hidden.weight = %"));  // the update writes the weights and velocities
   CHECK(contains(d.out, "commit %velocity.0 = %"));
+  Result d512 = blockjit({"dump", "mlp", "--train", "--batch", "512"});  // the graphs `bench --batch 512` runs
+  CHECK(d512.status == 0);
+  CHECK(contains(d512.out, "graph @mlp.backward(%grad: f32[512,10], %saved0: f32[512,256]"));
+  CHECK(blockjit({"dump", "mlp", "--batch", "0"}).status != 0);
   Result b = blockjit({"bench", "mlp", "--train", "--json", "--threads", "1"});
   CHECK(b.status == 0);
   for (const char* key : {"\"eager_step_us\"", "\"compiled_step_us\"", "\"speedup\"", "\"gflops\"", "\"variants\"",

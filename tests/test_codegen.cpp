@@ -614,6 +614,8 @@ TEST_CASE("cross-entropy and its gradient right after it compile to one pass ove
       co.keep_ir = true;
       CompiledTrace c = compile(t, co);
       CHECK(c.executable().llvm_ir().find("cross_entropy_and_grad") != std::string::npos);
+      // At most 16 classes and at least 16 rows: 16 rows at a time, a vector per class.
+      CHECK((c.executable().llvm_ir().find("masked.gather") != std::string::npos) == (classes <= 16 && rows >= 16));
       GraphRun compiled = c.run(in), eager = run(t, in);
       REQUIRE(compiled.guards_hold);
       for (size_t o = 0; o < 2; ++o) {
@@ -627,6 +629,31 @@ TEST_CASE("cross-entropy and its gradient right after it compile to one pass ove
         }
       }
     }
+  }
+  // The gradient alone over rows enough to split among threads (at row boundaries that are not
+  // multiples of 16), 16 rows at a time: equal to eager's, NaN rows where eager's are.
+  {
+    const int64_t rows = 2 * rt::kParallelGrain / 30 + 11, classes = 10;
+    std::vector<float> x = uniform(-4, 4, {rows, classes}).to_vector();
+    std::vector<int64_t> y(static_cast<size_t>(rows));
+    for (int64_t i = 0; i < rows; ++i) y[static_cast<size_t>(i)] = (i * 7) % classes;
+    y[static_cast<size_t>(rows / 2 + 1)] = -1;
+    x[static_cast<size_t>((rows - 1) * classes)] = nan;
+    const V in{tensor(x, {rows, classes}), tensor(y, {rows}), tensor(std::vector<float>{2.0f}, {})};
+    Trace t = trace("grad", [](const V& v) { return V{cross_entropy_grad(v[0], v[1], v[2])}; }, in);
+    codegen::CompileOptions co;
+    co.use_cache = false;
+    CompiledTrace c = compile(t, co);
+    const std::vector<float> got = c.run(in).outputs.at(0).to_vector(), want = run(t, in).outputs.at(0).to_vector();
+    REQUIRE(got.size() == want.size());
+    size_t bad = 0, nans = 0;
+    for (size_t i = 0; i < got.size(); ++i) {
+      nans += std::isnan(want[i]);
+      bad += std::isnan(got[i]) != std::isnan(want[i]) ||
+             (!std::isnan(want[i]) && std::fabs(got[i] - want[i]) > 2e-6 * std::fabs(want[i]) + 1e-10);
+    }
+    CHECK(nans == 2 * static_cast<size_t>(classes));
+    CHECK(bad == 0);
   }
   // The gradient of the loss itself (g is the loss) cannot be made in the loss's pass: two loops.
   const V in{uniform(-1, 1, {3, 10}), tensor(std::vector<int64_t>{1, 2, 3}, {3})};

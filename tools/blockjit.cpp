@@ -349,11 +349,13 @@ int dump(const bj::cli::Command& c) {
   const std::string &format = c.format, &stage = c.stage;
   bj::manual_seed(0);
   auto net = m.make();
+  bj::Shape shape = m.input;
+  if (c.batch) shape[0] = *c.batch;
+  const bj::Tensor x = bj::examples::example_input(m, shape);
   // The graphs to show: the inference trace, or with --train the forward and backward of a
   // training call (the split of the joint trace, as hybridize compiles them).
   std::vector<std::pair<std::string, std::shared_ptr<bj::ir::Graph>>> graphs;
   if (c.train_graphs) {
-    bj::Tensor x = bj::examples::example_input(m);
     net->call_eager(x);  // deferred shapes
     bj::TrainingTrace t = bj::trace_training(*net, x);
     for (const std::string& n : t.trace.notes) std::cerr << "note: " << n << "\n";
@@ -385,7 +387,7 @@ int dump(const bj::cli::Command& c) {
       graphs.emplace_back("whole step", std::move(whole));
     }
   } else {
-    bj::Trace t = bj::trace(*net, bj::examples::example_input(m));
+    bj::Trace t = bj::trace(*net, x);
     for (const std::string& n : t.notes) std::cerr << "note: " << n << "\n";
     graphs = {{"", t.graph}};
   }

@@ -67,8 +67,8 @@ commands:
   bench guard-cost [--json]
                     what checking one guard costs in compiled code
   dump MODEL [--stage traced|opt|llvm|asm] [--format text|dot] [--out FILE]
-            [--train] [--print-after-all] [--print-after=NAME[,NAME]]
-                    trace a zoo model on its default input and print (or
+            [--batch N] [--train] [--print-after-all] [--print-after=NAME[,NAME]]
+                    trace a zoo model on its default input (or one of batch N) and print (or
                     write) the graph as traced or after the optimization
                     pipeline; FILE.svg/.png renders through Graphviz;
                     --train shows the forward and backward graphs of a
@@ -248,8 +248,10 @@ void parse_dump(Command& c, std::span<const std::string> args) {
   std::vector<std::string> rest;
   for (const std::string& a : args.subspan(1))
     if (!c.pipeline.parse_flag(a)) rest.push_back(a);
-  auto o = options(rest, {"--format", "--out", "--stage"}, {"--train"}, "dump");
+  auto o = options(rest, {"--format", "--out", "--stage", "--batch"}, {"--train"}, "dump");
   c.train_graphs = o.count("--train") > 0;
+  if (o.count("--batch"))
+    c.batch = int_option("dump", "--batch", o["--batch"], 1, max_batch(examples::zoo_model(c.models[0]).input));
   if (o.count("--format")) c.format = o["--format"];
   if (c.format != "text" && c.format != "dot") throw ValueError("dump", "--format is text or dot, got '" + c.format + "'");
   if (o.count("--stage")) c.stage = o["--stage"];
