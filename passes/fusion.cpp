@@ -38,7 +38,8 @@ bool fusible_elementwise(const ir::Node* n, const Shape& shape) {
   return n && n->kind == ir::NodeKind::kOp && ir::has_trait(n->op, ir::kElementwise) && n->result->type.shape == shape;
 }
 
-ir::Node* make_region(ir::Graph& g, ir::RegionKind kind, const std::vector<ir::Node*>& members, const Uses& uses) {
+ir::Node* make_region(ir::Graph& g, ir::RegionKind kind, const std::vector<ir::Node*>& members, const Uses& uses,
+                      bool in_order) {
   std::unordered_set<const ir::Node*> in(members.begin(), members.end());
   auto region = std::make_unique<ir::Node>();
   region->kind = ir::NodeKind::kRegion;
@@ -53,8 +54,16 @@ ir::Node* make_region(ir::Graph& g, ir::RegionKind kind, const std::vector<ir::N
   size_t last = 0;
   for (size_t i = 0; i < nodes.size(); ++i)
     if (in.count(nodes[i].get())) last = i;
+  std::unordered_map<const ir::Node*, size_t> order;  // member -> position in the body
+  for (size_t i = 0; i < members.size(); ++i) order[members[i]] = i;
+  if (in_order) region->body.resize(members.size());
   for (auto& slot : nodes)
-    if (in.count(slot.get())) region->body.push_back(std::move(slot));
+    if (in.count(slot.get())) {
+      if (in_order)
+        region->body[order.at(slot.get())] = std::move(slot);
+      else
+        region->body.push_back(std::move(slot));
+    }
   ir::Node* r = region.get();
   nodes[last] = std::move(region);
   std::erase_if(nodes, [](const std::unique_ptr<ir::Node>& n) { return n == nullptr; });
