@@ -202,6 +202,15 @@ class Lowerer {
   void emit_packed_contraction(const ir::Node& mm, const std::vector<const ir::Node*>& epilogue,
                                const std::vector<const ir::Value*>& stores, const NodePlan& np);
   /// cross_entropy or cross_entropy_grad (inline_loss()) as loops over the rows (lower_loss.cpp).
+  /// conv2d and conv2d_grad_weight with few taps (inline_conv) as loops (lower_conv.cpp).
+  struct ConvShape {
+    int64_t n, c, h, w, oc, kh, kw, oh, ow, sh, ph, pw, dh, dw;
+  };
+  static ConvShape conv_shape(const ir::Node& n);
+  /// Lanes of output vector `v` (columns 16 v ...) that exist and whose input column for tap column kw is in the image.
+  LV* conv_column_mask(const ConvShape& s, int64_t v, int64_t kw);
+  void emit_conv(const ir::Node& n);
+  void emit_conv_grad_weight(const ir::Node& n);
   /// The cross-entropy op `n` as loops; with `with_grad` (its gradient, where fusible_losses), both.
   void emit_cross_entropy(const ir::Node& n, const ir::Node* with_grad = nullptr);
   /// True if `grad` is the gradient of the loss `ce` (same logits and targets), both planned as

@@ -47,6 +47,17 @@ bool inline_loss(const ir::Node& n) {
   return logits->type.dtype == DType::kF32 && logits->type.shape.size() == 2 && !logits->batch;
 }
 
+bool inline_conv(const ir::Node& n) {
+  if (n.kind != ir::NodeKind::kOp || (n.op != ir::OpKind::Conv2d && n.op != ir::OpKind::Conv2dGradWeight)) return false;
+  const ir::Value *x = n.inputs[0], *other = n.inputs[1];
+  if (x->type.dtype != DType::kF32 || other->type.dtype != DType::kF32 || n.result->type.dtype != DType::kF32 ||
+      x->batch || other->batch || n.result->batch || n.attrs.groups != 1 || n.attrs.stride.size() != 2 ||
+      n.attrs.stride[1] != 1)
+    return false;
+  const Shape& w = n.op == ir::OpKind::Conv2d ? other->type.shape : n.result->type.shape;
+  return w.size() == 4 && w[1] * w[2] * w[3] <= kInlineConvTaps;
+}
+
 bool exact_inline(const ir::Node& n) {
   return inline_elementwise(n) && ir::same_bits_everywhere(n.op, n.attrs);
 }
@@ -267,7 +278,10 @@ class Planner {
     const std::vector<const ir::Node*> body = body_of(n);
     const ir::Node& mm = *body.front();
     if (batched(n)) return;  // primitives are made for one size
-    if (mm.op == ir::OpKind::Conv2d) return plan_packed_conv(n);
+    if (mm.op == ir::OpKind::Conv2d) {
+      if (!inline_conv(mm)) plan_packed_conv(n);  // few taps: loops (sweep 4), faster than oneDNN's
+      return;
+    }
     std::optional<rt::FusedMatmul> product = flat_product(mm);
     if (!product || inline_matmul(mm)) return;
     rt::FusedMatmul f = *product;
@@ -370,7 +384,7 @@ class Planner {
     NodePlan& np = p_.nodes[&n];
     if (n.kind == ir::NodeKind::kOp) {
       np.strategy = inline_elementwise(n) || inline_reduction(n) || inline_matmul(n) || inline_movement(n) ||
-                            inline_loss(n)
+                            inline_loss(n) || inline_conv(n)
                         ? Strategy::kLoops
                         : Strategy::kRuntime;
       if (np.strategy == Strategy::kRuntime) call(n);

@@ -92,6 +92,13 @@ bool inline_elementwise(const ir::Node& n);
 /// True if codegen emits loops for `n`, a cross_entropy or cross_entropy_grad of f32 logits
 /// [N, C] (not in code for every batch size), outside guard cones and exact mode.
 bool inline_loss(const ir::Node& n);
+/// Taps (in_channels * kernel area) up to which codegen computes a convolution and its weight
+/// gradient as loops (inline_conv): one vector accumulator per tap must fit in registers.
+inline constexpr int64_t kInlineConvTaps = 28;
+/// True if codegen emits loops for `n`, a conv2d or conv2d_grad_weight of f32 NCHW images with
+/// at most kInlineConvTaps taps, one group and stride 1 along rows of the image (not in code for
+/// every batch size), outside guard cones and exact mode.
+bool inline_conv(const ir::Node& n);
 /// True if op `n`'s inline loop gives eager's kernel's result bit for bit on every input: the
 /// elementwise ops IEEE arithmetic rounds once (add, mul, div, sqrt, compares, selects...), not
 /// the approximated ones (exp, log, tanh, sigmoid, pow other than x^1 and x^2).

@@ -18,6 +18,20 @@ namespace {
 
 struct Conv {
   int64_t sh = 1, sw = 1, ph = 0, pw = 0, dh = 1, dw = 1, groups = 1;
+  ir::OpAttrs attrs() const {
+    ir::OpAttrs a;
+    a.stride = {sh, sw};
+    a.padding = {ph, pw};
+    a.dilation = {dh, dw};
+    a.groups = groups;
+    return a;
+  }
+};
+
+/// An image and weight shape and the window's geometry.
+struct ConvCase {
+  Shape x, w;
+  Conv c;
 };
 
 /// The textbook loop: y[n,o,i,j] = sum over the group's channels and the kernel's taps.
@@ -104,11 +118,7 @@ Tensor conv(const Tensor& x, const Tensor& w, const Conv& c) {
 
 TEST_CASE("conv2d equals the textbook loop: odd sizes, strides, padding, dilation, groups, batch 1 and 7") {
   manual_seed(3);
-  struct Case {
-    Shape x, w;
-    Conv c;
-  };
-  const Case cases[] = {
+  const ConvCase cases[] = {
       {{1, 1, 28, 28}, {6, 1, 5, 5}, {1, 1, 2, 2}},           // LeNet's first layer
       {{7, 6, 14, 14}, {16, 6, 5, 5}, {}},                    // and its second
       {{2, 3, 9, 11}, {4, 3, 3, 3}, {2, 3, 1, 0}},            // uneven strides, one-sided padding values
@@ -117,7 +127,7 @@ TEST_CASE("conv2d equals the textbook loop: odd sizes, strides, padding, dilatio
       {{7, 5, 1, 1}, {3, 5, 1, 1}, {}},                       // 1x1 on 1x1 images
       {{2, 8, 12, 12}, {8, 8, 1, 1}, {2, 2, 0, 0}},           // ResNet's strided 1x1 shortcut
   };
-  for (const Case& k : cases) {
+  for (const ConvCase& k : cases) {
     CAPTURE(k.x.str());
     CAPTURE(k.w.str());
     Tensor x = uniform(-1, 1, k.x), w = uniform(-1, 1, k.w);
@@ -130,11 +140,7 @@ TEST_CASE("conv2d's input and weight gradients equal the textbook loops, in ever
   // gradient, tiny images the plain one; the others oneDNN's blocked layouts; a strided 1x1
   // window must stay blocked.
   manual_seed(6);
-  struct Case {
-    Shape x, w;
-    Conv c;
-  };
-  const Case cases[] = {
+  const ConvCase cases[] = {
       {{7, 1, 28, 28}, {6, 1, 5, 5}, {1, 1, 2, 2}},         // LeNet's first layer
       {{2, 1, 20, 20}, {16, 1, 7, 7}, {2, 2, 3, 3}},        // ResNet's first layer, smaller
       {{3, 3, 11, 9}, {5, 3, 5, 3}, {2, 1, 2, 0}},          // three channels, uneven window and strides
@@ -143,16 +149,12 @@ TEST_CASE("conv2d's input and weight gradients equal the textbook loops, in ever
       {{1, 4, 10, 9}, {6, 2, 3, 2}, {1, 1, 2, 1, 2, 3, 2}}, // dilation and two groups
       {{3, 16, 3, 3}, {16, 16, 3, 3}, {1, 1, 1, 1}},        // tiny images (ResNet's last): plain layouts
   };
-  for (const Case& k : cases) {
+  for (const ConvCase& k : cases) {
     CAPTURE(k.x.str());
     CAPTURE(k.w.str());
     Tensor x = uniform(-1, 1, k.x), w = uniform(-1, 1, k.w);
     Tensor gy = uniform(-1, 1, conv(x, w, k.c).shape());
-    ir::OpAttrs a;
-    a.stride = {k.c.sh, k.c.sw};
-    a.padding = {k.c.ph, k.c.pw};
-    a.dilation = {k.c.dh, k.c.dw};
-    a.groups = k.c.groups;
+    const ir::OpAttrs a = k.c.attrs();
     const auto [gx, gw] = naive_conv_grads(x, w, gy, k.c);
     for (int rep = 0; rep < 2; ++rep) {  // the cached primitives give the same sums again
       check_close(conv2d_grad_input(gy, w, a, x.shape()), gx, 1e-4, 1e-5);
@@ -316,4 +318,59 @@ TEST_CASE("hostile convolution and pooling IR: bad windows and absurd sizes are 
   auto g = ir::parse(ok);
   ir::verify(*g);
   CHECK(ir::print(*g) == ok);
+}
+
+TEST_CASE("few-tap convolutions and their weight gradients compile to loops equal to the textbook ones") {
+  // At most 28 taps (in_channels x kernel area, LeNet's first layer) codegen emits its own loops
+  // instead of oneDNN's: odd widths (masked vectors), several vectors per row, output channels in
+  // blocks with a short last one, row strides, padding, dilation, batch 0, 1 and 7.
+  manual_seed(11);
+  const ConvCase cases[] = {
+      {{7, 1, 28, 28}, {6, 1, 5, 5}, {1, 1, 2, 2}},           // LeNet's first layer
+      {{1, 2, 9, 11}, {5, 2, 3, 3}, {2, 1, 1, 0}},            // two channels, a row stride, one-sided padding
+      {{2, 1, 6, 70}, {13, 1, 2, 2}, {}},                     // 5 vectors a row: 4 channel blocks, the last short
+      {{3, 1, 10, 37}, {7, 1, 3, 5}, {1, 1, 2, 4, 2, 3}},     // dilation and padding wider than the kernel reach
+      {{0, 1, 8, 8}, {4, 1, 3, 3}, {1, 1, 1, 1}},             // no image
+  };
+  for (const ConvCase& k : cases) {
+    CAPTURE(k.x.str());
+    CAPTURE(k.w.str());
+    Tensor x = uniform(-1, 1, k.x), w = uniform(-1, 1, k.w);
+    Tensor gy = uniform(-1, 1, conv(x, w, k.c).shape());
+    const ir::OpAttrs a = k.c.attrs();
+    const Shape ws = k.w;
+    Trace t = trace("conv", [a, ws](const V& v) {
+      return V{conv2d(v[0], v[1], a.stride, a.padding, a.dilation), conv2d_grad_weight(v[0], v[2], a, ws)};
+    }, {x, w, gy});
+    codegen::CompileOptions co;
+    co.use_cache = false;
+    co.keep_ir = true;
+    CompiledTrace c = compile(t, co);
+    const std::string& ir = c.executable().llvm_ir();
+    CHECK((ir.find("@conv2d(") != std::string::npos) == (k.x[0] > 0));  // no image: nothing to compute
+    CHECK(ir.find("@conv2d_grad_weight(") != std::string::npos);
+    CHECK(ir.find("bj_rt_call_node") == std::string::npos);  // no runtime kernel
+    GraphRun r = c.run({x, w, gy});
+    REQUIRE(r.guards_hold);
+    check_close(r.outputs[0], naive_conv(x, w, k.c), 1e-5, 1e-6);
+    check_close(r.outputs[1], naive_conv_grads(x, w, gy, k.c).second, 1e-5, 1e-5);
+  }
+  // A padded cell adds nothing, not 0 * w: an infinite weight leaves outputs whose window meets it
+  // only in the padding finite (as eager mode's), and is ±inf where it meets the image.
+  Tensor x = uniform(0.5, 1, {1, 1, 6, 6});
+  std::vector<float> wv(9, 0.25f);
+  wv[0] = std::numeric_limits<float>::infinity();  // the top-left tap: it reads row oh - 1, column ow - 1
+  Tensor w = tensor(wv, {1, 1, 3, 3});
+  Trace t = trace("padded", [](const V& v) { return V{conv2d(v[0], v[1], {1, 1}, {1, 1})}; }, {x, w});
+  codegen::CompileOptions co;
+  co.use_cache = false;
+  const std::vector<float> got = compile(t, co).run({x, w}).outputs.at(0).to_vector();
+  const std::vector<float> want = conv2d(x, w, {1, 1}, {1, 1}).to_vector();
+  for (size_t i = 0; i < got.size(); ++i) {
+    CAPTURE(i);
+    const bool edge = i < 6 || i % 6 == 0;  // first row or first column: the inf tap is in the padding
+    CHECK(std::isfinite(got[i]) == edge);
+    CHECK(std::isfinite(want[i]) == edge);
+    if (edge) CHECK(got[i] == doctest::Approx(want[i]).epsilon(1e-6));
+  }
 }
