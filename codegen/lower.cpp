@@ -223,6 +223,7 @@ void Lowerer::emit_planned(const ir::Node& n) {
   }
   if (inline_loss(n)) return emit_cross_entropy(n);
   if (inline_conv(n)) return n.op == ir::OpKind::Conv2d ? emit_conv(n) : emit_conv_grad_weight(n);
+  if (inline_pool(n)) return emit_avg_pool(n);
   switch (nest_kind(n)) {
     case ir::RegionKind::kElementwise: return emit_elementwise(body, stores, body.front()->result->type.shape);
     case ir::RegionKind::kReduction:  // max and min are exact in any order

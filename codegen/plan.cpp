@@ -58,6 +58,16 @@ bool inline_conv(const ir::Node& n) {
   return w.size() == 4 && w[1] * w[2] * w[3] <= kInlineConvTaps;
 }
 
+bool inline_pool(const ir::Node& n) {
+  if (n.kind != ir::NodeKind::kOp || (n.op != ir::OpKind::AvgPool2d && n.op != ir::OpKind::AvgPool2dGrad)) return false;
+  const ir::Value* x = n.inputs[0];
+  if (x->type.dtype != DType::kF32 || n.result->type.dtype != DType::kF32 || x->batch || n.result->batch ||
+      x->type.shape.size() != 4 || n.attrs.kernel.size() != 2 || n.attrs.stride.size() != 2)
+    return false;
+  return n.op == ir::OpKind::AvgPool2d ||
+         (n.attrs.stride[0] >= n.attrs.kernel[0] && n.attrs.stride[1] >= n.attrs.kernel[1]);
+}
+
 bool exact_inline(const ir::Node& n) {
   return inline_elementwise(n) && ir::same_bits_everywhere(n.op, n.attrs);
 }
@@ -384,7 +394,7 @@ class Planner {
     NodePlan& np = p_.nodes[&n];
     if (n.kind == ir::NodeKind::kOp) {
       np.strategy = inline_elementwise(n) || inline_reduction(n) || inline_matmul(n) || inline_movement(n) ||
-                            inline_loss(n) || inline_conv(n)
+                            inline_loss(n) || inline_conv(n) || inline_pool(n)
                         ? Strategy::kLoops
                         : Strategy::kRuntime;
       if (np.strategy == Strategy::kRuntime) call(n);

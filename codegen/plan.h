@@ -99,6 +99,10 @@ inline constexpr int64_t kInlineConvTaps = 28;
 /// at most kInlineConvTaps taps, one group and stride 1 along rows of the image (not in code for
 /// every batch size), outside guard cones and exact mode.
 bool inline_conv(const ir::Node& n);
+/// True if codegen emits loops for `n`, an avg_pool2d of f32 NCHW images or the gradient of one
+/// whose windows do not overlap (not in code for every batch size), outside guard cones and
+/// exact mode. Both give eager's results bit for bit.
+bool inline_pool(const ir::Node& n);
 /// True if op `n`'s inline loop gives eager's kernel's result bit for bit on every input: the
 /// elementwise ops IEEE arithmetic rounds once (add, mul, div, sqrt, compares, selects...), not
 /// the approximated ones (exp, log, tanh, sigmoid, pow other than x^1 and x^2).

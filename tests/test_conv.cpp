@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <bit>
 #include <mutex>
 #include <thread>
 
@@ -372,5 +373,67 @@ TEST_CASE("few-tap convolutions and their weight gradients compile to loops equa
     CHECK(std::isfinite(got[i]) == edge);
     CHECK(std::isfinite(want[i]) == edge);
     if (edge) CHECK(got[i] == doctest::Approx(want[i]).epsilon(1e-6));
+  }
+}
+
+TEST_CASE("average pooling and its gradient compile to loops that give eager's results bit for bit") {
+  // Windows with and without padding, strides 1 to 3, rows of several vectors with a masked
+  // tail; the gradient of windows that do not overlap is a loop, overlapping ones keep the
+  // runtime's kernel. Values include -0 (0 + (-0) / 4 is +0), infinities and NaN.
+  manual_seed(12);
+  struct Pool {
+    Shape x;
+    int64_t k0, k1, s0, s1, p0, p1;
+  };
+  const Pool pools[] = {
+      {{7, 6, 28, 28}, 2, 2, 2, 2, 0, 0},   // LeNet's first pool
+      {{2, 3, 9, 37}, 3, 3, 3, 3, 1, 1},    // padded, three vectors a row
+      {{1, 2, 8, 41}, 3, 2, 2, 1, 1, 0},    // overlapping along the row: the gradient stays a kernel call
+      {{3, 1, 5, 70}, 2, 3, 2, 3, 0, 1},
+      {{0, 2, 4, 4}, 2, 2, 2, 2, 0, 0},     // no image
+  };
+  for (const Pool& p : pools) {
+    CAPTURE(p.x.str());
+    std::vector<float> xv = uniform(-1, 1, p.x).to_vector();
+    for (size_t i = 0; i < xv.size(); i += 97) xv[i] = -0.0f;
+    if (xv.size() > 300) {
+      xv[5] = std::numeric_limits<float>::infinity();
+      xv[200] = std::numeric_limits<float>::quiet_NaN();
+    }
+    const Tensor x = tensor(xv, p.x);
+    const Shape k{p.k0, p.k1}, s{p.s0, p.s1}, pad{p.p0, p.p1};
+    const Tensor y = avg_pool2d(x, k, s, pad);
+    std::vector<float> gv = uniform(-1, 1, y.shape()).to_vector();
+    for (size_t i = 0; i < gv.size(); i += 13) gv[i] = -0.0f;
+    const Tensor gy = tensor(gv, y.shape());
+    ir::OpAttrs a;
+    a.kernel = k;
+    a.stride = s;
+    a.padding = pad;
+    const Shape xs = p.x;
+    Trace t = trace("pool", [a, xs](const V& v) {
+      return V{avg_pool2d(v[0], a.kernel, a.stride, a.padding), avg_pool2d_grad(v[1], a, xs)};
+    }, {x, gy});
+    codegen::CompileOptions co;
+    co.use_cache = false;
+    co.keep_ir = true;
+    CompiledTrace c = compile(t, co);
+    const std::string& ir = c.executable().llvm_ir();
+    const bool any = p.x[0] > 0, apart = p.s0 >= p.k0 && p.s1 >= p.k1;
+    CHECK((ir.find("@avg_pool2d(") != std::string::npos) == any);
+    CHECK((ir.find("@avg_pool2d_grad(") != std::string::npos) == (any && apart));
+    GraphRun r = c.run({x, gy});
+    REQUIRE(r.guards_hold);
+    const Tensor want[] = {y, avg_pool2d_grad(gy, a, xs)};
+    for (size_t o = 0; o < 2; ++o) {
+      const std::vector<float> got_v = r.outputs[o].to_vector(), want_v = want[o].to_vector();
+      REQUIRE(got_v.size() == want_v.size());
+      size_t differ = 0;
+      for (size_t i = 0; i < got_v.size(); ++i)
+        differ += std::bit_cast<uint32_t>(got_v[i]) != std::bit_cast<uint32_t>(want_v[i]) &&
+                  !(std::isnan(got_v[i]) && std::isnan(want_v[i]));
+      CAPTURE(o);
+      CHECK(differ == 0);
+    }
   }
 }
