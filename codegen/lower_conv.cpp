@@ -24,6 +24,8 @@ namespace bj::codegen {
 
 namespace {
 constexpr int kLanes = 16;
+/// The weight gradient's accumulators per pass (of 32 vector registers).
+constexpr int64_t kGroupTaps = 12;
 }  // namespace
 
 Lowerer::ConvShape Lowerer::conv_shape(const ir::Node& n) {
@@ -71,34 +73,34 @@ void Lowerer::emit_conv(const ir::Node& n) {
       live[static_cast<size_t>(o)] = b_.CreateICmpULT(c, i64(s.oc));
       oc[static_cast<size_t>(o)] = b_.CreateSelect(live[static_cast<size_t>(o)], c, i64(s.oc - 1));
     }
-    std::vector<LV*> acc(static_cast<size_t>(block * nv), zero);
+    Accumulators acc(static_cast<size_t>(block * nv), zero);
     for (int64_t ic = 0; ic < s.c; ++ic)
       for (int64_t kh = 0; kh < s.kh; ++kh) {
+        // A window row in the padding adds nothing: skipped, so every mask below is a constant.
         LV* ih = b_.CreateAdd(b_.CreateMul(oh, i64(s.sh)), i64(kh * s.dh - s.ph));
-        LV* row_ok = b_.CreateICmpULT(ih, i64(s.h));  // unsigned: a negative row is out too
-        LV* row = b_.CreateInBoundsGEP(
-            f32_, x, b_.CreateMul(b_.CreateAdd(b_.CreateMul(b_.CreateAdd(b_.CreateMul(img, i64(s.c)), i64(ic)), i64(s.h)),
-                                               b_.CreateSelect(row_ok, ih, i64(0))),
-                                  i64(s.w)));
-        LV* row_mask = b_.CreateVectorSplat(kLanes, row_ok);
-        for (int64_t kw = 0; kw < s.kw; ++kw) {
-          std::vector<LV*> wv(static_cast<size_t>(block));
-          for (int64_t o = 0; o < block; ++o) {
-            LV* at = b_.CreateAdd(b_.CreateMul(oc[static_cast<size_t>(o)], i64(s.c * s.kh * s.kw)), i64((ic * s.kh + kh) * s.kw + kw));
-            wv[static_cast<size_t>(o)] = b_.CreateVectorSplat(kLanes, b_.CreateLoad(f32_, b_.CreateInBoundsGEP(f32_, w, at)));
-          }
-          for (int64_t v = 0; v < nv; ++v) {
-            LV* mask = b_.CreateAnd(conv_column_mask(s, v, kw), row_mask);
-            // Not inbounds: the vector may start left of the row (padding); its masked lanes are never read.
-            LV* p = b_.CreateGEP(f32_, row, i64(v * kLanes - s.pw + kw * s.dw));
-            LV* xv = b_.CreateMaskedLoad(vty, p, align, mask, zero);
+        acc = when(b_.CreateICmpULT(ih, i64(s.h)), acc, [&](const Accumulators& in) {  // unsigned: a negative row is out too
+          Accumulators a = in;
+          LV* row = b_.CreateInBoundsGEP(
+              f32_, x, b_.CreateMul(b_.CreateAdd(b_.CreateMul(b_.CreateAdd(b_.CreateMul(img, i64(s.c)), i64(ic)), i64(s.h)), ih), i64(s.w)));
+          for (int64_t kw = 0; kw < s.kw; ++kw) {
+            std::vector<LV*> wv(static_cast<size_t>(block));
             for (int64_t o = 0; o < block; ++o) {
-              LV*& a = acc[static_cast<size_t>(o * nv + v)];
-              LV* f = b_.CreateIntrinsic(llvm::Intrinsic::fma, {vty}, {xv, wv[static_cast<size_t>(o)], a});
-              a = b_.CreateSelect(mask, f, a);  // a padded cell adds nothing (not 0 * w, NaN for w = inf)
+              LV* at = b_.CreateAdd(b_.CreateMul(oc[static_cast<size_t>(o)], i64(s.c * s.kh * s.kw)), i64((ic * s.kh + kh) * s.kw + kw));
+              wv[static_cast<size_t>(o)] = b_.CreateVectorSplat(kLanes, b_.CreateLoad(f32_, b_.CreateInBoundsGEP(f32_, w, at)));
+            }
+            for (int64_t v = 0; v < nv; ++v) {
+              LV* mask = conv_column_mask(s, v, kw);
+              // Not inbounds: the vector may start left of the row (padding); its masked lanes are never read.
+              LV* xv = b_.CreateMaskedLoad(vty, b_.CreateGEP(f32_, row, i64(v * kLanes - s.pw + kw * s.dw)), align, mask, zero);
+              for (int64_t o = 0; o < block; ++o) {
+                LV*& t = a[static_cast<size_t>(o * nv + v)];
+                // A padded cell adds nothing (not 0 * w, which is NaN for w = inf).
+                t = b_.CreateSelect(mask, b_.CreateIntrinsic(llvm::Intrinsic::fma, {vty}, {xv, wv[static_cast<size_t>(o)], t}), t);
+              }
             }
           }
-        }
+          return a;
+        });
       }
     for (int64_t o = 0; o < block; ++o) {
       LV* out_row = b_.CreateInBoundsGEP(
@@ -138,40 +140,47 @@ void Lowerer::emit_conv_grad_weight(const ir::Node& n) {
   llvm::AllocaInst* total = b_.CreateAlloca(dty, i64(taps));
   loop(lf.body->getArg(0), lf.body->getArg(1), [&](LV* oc) {
     for (int64_t t = 0; t < taps; ++t) b_.CreateStore(llvm::ConstantAggregateZero::get(dty), b_.CreateConstInBoundsGEP1_64(dty, total, t));
-    loop(i64(0), i64(s.n), [&](LV* img) {
-      LV* gy_plane = b_.CreateInBoundsGEP(f32_, gy, b_.CreateMul(b_.CreateAdd(b_.CreateMul(img, i64(s.oc)), oc), i64(s.oh * s.ow)));
-      const Accumulators sums = accumulate(s.oh, 1, Accumulators(static_cast<size_t>(taps), zero), [&](LV* oh, const Accumulators& a) {
-        Accumulators next = a;
-        for (int64_t v = 0; v < nv; ++v) {
-          std::vector<llvm::Constant*> lanes;
-          for (int l = 0; l < kLanes; ++l) lanes.push_back(b_.getInt1(v * kLanes + l < s.ow));
-          LV* g = b_.CreateMaskedLoad(vty, b_.CreateInBoundsGEP(f32_, gy_plane, b_.CreateAdd(b_.CreateMul(oh, i64(s.ow)), i64(v * kLanes))),
-                                      align, llvm::ConstantVector::get(lanes), zero);
-          for (int64_t ic = 0; ic < s.c; ++ic)
-            for (int64_t kh = 0; kh < s.kh; ++kh) {
-              LV* ih = b_.CreateAdd(b_.CreateMul(oh, i64(s.sh)), i64(kh * s.dh - s.ph));
-              LV* row_ok = b_.CreateICmpULT(ih, i64(s.h));
+    // The taps in groups of whole window rows, at most kGroupTaps accumulators each (more spill
+    // registers): each group reads the gradient again, which stays in cache.
+    const int64_t rows_per_group = std::max<int64_t>(1, kGroupTaps / s.kw), window_rows = s.c * s.kh;
+    for (int64_t first = 0; first < window_rows; first += rows_per_group) {
+      const int64_t last = std::min(window_rows, first + rows_per_group), group = (last - first) * s.kw;
+      loop(i64(0), i64(s.n), [&](LV* img) {
+        LV* gy_plane = b_.CreateInBoundsGEP(f32_, gy, b_.CreateMul(b_.CreateAdd(b_.CreateMul(img, i64(s.oc)), oc), i64(s.oh * s.ow)));
+        const Accumulators sums = accumulate(s.oh, 1, Accumulators(static_cast<size_t>(group), zero), [&](LV* oh, const Accumulators& a) {
+          Accumulators next = a;
+          std::vector<LV*> g;
+          for (int64_t v = 0; v < nv; ++v) {
+            std::vector<llvm::Constant*> lanes;
+            for (int l = 0; l < kLanes; ++l) lanes.push_back(b_.getInt1(v * kLanes + l < s.ow));
+            g.push_back(b_.CreateMaskedLoad(vty, b_.CreateInBoundsGEP(f32_, gy_plane, b_.CreateAdd(b_.CreateMul(oh, i64(s.ow)), i64(v * kLanes))),
+                                            align, llvm::ConstantVector::get(lanes), zero));
+          }
+          for (int64_t wr = first; wr < last; ++wr) {  // window row wr: channel wr / kh, kernel row wr % kh
+            const int64_t ic = wr / s.kh, kh = wr % s.kh;
+            LV* ih = b_.CreateAdd(b_.CreateMul(oh, i64(s.sh)), i64(kh * s.dh - s.ph));
+            next = when(b_.CreateICmpULT(ih, i64(s.h)), next, [&](const Accumulators& in) {  // a row in the padding adds nothing
+              Accumulators t = in;
               LV* row = b_.CreateInBoundsGEP(
-                  f32_, x,
-                  b_.CreateMul(b_.CreateAdd(b_.CreateMul(b_.CreateAdd(b_.CreateMul(img, i64(s.c)), i64(ic)), i64(s.h)),
-                                            b_.CreateSelect(row_ok, ih, i64(0))),
-                               i64(s.w)));
-              LV* row_mask = b_.CreateVectorSplat(kLanes, row_ok);
-              for (int64_t kw = 0; kw < s.kw; ++kw) {
-                LV* mask = b_.CreateAnd(conv_column_mask(s, v, kw), row_mask);
-                LV* xv = b_.CreateMaskedLoad(vty, b_.CreateGEP(f32_, row, i64(v * kLanes - s.pw + kw * s.dw)), align, mask, zero);
-                LV*& t = next[static_cast<size_t>((ic * s.kh + kh) * s.kw + kw)];
-                t = b_.CreateSelect(mask, b_.CreateIntrinsic(llvm::Intrinsic::fma, {vty}, {g, xv, t}), t);
-              }
-            }
+                  f32_, x, b_.CreateMul(b_.CreateAdd(b_.CreateMul(b_.CreateAdd(b_.CreateMul(img, i64(s.c)), i64(ic)), i64(s.h)), ih), i64(s.w)));
+              for (int64_t v = 0; v < nv; ++v)
+                for (int64_t kw = 0; kw < s.kw; ++kw) {
+                  LV* mask = conv_column_mask(s, v, kw);
+                  LV* xv = b_.CreateMaskedLoad(vty, b_.CreateGEP(f32_, row, i64(v * kLanes - s.pw + kw * s.dw)), align, mask, zero);
+                  LV*& acc = t[static_cast<size_t>((wr - first) * s.kw + kw)];
+                  acc = b_.CreateSelect(mask, b_.CreateIntrinsic(llvm::Intrinsic::fma, {vty}, {g[static_cast<size_t>(v)], xv, acc}), acc);
+                }
+              return t;
+            });
+          }
+          return next;
+        });
+        for (int64_t t = 0; t < group; ++t) {
+          LV* p = b_.CreateConstInBoundsGEP1_64(dty, total, first * s.kw + t);
+          b_.CreateStore(b_.CreateFAdd(b_.CreateLoad(dty, p), b_.CreateFPExt(sums[static_cast<size_t>(t)], dty)), p);
         }
-        return next;
       });
-      for (int64_t t = 0; t < taps; ++t) {
-        LV* p = b_.CreateConstInBoundsGEP1_64(dty, total, t);
-        b_.CreateStore(b_.CreateFAdd(b_.CreateLoad(dty, p), b_.CreateFPExt(sums[static_cast<size_t>(t)], dty)), p);
-      }
-    });
+    }
     llvm::IRBuilderBase::FastMathFlagGuard reassoc(b_);
     llvm::FastMathFlags fmf;
     fmf.setAllowReassoc();

@@ -165,6 +165,27 @@ Lowerer::Accumulators Lowerer::accumulate(int64_t n, int64_t step, const Accumul
   return acc;
 }
 
+Lowerer::Accumulators Lowerer::when(LV* cond, const Accumulators& acc,
+                                    const std::function<Accumulators(const Accumulators&)>& then) {
+  llvm::BasicBlock* pre = b_.GetInsertBlock();
+  auto* yes = llvm::BasicBlock::Create(llvm_, "when", pre->getParent());
+  auto* done = llvm::BasicBlock::Create(llvm_, "when_end", pre->getParent());
+  b_.CreateCondBr(cond, yes, done);
+  b_.SetInsertPoint(yes);
+  const Accumulators after = then(acc);
+  llvm::BasicBlock* last = b_.GetInsertBlock();
+  b_.CreateBr(done);
+  b_.SetInsertPoint(done);
+  Accumulators out;
+  for (size_t i = 0; i < acc.size(); ++i) {
+    auto* phi = b_.CreatePHI(acc[i]->getType(), 2);
+    phi->addIncoming(acc[i], pre);
+    phi->addIncoming(after[i], last);
+    out.push_back(phi);
+  }
+  return out;
+}
+
 LV* Lowerer::offset(const std::vector<LV*>& ivs, const Shape& strides) {
   LV* off = b_.getInt64(0);
   for (size_t d = 0; d < ivs.size(); ++d)

@@ -117,6 +117,8 @@ class Lowerer {
   Accumulators accumulate(int64_t n, int64_t step, const Accumulators& init,
                           const std::function<Accumulators(LV* k, const Accumulators& acc)>& next,
                           llvm::BranchInst** latch = nullptr);
+  /// if (cond) acc = then(acc): returns the accumulators after it (phis where the two paths meet).
+  Accumulators when(LV* cond, const Accumulators& acc, const std::function<Accumulators(const Accumulators&)>& then);
   /// Element offset sum(iv[d] * stride[d]).
   LV* offset(const std::vector<LV*>& ivs, const Shape& strides);
   /// The LLVM type one element of `t` is stored as (bool as i8).
