@@ -9,6 +9,8 @@
 // for windows that do not overlap (stride at least the kernel, as LeNet's
 // 2x2 pools): each cell of the input gradient then receives at most one
 // window's share, 0 + g / area, again as the kernel computes it.
+#include <algorithm>
+
 #include "codegen/lowerer.h"
 #include "runtime/kernels.h"
 
@@ -18,20 +20,40 @@ namespace {
 constexpr int kLanes = 16;
 }  // namespace
 
-LV* Lowerer::gather_row(LV* row, int64_t first, int64_t step, int64_t length, llvm::Constant* lanes, LV* row_ok) {
-  // Lane l reads row[first + l * step] where lanes[l] holds and that column is in [0, length).
+LV* Lowerer::load_columns(LV* row, const std::vector<int64_t>& cols, int64_t length, LV* row_ok) {
+  // Lane l reads row[cols[l]] where cols[l] is in [0, length) and row_ok holds; else it is 0 and
+  // nothing is read. Columns within 32 of each other (a stride-2 window, a gradient's repeated
+  // cells) are one or two contiguous loads and a shuffle; others a gather.
   auto* vty = llvm::FixedVectorType::get(f32_, kLanes);
   LV* zero = llvm::ConstantAggregateZero::get(vty);
-  std::vector<llvm::Constant*> ok, at;
-  for (int l = 0; l < kLanes; ++l) {
-    const int64_t col = first + l * step;
-    ok.push_back(b_.getInt1(col >= 0 && col < length && !lanes->getAggregateElement(l)->isNullValue()));
-    at.push_back(b_.getInt32(static_cast<uint32_t>(col >= 0 && col < length ? col : 0)));
+  LV* rows_ok = b_.CreateVectorSplat(kLanes, row_ok);
+  int64_t lo = length, hi = -1;
+  for (int64_t c : cols)
+    if (c >= 0 && c < length) lo = std::min(lo, c), hi = std::max(hi, c);
+  if (hi < 0) return zero;
+  std::vector<llvm::Constant*> lane_ok;
+  for (int64_t c : cols) lane_ok.push_back(b_.getInt1(c >= 0 && c < length));
+  if (hi - lo < 2 * kLanes) {
+    const int parts = hi - lo < kLanes ? 1 : 2;
+    std::vector<LV*> part;
+    for (int p = 0; p < parts; ++p) {
+      std::vector<llvm::Constant*> used;  // element j of this part: read if some lane wants it
+      for (int j = 0; j < kLanes; ++j) {
+        const int64_t c = lo + p * kLanes + j;
+        used.push_back(b_.getInt1(c <= hi && std::find(cols.begin(), cols.end(), c) != cols.end()));
+      }
+      part.push_back(b_.CreateMaskedLoad(vty, b_.CreateInBoundsGEP(f32_, row, b_.getInt64(static_cast<uint64_t>(lo + p * kLanes))),
+                                         llvm::Align(4), b_.CreateAnd(llvm::ConstantVector::get(used), rows_ok), zero));
+    }
+    std::vector<int> pick;
+    for (int64_t c : cols) pick.push_back(c >= 0 && c < length ? static_cast<int>(c - lo) : 0);
+    LV* v = b_.CreateShuffleVector(part[0], parts == 2 ? part[1] : zero, pick);
+    return b_.CreateSelect(b_.CreateAnd(llvm::ConstantVector::get(lane_ok), rows_ok), v, zero);
   }
-  LV* mask = b_.CreateAnd(llvm::ConstantVector::get(ok), b_.CreateVectorSplat(kLanes, row_ok));
-  if (step == 1)  // contiguous: a masked load (not inbounds: the vector may start left of the row)
-    return b_.CreateMaskedLoad(vty, b_.CreateGEP(f32_, row, b_.getInt64(static_cast<uint64_t>(first))), llvm::Align(4), mask, zero);
-  return b_.CreateMaskedGather(vty, b_.CreateInBoundsGEP(f32_, row, llvm::ConstantVector::get(at)), llvm::Align(4), mask, zero);
+  std::vector<llvm::Constant*> at;
+  for (int64_t c : cols) at.push_back(b_.getInt32(static_cast<uint32_t>(c >= 0 && c < length ? c : 0)));
+  return b_.CreateMaskedGather(vty, b_.CreateInBoundsGEP(f32_, row, llvm::ConstantVector::get(at)), llvm::Align(4),
+                               b_.CreateAnd(llvm::ConstantVector::get(lane_ok), rows_ok), zero);
 }
 
 void Lowerer::emit_avg_pool(const ir::Node& n) {
@@ -70,8 +92,11 @@ void Lowerer::emit_avg_pool(const ir::Node& n) {
           LV* ih = b_.CreateAdd(b_.CreateMul(r, i64(SH)), i64(kh - PH));
           LV* row_ok = b_.CreateICmpULT(ih, i64(H));  // unsigned: a row above the image is out too
           LV* row = b_.CreateInBoundsGEP(f32_, in, b_.CreateMul(b_.CreateAdd(b_.CreateMul(plane, i64(H)), b_.CreateSelect(row_ok, ih, i64(0))), i64(W)));
-          for (int64_t kw = 0; kw < KW; ++kw)
-            acc = b_.CreateFAdd(acc, gather_row(row, v * kLanes * SW - PW + kw, SW, W, lanes_below(v, OW), row_ok));
+          for (int64_t kw = 0; kw < KW; ++kw) {
+            std::vector<int64_t> at;  // the input column of lane l's window cell kw (-1: no such output)
+            for (int64_t l = 0; l < kLanes; ++l) at.push_back(v * kLanes + l < OW ? (v * kLanes + l) * SW - PW + kw : -1);
+            acc = b_.CreateFAdd(acc, load_columns(row, at, W, row_ok));
+          }
         }
         result = b_.CreateFMul(acc, inv_area);
       } else {
@@ -79,16 +104,12 @@ void Lowerer::emit_avg_pool(const ir::Node& n) {
         LV* oh = b_.CreateUDiv(b_.CreateAdd(r, i64(PH)), i64(SH));
         LV* row_ok = b_.CreateAnd(b_.CreateICmpULT(b_.CreateURem(b_.CreateAdd(r, i64(PH)), i64(SH)), i64(KH)), b_.CreateICmpULT(oh, i64(OH)));
         LV* gy_row = b_.CreateInBoundsGEP(f32_, in, b_.CreateMul(b_.CreateAdd(b_.CreateMul(plane, i64(OH)), b_.CreateSelect(row_ok, oh, i64(0))), i64(OW)));
-        std::vector<llvm::Constant*> ok, at;
-        for (int l = 0; l < kLanes; ++l) {
+        std::vector<int64_t> at;  // the window column covering lane l's cell (-1: none)
+        for (int64_t l = 0; l < kLanes; ++l) {
           const int64_t w = v * kLanes + l, ow = (w + PW) / SW;
-          const bool covered = w < W && (w + PW) % SW < KW && ow < OW;
-          ok.push_back(b_.getInt1(covered));
-          at.push_back(b_.getInt32(static_cast<uint32_t>(covered ? ow : 0)));
+          at.push_back(w < W && (w + PW) % SW < KW ? ow : -1);
         }
-        LV* mask = b_.CreateAnd(llvm::ConstantVector::get(ok), b_.CreateVectorSplat(kLanes, row_ok));
-        LV* g = b_.CreateMaskedGather(vty, b_.CreateInBoundsGEP(f32_, gy_row, llvm::ConstantVector::get(at)), llvm::Align(4), mask,
-                                      llvm::ConstantAggregateZero::get(vty));
+        LV* g = load_columns(gy_row, at, OW, row_ok);
         result = b_.CreateFAdd(llvm::ConstantAggregateZero::get(vty), b_.CreateFMul(g, inv_area));  // 0 + g / area: -0 gives +0
       }
       b_.CreateMaskedStore(result, b_.CreateInBoundsGEP(f32_, out_row, i64(v * kLanes)), llvm::Align(4), lanes_below(v, cols));

@@ -215,9 +215,9 @@ class Lowerer {
   void emit_conv_grad_weight(const ir::Node& n);
   /// avg_pool2d and avg_pool2d_grad (inline_pool) as loops (lower_pool.cpp).
   void emit_avg_pool(const ir::Node& n);
-  /// A vector whose lane l is row[first + l * step] where `lanes` holds, that column is in
-  /// [0, length) and `row_ok`; else 0 (and not read).
-  LV* gather_row(LV* row, int64_t first, int64_t step, int64_t length, llvm::Constant* lanes, LV* row_ok);
+  /// A vector whose lane l is row[cols[l]] where that column is in [0, length) and `row_ok`
+  /// holds; else 0 (and not read). `cols` has 16 constant columns.
+  LV* load_columns(LV* row, const std::vector<int64_t>& cols, int64_t length, LV* row_ok);
   /// The cross-entropy op `n` as loops; with `with_grad` (its gradient, where fusible_losses), both.
   void emit_cross_entropy(const ir::Node& n, const ir::Node* with_grad = nullptr);
   /// True if `grad` is the gradient of the loss `ce` (same logits and targets), both planned as
