@@ -90,71 +90,71 @@ void Lowerer::emit_cross_entropy(const ir::Node& n, const ir::Node* with_grad) {
     // step waits on a row's reductions: the row maxima, sums and losses are lane-wise.
     emit_cross_entropy_across_rows(fn->getArg(0), fn->getArg(1), {x, t, out}, cols, loss_node != nullptr, grad, scale, total);
   } else {
-  loop(fn->getArg(0), fn->getArg(1), [&](LV* i) {
-    LV* row = b_.CreateInBoundsGEP(f32_, x, b_.CreateMul(i, cols_v));
-    LV* target = b_.CreateLoad(i64_, b_.CreateInBoundsGEP(i64_, t, i));
-    LV* valid = b_.CreateAnd(b_.CreateICmpSGE(target, b_.getInt64(0)), b_.CreateICmpSLT(target, cols_v));
-    LV* at = b_.CreateSelect(valid, target, b_.getInt64(0));  // never an index outside the row
-    auto element = [&](LV* j) { return b_.CreateLoad(f32_, b_.CreateInBoundsGEP(f32_, row, j)); };
-    auto load = [&](LV* j, LV* mask) -> LV* {
-      LV* p = b_.CreateInBoundsGEP(f32_, row, j);
-      return mask ? static_cast<LV*>(b_.CreateMaskedLoad(vty, p, llvm::Align(4), mask, lowest))
-                  : static_cast<LV*>(b_.CreateAlignedLoad(vty, p, llvm::Align(4)));
-    };
-    LV* mv = vectors({lowest}, [&](LV* j, LV* mask, const Accumulators& a) {
-               return Accumulators{b_.CreateBinaryIntrinsic(llvm::Intrinsic::maximum, a[0], load(j, mask))};
-             })[0];
-    LV* m = b_.CreateUnaryIntrinsic(llvm::Intrinsic::vector_reduce_fmaximum, mv);  // NaN wins, as ir::maximum
-    LV* m_v = b_.CreateVectorSplat(kLanes, m);
-    auto exps = [&](LV* j, LV* mask) {  // exp(x - m); 0 in masked lanes
-      LV* zero = llvm::ConstantAggregateZero::get(vty);
-      LV* d = b_.CreateFSub(load(j, mask), m_v);
-      if (!mask) return math::exp(b_, d);
-      // exp(0) where no element is: exp(-inf) would go through subnormal arithmetic, which costs
-      // about a hundred cycles a lane on some CPUs.
-      return b_.CreateSelect(mask, math::exp(b_, b_.CreateSelect(mask, d, zero)), zero);
-    };
-    // s in double, as the kernel's: a well-fitted row's s is 1 + (a little), and its loss is that little.
-    LV* sv = vectors({llvm::ConstantFP::get(dty, -0.0)}, [&](LV* j, LV* mask, const Accumulators& a) {
-               return Accumulators{b_.CreateFAdd(a[0], b_.CreateFPExt(exps(j, mask), dty))};
-             })[0];
-    LV* s;
-    {
-      llvm::IRBuilderBase::FastMathFlagGuard reassoc(b_);
-      llvm::FastMathFlags fmf;
-      fmf.setAllowReassoc();
-      b_.setFastMathFlags(fmf);
-      s = b_.CreateFAddReduce(llvm::ConstantFP::get(f64, -0.0), sv);
-    }
-    if (loss_node) {  // loss_i = log(s) + m - x[t], added up in double
-      // log(s) = log(f) + log(s / f) for f = s rounded to float; the second term is (s - f) / f to
-      // well below float's precision, so the f32 log's relative error (8e-8) is all that is left.
-      LV* f = b_.CreateFPTrunc(s, f32_);
-      LV* fd = b_.CreateFPExt(f, f64);
-      LV* log_s = b_.CreateFAdd(b_.CreateFPExt(math::log(b_, f), f64), b_.CreateFDiv(b_.CreateFSub(s, fd), fd));
-      LV* loss = b_.CreateFSub(b_.CreateFAdd(log_s, b_.CreateFPExt(m, f64)), b_.CreateFPExt(element(at), f64));
-      loss = b_.CreateSelect(valid, loss, llvm::ConstantFP::getNaN(f64));
-      b_.CreateStore(b_.CreateFAdd(b_.CreateLoad(f64, total), loss), total);
-      if (!grad) return;
-    }
-    // The gradient row: k exp(x - m) with k = g / (N s), and g / N less at the target.
-    LV* k_d = b_.CreateFDiv(scale, s);
-    LV* k_or_nan = b_.CreateVectorSplat(kLanes, b_.CreateSelect(valid, b_.CreateFPTrunc(k_d, f32_), fp(nan)));
-    LV* out_row = b_.CreateInBoundsGEP(f32_, out, b_.CreateMul(i, cols_v));
-    vectors({}, [&](LV* j, LV* mask, const Accumulators&) {
-      LV* v = b_.CreateFMul(k_or_nan, exps(j, mask));
-      LV* p = b_.CreateInBoundsGEP(f32_, out_row, j);
-      if (mask)
-        b_.CreateMaskedStore(v, p, llvm::Align(4), mask);
-      else
-        b_.CreateAlignedStore(v, p, llvm::Align(4));
-      return Accumulators{};
+    loop(fn->getArg(0), fn->getArg(1), [&](LV* i) {
+      LV* row = b_.CreateInBoundsGEP(f32_, x, b_.CreateMul(i, cols_v));
+      LV* target = b_.CreateLoad(i64_, b_.CreateInBoundsGEP(i64_, t, i));
+      LV* valid = b_.CreateAnd(b_.CreateICmpSGE(target, b_.getInt64(0)), b_.CreateICmpSLT(target, cols_v));
+      LV* at = b_.CreateSelect(valid, target, b_.getInt64(0));  // never an index outside the row
+      auto element = [&](LV* j) { return b_.CreateLoad(f32_, b_.CreateInBoundsGEP(f32_, row, j)); };
+      auto load = [&](LV* j, LV* mask) -> LV* {
+        LV* p = b_.CreateInBoundsGEP(f32_, row, j);
+        return mask ? static_cast<LV*>(b_.CreateMaskedLoad(vty, p, llvm::Align(4), mask, lowest))
+                    : static_cast<LV*>(b_.CreateAlignedLoad(vty, p, llvm::Align(4)));
+      };
+      LV* mv = vectors({lowest}, [&](LV* j, LV* mask, const Accumulators& a) {
+                 return Accumulators{b_.CreateBinaryIntrinsic(llvm::Intrinsic::maximum, a[0], load(j, mask))};
+               })[0];
+      LV* m = b_.CreateUnaryIntrinsic(llvm::Intrinsic::vector_reduce_fmaximum, mv);  // NaN wins, as ir::maximum
+      LV* m_v = b_.CreateVectorSplat(kLanes, m);
+      auto exps = [&](LV* j, LV* mask) {  // exp(x - m); 0 in masked lanes
+        LV* zero = llvm::ConstantAggregateZero::get(vty);
+        LV* d = b_.CreateFSub(load(j, mask), m_v);
+        if (!mask) return math::exp(b_, d);
+        // exp(0) where no element is: exp(-inf) would go through subnormal arithmetic, which costs
+        // about a hundred cycles a lane on some CPUs.
+        return b_.CreateSelect(mask, math::exp(b_, b_.CreateSelect(mask, d, zero)), zero);
+      };
+      // s in double, as the kernel's: a well-fitted row's s is 1 + (a little), and its loss is that little.
+      LV* sv = vectors({llvm::ConstantFP::get(dty, -0.0)}, [&](LV* j, LV* mask, const Accumulators& a) {
+                 return Accumulators{b_.CreateFAdd(a[0], b_.CreateFPExt(exps(j, mask), dty))};
+               })[0];
+      LV* s;
+      {
+        llvm::IRBuilderBase::FastMathFlagGuard reassoc(b_);
+        llvm::FastMathFlags fmf;
+        fmf.setAllowReassoc();
+        b_.setFastMathFlags(fmf);
+        s = b_.CreateFAddReduce(llvm::ConstantFP::get(f64, -0.0), sv);
+      }
+      if (loss_node) {  // loss_i = log(s) + m - x[t], added up in double
+        // log(s) = log(f) + log(s / f) for f = s rounded to float; the second term is (s - f) / f to
+        // well below float's precision, so the f32 log's relative error (8e-8) is all that is left.
+        LV* f = b_.CreateFPTrunc(s, f32_);
+        LV* fd = b_.CreateFPExt(f, f64);
+        LV* log_s = b_.CreateFAdd(b_.CreateFPExt(math::log(b_, f), f64), b_.CreateFDiv(b_.CreateFSub(s, fd), fd));
+        LV* loss = b_.CreateFSub(b_.CreateFAdd(log_s, b_.CreateFPExt(m, f64)), b_.CreateFPExt(element(at), f64));
+        loss = b_.CreateSelect(valid, loss, llvm::ConstantFP::getNaN(f64));
+        b_.CreateStore(b_.CreateFAdd(b_.CreateLoad(f64, total), loss), total);
+        if (!grad) return;
+      }
+      // The gradient row: k exp(x - m) with k = g / (N s), and g / N less at the target.
+      LV* k_d = b_.CreateFDiv(scale, s);
+      LV* k_or_nan = b_.CreateVectorSplat(kLanes, b_.CreateSelect(valid, b_.CreateFPTrunc(k_d, f32_), fp(nan)));
+      LV* out_row = b_.CreateInBoundsGEP(f32_, out, b_.CreateMul(i, cols_v));
+      vectors({}, [&](LV* j, LV* mask, const Accumulators&) {
+        LV* v = b_.CreateFMul(k_or_nan, exps(j, mask));
+        LV* p = b_.CreateInBoundsGEP(f32_, out_row, j);
+        if (mask)
+          b_.CreateMaskedStore(v, p, llvm::Align(4), mask);
+        else
+          b_.CreateAlignedStore(v, p, llvm::Align(4));
+        return Accumulators{};
+      });
+      // At the target, k exp(x - m) - g / N in double: for a well-fitted row the two nearly cancel.
+      LV* e_t = b_.CreateFPExt(math::exp(b_, b_.CreateFSub(element(at), m)), f64);
+      LV* fixed = b_.CreateFPTrunc(b_.CreateFSub(b_.CreateFMul(k_d, e_t), scale), f32_);
+      b_.CreateStore(b_.CreateSelect(valid, fixed, fp(nan)), b_.CreateInBoundsGEP(f32_, out_row, at));
     });
-    // At the target, k exp(x - m) - g / N in double: for a well-fitted row the two nearly cancel.
-    LV* e_t = b_.CreateFPExt(math::exp(b_, b_.CreateFSub(element(at), m)), f64);
-    LV* fixed = b_.CreateFPTrunc(b_.CreateFSub(b_.CreateFMul(k_d, e_t), scale), f32_);
-    b_.CreateStore(b_.CreateSelect(valid, fixed, fp(nan)), b_.CreateInBoundsGEP(f32_, out_row, at));
-  });
   }
   if (loss_node)
     b_.CreateStore(b_.CreateFPTrunc(b_.CreateFDiv(b_.CreateLoad(f64, total), llvm::ConstantFP::get(f64, static_cast<double>(rows))), f32_),

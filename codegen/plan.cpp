@@ -55,7 +55,9 @@ bool inline_conv(const ir::Node& n) {
       n.attrs.stride[1] != 1)
     return false;
   const Shape& w = n.op == ir::OpKind::Conv2d ? other->type.shape : n.result->type.shape;
-  return w.size() == 4 && w[1] * w[2] * w[3] <= kInlineConvTaps;
+  const Shape& y = n.op == ir::OpKind::Conv2d ? n.result->type.shape : other->type.shape;
+  // A row's vectors are straight-line code: wide images would make code (and compile time) grow.
+  return w.size() == 4 && y.size() == 4 && w[1] * w[2] * w[3] <= kInlineConvTaps && y[3] <= kInlineWindowRow;
 }
 
 bool inline_pool(const ir::Node& n) {
@@ -64,6 +66,8 @@ bool inline_pool(const ir::Node& n) {
   if (x->type.dtype != DType::kF32 || n.result->type.dtype != DType::kF32 || x->batch || n.result->batch ||
       x->type.shape.size() != 4 || n.attrs.kernel.size() != 2 || n.attrs.stride.size() != 2)
     return false;
+  const int64_t row = n.op == ir::OpKind::AvgPool2d ? n.result->type.shape[3] : x->type.shape[3];  // the loop's row
+  if (row > kInlineWindowRow || n.attrs.kernel[0] * n.attrs.kernel[1] > kInlineConvTaps) return false;
   return n.op == ir::OpKind::AvgPool2d ||
          (n.attrs.stride[0] >= n.attrs.kernel[0] && n.attrs.stride[1] >= n.attrs.kernel[1]);
 }

@@ -95,13 +95,18 @@ bool inline_loss(const ir::Node& n);
 /// Taps (in_channels * kernel area) up to which codegen computes a convolution and its weight
 /// gradient as loops (inline_conv): one vector accumulator per tap must fit in registers.
 inline constexpr int64_t kInlineConvTaps = 28;
+/// The widest output row (input row, for a pooling gradient) that convolution and pooling loops
+/// take: each row's vectors are straight-line code. Windows of pools are limited to
+/// kInlineConvTaps cells.
+inline constexpr int64_t kInlineWindowRow = 256;
 /// True if codegen emits loops for `n`, a conv2d or conv2d_grad_weight of f32 NCHW images with
-/// at most kInlineConvTaps taps, one group and stride 1 along rows of the image (not in code for
-/// every batch size), outside guard cones and exact mode.
+/// at most kInlineConvTaps taps, one group, stride 1 along rows of the image and output rows of
+/// at most kInlineWindowRow (not in code for every batch size), outside guard cones and exact mode.
 bool inline_conv(const ir::Node& n);
 /// True if codegen emits loops for `n`, an avg_pool2d of f32 NCHW images or the gradient of one
-/// whose windows do not overlap (not in code for every batch size), outside guard cones and
-/// exact mode. Both give eager's results bit for bit.
+/// whose windows do not overlap, with windows of at most kInlineConvTaps cells and rows of at
+/// most kInlineWindowRow (not in code for every batch size), outside guard cones and exact mode.
+/// Both give eager's results bit for bit.
 bool inline_pool(const ir::Node& n);
 /// True if op `n`'s inline loop gives eager's kernel's result bit for bit on every input: the
 /// elementwise ops IEEE arithmetic rounds once (add, mul, div, sqrt, compares, selects...), not

@@ -356,6 +356,16 @@ TEST_CASE("few-tap convolutions and their weight gradients compile to loops equa
     check_close(r.outputs[0], naive_conv(x, w, k.c), 1e-5, 1e-6);
     check_close(r.outputs[1], naive_conv_grads(x, w, gy, k.c).second, 1e-5, 1e-5);
   }
+  {  // Rows wider than 256 outputs would be long straight-line code: the runtime's kernel instead.
+    Tensor wide = uniform(-1, 1, {1, 1, 3, 300}), w = uniform(-1, 1, {2, 1, 2, 2});
+    Trace t = trace("wide", [](const V& v) { return V{conv2d(v[0], v[1], {1, 1}, {0, 0})}; }, {wide, w});
+    codegen::CompileOptions co;
+    co.use_cache = false;
+    co.keep_ir = true;
+    CompiledTrace c = compile(t, co);
+    CHECK(c.executable().llvm_ir().find("@conv2d(") == std::string::npos);
+    check_close(c.run({wide, w}).outputs.at(0), naive_conv(wide, w, Conv{}), 1e-5, 1e-6);
+  }
   // A padded cell adds nothing, not 0 * w: an infinite weight leaves outputs whose window meets it
   // only in the padding finite (as eager mode's), and is ±inf where it meets the image.
   Tensor x = uniform(0.5, 1, {1, 1, 6, 6});
