@@ -14,7 +14,9 @@
 //   lower_row.cpp          row regions: softmax, LayerNorm, a row at a time
 //   lower_contraction.cpp  contraction regions: dot-product loops, the
 //                          register-blocked kernel over packed weights
-//   lower_loss.cpp         cross-entropy and its gradient, a row at a time
+//   lower_loss.cpp         cross-entropy and its gradient, a row (or 16 rows) at a time
+//   lower_conv.cpp         few-tap convolutions and their weight gradients
+//   lower_pool.cpp         average pooling and its gradient
 #pragma once
 
 #include <llvm/IR/IRBuilder.h>
