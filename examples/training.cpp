@@ -80,6 +80,7 @@ TrainResult train_classifier(nn::Block& net, const ClassificationTask& task, con
   }
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   r.compiled_steps = o.mode == "step" ? whole.stats().compiled_hits : o.mode == "hybridize" ? net.stats().compiled_hits : 0;
+  r.compile_ms = o.mode == "step" ? whole.stats().compile_ms : o.mode == "hybridize" ? net.stats().compile_ms : 0;
   if (o.mode == "hybridize") net.hybridize(false);
   NoGradGuard no_grad;
   Tensor logits = net(task.x);

@@ -37,6 +37,7 @@ struct TrainResult {
   double accuracy = 0;  ///< on the training set, after the last step
   double seconds = 0;   ///< in the steps (compiling included)
   int64_t compiled_steps = 0;  ///< steps whose forward and backward ran compiled code
+  double compile_ms = 0;       ///< of `seconds`, the time spent optimizing and in LLVM
 };
 
 /// Trains `net` with cross-entropy on `task`. ValueError if the optimizer is
