@@ -1,6 +1,7 @@
 // Graph construction.
 #include "ir/graph.h"
 
+#include <algorithm>
 #include <cctype>
 
 namespace bj::ir {
@@ -19,6 +20,25 @@ std::optional<RegionKind> region_kind_named(std::string_view name) {
   for (RegionKind k : {RegionKind::kElementwise, RegionKind::kContraction, RegionKind::kReduction, RegionKind::kRow})
     if (region_kind_name(k) == name) return k;
   return std::nullopt;
+}
+
+bool reads_in_place(const Node& n, const Value* operand, const Value* result) {
+  if (operand->type != result->type || operand->batch != result->batch) return false;
+  if (n.kind == NodeKind::kOp) return has_trait(n.op, kElementwise);
+  if (n.kind != NodeKind::kRegion || (n.region != RegionKind::kElementwise && n.region != RegionKind::kContraction))
+    return false;
+  for (const Value* y : n.yields)
+    if (y->type.shape != result->type.shape) return false;
+  // A region whose ops run one after another (through eager mode's kernels) must have read the
+  // operand by the time it writes the result: no reader after the result's op.
+  bool written = false;
+  for (const auto& b : n.body) {
+    if (std::find(b->inputs.begin(), b->inputs.end(), operand) != b->inputs.end() &&
+        (written || !has_trait(b->op, kElementwise) || b->result->type.shape != result->type.shape))
+      return false;
+    written |= b->result == result;
+  }
+  return true;
 }
 
 int row_reduction_axes(const Node& n) {

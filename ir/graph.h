@@ -71,6 +71,15 @@ struct Node;
 /// LayerNorm's mean): how many axes it reduces. 0 for anything else (an empty reduction too).
 int row_reduction_axes(const Node& n);
 
+struct Value;
+/// True if top-level node `n` reads each element of `operand` only where it writes the same element
+/// of `result` (one of its results), before writing it: `n` is an elementwise op, or an elementwise
+/// or contraction region whose ops reading `operand` are elementwise over the result's shape (a
+/// product's own operands are read along rows) and none after the op writing the result (a
+/// region may run op by op), and the two have one type. Memory planning may
+/// then give `result` the operand's bytes when this is the operand's last read (in place).
+bool reads_in_place(const Node& n, const Value* operand, const Value* result);
+
 struct Node {
   NodeKind kind = NodeKind::kOp;
   OpKind op = OpKind::Neg;       ///< kOp

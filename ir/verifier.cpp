@@ -140,7 +140,8 @@ void check_nodes(const Graph& g, const std::vector<std::unique_ptr<Node>>& nodes
 
 /// Planned offsets: each in the arena and 64-byte aligned, and no two values whose live
 /// intervals (inclusive, over top-level positions, as memory planning computes them) meet share
-/// a byte. A sweep over intervals with the live byte ranges in an ordered map (disjoint by then).
+/// a byte, except a result in place of an operand its node reads last (reads_in_place: the same
+/// bytes). A sweep over intervals with the live byte ranges in an ordered map (disjoint by then).
 void check_offsets(const Graph& g) {
   const auto& nodes = g.nodes();
   struct Live {
@@ -198,6 +199,18 @@ void check_offsets(const Graph& g) {
     if (!clash && next != live.begin()) {
       auto prev = std::prev(next);
       if (prev->first + static_cast<int64_t>(prev->second->v->type.bytes()) > lo) clash = prev->second;
+    }
+    // In place: the clash is an operand read last here, at the same bytes, and its bytes pass on.
+    const Node& top = *nodes[l.begin];
+    if (clash && clash->end == l.begin && clash->v->offset == lo && reads_in_place(top, clash->v, l.v) &&
+        (top.result == l.v || std::find(top.yields.begin(), top.yields.end(), l.v) != top.yields.end())) {
+      live.erase(lo);
+      for (auto it = ends.begin(); it != ends.end(); ++it)
+        if (it->second == lo) {
+          ends.erase(it);
+          break;
+        }
+      clash = nullptr;
     }
     if (clash)
       fail(g, *l.def, "its arena bytes overlap those of a value still live (" + clip(describe(g, *clash->def)) + ")");

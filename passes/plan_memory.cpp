@@ -12,8 +12,16 @@
 // A reshape of an intermediate is the same bytes: its result shares its
 // input's memory (codegen then copies nothing), and the input lives until
 // the last use of either. Values are written once, so sharing is safe.
+// In place: an elementwise op or region (or a contraction region's
+// epilogue) reads each element of an operand of its own type only where it
+// writes the same element of its result; when that read is the operand's
+// last, the result takes the operand's bytes (a training step's ReLU
+// gradient overwrites the activations it masks: half the footprint, which
+// then fits in L2). Every loop and kernel over such nodes reads an
+// element's operands before writing it, at the same index.
 #include <algorithm>
 #include <map>
+#include <unordered_set>
 
 #include "passes/passes.h"
 #include "passes/util.h"
@@ -28,6 +36,7 @@ struct Interval {
   ir::Value* value;
   size_t begin, end;
   int64_t size;
+  int donor = -1;  ///< the interval whose bytes this one takes over at `begin` (in place), or -1
 };
 
 /// The intervals of the values that need memory of their own, and the reshapes that share
@@ -67,8 +76,23 @@ Lifetimes lifetimes(ir::Graph& g) {
         continue;
       }
     }
+    const size_t first = out.intervals.size();
     if (n.kind == ir::NodeKind::kOp) add(n.result, i);
     for (ir::Value* y : n.yields) add(y, i);
+    // In place: a result takes the bytes of an operand this node reads last (one result per operand).
+    std::vector<const ir::Value*> operands(n.inputs.begin(), n.inputs.end());
+    for (const auto& b : n.body) operands.insert(operands.end(), b->inputs.begin(), b->inputs.end());
+    std::unordered_set<size_t> taken;
+    for (size_t r = first; r < out.intervals.size(); ++r)
+      for (const ir::Value* u : operands) {
+        auto d = interval_of.find(u);
+        if (d == interval_of.end() || out.intervals[d->second].value != u || taken.count(d->second) ||
+            out.intervals[d->second].end != i || !ir::reads_in_place(n, u, out.intervals[r].value))
+          continue;
+        out.intervals[r].donor = static_cast<int>(d->second);
+        taken.insert(d->second);
+        break;
+      }
   }
   return out;
 }
@@ -83,9 +107,9 @@ int64_t intermediate_bytes(const ir::Graph& g) {
 
 namespace {
 
-/// Gives each interval an offset (best fit among the blocks freed so far, else the arena's end);
-/// returns the arena's size.
-int64_t place(const std::vector<const Interval*>& ivs) {
+/// Gives each interval an offset (its donor's, else best fit among the blocks freed so far, else
+/// the arena's end); returns the arena's size. `all` is every interval (donors are indices in it).
+int64_t place(const std::vector<const Interval*>& ivs, const std::vector<Interval>& all) {
   std::map<int64_t, int64_t> free_blocks;  // offset -> size
   std::multimap<size_t, const Interval*> ending;  // end position -> interval, for release
   int64_t arena = 0;
@@ -110,6 +134,19 @@ int64_t place(const std::vector<const Interval*>& ivs) {
       const Interval* done = ending.begin()->second;
       release(done->value->offset, done->size);
       ending.erase(ending.begin());
+    }
+    if (iv.donor >= 0) {  // the donor's bytes pass to this interval instead of being released after it
+      const Interval* donor = &all[static_cast<size_t>(iv.donor)];
+      bool took = false;
+      for (auto it = ending.lower_bound(donor->end); it != ending.end() && it->first == donor->end; ++it)
+        if (it->second == donor) {
+          ending.erase(it);
+          iv.value->offset = donor->value->offset;
+          ending.emplace(iv.end, &iv);
+          took = true;
+          break;
+        }
+      if (took) continue;
     }
     auto best = free_blocks.end();
     for (auto it = free_blocks.begin(); it != free_blocks.end(); ++it)
@@ -147,8 +184,8 @@ bool plan_memory(ir::Graph& g, const PassContext&) {
   // the second part by the call's batch size keeps every pair of them apart.
   std::vector<const Interval*> fixed, batched;
   for (const Interval& iv : ivs) (g.batch > 0 && iv.value->batch ? batched : fixed).push_back(&iv);
-  const int64_t arena = place(fixed);
-  g.arena_row_bytes = place(batched);
+  const int64_t arena = place(fixed, ivs);
+  g.arena_row_bytes = place(batched, ivs);
   g.arena_bytes = arena;
   bool changed = arena != arena_before || g.arena_row_bytes != rows_before;
   for (size_t i = 0; i < ivs.size(); ++i) changed |= ivs[i].value->offset != before[i];
