@@ -179,7 +179,8 @@ void Lowerer::emit_commits() {
 }
 
 llvm::AllocaInst* Lowerer::entry_alloca(llvm::Type* t) {
-  llvm::IRBuilder<> eb(&main_->getEntryBlock(), main_->getEntryBlock().begin());
+  llvm::Function* f = b_.GetInsertBlock()->getParent();
+  llvm::IRBuilder<> eb(&f->getEntryBlock(), f->getEntryBlock().begin());
   return eb.CreateAlloca(t);
 }
 

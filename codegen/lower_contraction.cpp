@@ -27,6 +27,7 @@ void Lowerer::emit_contraction(const std::vector<const ir::Node*>& body, const s
   const ir::Node& mm = *body.front();
   std::vector<const ir::Node*> epilogue(body.begin() + 1, body.end());
   const Shape& cs = mm.result->type.shape;
+  if (!exact && row_product_in_scratch(mm) && !epilogue.empty()) return emit_row_product(mm, nullptr, epilogue, stores);
   if (!exact && (row_product(mm) || dot_product(mm))) {
     if (row_product(mm))
       emit_row_product(mm, address(mm.result));
@@ -115,7 +116,28 @@ void Lowerer::store_lanes(LV* v, LV* dst, int64_t count) {
   }
 }
 
-void Lowerer::emit_row_product(const ir::Node& mm, LV* out) {
+void Lowerer::emit_row_epilogue(const ir::Node& mm, const std::vector<const ir::Node*>& epilogue,
+                                const std::vector<const ir::Value*>& ext, const std::vector<const ir::Value*>& stores,
+                                const std::vector<LV*>& ptrs, const std::vector<Shape>& strides, size_t first, LV* i0,
+                                int64_t rows, LV* product, int64_t pitch) {
+  auto i64c = [&](int64_t v) { return b_.getInt64(static_cast<uint64_t>(v)); };
+  loop(i64c(0), i64c(rows), [&](LV* r) {
+    LV* i = b_.CreateAdd(i0, r);
+    LV* row = b_.CreateInBoundsGEP(f32_, product, b_.CreateMul(r, i64c(pitch)));
+    loop(i64c(0), i64c(mm.result->type.shape[1]), [&](LV* j) {
+      std::vector<LV*> at{i, j};
+      Scalars val{{mm.result, b_.CreateLoad(f32_, b_.CreateInBoundsGEP(f32_, row, j))}};
+      for (size_t e = 0; e < ext.size(); ++e)
+        val[ext[e]] = load_element(ext[e]->type, ptrs[first + e], offset(at, strides[first + e]));
+      for (const ir::Node* n : epilogue) val[n->result] = scalar(*n, val);
+      for (size_t s = 0, o = first + ext.size(); s < stores.size(); ++s)
+        store_element(stores[s]->type, val.at(stores[s]), ptrs[o + s], offset(at, strides[o + s]));
+    });
+  });
+}
+
+void Lowerer::emit_row_product(const ir::Node& mm, LV* out, const std::vector<const ir::Node*>& epilogue,
+                               const std::vector<const ir::Value*>& stores) {
   const ProductShape ps = product_shape(mm);
   const int64_t N_ = ps.n, K_ = ps.k, a_i = ps.a_i, a_k = ps.a_k;
   auto i64c = [&](int64_t v) { return b_.getInt64(static_cast<uint64_t>(v)); };
@@ -126,13 +148,25 @@ void Lowerer::emit_row_product(const ir::Node& mm, LV* out) {
   for (int64_t l = 0; l < 16; ++l) lanes.push_back(b_.getInt1(l < tail));
   llvm::Constant* mask = llvm::ConstantVector::get(lanes);
   LV* zero = llvm::ConstantAggregateZero::get(vty);
+  // With an epilogue, each row goes to stack scratch (whole vectors: no masked stores) and the
+  // epilogue reads it from there while it is in L1; operands: A, B, the epilogue's, the stores.
+  const bool scratch = !epilogue.empty();
+  std::vector<const ir::Value*> ext = externals(epilogue);
+  std::erase(ext, mm.result);
   Operands ops;
   add_operand(ops, mm.inputs[0], {});
   add_operand(ops, mm.inputs[1], {});
-  ops.addrs.push_back(out);
+  if (scratch) {
+    for (const ir::Value* v : ext) add_operand(ops, v, broadcast_strides(v->type.shape, mm.result->type.shape));
+    for (const ir::Value* v : stores) add_operand(ops, v, contiguous_strides(mm.result->type.shape));
+  } else {
+    ops.addrs.push_back(out);
+  }
+  const int64_t pitch = (full + (tail > 0)) * 16;
   emit_loop_function(Space{{ps.m}, {}}, ops.addrs, false, [&](const std::vector<LV*>& ivs, const std::vector<LV*>& ptrs) {
     LV* a_row = b_.CreateInBoundsGEP(f32_, ptrs[0], b_.CreateMul(ivs[0], i64c(a_i)));
-    LV* c_row = b_.CreateInBoundsGEP(f32_, ptrs[2], b_.CreateMul(ivs[0], i64c(N_)));
+    LV* c_row = scratch ? entry_alloca(llvm::ArrayType::get(f32_, static_cast<uint64_t>(pitch)))
+                        : b_.CreateInBoundsGEP(f32_, ptrs[2], b_.CreateMul(ivs[0], i64c(N_)));
     // One vector of 16 columns starting at `col` (masked: the last `tail` ones).
     auto columns = [&](LV* col, bool masked) {
       auto load_b = [&](LV* k) {
@@ -152,13 +186,14 @@ void Lowerer::emit_row_product(const ir::Node& mm, LV* out) {
         acc = accumulate(K_, 1, {acc}, [&](LV* k, const Accumulators& a) { return Accumulators{term(k, a[0])}; })[0];
       }
       LV* dst = b_.CreateInBoundsGEP(f32_, c_row, col);
-      if (masked)
+      if (masked && !scratch)
         store_lanes(acc, dst, tail);
       else
         b_.CreateAlignedStore(acc, dst, llvm::Align(4));
     };
     if (full > 0) loop(i64c(0), i64c(full), [&](LV* jv) { columns(b_.CreateMul(jv, i64c(16)), false); });
     if (tail > 0) columns(i64c(full * 16), true);
+    if (scratch) emit_row_epilogue(mm, epilogue, ext, stores, ptrs, ops.strides, 2, ivs[0], 1, c_row, pitch);
   }, mm.result->batch != 0);
 }
 
@@ -271,10 +306,15 @@ void Lowerer::emit_packed_contraction(const ir::Node& mm, const std::vector<cons
   LV* packed = packed_[static_cast<size_t>(np.packing)];
   std::vector<const ir::Value*> ext = externals(epilogue);
   std::erase(ext, mm.result);
-  // The product's rows: the result itself, or padded rows in scratch when N is not a multiple of 16.
+  // The product's rows: the result itself (no epilogue, N a multiple of 16); else a tile's rows in
+  // stack scratch, read by the epilogue while in L1; for tiles too wide for that, the result or
+  // padded rows in the arena.
   const int64_t NP = (N_ + 15) / 16 * 16;
-  LV* product = np.padded_offset < 0 ? address(mm.result)
-                                     : b_.CreateConstInBoundsGEP1_64(i8_, arena_, static_cast<uint64_t>(np.padded_offset));
+  const bool direct = epilogue.empty() && stores.size() == 1 && stores[0] == mm.result && NP == N_;
+  const bool scratch = !direct && packed_tiles_in_scratch(NP);
+  LV* product = scratch                   ? llvm::ConstantPointerNull::get(ptr_)
+                : direct || np.padded_offset < 0 ? address(mm.result)
+                                                 : b_.CreateConstInBoundsGEP1_64(i8_, arena_, static_cast<uint64_t>(np.padded_offset));
   Operands ops;
   add_operand(ops, mm.inputs[0], {});
   for (LV* p : {packed, product}) {
@@ -283,7 +323,6 @@ void Lowerer::emit_packed_contraction(const ir::Node& mm, const std::vector<cons
   }
   for (const ir::Value* v : ext) add_operand(ops, v, broadcast_strides(v->type.shape, cs));
   for (const ir::Value* v : stores) add_operand(ops, v, contiguous_strides(cs));
-  const bool direct = epilogue.empty() && stores.size() == 1 && stores[0] == mm.result && NP == N_;
   const int64_t V = NP / 16;
   // Tiles as for 16 rows (measured on the seed MLP: tiles of 3 rows, which a row count such as 12
   // or 39 gave, were a third to half slower), then a tile per leftover row; the row count is the
@@ -295,6 +334,9 @@ void Lowerer::emit_packed_contraction(const ir::Node& mm, const std::vector<cons
   llvm::Function* fma = llvm::Intrinsic::getDeclaration(&module_, llvm::Intrinsic::fmuladd, {vty});
   // Rows [i0, i0 + mr) of C.
   auto tile = [&](LV* i0, const int64_t mr, const std::vector<LV*>& ptrs) {
+    // Where row i0 of the product goes (rows NP floats apart).
+    LV* rows = scratch ? static_cast<LV*>(entry_alloca(llvm::ArrayType::get(f32_, static_cast<uint64_t>(mr * NP))))
+                       : b_.CreateInBoundsGEP(f32_, ptrs[2], b_.CreateMul(i0, i64c(NP)));
     loop(i64c(0), i64c(V / NR), [&](LV* jt) {
       LV* col = b_.CreateMul(jt, i64c(NR * 16));  // first column of the tile
       // The k loop, U steps at a time, with the U*T accumulators in registers (all 0 when K is 0).
@@ -324,26 +366,13 @@ void Lowerer::emit_packed_contraction(const ir::Node& mm, const std::vector<cons
       for (int64_t t = 0; t < T; ++t)  // the U partial sums of each accumulator
         for (int64_t u = 1; u < U; ++u) next[t] = b_.CreateFAdd(next[t], next[u * T + t]);
       for (int64_t r = 0; r < mr; ++r) {
-        LV* row = b_.CreateInBoundsGEP(f32_, ptrs[2], b_.CreateAdd(b_.CreateMul(b_.CreateAdd(i0, i64c(r)), i64c(NP)), col));
+        LV* row = b_.CreateInBoundsGEP(f32_, rows, b_.CreateAdd(i64c(r * NP), col));
         for (int64_t c = 0; c < NR; ++c)
           b_.CreateAlignedStore(next[r * NR + c], b_.CreateConstInBoundsGEP1_64(f32_, row, static_cast<uint64_t>(c * 16)),
                                llvm::Align(4));
       }
     });
-    if (direct) return;
-    loop(i64c(0), i64c(mr), [&](LV* r) {
-      LV* i = b_.CreateAdd(i0, r);
-      LV* row = b_.CreateInBoundsGEP(f32_, ptrs[2], b_.CreateMul(i, i64c(NP)));
-      loop(i64c(0), i64c(N_), [&](LV* j) {
-        std::vector<LV*> at{i, j};
-        Scalars val{{mm.result, b_.CreateLoad(f32_, b_.CreateInBoundsGEP(f32_, row, j))}};
-        for (size_t e = 0; e < ext.size(); ++e)
-          val[ext[e]] = load_element(ext[e]->type, ptrs[3 + e], offset(at, ops.strides[3 + e]));
-        for (const ir::Node* n : epilogue) val[n->result] = scalar(*n, val);
-        for (size_t s = 0; s < stores.size(); ++s)
-          store_element(stores[s]->type, val.at(stores[s]), ptrs[3 + ext.size() + s], offset(at, ops.strides[3 + ext.size() + s]));
-      });
-    });
+    if (!direct) emit_row_epilogue(mm, epilogue, ext, stores, ptrs, ops.strides, 3, i0, mr, rows, NP);
   };
   auto rows = [&] { return extent(M_, rows_vary); };
   for (const int64_t mr : {MR, int64_t{1}}) {  // whole tiles, then the rows left (as many as MR - 1)

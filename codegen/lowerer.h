@@ -65,6 +65,7 @@ class Lowerer {
   void emit_output_copies();
   /// The commits not computed in place, copied into their targets (after the output copies).
   void emit_commits();
+  /// A stack slot in the entry block of the function being emitted.
   llvm::AllocaInst* entry_alloca(llvm::Type* t);
   /// A top-level op (a region of one) or region, as its plan says.
   void emit_planned(const ir::Node& n);
@@ -192,7 +193,18 @@ class Lowerer {
   void store_lanes(LV* v, LV* dst, int64_t count);
   /// C = A * B (row_product(): B as stored, [K, N]) into `out`: per row of C, vectors of 16
   /// columns (the last one masked) accumulate broadcast A(i,k) times B's row k.
-  void emit_row_product(const ir::Node& mm, LV* out);
+  /// With an `epilogue` (row_product_in_scratch()), `out` is unused: each row goes to stack
+  /// scratch and the epilogue (emit_row_epilogue) stores `stores` from it.
+  void emit_row_product(const ir::Node& mm, LV* out, const std::vector<const ir::Node*>& epilogue = {},
+                        const std::vector<const ir::Value*>& stores = {});
+  /// A contraction region's epilogue over `rows` rows of the product from row `i0`, their
+  /// products at `product` (`pitch` floats apart): per element, the epilogue's operands (`ext`,
+  /// operands from `first` on, element strides `strides`) loaded, its ops applied, `stores`
+  /// (the operands after those) stored; the loop along the row vectorizes.
+  void emit_row_epilogue(const ir::Node& mm, const std::vector<const ir::Node*>& epilogue,
+                         const std::vector<const ir::Value*>& ext, const std::vector<const ir::Value*>& stores,
+                         const std::vector<LV*>& ptrs, const std::vector<Shape>& strides, size_t first, LV* i0,
+                         int64_t rows, LV* product, int64_t pitch);
   /// C = A * B^T (dot_product(): A [M, K] and B [N, K] as stored) into `out`: per block of 8
   /// columns of C and row of A, 8 accumulators of 8 lanes along k (the last chunk masked), then
   /// one transposing reduction to the block's 8 sums (rows of B past N are not read).

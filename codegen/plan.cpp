@@ -158,6 +158,7 @@ bool inline_matmul(const ir::Node& n) {
   const Shape &a = n.inputs[0]->type.shape, &c = n.result->type.shape;
   if (a.size() != 2 || n.inputs[1]->type.shape.size() != 2) return false;
   const int64_t k = n.attrs.transpose_a ? a[0] : a[1];
+  if (!n.attrs.transpose_a && !n.attrs.transpose_b && k <= kSkinnyRowK && n.result->type.dtype == DType::kF32) return true;
   if (n.result->batch) return c[1] * k * kDynamicProductRows < rt::kDnnlMinMacs;
   return c[0] * c[1] * k < rt::kDnnlMinMacs;
 }
@@ -165,6 +166,10 @@ bool inline_matmul(const ir::Node& n) {
 bool row_product(const ir::Node& mm) {
   return inline_matmul(mm) && !mm.attrs.transpose_b && mm.result->type.dtype == DType::kF32 &&
          mm.inputs[0]->type.dtype == DType::kF32 && mm.inputs[1]->type.dtype == DType::kF32;
+}
+
+bool row_product_in_scratch(const ir::Node& mm) {
+  return row_product(mm) && (mm.result->type.shape[1] + 15) / 16 * 16 <= kRowScratchFloats;
 }
 
 bool dot_product(const ir::Node& mm) {
@@ -297,7 +302,7 @@ class Planner {
       return;
     }
     std::optional<rt::FusedMatmul> product = flat_product(mm);
-    if (!product || inline_matmul(mm)) return;
+    if (!product || inline_matmul(mm) || (skinny_over_param(mm) && packable(mm))) return;
     rt::FusedMatmul f = *product;
     if (f.m * f.n * f.k < rt::kDnnlMinMacs) return;  // a batch of rows too small for oneDNN: the runtime's loops
     const ir::Value *cur = mm.result, *bias = nullptr;
@@ -360,23 +365,39 @@ class Planner {
     return (bs.size() == 1 && bs[0] == n) || (bs.size() == 2 && bs[0] == 1 && bs[1] == n) ? bias : nullptr;
   }
 
-  /// Sweep 3. A small product whose transposed right operand is a parameter reads it packed [K, N]
-  /// (N padded with zero columns to whole 16-float vectors) and accumulates its rows in registers.
-  void plan_packed(const ir::Node& n) {
-    const bool candidate = n.kind == ir::NodeKind::kOp ? inline_matmul(n)
-                                                       : n.region == ir::RegionKind::kContraction &&
-                                                             region_inline(n) && inline_matmul(*n.body.front());
-    if (!candidate) return;
-    const ir::Node& mm = n.kind == ir::NodeKind::kOp ? n : *n.body.front();
+  /// A product over a transposed parameter with few terms per element (kSkinnyPackedK): the packed
+  /// kernel at any size, not oneDNN.
+  bool skinny_over_param(const ir::Node& mm) const {
+    if (mm.kind != ir::NodeKind::kOp || mm.op != ir::OpKind::Matmul || mm.attrs.transpose_a || !mm.attrs.transpose_b ||
+        !param_index_.count(mm.inputs[1]) || mm.result->type.dtype != DType::kF32)
+      return false;
+    const Shape &a = mm.inputs[0]->type.shape, &b = mm.inputs[1]->type.shape;
+    return a.size() == 2 && b.size() == 2 && a[1] <= kSkinnyPackedK;
+  }
+
+  /// True if the packed kernel may compute `mm` (inline_matmul or skinny_over_param said it should).
+  bool packable(const ir::Node& mm) const {
     const ir::Value* b = mm.inputs[1];
-    if (!mm.attrs.transpose_b || !param_index_.count(b)) return;
+    if (!mm.attrs.transpose_b || !param_index_.count(b)) return false;
     const int64_t m = mm.result->type.shape[0], cols = mm.result->type.shape[1], n_pad = (cols + 15) / 16 * 16;
     // Padding costs K/16 * (n_pad/n - 1) extra multiply-adds per output; a dot product along k instead
     // costs about 8 operations of horizontal sum. Long k and few columns (mlp's 256 -> 10) stay dots.
-    if (b->type.shape[1] * (n_pad - cols) > 8 * 16 * cols) return;
+    if (b->type.shape[1] * (n_pad - cols) > 8 * 16 * cols) return false;
     // Packing moves the whole weight; when it changes every call, that pays off only for enough rows.
-    if (options_.params_change && m < kPackRowsWhenParamsChange) return;
-    if (mm.result->batch && n_pad != cols) return;  // padded rows would be batched scratch: plain loops
+    if (options_.params_change && m < kPackRowsWhenParamsChange) return false;
+    return !(mm.result->batch && n_pad != cols);  // padded rows would be batched scratch: plain loops
+  }
+
+  /// Sweep 3. A small product whose transposed right operand is a parameter reads it packed [K, N]
+  /// (N padded with zero columns to whole 16-float vectors) and accumulates its rows in registers.
+  void plan_packed(const ir::Node& n) {
+    const ir::Node& mm = n.kind == ir::NodeKind::kOp ? n : *n.body.front();
+    const bool candidate = (n.kind == ir::NodeKind::kOp ||
+                            (n.region == ir::RegionKind::kContraction && region_inline(n))) &&
+                           (inline_matmul(mm) || skinny_over_param(mm));
+    if (!candidate || !packable(mm)) return;
+    const ir::Value* b = mm.inputs[1];
+    const int64_t m = mm.result->type.shape[0], cols = mm.result->type.shape[1], n_pad = (cols + 15) / 16 * 16;
     NodePlan np{Strategy::kPacked, -1, -1, std::nullopt};
     for (size_t i = 0; i < p_.packings.size(); ++i)
       if (p_.packings[i].param == param_index_.at(b) && !p_.packings[i].dnnl) np.packing = static_cast<int>(i);
@@ -384,7 +405,11 @@ class Planner {
       np.packing = static_cast<int>(p_.packings.size());
       p_.packings.push_back({param_index_.at(b), b->type.shape[0], b->type.shape[1], std::nullopt, std::nullopt});
     }
-    if (n_pad == cols) {
+    if (n.kind == ir::NodeKind::kOp && n_pad == cols) {
+      needs_memory(mm.result);  // written directly
+    } else if (packed_tiles_in_scratch(n_pad)) {
+      // the tile's rows go to stack scratch before the epilogue reads their first n columns
+    } else if (n_pad == cols) {
       needs_memory(mm.result);
     } else {  // the product's rows, n_pad apart, before the epilogue reads their first n columns
       np.padded_offset = p_.arena_bytes;
@@ -409,7 +434,8 @@ class Planner {
       np.strategy = Strategy::kRuntimeProduct;  // the runtime computes the product; the epilogue stays a loop
       call(*n.body.front());
     } else if (n.region == ir::RegionKind::kContraction &&
-               (row_product(*n.body.front()) || dot_product(*n.body.front()))) {
+               ((row_product(*n.body.front()) && !row_product_in_scratch(*n.body.front())) ||
+                dot_product(*n.body.front()))) {
       needs_memory(n.body.front()->result);  // the rows, before the epilogue loop reads them
     }
   }

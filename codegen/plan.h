@@ -56,7 +56,8 @@ std::string_view strategy_name(Strategy s);
 struct NodePlan {
   Strategy strategy = Strategy::kLoops;
   int packing = -1;             ///< kPacked: index into Plan::packings
-  int64_t padded_offset = -1;   ///< kPacked with N not a multiple of 16: arena offset of the padded rows
+  int64_t padded_offset = -1;   ///< kPacked, tiles too wide for stack scratch and N not a multiple
+                                ///< of 16: arena offset of the padded rows
   std::optional<DnnlProduct> dnnl;  ///< kDnnl
 };
 
@@ -122,13 +123,29 @@ bool exact_lowering(const ir::Node& n);
 bool inline_movement(const ir::Node& n);
 /// True if codegen emits loops for this reduction (f32 sum/max/min).
 bool inline_reduction(const ir::Node& n);
-/// True if codegen emits loops for this matrix product (2-D f32, small). A product whose rows scale
-/// with the batch (ir/batch.h) is judged per row: loops when n * k is small.
+/// True if codegen emits loops for this matrix product (2-D f32): a small one (a product whose rows
+/// scale with the batch, ir/batch.h, is judged per row: loops when n * k is small), or a row
+/// product with few terms per element (k <= kSkinnyRowK) however many rows it has.
 bool inline_matmul(const ir::Node& n);
+/// Terms per element (k) up to which a row product (row_product()) runs as loops at any size, and
+/// a product over a transposed parameter as the packed kernel: oneDNN's blocking over k gains
+/// nothing there (measured on the seed MLP's 512-row layers, Zen 5: its 20 -> 256 layer ran at the
+/// same speed in both), and the loops apply the region's epilogue to each row while it is in L1
+/// instead of in a second pass over the whole product in memory.
+inline constexpr int64_t kSkinnyRowK = 16;
+inline constexpr int64_t kSkinnyPackedK = 32;
+/// Floats of scratch on the stack for the product's rows before the epilogue reads them (a row
+/// product's row; a packed tile's rows, up to 4): wider products go through memory.
+inline constexpr int64_t kRowScratchFloats = 8192;
 /// True if an inline product (outside guard cones) runs as row updates: B is read as stored
 /// (not transposed), so each row of C is sum_k A(i,k) * B(k,:) over whole vectors of B's row
-/// (the product goes to memory first when its region has an epilogue).
+/// (with an epilogue, the row goes to stack scratch first when at most kRowScratchFloats wide,
+/// to memory otherwise).
 bool row_product(const ir::Node& mm);
+/// True if the packed kernel's tiles of `n_pad`-float rows go to stack scratch for the epilogue.
+inline bool packed_tiles_in_scratch(int64_t n_pad) { return 4 * n_pad <= kRowScratchFloats; }
+/// True if row product `mm`'s rows are computed into stack scratch for its region's epilogue.
+bool row_product_in_scratch(const ir::Node& mm);
 /// True if an inline product (outside guard cones) runs as blocked dot products: A as stored and
 /// B transposed, so C(i,j) sums A's row i times B's row j over vectors along k, eight columns of
 /// C at a time (the product goes to memory first when its region has an epilogue).

@@ -466,6 +466,57 @@ TEST_CASE("small products with a packed parameter: every tile shape equals eager
   }
 }
 
+TEST_CASE("products with few terms per element are loops at any size: the epilogue reads each row in cache, equal to eager") {
+  manual_seed(21);
+  NoGradGuard no_grad;
+  // A layer with 20 inputs (k <= kSkinnyPackedK) over a packed weight, at batch sizes oneDNN
+  // would take: whole tiles, a leftover row, padded columns (10, 33).
+  for (int64_t units : {256, 10, 33}) {
+    nn::Dense dense(units, "relu");
+    dense.initialize();
+    for (int64_t batch : {300, 301}) {
+      CAPTURE(units);
+      CAPTURE(batch);
+      Tensor x = uniform(-1, 1, {batch, 20});
+      dense(x);
+      CompiledTrace c = compile(trace(dense, x));
+      CHECK(c.executable().plan().with(codegen::Strategy::kPacked).size() == 1);
+      CHECK(c.executable().plan().with(codegen::Strategy::kDnnl).empty());
+      check_near(c.run({x}).outputs.at(0), dense(x), Tol{1e-5, 1e-6});
+    }
+  }
+  // A ReLU gradient's shape: g [m, k] times W [k, n] (k <= kSkinnyRowK, B as stored), masked by
+  // h > 0. The mask's operand h is computed in the graph and read last by the epilogue (so the
+  // result takes its bytes). NaN and infinities in g and h, +-0 in h; n past a vector (37, 16
+  // per vector) and past the stack scratch (8200 columns: through memory).
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  for (auto [m, k, n] : {std::tuple<int64_t, int64_t, int64_t>{300, 10, 37}, {257, 16, 256}, {3, 4, 8200}}) {
+    CAPTURE(m);
+    CAPTURE(n);
+    std::vector<float> g = uniform(-1, 1, {m, k}).to_vector(), pre = uniform(-1, 1, {m, n}).to_vector();
+    g[3] = inf;
+    g[static_cast<size_t>(k + 1)] = nan;
+    pre[0] = -0.0f;
+    pre[1] = 0.0f;
+    pre[2] = nan;
+    pre[static_cast<size_t>(n)] = -inf;
+    const V in{tensor(g, {m, k}), uniform(-1, 1, {k, n}), tensor(pre, {m, n})};
+    auto body = [](const V& v) {
+      const Tensor h = relu(v[2]);
+      const Tensor s = h.sum({0});  // read before the product's epilogue, which reads h last
+      return V{matmul(v[0], v[1]) * (h > zeros({})).to(DType::kF32), s};
+    };
+    CompiledTrace c = compile(trace("masked", body, in));
+    CHECK(c.executable().plan().with(codegen::Strategy::kDnnl).empty());
+    CHECK(c.executable().plan().with(codegen::Strategy::kRuntimeProduct).empty());
+    GraphRun compiled = c.run(in);
+    REQUIRE(compiled.guards_hold);
+    const V eager = body(in);
+    check_near(compiled.outputs.at(0), eager[0], Tol{1e-5, 1e-6});
+    check_near(compiled.outputs.at(1), eager[1], Tol{1e-5, 1e-6});
+  }
+}
+
 TEST_CASE("reductions over an empty axis compiled: +0 for sum (not the accumulator's -0), 1 for prod") {
   const V in{zeros({3, 0})};
   Trace t = trace("empty", [](const V& v) { return V{v[0].sum({1}), prod(v[0], {1})}; }, in);
