@@ -57,7 +57,9 @@ TrainResult train_classifier(nn::Block& net, const ClassificationTask& task, con
   nn::TrainStep whole(net, nn::cross_entropy, *opt, compiled);
   TrainResult r;
   const auto t0 = std::chrono::steady_clock::now();
+  std::vector<double> step_seconds;
   for (int step = 1; step <= o.steps; ++step) {
+    const auto s0 = std::chrono::steady_clock::now();
     Tensor loss;
     if (o.mode == "step") {
       loss = whole(task.x, task.y);
@@ -74,11 +76,16 @@ TrainResult train_classifier(nn::Block& net, const ClassificationTask& task, con
       loss.backward();
       opt->step();
     }
+    step_seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - s0).count());
     if (step == 1) r.first_loss = l;
     r.final_loss = l;
     if (on_log && (step % o.log_every == 0 || step == o.steps || step == 1)) on_log(step, l);
   }
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (!step_seconds.empty()) {
+    std::nth_element(step_seconds.begin(), step_seconds.begin() + step_seconds.size() / 2, step_seconds.end());
+    r.median_step_seconds = step_seconds[step_seconds.size() / 2];
+  }
   r.compiled_steps = o.mode == "step" ? whole.stats().compiled_hits : o.mode == "hybridize" ? net.stats().compiled_hits : 0;
   r.compile_ms = o.mode == "step" ? whole.stats().compile_ms : o.mode == "hybridize" ? net.stats().compile_ms : 0;
   if (o.mode == "hybridize") net.hybridize(false);

@@ -36,6 +36,7 @@ struct TrainResult {
   double first_loss = 0, final_loss = 0;
   double accuracy = 0;  ///< on the training set, after the last step
   double seconds = 0;   ///< in the steps (compiling included)
+  double median_step_seconds = 0;  ///< the median step (steady state: tracing and compiling are in a few steps)
   int64_t compiled_steps = 0;  ///< steps whose forward and backward ran compiled code
   double compile_ms = 0;       ///< of `seconds`, the time spent optimizing and in LLVM
 };

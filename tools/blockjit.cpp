@@ -339,10 +339,13 @@ int train(const bj::cli::Command& c) {
     bj::examples::TrainOptions eager = o;
     eager.mode = "eager";
     auto e = bj::examples::train_classifier(*twin, task, eager);
-    // Short runs are dominated by compiling: the ratio without it too.
-    const double run_s = std::max(r.seconds - 1e-3 * r.compile_ms, 1e-9);
-    fmt::print("eager: {:.1f} steps/s, final loss {:.4f}; compiled/eager speed: {:.2f}x ({:.2f}x without compiling)\n",
-               o.steps / e.seconds, e.final_loss, e.seconds / r.seconds, e.seconds / run_s);
+    // Short runs are dominated by tracing and compiling, which take a few steps: the ratio of the
+    // median steps too (the steady state).
+    fmt::print("eager: {:.1f} steps/s, final loss {:.4f}; compiled/eager speed: {:.2f}x in all, {:.2f}x per step "
+               "(medians: eager {:.1f} us, compiled {:.1f} us)\n",
+               o.steps / e.seconds, e.final_loss, e.seconds / r.seconds,
+               e.median_step_seconds / std::max(r.median_step_seconds, 1e-12), 1e6 * e.median_step_seconds,
+               1e6 * r.median_step_seconds);
   }
   return 0;
 }
