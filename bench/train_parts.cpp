@@ -1,5 +1,5 @@
 // Where a training step's time goes, for the seed MLP at batch 2 (or
-// --batch N; one thread): the eager step, the hybridized step, and the parts
+// --batch N; one thread, or --threads T): the eager step, the hybridized step, and the parts
 // of the hybridized one, with plain SGD as `blockjit bench --train` times it.
 // Medians of interleaved rounds; run on a quiet machine.
 #include <fmt/format.h>
@@ -29,14 +29,16 @@ double once(const std::function<void()>& f, int calls) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // --only K: time part K alone (for a profiler), 100x longer. --batch N: the batch size.
+  // --only K: time part K alone (for a profiler), 100x longer. --batch N: the batch size. --threads T.
   int only = -1;
   int64_t batch = 2;
+  int threads = 1;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (std::string(argv[i]) == "--only") only = std::stoi(argv[i + 1]);
     if (std::string(argv[i]) == "--batch") batch = std::stoll(argv[i + 1]);
+    if (std::string(argv[i]) == "--threads") threads = std::stoi(argv[i + 1]);
   }
-  rt::set_num_threads(1);
+  rt::set_num_threads(threads);
   manual_seed(0);
   examples::MLP net;
   net.initialize();

@@ -163,37 +163,46 @@ void Lowerer::emit_row_product(const ir::Node& mm, LV* out, const std::vector<co
     ops.addrs.push_back(out);
   }
   const int64_t pitch = (full + (tail > 0)) * 16;
-  emit_loop_function(Space{{ps.m}, {}}, ops.addrs, false, [&](const std::vector<LV*>& ivs, const std::vector<LV*>& ptrs) {
-    LV* a_row = b_.CreateInBoundsGEP(f32_, ptrs[0], b_.CreateMul(ivs[0], i64c(a_i)));
-    LV* c_row = scratch ? entry_alloca(llvm::ArrayType::get(f32_, static_cast<uint64_t>(pitch)))
-                        : b_.CreateInBoundsGEP(f32_, ptrs[2], b_.CreateMul(ivs[0], i64c(N_)));
-    // One vector of 16 columns starting at `col` (masked: the last `tail` ones).
+  // Two rows at a time where the row count is fixed and even: each load of B's row serves both.
+  const int64_t R = !mm.result->batch && ps.m % 2 == 0 ? 2 : 1;
+  emit_loop_function(Space{{ps.m / R}, {}}, ops.addrs, false, [&](const std::vector<LV*>& ivs, const std::vector<LV*>& ptrs) {
+    LV* i0 = b_.CreateMul(ivs[0], i64c(R));
+    LV* rows = scratch ? static_cast<LV*>(entry_alloca(llvm::ArrayType::get(f32_, static_cast<uint64_t>(R * pitch))))
+                       : b_.CreateInBoundsGEP(f32_, ptrs[2], b_.CreateMul(i0, i64c(N_)));
+    std::vector<LV*> a_rows, c_rows;
+    for (int64_t r = 0; r < R; ++r) {
+      a_rows.push_back(b_.CreateInBoundsGEP(f32_, ptrs[0], b_.CreateMul(b_.CreateAdd(i0, i64c(r)), i64c(a_i))));
+      c_rows.push_back(b_.CreateConstInBoundsGEP1_64(f32_, rows, static_cast<uint64_t>(r * (scratch ? pitch : N_))));
+    }
+    // One vector of 16 columns starting at `col` (masked: the last `tail` ones), for each row.
     auto columns = [&](LV* col, bool masked) {
-      auto load_b = [&](LV* k) {
+      auto term = [&](LV* k, Accumulators acc) {
         LV* p = b_.CreateInBoundsGEP(f32_, ptrs[1], b_.CreateAdd(b_.CreateMul(k, i64c(N_)), col));
-        return masked ? static_cast<LV*>(b_.CreateMaskedLoad(vty, p, llvm::Align(4), mask, zero))
-                      : static_cast<LV*>(b_.CreateAlignedLoad(vty, p, llvm::Align(4)));
+        LV* b = masked ? static_cast<LV*>(b_.CreateMaskedLoad(vty, p, llvm::Align(4), mask, zero))
+                       : static_cast<LV*>(b_.CreateAlignedLoad(vty, p, llvm::Align(4)));
+        for (int64_t r = 0; r < R; ++r) {
+          LV* a = b_.CreateLoad(f32_, b_.CreateInBoundsGEP(f32_, a_rows[static_cast<size_t>(r)], b_.CreateMul(k, i64c(a_k))));
+          acc[static_cast<size_t>(r)] = b_.CreateCall(fma, {b_.CreateVectorSplat(16, a), b, acc[static_cast<size_t>(r)]});
+        }
+        return acc;
       };
-      auto term = [&](LV* k, LV* acc) -> LV* {
-        LV* a = b_.CreateLoad(f32_, b_.CreateInBoundsGEP(f32_, a_row, b_.CreateMul(k, i64c(a_k))));
-        LV* b = load_b(k);
-        return b_.CreateCall(fma, {b_.CreateVectorSplat(16, a), b, acc});
-      };
-      LV* acc = zero;
+      Accumulators acc(static_cast<size_t>(R), zero);
       if (K_ <= kUnrolledK) {
         for (int64_t k = 0; k < K_; ++k) acc = term(i64c(k), acc);
       } else {
-        acc = accumulate(K_, 1, {acc}, [&](LV* k, const Accumulators& a) { return Accumulators{term(k, a[0])}; })[0];
+        acc = accumulate(K_, 1, acc, term);
       }
-      LV* dst = b_.CreateInBoundsGEP(f32_, c_row, col);
-      if (masked && !scratch)
-        store_lanes(acc, dst, tail);
-      else
-        b_.CreateAlignedStore(acc, dst, llvm::Align(4));
+      for (int64_t r = 0; r < R; ++r) {
+        LV* dst = b_.CreateInBoundsGEP(f32_, c_rows[static_cast<size_t>(r)], col);
+        if (masked && !scratch)
+          store_lanes(acc[static_cast<size_t>(r)], dst, tail);
+        else
+          b_.CreateAlignedStore(acc[static_cast<size_t>(r)], dst, llvm::Align(4));
+      }
     };
     if (full > 0) loop(i64c(0), i64c(full), [&](LV* jv) { columns(b_.CreateMul(jv, i64c(16)), false); });
     if (tail > 0) columns(i64c(full * 16), true);
-    if (scratch) emit_row_epilogue(mm, epilogue, ext, stores, ptrs, ops.strides, 2, ivs[0], 1, c_row, pitch);
+    if (scratch) emit_row_epilogue(mm, epilogue, ext, stores, ptrs, ops.strides, 2, i0, R, rows, pitch);
   }, mm.result->batch != 0);
 }
 

@@ -488,9 +488,10 @@ TEST_CASE("products with few terms per element are loops at any size: the epilog
   // A ReLU gradient's shape: g [m, k] times W [k, n] (k <= kSkinnyRowK, B as stored), masked by
   // h > 0. The mask's operand h is computed in the graph and read last by the epilogue (so the
   // result takes its bytes). NaN and infinities in g and h, +-0 in h; n past a vector (37, 16
-  // per vector) and past the stack scratch (8200 columns: through memory).
+  // per vector) and past the stack scratch (8200 columns: through memory); even and odd row
+  // counts (rows in pairs, or one at a time).
   const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
-  for (auto [m, k, n] : {std::tuple<int64_t, int64_t, int64_t>{300, 10, 37}, {257, 16, 256}, {3, 4, 8200}}) {
+  for (auto [m, k, n] : {std::tuple<int64_t, int64_t, int64_t>{300, 10, 37}, {257, 16, 256}, {3, 4, 8200}, {4, 3, 8200}}) {
     CAPTURE(m);
     CAPTURE(n);
     std::vector<float> g = uniform(-1, 1, {m, k}).to_vector(), pre = uniform(-1, 1, {m, n}).to_vector();
