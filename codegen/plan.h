@@ -134,8 +134,8 @@ bool inline_matmul(const ir::Node& n);
 /// instead of in a second pass over the whole product in memory.
 inline constexpr int64_t kSkinnyRowK = 16;
 inline constexpr int64_t kSkinnyPackedK = 32;
-/// Floats of scratch on the stack for the product's rows before the epilogue reads them (a row
-/// product's row; a packed tile's rows, up to 4): wider products go through memory.
+/// Floats of scratch on the stack per row of a product before the epilogue reads it (a row
+/// product computes one or two rows at a time, a packed tile up to 4): wider rows go through memory.
 inline constexpr int64_t kRowScratchFloats = 8192;
 /// True if an inline product (outside guard cones) runs as row updates: B is read as stored
 /// (not transposed), so each row of C is sum_k A(i,k) * B(k,:) over whole vectors of B's row
