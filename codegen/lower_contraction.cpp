@@ -28,6 +28,7 @@ void Lowerer::emit_contraction(const std::vector<const ir::Node*>& body, const s
   std::vector<const ir::Node*> epilogue(body.begin() + 1, body.end());
   const Shape& cs = mm.result->type.shape;
   if (!exact && row_product_in_scratch(mm) && !epilogue.empty()) return emit_row_product(mm, nullptr, epilogue, stores);
+  if (!exact && narrow_dot(mm)) return emit_narrow_dot(mm, epilogue, stores);
   if (!exact && (row_product(mm) || dot_product(mm))) {
     if (row_product(mm))
       emit_row_product(mm, address(mm.result));
@@ -277,6 +278,92 @@ void Lowerer::emit_dot_product(const ir::Node& mm, LV* out) {
     emit_loop_function(Space{{1}, {}}, ops.addrs, false, [&](const std::vector<LV*>&, const std::vector<LV*>& ptrs) {
       block(ptrs, i64c(full * W), tail);
     });
+}
+
+LV* Lowerer::column_sums(const std::vector<LV*>& v) {
+  // Each round adds pairs of vectors' halves, so a vector's lanes hold ever shorter runs of
+  // partial sums of ever more columns; `col` tracks which column each lane's run sums.
+  std::vector<LV*> cur = v;
+  std::vector<std::vector<int>> col(16, std::vector<int>(16));
+  for (int c = 0; c < 16; ++c) std::fill(col[c].begin(), col[c].end(), c);
+  for (int h = 8; h >= 1; h /= 2) {
+    std::vector<LV*> next;
+    std::vector<std::vector<int>> next_col;
+    for (size_t p = 0; p + 1 < cur.size(); p += 2) {
+      std::vector<int> lo(16), hi(16), c(16);
+      for (int l = 0; l < 16; ++l) {
+        const int q = l / h, o = l % h, from = (q / 2) * 2 * h + o;
+        lo[l] = (q % 2 ? 16 : 0) + from;
+        hi[l] = lo[l] + h;
+        c[l] = col[p + q % 2][from];
+      }
+      next.push_back(b_.CreateFAdd(b_.CreateShuffleVector(cur[p], cur[p + 1], lo),
+                                   b_.CreateShuffleVector(cur[p], cur[p + 1], hi)));
+      next_col.push_back(c);
+    }
+    cur = next;
+    col = next_col;
+  }
+  std::vector<int> order(16);
+  for (int l = 0; l < 16; ++l) order[col[0][l]] = l;
+  return b_.CreateShuffleVector(cur[0], cur[0], order);
+}
+
+void Lowerer::emit_narrow_dot(const ir::Node& mm, const std::vector<const ir::Node*>& epilogue,
+                              const std::vector<const ir::Value*>& stores) {
+  const ProductShape ps = product_shape(mm);
+  const int64_t N_ = ps.n, K_ = ps.k;
+  auto i64c = [&](int64_t v) { return b_.getInt64(static_cast<uint64_t>(v)); };
+  auto* vty = llvm::FixedVectorType::get(f32_, 16);
+  llvm::Function* fma = llvm::Intrinsic::getDeclaration(&module_, llvm::Intrinsic::fmuladd, {vty});
+  LV* zero = llvm::ConstantAggregateZero::get(vty);
+  std::vector<llvm::Constant*> lanes;
+  for (int64_t l = 0; l < 16; ++l) lanes.push_back(b_.getInt1(l < K_ % 16));
+  llvm::Constant* k_mask = llvm::ConstantVector::get(lanes);
+  std::vector<const ir::Value*> ext = externals(epilogue);
+  std::erase(ext, mm.result);
+  Operands ops;  // A, B, the epilogue's operands, the stores
+  add_operand(ops, mm.inputs[0], {});
+  add_operand(ops, mm.inputs[1], {});
+  for (const ir::Value* v : ext) add_operand(ops, v, broadcast_strides(v->type.shape, mm.result->type.shape));
+  for (const ir::Value* v : stores) add_operand(ops, v, contiguous_strides(mm.result->type.shape));
+  // Two rows at a time (each load of B serves both) while their accumulators fit in registers.
+  const int64_t R = !mm.result->batch && ps.m % 2 == 0 && N_ <= 12 ? 2 : 1;
+  emit_loop_function(Space{{ps.m / R}, {}}, ops.addrs, false, [&](const std::vector<LV*>& ivs, const std::vector<LV*>& ptrs) {
+    LV* i0 = b_.CreateMul(ivs[0], i64c(R));
+    std::vector<LV*> a_rows, b_rows;
+    for (int64_t r = 0; r < R; ++r)
+      a_rows.push_back(b_.CreateInBoundsGEP(f32_, ptrs[0], b_.CreateMul(b_.CreateAdd(i0, i64c(r)), i64c(K_))));
+    for (int64_t j = 0; j < N_; ++j) b_rows.push_back(b_.CreateConstInBoundsGEP1_64(f32_, ptrs[1], static_cast<uint64_t>(j * K_)));
+    auto load = [&](LV* row, LV* k, bool masked) -> LV* {
+      LV* p = b_.CreateInBoundsGEP(f32_, row, k);
+      return masked ? static_cast<LV*>(b_.CreateMaskedLoad(vty, p, llvm::Align(4), k_mask, zero))
+                    : static_cast<LV*>(b_.CreateAlignedLoad(vty, p, llvm::Align(4)));
+    };
+    auto step = [&](LV* k, Accumulators acc, bool masked) {
+      std::vector<LV*> a;
+      for (int64_t r = 0; r < R; ++r) a.push_back(load(a_rows[static_cast<size_t>(r)], k, masked));
+      for (int64_t j = 0; j < N_; ++j) {
+        LV* b = load(b_rows[static_cast<size_t>(j)], k, masked);
+        for (int64_t r = 0; r < R; ++r) {
+          LV*& sum = acc[static_cast<size_t>(r * N_ + j)];
+          sum = b_.CreateCall(fma, {a[static_cast<size_t>(r)], b, sum});
+        }
+      }
+      return acc;
+    };
+    Accumulators acc(static_cast<size_t>(R * N_), zero);
+    acc = accumulate(K_ / 16 * 16, 16, acc, [&](LV* k, const Accumulators& a) { return step(k, a, false); });
+    if (K_ % 16) acc = step(i64c(K_ / 16 * 16), acc, true);
+    LV* sums = entry_alloca(llvm::ArrayType::get(f32_, static_cast<uint64_t>(R * 16)));
+    for (int64_t r = 0; r < R; ++r) {
+      std::vector<LV*> v(16, zero);
+      for (int64_t j = 0; j < N_; ++j) v[static_cast<size_t>(j)] = acc[static_cast<size_t>(r * N_ + j)];
+      b_.CreateAlignedStore(column_sums(v), b_.CreateConstInBoundsGEP1_64(f32_, sums, static_cast<uint64_t>(r * 16)),
+                            llvm::Align(4));
+    }
+    emit_row_epilogue(mm, epilogue, ext, stores, ptrs, ops.strides, 2, i0, R, sums, 16);
+  }, mm.result->batch != 0);
 }
 
 namespace {

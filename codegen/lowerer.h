@@ -209,6 +209,14 @@ class Lowerer {
   /// columns of C and row of A, 8 accumulators of 8 lanes along k (the last chunk masked), then
   /// one transposing reduction to the block's 8 sums (rows of B past N are not read).
   void emit_dot_product(const ir::Node& mm, LV* out);
+  /// C = A * B^T for narrow_dot() products, then the region's epilogue (or C stored): per row
+  /// (or pair of rows), one 16-lane accumulator per column along k (the last chunk masked), then
+  /// column_sums to the row's sums in stack scratch, read by emit_row_epilogue.
+  void emit_narrow_dot(const ir::Node& mm, const std::vector<const ir::Node*>& epilogue,
+                       const std::vector<const ir::Value*>& stores);
+  /// The 16 horizontal sums of 16 vectors as one vector (lane j the sum of v[j]): four rounds
+  /// adding shuffled halves, then one permute putting the columns in order.
+  LV* column_sums(const std::vector<LV*>& v);
   /// C = A * B with B packed as [K, N16] (N padded to a multiple of 16): a register-blocked
   /// kernel. Each tile of MR rows x NR 16-float vectors keeps its MR*NR
   /// accumulators in registers over the k loop (one broadcast of A and one

@@ -160,6 +160,9 @@ bool inline_matmul(const ir::Node& n) {
   const int64_t k = n.attrs.transpose_a ? a[0] : a[1];
   if (!n.attrs.transpose_a && !n.attrs.transpose_b && k <= kSkinnyRowK && n.result->type.dtype == DType::kF32) return true;
   if (n.result->batch) return c[1] * k * kDynamicProductRows < rt::kDnnlMinMacs;
+  if (!n.attrs.transpose_a && n.attrs.transpose_b && c[1] <= kNarrowDotN && k >= 16 &&
+      c[0] * c[1] * k < rt::kDnnlParallelMacs && n.result->type.dtype == DType::kF32)
+    return true;
   return c[0] * c[1] * k < rt::kDnnlMinMacs;
 }
 
@@ -175,6 +178,10 @@ bool row_product_in_scratch(const ir::Node& mm) {
 bool dot_product(const ir::Node& mm) {
   return inline_matmul(mm) && mm.attrs.transpose_b && !mm.attrs.transpose_a && mm.result->type.dtype == DType::kF32 &&
          mm.inputs[0]->type.dtype == DType::kF32 && mm.inputs[1]->type.dtype == DType::kF32;
+}
+
+bool narrow_dot(const ir::Node& mm) {
+  return dot_product(mm) && mm.result->type.shape[1] <= kNarrowDotN && mm.inputs[0]->type.shape[1] >= 16;
 }
 
 std::string_view strategy_name(Strategy s) {
@@ -435,7 +442,7 @@ class Planner {
       call(*n.body.front());
     } else if (n.region == ir::RegionKind::kContraction &&
                ((row_product(*n.body.front()) && !row_product_in_scratch(*n.body.front())) ||
-                dot_product(*n.body.front()))) {
+                (dot_product(*n.body.front()) && !narrow_dot(*n.body.front())))) {
       needs_memory(n.body.front()->result);  // the rows, before the epilogue loop reads them
     }
   }

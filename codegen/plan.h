@@ -146,6 +146,14 @@ bool row_product(const ir::Node& mm);
 inline bool packed_tiles_in_scratch(int64_t n_pad) { return 4 * n_pad <= kRowScratchFloats; }
 /// True if row product `mm`'s rows are computed into stack scratch for its region's epilogue.
 bool row_product_in_scratch(const ir::Node& mm);
+/// Columns up to which a product of A and a transposed B ([N, K], both as stored) with k >= 16 runs
+/// as narrow_dot loops at any size oneDNN would run on one thread (kDnnlParallelMacs): a layer
+/// onto 10 classes, where oneDNN wastes most of its 16-column vectors.
+inline constexpr int64_t kNarrowDotN = 16;
+/// True if dot product `mm` (dot_product()) has at most kNarrowDotN columns and k >= 16: each row
+/// (two at a time for at most 12 columns) keeps one 16-lane accumulator per column along k, then
+/// one transposing reduction gives the row's sums (Lowerer::emit_narrow_dot).
+bool narrow_dot(const ir::Node& mm);
 /// True if an inline product (outside guard cones) runs as blocked dot products: A as stored and
 /// B transposed, so C(i,j) sums A's row i times B's row j over vectors along k, eight columns of
 /// C at a time (the product goes to memory first when its region has an epilogue).

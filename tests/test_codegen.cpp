@@ -466,7 +466,7 @@ TEST_CASE("small products with a packed parameter: every tile shape equals eager
   }
 }
 
-TEST_CASE("products with few terms per element are loops at any size: the epilogue reads each row in cache, equal to eager") {
+TEST_CASE("products with few terms per element or few columns are loops at any size: the epilogue reads each row in cache, equal to eager") {
   manual_seed(21);
   NoGradGuard no_grad;
   // A layer with 20 inputs (k <= kSkinnyPackedK) over a packed weight, at batch sizes oneDNN
@@ -515,6 +515,32 @@ TEST_CASE("products with few terms per element are loops at any size: the epilog
     const V eager = body(in);
     check_near(compiled.outputs.at(0), eager[0], Tol{1e-5, 1e-6});
     check_near(compiled.outputs.at(1), eager[1], Tol{1e-5, 1e-6});
+  }
+  // Few columns of A times a transposed B, both inputs (narrow_dot): 16-lane sums along k, each
+  // row's columns summed by one transposing reduction; with an epilogue (tanh of a bias add) and
+  // without; k with and without a tail, rows in pairs (at most 12 columns, even rows) or one by one.
+  for (auto [m, k, n] : {std::tuple<int64_t, int64_t, int64_t>{300, 256, 10}, {301, 17, 12}, {300, 33, 13}, {64, 16, 16},
+                         {300, 40, 1}}) {
+    CAPTURE(m);
+    CAPTURE(k);
+    CAPTURE(n);
+    std::vector<float> a = uniform(-1, 1, {m, k}).to_vector();
+    a[5] = nan;  // row 0: every column NaN
+    a[static_cast<size_t>(k + 2)] = inf;
+    const V in{tensor(a, {m, k}), uniform(-1, 1, {n, k}), uniform(-1, 1, {n})};
+    for (bool with_epilogue : {true, false}) {
+      CAPTURE(with_epilogue);
+      auto body = [&](const V& v) {
+        const Tensor p = matmul(v[0], v[1], false, true);
+        return V{with_epilogue ? tanh(p + v[2]) : p};
+      };
+      CompiledTrace c = compile(trace("narrow", body, in));
+      CHECK(c.executable().plan().with(codegen::Strategy::kDnnl).empty());
+      CHECK(c.executable().plan().with(codegen::Strategy::kRuntimeProduct).empty());
+      GraphRun compiled = c.run(in);
+      REQUIRE(compiled.guards_hold);
+      check_near(compiled.outputs.at(0), body(in)[0], Tol{1e-5, 1e-5});
+    }
   }
 }
 
